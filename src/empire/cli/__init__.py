@@ -1,0 +1,70 @@
+"""The ``empire`` command line.
+
+One module per command group (``empire.cli.<group>``), each exposing ``register(subparsers)``;
+this module only assembles them and turns classified errors into one-line messages and exit codes.
+Command modules import heavy libraries (scikit-learn, SQLAlchemy) inside their handlers so that
+``empire --help`` stays fast.
+
+Exit codes: 0 success, 1 the command ran but found a problem (for example a failed check),
+2 bad input or configuration (``ConfigError``/``PermanentError``), 3 a temporary failure
+(database unreachable, peer down): try again later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from empire.errors import EmpireError, TemporaryError
+
+__all__ = ["build_parser", "main"]
+
+# Command groups in the order `empire --help` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("version",)
+
+EPILOG = """\
+examples:
+  empire policy validate policy.yaml     check a policy file; one 'path: message' line per error
+  empire policy show policy.yaml         the effective policy, defaults filled in
+  empire db upgrade                      create or migrate the state database
+
+settings come from EMPIRE_* environment variables (see 'empire config show')."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="empire",
+        description="Autonomous controller for an AI-music operation: scale, generate, retier, alert.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"empire.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except TemporaryError as exc:
+        print(f"empire: temporary failure: {exc}", file=sys.stderr)
+        return 3
+    except EmpireError as exc:
+        print(f"empire: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -23,7 +23,12 @@ from empire.errors import EmpireError, TemporaryError
 __all__ = ["build_parser", "main"]
 
 # Command groups in the order `empire --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("version",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "version",
+    "config",
+    "policy",
+    "db",
+)
 
 EPILOG = """\
 examples:

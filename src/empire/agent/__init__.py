@@ -1,0 +1,1 @@
+"""The agent: observe -> decide -> stabilize -> execute -> record, and the adapters it acts through."""

@@ -1,0 +1,68 @@
+"""`empire db upgrade|status`: create or migrate the state database."""
+
+from __future__ import annotations
+
+import argparse
+
+import anyio
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "db",
+        help="create or migrate the state database",
+        description="Manage the state database (EMPIRE_DATABASE_URL; default SQLite in EMPIRE_DATA_DIR).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  empire db upgrade                                              # embedded SQLite
+  EMPIRE_DATABASE_URL=postgresql://empire:...@db/empire empire db upgrade""",
+    )
+    psub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
+    psub.required = True
+    u = psub.add_parser("upgrade", help="migrate to the newest schema (safe to repeat)")
+    u.add_argument("--revision", default="head", help="target revision (default: head)")
+    u.set_defaults(func=upgrade)
+    s = psub.add_parser("status", help="print the database URL (password masked) and schema revision")
+    s.set_defaults(func=status)
+
+
+def upgrade(args: argparse.Namespace) -> int:
+    from empire.config import load_settings, mask_url
+    from empire.state import Database
+
+    settings = load_settings()
+    url = settings.database_url_value
+
+    async def go() -> str | None:
+        db = await Database.open(url, migrate=False)
+        try:
+            await db.upgrade(args.revision)
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    rev = anyio.run(go)
+    print(f"{mask_url(url)}: at revision {rev}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from empire.config import load_settings, mask_url
+    from empire.state import Database
+    from empire.state.migrations import head_revision
+
+    settings = load_settings()
+    url = settings.database_url_value
+
+    async def go() -> str | None:
+        db = await Database.open(url, migrate=False)
+        try:
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    rev = anyio.run(go)
+    head = head_revision()
+    state = "up to date" if rev == head else f"behind (newest is {head}; run 'empire db upgrade')"
+    print(f"{mask_url(url)}: revision {rev or 'none'}, {state}")
+    return 0 if rev == head else 1

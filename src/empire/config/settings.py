@@ -1,0 +1,172 @@
+"""Process settings: where state lives and how to reach peers. Read once, frozen, validated.
+
+Settings are *deployment* facts (database URL, Prometheus address, credentials) and differ per
+environment; the *policy* (what to scale and how) is operator intent and lives in policy YAML or
+the EmpireConfig resource. Sources, highest first: `EMPIRE_*` environment variables (nested with
+`__`, e.g. `EMPIRE_PROMETHEUS__URL`), then the YAML file named by `EMPIRE_CONFIG_FILE`, then
+defaults. Credentials are `SecretStr`: they print as `**********` in reprs, logs and `empire config
+show`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from empire.errors import ConfigError
+
+__all__ = ["KubernetesSettings", "PrometheusSettings", "Settings", "load_settings", "mask_url"]
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "empire"
+
+
+def mask_url(url: str) -> str:
+    """`postgresql+asyncpg://app:secret@host/db` -> `postgresql+asyncpg://app:***@host/db`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PrometheusSettings(_Section):
+    url: str | None = Field(default=None, description="base URL, e.g. http://prometheus:9090")
+    bearer_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = Field(default=10.0, gt=0, description="seconds per request")
+    retries: int = Field(default=2, ge=0)
+    verify_tls: bool = True
+
+
+class KubernetesSettings(_Section):
+    mode: Literal["auto", "in_cluster", "kubeconfig", "disabled"] = Field(
+        default="auto", description="auto: in-cluster when a service-account token exists, else kubeconfig"
+    )
+    kubeconfig: Path | None = Field(default=None, description="default: $KUBECONFIG or ~/.kube/config")
+    context: str | None = None
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class HttpSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 in a container")
+    port: int = Field(default=9464, ge=0, le=65535, description="/metrics /healthz /readyz /status /alerts")
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class LeaderSettings(_Section):
+    lease_duration: float = Field(default=15.0, gt=0, description="seconds a Redis lease lives unrenewed")
+    renew_every: float = Field(default=5.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything the process needs to know about its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EMPIRE_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="SQLite DB, tiers, file lock")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="default sqlite+aiosqlite:///<data_dir>/empire.db; or postgresql+asyncpg://...",
+    )
+    redis_url: SecretStr | None = Field(default=None, description="shared rate limits and leader lease")
+    policy_file: Path | None = Field(default=None, description="default: the shipped example policy")
+    replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    ingest_token: SecretStr | None = Field(default=None, description="bearer token for the write endpoints")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    leader: LeaderSettings = Field(default_factory=LeaderSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        url = v.get_secret_value()
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        allowed = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
+        if scheme not in allowed:
+            raise ValueError(f"unsupported database URL scheme {scheme!r} (valid: {', '.join(allowed)})")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("EMPIRE_CONFIG_FILE")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def database_url_value(self) -> str:
+        """The effective database URL with the async driver filled in."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'empire.db'}"
+        url = self.database_url.get_secret_value()
+        for plain, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    def describe(self) -> dict[str, Any]:
+        """A printable view: secrets masked, URLs with passwords hidden."""
+        out = self.model_dump(mode="json")
+        out["database_url"] = mask_url(self.database_url_value)
+        if self.redis_url is not None:
+            out["redis_url"] = mask_url(self.redis_url.get_secret_value())
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings once; a bad value becomes a `ConfigError` naming the variable."""
+    config_file = os.environ.get("EMPIRE_CONFIG_FILE")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"EMPIRE_CONFIG_FILE={config_file}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            parts = [str(p) for p in err["loc"]]
+            var = "EMPIRE_" + "__".join(p.upper() for p in parts)
+            lines.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+    except Exception as exc:  # pydantic-settings parse errors (bad JSON in a complex env value, bad YAML)
+        raise ConfigError(f"invalid settings: {exc}") from None

@@ -1,0 +1,158 @@
+"""Generation: providers (external APIs), their account pools, budgets and personas.
+
+A *provider* is one generation API; each *account* is one API key on it with its own limits. API
+keys appear only as `SecretRef`s. The `simulated` provider kind lets the embedded default and the
+tests run the whole generation path without any external service.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from empire.policies.common import Name, SecretRef, StrictModel, find_duplicates
+from empire.policies.durations import Duration
+
+__all__ = [
+    "Account",
+    "Budget",
+    "Cadence",
+    "CompliancePolicy",
+    "CooldownPolicy",
+    "HttpProviderSpec",
+    "Persona",
+    "Priority",
+    "Provider",
+    "RetryPolicy",
+    "RoutingStrategy",
+    "SimulatedProviderSpec",
+]
+
+
+class Budget(StrictModel):
+    daily: float | None = Field(default=None, ge=0, description="currency units per UTC day")
+    monthly: float | None = Field(default=None, ge=0, description="currency units per UTC month")
+
+
+class Account(StrictModel):
+    name: Name
+    api_key: SecretRef | None = Field(default=None, description="reference to the key; never the key")
+    requests_per_minute: float = Field(default=60, gt=0)
+    burst: int | None = Field(default=None, ge=1, description="token bucket size (default: 1 s of rate, >= 1)")
+    max_concurrent: int = Field(default=10, ge=1)
+    cost_per_job: float | None = Field(default=None, ge=0, description="overrides the provider's")
+    weight: float = Field(default=1.0, gt=0, description="share of traffic for the 'weighted' strategy")
+    enabled: bool = True
+
+
+class RoutingStrategy(StrEnum):
+    least_busy = "least-busy"
+    lowest_latency = "lowest-latency"
+    cheapest = "cheapest"
+    weighted = "weighted"
+
+
+class CooldownPolicy(StrictModel):
+    """Per-account circuit breaker."""
+
+    after_rate_limit: Duration = Field(default=timedelta(seconds=30), description="when no Retry-After")
+    failures: int = Field(default=5, ge=1, description="consecutive failures of any kind that open it")
+    server_errors: int = Field(default=3, ge=1, description="consecutive 5xx that open it")
+    duration: Duration = Field(default=timedelta(seconds=60), description="how long it stays open")
+
+
+class RetryPolicy(StrictModel):
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base: Duration = Field(default=timedelta(seconds=1))
+    backoff_max: Duration = Field(default=timedelta(minutes=5))
+
+
+class HttpProviderSpec(StrictModel):
+    """A generic JSON job API: submit, then poll (or receive a callback) until done."""
+
+    submit_url: str = Field(description="POST endpoint that creates a job")
+    body_template: dict[str, object] = Field(
+        default_factory=lambda: {"prompt": "{prompt}"},
+        description="JSON body; '{prompt}', '{persona}', '{genre}', '{idempotency_key}' are filled in",
+    )
+    job_id_path: str = Field(default="id", description="dotted path of the job id in the submit response")
+    poll_url: str | None = Field(default=None, description="GET endpoint with '{job_id}'; none = callback")
+    status_path: str = Field(default="status")
+    done_values: tuple[str, ...] = ("succeeded", "completed", "done")
+    failed_values: tuple[str, ...] = ("failed", "error")
+    result_url_path: str = Field(default="result.url")
+    auth_header: str = Field(default="Authorization")
+    auth_scheme: str = Field(default="Bearer", description="prefix before the key; empty for none")
+    idempotency_header: str = Field(default="Idempotency-Key")
+    timeout: Duration = Field(default=timedelta(seconds=30))
+    poll_interval: Duration = Field(default=timedelta(seconds=5))
+
+
+class SimulatedProviderSpec(StrictModel):
+    """A seeded, deterministic stand-in for a real API (embedded default and tests)."""
+
+    seed: int = 0
+    latency_mean: Duration = Field(default=timedelta(seconds=20))
+    latency_sd: Duration = Field(default=timedelta(seconds=5))
+    rate_limit_rate: float = Field(default=0.0, ge=0, le=1, description="share of calls answered 429")
+    server_error_rate: float = Field(default=0.0, ge=0, le=1)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    dead_accounts: tuple[Name, ...] = Field(default=(), description="accounts that always answer 401")
+
+
+class Provider(StrictModel):
+    name: Name
+    kind: Literal["simulated", "http"] = "simulated"
+    http: HttpProviderSpec | None = None
+    simulated: SimulatedProviderSpec = Field(default_factory=SimulatedProviderSpec)
+    cost_per_job: float = Field(default=0.0, ge=0)
+    budget: Budget = Field(default_factory=Budget)
+    routing: RoutingStrategy = RoutingStrategy.least_busy
+    fallback: tuple[Name, ...] = Field(default=(), description="providers tried when this one cannot serve")
+    cooldown: CooldownPolicy = Field(default_factory=CooldownPolicy)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    accounts: tuple[Account, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _checks(self) -> Provider:
+        if self.kind == "http" and self.http is None:
+            raise ValueError("kind 'http' needs an 'http' section (submit_url, ...)")
+        if dups := find_duplicates([a.name for a in self.accounts]):
+            raise ValueError(f"account names must be unique, repeated: {', '.join(dups)}")
+        if self.name in self.fallback:
+            raise ValueError("a provider cannot be its own fallback")
+        return self
+
+
+class Priority(StrEnum):
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class Cadence(StrictModel):
+    tracks: int = Field(default=1, ge=1, description="tracks per period")
+    every: Duration = Field(default=timedelta(days=1))
+
+
+class Persona(StrictModel):
+    name: Name
+    genres: tuple[str, ...] = Field(min_length=1)
+    cadence: Cadence = Field(default_factory=Cadence)
+    providers: tuple[Name, ...] = Field(min_length=1, description="preference order")
+    priority: Priority = Priority.normal
+    paused: bool = False
+    prompt_template: str = Field(default="{genre} track by {persona}")
+    trend_boost_max: float = Field(default=2.0, ge=1, description="cap on the metric-driven cadence boost")
+
+
+class CompliancePolicy(StrictModel):
+    """Gate on generated results; a failing result is quarantined, not published."""
+
+    min_score: float = Field(default=0.95, ge=0, le=1)
+    required_metadata: tuple[str, ...] = ("title", "persona", "genre")
+    banned_terms: tuple[str, ...] = ()
+    near_duplicate_similarity: float = Field(default=0.9, gt=0, le=1)

@@ -1,0 +1,210 @@
+"""Scaling targets: which workloads the agent scales, on which signals, how fast.
+
+The shape follows the Kubernetes HPA v2 `behavior` API (scale-up/scale-down rules with a
+stabilization window and rate policies) so that operators who know HPA read it at sight, and its
+defaults are HPA's: tolerance 0.1, scale-up immediate (100 % or 4 pods per 15 s, whichever is
+more), scale-down stabilized over 300 s. Predictive settings follow AWS predictive scaling's
+vocabulary (`forecast_only`, `scheduling_buffer`, `max_capacity_breach`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from empire.policies.common import Name, StrictModel, find_duplicates
+from empire.policies.durations import Duration
+
+__all__ = [
+    "SEED_TARGETS",
+    "Behavior",
+    "FallbackMode",
+    "FallbackPolicy",
+    "PredictiveMode",
+    "PredictivePolicy",
+    "RatePolicy",
+    "ScalingRules",
+    "SelectPolicy",
+    "Signal",
+    "SignalType",
+    "Target",
+    "WorkloadRef",
+]
+
+SEED_TARGETS: dict[str, float] = {"cpu": 0.70, "memory": 0.80, "queue": 50.0, "response_time": 30.0}
+"""Starting thresholds from the operation's runbook: CPU 70 %, memory 80 % of requests,
+50 queued jobs per replica, 30 s response time. The shipped example policy uses them."""
+
+
+class WorkloadRef(StrictModel):
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    name: str = Field(min_length=1, description="workload name")
+    namespace: str = Field(default="default", min_length=1)
+
+
+class SignalType(StrEnum):
+    average = "average"
+    """The query returns a per-replica average or utilization (0.7 = 70 %):
+    desired = ceil(current * value / target), HPA's Resource/Pods rule."""
+    total = "total"
+    """The query returns a total to be shared (queue length, requests/s):
+    desired = ceil(value / target), HPA's External AverageValue rule."""
+
+
+class Signal(StrictModel):
+    name: Name
+    query: str = Field(min_length=1, description="PromQL instant query returning exactly one series")
+    target: float = Field(gt=0, description="desired value per replica (see type)")
+    type: SignalType = SignalType.average
+    max_staleness: Duration = Field(
+        default=timedelta(minutes=5),
+        description="older samples count as missing: never scale down on them",
+    )
+
+
+class RatePolicyType(StrEnum):
+    pods = "pods"
+    percent = "percent"
+
+
+class RatePolicy(StrictModel):
+    """At most `value` pods (or percent of the current replicas) per `period`."""
+
+    type: RatePolicyType
+    value: int = Field(gt=0)
+    period: Duration = Field(description="1s to 30m, like HPA's periodSeconds")
+
+    @model_validator(mode="after")
+    def _period_range(self) -> RatePolicy:
+        if not timedelta(seconds=1) <= self.period <= timedelta(minutes=30):
+            raise ValueError("period must be between 1s and 30m (HPA's periodSeconds range)")
+        return self
+
+
+class SelectPolicy(StrEnum):
+    max = "max"
+    min = "min"
+    disabled = "disabled"
+
+
+class ScalingRules(StrictModel):
+    stabilization_window: Duration = Field(description="0s to 1h")
+    select: SelectPolicy = SelectPolicy.max
+    policies: tuple[RatePolicy, ...] = ()
+
+    @model_validator(mode="after")
+    def _window_range(self) -> ScalingRules:
+        if self.stabilization_window > timedelta(hours=1):
+            raise ValueError("stabilization_window must be at most 1h (HPA's limit is 3600s)")
+        if self.select != SelectPolicy.disabled and not self.policies:
+            raise ValueError("policies must not be empty unless select is 'disabled'")
+        return self
+
+
+def _default_up() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window=timedelta(0),
+        select=SelectPolicy.max,
+        policies=(
+            RatePolicy(type=RatePolicyType.percent, value=100, period=timedelta(seconds=15)),
+            RatePolicy(type=RatePolicyType.pods, value=4, period=timedelta(seconds=15)),
+        ),
+    )
+
+
+def _default_down() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window=timedelta(seconds=300),
+        select=SelectPolicy.max,
+        policies=(RatePolicy(type=RatePolicyType.percent, value=100, period=timedelta(seconds=15)),),
+    )
+
+
+class Behavior(StrictModel):
+    scale_up: ScalingRules = Field(default_factory=_default_up)
+    scale_down: ScalingRules = Field(default_factory=_default_down)
+
+
+class PredictiveMode(StrEnum):
+    off = "off"
+    forecast_only = "forecast_only"
+    forecast_and_scale = "forecast_and_scale"
+
+
+class PredictivePolicy(StrictModel):
+    mode: PredictiveMode = PredictiveMode.off
+    signal: Name | None = Field(
+        default=None, description="signal whose demand is forecast (default: the first 'total' signal)"
+    )
+    horizon: Duration = Field(default=timedelta(hours=1), description="how far ahead to forecast")
+    quantile: float = Field(default=0.9, gt=0, lt=1, description="forecast quantile used for capacity")
+    scheduling_buffer: Duration = Field(
+        default=timedelta(minutes=2), description="request capacity this long before it is needed"
+    )
+    max_capacity_breach: Literal["honor", "increase_by_percent"] = "honor"
+    max_capacity_buffer_percent: int = Field(default=10, ge=0, le=100)
+    history: Duration = Field(default=timedelta(days=14), description="history fetched to fit the model")
+    refit_every: Duration = Field(default=timedelta(hours=6))
+
+
+class FallbackMode(StrEnum):
+    hold = "hold"
+    fixed = "fixed"
+
+
+class FallbackPolicy(StrictModel):
+    """What to do when the metric source itself is unreachable (not when one value is odd)."""
+
+    mode: FallbackMode = FallbackMode.hold
+    replicas: int | None = Field(default=None, ge=1, description="with mode 'fixed'")
+    after_failures: int = Field(default=3, ge=1, description="consecutive failed observations")
+
+    @model_validator(mode="after")
+    def _replicas_for_fixed(self) -> FallbackPolicy:
+        if self.mode == FallbackMode.fixed and self.replicas is None:
+            raise ValueError("mode 'fixed' needs replicas")
+        return self
+
+
+class Target(StrictModel):
+    name: Name
+    workload: WorkloadRef
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(ge=1)
+    signals: tuple[Signal, ...] = Field(min_length=1)
+    tolerance: float = Field(default=0.1, ge=0, lt=1, description="dead band around the target ratio")
+    behavior: Behavior = Field(default_factory=Behavior)
+    predictive: PredictivePolicy = Field(default_factory=PredictivePolicy)
+    fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
+    paused: bool = Field(default=False, description="decide and journal, never act")
+    pin_replicas: int | None = Field(default=None, ge=0, description="hold exactly this many replicas")
+    startup_grace: Duration = Field(
+        default=timedelta(seconds=30), description="ignore signals of pods younger than this"
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Target:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        if dups := find_duplicates([s.name for s in self.signals]):
+            raise ValueError(f"signal names must be unique, repeated: {', '.join(dups)}")
+        names = [s.name for s in self.signals]
+        if self.predictive.signal is not None and self.predictive.signal not in names:
+            raise ValueError(
+                f"predictive.signal {self.predictive.signal!r} is not a signal of this target "
+                f"(valid: {', '.join(names)})"
+            )
+        if self.pin_replicas is not None and not self.min_replicas <= self.pin_replicas <= self.max_replicas:
+            raise ValueError("pin_replicas must lie within min_replicas..max_replicas")
+        if self.fallback.replicas is not None and not self.min_replicas <= self.fallback.replicas <= self.max_replicas:
+            raise ValueError("fallback.replicas must lie within min_replicas..max_replicas")
+        return self
+
+    def demand_signal(self) -> Signal | None:
+        """The signal predictive scaling forecasts: the named one, else the first `total` one."""
+        if self.predictive.signal is not None:
+            return next(s for s in self.signals if s.name == self.predictive.signal)
+        return next((s for s in self.signals if s.type == SignalType.total), None)

@@ -162,12 +162,12 @@ def normalize(raw: float, n_windows: int, weights: tuple[float, float, float]) -
     a_tp, a_fn, _ = weights
     perfect = n_windows * a_tp
     null = -n_windows * a_fn
+    if perfect == null:
+        return float("nan")  # no windows: only the raw score means something
     return 100.0 * (raw - null) / (perfect - null)
 
 
-def _pool(
-    scores: Sequence[np.ndarray], rows: Sequence[FileRows]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _pool(scores: Sequence[np.ndarray], rows: Sequence[FileRows]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Concatenate files, giving windows corpus-unique ids; drop probation rows from the scores."""
     pooled_scores, pooled_sweep, pooled_window = [], [], []
     offset = 0

@@ -1,0 +1,1 @@
+"""Models: demand forecasting and anomaly detection (scikit-learn contract)."""

@@ -1,0 +1,81 @@
+"""Anomaly likelihood: raw scores to a calibrated tail probability, then to a [0, 1] score.
+
+Why: a raw score (how surprising this point looks) is not comparable across metrics or over time:
+a noisy metric is surprised all the time. Following Numenta's anomaly likelihood (Ahmad et al.,
+"Unsupervised real-time anomaly detection for streaming data", 2017), we model the recent
+distribution of the raw score itself: a long-window mean and standard deviation of short-window
+averages. A point is anomalous when the short-window average is far in the Gaussian tail of that
+distribution, i.e. when the detector is *unusually* surprised for this metric, for several points
+or very strongly for one. The tail probability ``q`` becomes a score with
+``-log10(q) / 10``: 0.5 means q = 1e-5, 1.0 means q <= 1e-10, so one threshold works everywhere.
+
+The long window excludes the current point (causal, and the anomaly does not mask itself).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import ndtr
+
+from empire.models.anomaly_streams import history_windows
+
+__all__ = ["AnomalyLikelihood", "log_tail_score"]
+
+# Tail probabilities below this are saturated: score 1.0.
+_MIN_TAIL = 1e-10
+
+
+def log_tail_score(tail: np.ndarray) -> np.ndarray:
+    """Map a tail probability to [0, 1]: ``-log10(q) / 10``, clipped (1e-5 -> 0.5)."""
+    tail = np.clip(np.asarray(tail, dtype=float), _MIN_TAIL, 1.0)
+    return np.clip(-np.log10(tail) / 10.0, 0.0, 1.0)
+
+
+class AnomalyLikelihood:
+    """Streaming anomaly likelihood over raw scores in [0, 1].
+
+    ``short_window`` points are averaged; their distribution is estimated over the previous
+    ``long_window`` averages; until ``learning_period`` raw scores have been seen the tail is 1.
+    ``min_std`` floors the estimated spread so that a metric that was perfectly predictable does
+    not alarm on the first tiny surprise.
+    """
+
+    def __init__(self, short_window: int, long_window: int, learning_period: int, min_std: float) -> None:
+        self.short_window = int(short_window)
+        self.long_window = int(long_window)
+        self.learning_period = int(learning_period)
+        self.min_std = float(min_std)
+        self.raw = np.empty(0)
+        self.avg = np.empty(0)
+        self.seen = 0
+
+    def process(self, raw: np.ndarray) -> np.ndarray:
+        """Tail probability of each raw score's short-window average (1 = not anomalous)."""
+        raw = np.asarray(raw, dtype=float)
+        if raw.size == 0:
+            return np.empty(0)
+        joined = np.concatenate([self.raw, raw])
+        # Zero-padded sums divided by the real count: the same arithmetic whatever the block size.
+        k = self.short_window
+        padded = np.concatenate([np.zeros(k - 1), joined])
+        sums = sliding_window_view(padded[self.raw.size :], k).sum(axis=1)
+        ends = self.seen - self.raw.size + np.arange(self.raw.size, joined.size) + 1
+        avg = sums / np.minimum(ends, k)
+        javg = np.concatenate([self.avg, avg])
+        stats = history_windows(
+            javg,
+            self.avg.size,
+            self.long_window,
+            lambda h, _c: np.stack([h.mean(axis=1), h.std(axis=1)], axis=1),
+            2,
+        )
+        mean, std = stats[:, 0], np.maximum(np.nan_to_num(stats[:, 1], nan=0.0), self.min_std)
+        z = (avg - np.nan_to_num(mean, nan=avg)) / std
+        tail = ndtr(-z)
+        position = self.seen + np.arange(raw.size)
+        tail = np.where(position < self.learning_period, 1.0, tail)
+        self.seen += raw.size
+        self.raw = joined[-(self.short_window - 1) :].copy() if self.short_window > 1 else joined[:0].copy()
+        self.avg = javg[-self.long_window :].copy()
+        return tail

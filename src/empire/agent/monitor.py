@@ -9,7 +9,13 @@ fresh registry. Label values come from closed sets (target and provider names fr
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry
+
+if TYPE_CHECKING:
+    from empire.agent.metrics import LoopMetrics
 
 __all__ = ["Monitor"]
 
@@ -24,3 +30,9 @@ class Monitor:
     #     def pools(self) -> PoolMetrics:
     #         from empire.agent.pools.metrics import PoolMetrics
     #         return PoolMetrics(self.registry)
+
+    @cached_property
+    def loop(self) -> LoopMetrics:
+        from empire.agent.metrics import LoopMetrics
+
+        return LoopMetrics(self.registry)

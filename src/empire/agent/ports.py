@@ -9,11 +9,15 @@ Add a port's Protocol here, next to the others, when a new kind of adapter appea
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from empire.state.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
 
-__all__ = ["Clock", "StateStore"]
+if TYPE_CHECKING:
+    from empire.agent.types import Action, Outcome, ReadBack, Sample, WorkloadState
+    from empire.policies.scaling import Target
+
+__all__ = ["Clock", "Executor", "LeaderElection", "Observer", "StateStore", "WorkloadReader"]
 
 
 @runtime_checkable
@@ -59,3 +63,56 @@ class StateStore(Protocol):
     async def audit(self, rec: AuditRecord) -> int: ...
 
     async def recent_audit(self, limit: int = 50) -> list[AuditRecord]: ...
+
+
+@runtime_checkable
+class Observer(Protocol):
+    """A metric source (Prometheus, a replayed trace).
+
+    `observe` returns one `Sample` per signal of the target; a problem with one signal (no series,
+    several series, NaN, a bad query) is reported in that sample's status. When the source itself
+    is unreachable it raises `TemporaryError`/`PermanentError`, and the loop's fallback rule applies.
+    `history` returns (timestamp, value) points for model fitting (`query_range`)."""
+
+    async def observe(self, target: Target, now: datetime) -> tuple[Sample, ...]: ...
+
+    async def history(
+        self, query: str, start: datetime, end: datetime, step: float
+    ) -> list[tuple[datetime, float]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Carries out one kind of action, registered with the `ActionRunner` by action type.
+
+    `execute` returns an `Outcome` (applied, or unchanged when the world already matched) and raises
+    `TemporaryError`/`PermanentError` on failure; the runner journals either. `read_back` answers,
+    for an intent found unfinished at start, whether it took effect; it never re-applies it."""
+
+    async def execute(self, action: Action) -> Outcome: ...
+
+    async def read_back(self, record: ActionRecord) -> ReadBack: ...
+
+
+@runtime_checkable
+class WorkloadReader(Protocol):
+    """Reads a target's workload (replicas, ready replicas, annotations) before deciding."""
+
+    async def workload(self, target: Target) -> WorkloadState: ...
+
+
+@runtime_checkable
+class LeaderElection(Protocol):
+    """Exactly one replica acts. `ensure()` acquires or renews and answers "am I the leader now?";
+    the loop calls it at every tick and stops acting as soon as it answers False."""
+
+    name: str
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    async def ensure(self) -> bool: ...
+
+    async def release(self) -> None: ...

@@ -12,9 +12,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-__all__ = ["Action", "Alert", "Generate", "Reason", "Retier", "ScaleTo", "action_key"]
+__all__ = [
+    "Action",
+    "Alert",
+    "Decision",
+    "ErrorClass",
+    "Forecast",
+    "Generate",
+    "Observation",
+    "Outcome",
+    "OutcomeStatus",
+    "ReadBack",
+    "Reason",
+    "Recommendation",
+    "Retier",
+    "Sample",
+    "SampleStatus",
+    "ScaleTo",
+    "SignalEstimate",
+    "WorkloadState",
+    "action_key",
+    "error_class",
+]
 
 
 class Reason(StrEnum):
@@ -47,6 +68,9 @@ class Reason(StrEnum):
     # -- execution
     dry_run = "dry_run"
     not_leader = "not_leader"
+    execution_failed = "execution_failed"  # the executor raised: the error class is journaled
+    reconciled = "reconciled"  # an unfinished intent found at start, settled by reading back
+    workload_unknown = "workload_unknown"  # current replicas could not be read: never act blind
     # -- generation
     release_cadence = "release_cadence"
     trend_boost = "trend_boost"
@@ -163,3 +187,169 @@ class Alert:
 
 Action = ScaleTo | Generate | Retier | Alert
 """Everything the agent can do. Executors dispatch on the type."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop's values: what it saw (Observation), what the signals ask for (Recommendation), what it
+# decided after the safety rules and stabilization (Decision), and what happened (Outcome).
+
+
+class SampleStatus(StrEnum):
+    ok = "ok"
+    missing = "missing"  # no series, or the query failed for this signal only
+    stale = "stale"  # older than the signal's max_staleness
+    invalid = "invalid"  # NaN, inf, negative, or more than one series
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One signal's latest value as the observer saw it. `staleness` is seconds between the
+    sample's own timestamp and the observation instant (None when there is no sample)."""
+
+    signal: str
+    value: float | None
+    at: datetime | None
+    staleness: float | None
+    status: SampleStatus = SampleStatus.ok
+    error: str | None = None  # why the sample is not ok, for the journal (never a secret)
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """What the cluster says about a target's workload (scale subresource + annotations)."""
+
+    replicas: int | None  # spec.replicas: what was asked for
+    ready_replicas: int | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str | None = None
+    error: str | None = None  # the workload could not be read
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything `decide()` knows about one target at `at`."""
+
+    target: str
+    at: datetime
+    samples: tuple[Sample, ...]
+    current_replicas: int | None
+    ready_replicas: int | None = None
+    source_ok: bool = True  # False: the metric source itself failed (not one odd value)
+    source_error: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def sample(self, signal: str) -> Sample | None:
+        return next((s for s in self.samples if s.signal == signal), None)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Predicted demand for a target's demand signal: the `quantile` of the forecast distribution
+    at `at + horizon`. Filled by the predictive model (issue 5); `decide()` only reads it."""
+
+    signal: str
+    value: float
+    quantile: float
+    horizon_seconds: float
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalEstimate:
+    """What one signal asks for, before the max over signals."""
+
+    signal: str
+    value: float | None
+    target: float
+    type: str  # average | total
+    status: SampleStatus
+    replicas: int | None  # None: this signal gives no recommendation
+    ratio: float | None = None
+    within_tolerance: bool = False
+    staleness: float | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The raw recommendation (HPA's "prenormalized desired replicas") and why.
+
+    `bypass_stabilization` is set by the rules that name an exact replica count (pin, fixed
+    fallback): they skip windows and rate policies but still pass the min/max clamps.
+    `hold` means: no usable information, keep `current` (the window still sees `replicas`)."""
+
+    target: str
+    at: datetime
+    current: int | None
+    replicas: int | None
+    reasons: tuple[Reason, ...]
+    estimates: tuple[SignalEstimate, ...] = ()
+    forecast_replicas: int | None = None
+    max_allowed: int | None = None  # max_replicas, or more under max_capacity_breach
+    bypass_stabilization: bool = False
+    hold: bool = False
+    paused: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of decide + stabilize for one target: the desired replicas, every reason in the
+    order it applied, and the actions to take (empty when nothing changes)."""
+
+    target: str
+    at: datetime
+    current: int | None
+    recommended: int | None
+    desired: int | None
+    reasons: tuple[Reason, ...]
+    actions: tuple[Action, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+class OutcomeStatus(StrEnum):
+    applied = "applied"
+    unchanged = "unchanged"  # nothing to write: the world already matched
+    skipped = "skipped"  # dry run, paused, not leader
+    failed = "failed"
+    duplicate = "duplicate"  # the idempotency key was already journaled: not executed again
+
+
+ErrorClass = Literal["temporary", "permanent", "internal"]
+
+
+def error_class(exc: BaseException) -> ErrorClass:
+    """Classify an exception for the journal and the metric label."""
+    from empire.errors import PermanentError, TemporaryError
+
+    if isinstance(exc, TemporaryError):
+        return "temporary"
+    if isinstance(exc, PermanentError):
+        return "permanent"
+    return "internal"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one action. Executors return it; the runner journals it."""
+
+    status: OutcomeStatus
+    reason: Reason | None = None  # the reason of a skip or failure (no_change, dry_run, execution_failed)
+    error: str | None = None
+    error_class: ErrorClass | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # e.g. {"replicas": 6} read after the write
+    action_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (OutcomeStatus.applied, OutcomeStatus.unchanged, OutcomeStatus.skipped)
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """An executor's answer to "did this journaled intent take effect?" during reconciliation.
+    `applied` None means the real state could not be read: leave the intent for a later try."""
+
+    applied: bool | None
+    state: dict[str, Any] = field(default_factory=dict)
+    note: str = ""

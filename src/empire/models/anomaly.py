@@ -34,7 +34,7 @@ import numpy as np
 
 from empire.errors import ConfigError
 from empire.models.anomaly_likelihood import AnomalyLikelihood, log_tail_score
-from empire.models.anomaly_streams import RobustZ, SeasonalResidual, TailCalibrator
+from empire.models.anomaly_streams import RobustZ, SeasonalResidual, TailCalibrator, WindowOutlierModel
 
 __all__ = ["DEFAULT_THRESHOLD", "AnomalyDetector", "to_seconds"]
 
@@ -89,9 +89,13 @@ class AnomalyDetector:
         short_window: int = 5,
         long_window: int = 1500,
         learning_period: int = 300,
-        min_std: float = 0.02,
+        min_std: float = 0.05,
         suppress: int = 300,
         min_history: int = 30,
+        lags: int = 6,
+        refit_every: int = 500,
+        train_size: int = 1000,
+        reestimate_every: int = 20,
     ) -> None:
         self.threshold = threshold
         self.window = window
@@ -103,6 +107,10 @@ class AnomalyDetector:
         self.min_std = min_std
         self.suppress = suppress
         self.min_history = min_history
+        self.lags = lags
+        self.refit_every = refit_every
+        self.train_size = train_size
+        self.reestimate_every = reestimate_every
 
     # -- scikit-learn contract -------------------------------------------------------------
 
@@ -173,11 +181,12 @@ class AnomalyDetector:
         self.n_seen_ = 0
         self.last_timestamp_: float | None = None
         self.suppressed_until_ = -1
-        self.level_ = RobustZ(self.window, self.min_history)
-        self.change_ = RobustZ(self.window, self.min_history)
-        self.residual_ = RobustZ(self.window, self.min_history)
+        self.level_ = RobustZ(self.window, self.reestimate_every, self.min_history)
+        self.change_ = RobustZ(self.window, self.reestimate_every, self.min_history)
+        self.residual_ = RobustZ(self.window, self.reestimate_every, self.min_history)
         self.seasonal_ = SeasonalResidual(self.season) if self.season else None
-        self.calibrators_ = [TailCalibrator(self.calibration_window) for _ in range(3)]
+        self.shape_ = WindowOutlierModel(self.lags, self.refit_every, self.train_size, self.min_history * 4)
+        self.calibrators_ = [TailCalibrator(self.calibration_window, self.reestimate_every) for _ in range(4)]
         self.likelihood_ = AnomalyLikelihood(self.short_window, self.long_window, self.learning_period, self.min_std)
         self.last_value_: float | None = None
 
@@ -230,6 +239,7 @@ class AnomalyDetector:
             z.append(zr)
         else:
             z.append(np.zeros(x.size))
+        z.append(self.shape_.process(x) if self.lags else np.zeros(x.size))
         p = np.stack([c.process(zc) for c, zc in zip(self.calibrators_, z, strict=True)], axis=1)
         raw = log_tail_score(np.minimum(1.0, p.shape[1] * p.min(axis=1)))
         scores = log_tail_score(self.likelihood_.process(raw))
@@ -262,6 +272,10 @@ _PARAMS = (
     "min_std",
     "suppress",
     "min_history",
+    "lags",
+    "refit_every",
+    "train_size",
+    "reestimate_every",
 )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import ndtr
 
-from empire.models.anomaly_streams import history_windows
+from empire.models.anomaly_streams import Periodic
 
 __all__ = ["AnomalyLikelihood", "log_tail_score"]
 
@@ -32,23 +32,29 @@ def log_tail_score(tail: np.ndarray) -> np.ndarray:
     return np.clip(-np.log10(tail) / 10.0, 0.0, 1.0)
 
 
+class _MeanStd(Periodic):
+    def summarize(self, h: np.ndarray) -> tuple[float, float]:
+        return float(h.mean()), float(h.std())
+
+
 class AnomalyLikelihood:
     """Streaming anomaly likelihood over raw scores in [0, 1].
 
-    ``short_window`` points are averaged; their distribution is estimated over the previous
-    ``long_window`` averages; until ``learning_period`` raw scores have been seen the tail is 1.
-    ``min_std`` floors the estimated spread so that a metric that was perfectly predictable does
-    not alarm on the first tiny surprise.
+    ``short_window`` raw scores are averaged; the mean and standard deviation of the previous
+    ``long_window`` averages are re-estimated every ``every`` points; until ``learning_period``
+    raw scores have been seen the tail is 1. ``min_std`` floors the spread so that a metric that
+    was perfectly predictable does not alarm on the first tiny surprise.
     """
 
-    def __init__(self, short_window: int, long_window: int, learning_period: int, min_std: float) -> None:
+    def __init__(
+        self, short_window: int, long_window: int, learning_period: int, min_std: float, every: int = 20
+    ) -> None:
         self.short_window = int(short_window)
-        self.long_window = int(long_window)
         self.learning_period = int(learning_period)
         self.min_std = float(min_std)
         self.raw = np.empty(0)
-        self.avg = np.empty(0)
         self.seen = 0
+        self.stats = _MeanStd(long_window, every)
 
     def process(self, raw: np.ndarray) -> np.ndarray:
         """Tail probability of each raw score's short-window average (1 = not anomalous)."""
@@ -60,22 +66,15 @@ class AnomalyLikelihood:
         k = self.short_window
         padded = np.concatenate([np.zeros(k - 1), joined])
         sums = sliding_window_view(padded[self.raw.size :], k).sum(axis=1)
-        ends = self.seen - self.raw.size + np.arange(self.raw.size, joined.size) + 1
-        avg = sums / np.minimum(ends, k)
-        javg = np.concatenate([self.avg, avg])
-        stats = history_windows(
-            javg,
-            self.avg.size,
-            self.long_window,
-            lambda h, _c: np.stack([h.mean(axis=1), h.std(axis=1)], axis=1),
-            2,
-        )
-        mean, std = stats[:, 0], np.maximum(np.nan_to_num(stats[:, 1], nan=0.0), self.min_std)
-        z = (avg - np.nan_to_num(mean, nan=avg)) / std
-        tail = ndtr(-z)
+        count = np.minimum(self.seen + np.arange(raw.size) + 1, k)
+        avg = sums / count
+        tail = np.ones(raw.size)
+        for lo, hi, summary in self.stats.segments(avg):
+            if summary is not None:
+                mean, std = summary
+                tail[lo:hi] = ndtr(-(avg[lo:hi] - mean) / max(std, self.min_std))
         position = self.seen + np.arange(raw.size)
         tail = np.where(position < self.learning_period, 1.0, tail)
         self.seen += raw.size
-        self.raw = joined[-(self.short_window - 1) :].copy() if self.short_window > 1 else joined[:0].copy()
-        self.avg = javg[-self.long_window :].copy()
+        self.raw = joined[joined.size - (k - 1) :].copy() if k > 1 else joined[:0].copy()
         return tail

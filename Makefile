@@ -1,0 +1,47 @@
+# empire: two commands on a fresh machine.
+#   make demo   the main job on the embedded default (no cluster, no Prometheus)
+#   make test   lint + the whole test suite, with throwaway PostgreSQL/Redis/Prometheus/Alertmanager
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO_DIR ?= out/demo
+
+.PHONY: demo test lint format bench clean help
+
+help:
+	@echo "make demo   run the main job on the embedded default (creates $(VENV))"
+	@echo "make test   install test deps, start services on 127.0.0.1, lint, run pytest, stop services"
+	@echo "make lint   ruff check + format check"
+	@echo "make bench  run every benchmark (one JSON line each)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@ $(VENV)/.installed-run
+
+demo: $(VENV)/.installed-run
+	@mkdir -p $(DEMO_DIR)
+	EMPIRE_DATA_DIR=$(DEMO_DIR)/data $(BIN)/empire policy validate src/empire/policies/defaults/policy.yaml
+	EMPIRE_DATA_DIR=$(DEMO_DIR)/data $(BIN)/empire db upgrade
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	scripts/with-services.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	@for b in benchmarks/*.py; do case $$b in */_*|*/nab_score.py) continue;; esac; \
+	  echo "== $$b" >&2; scripts/with-services.sh $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

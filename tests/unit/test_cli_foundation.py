@@ -1,0 +1,98 @@
+"""The CLI's foundation commands: exit codes and one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from empire.cli import main
+from empire.policies import default_policy_path
+
+
+@pytest.fixture(autouse=True)
+def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("EMPIRE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("EMPIRE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("EMPIRE_CONFIG_FILE", raising=False)
+    return tmp_path / "data"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("empire ")
+
+
+def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "policy" in out and "EMPIRE_" in out
+
+
+def test_validate_shipped_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "validate", str(default_policy_path())]) == 0
+    assert "valid (version" in capsys.readouterr().out
+
+
+def test_validate_rejects_with_path_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "loop: {intervall: 5s}\ntargets:\n  - name: api\n    workload: {name: api}\n    max_replicas: -1\n    signals: []\n"
+    )
+    good = tmp_path / "good.yaml"
+    good.write_text("{}\n")
+    assert main(["policy", "validate", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert f"{good}: valid" in captured.out
+    lines = captured.err.strip().splitlines()
+    assert f"{bad}:1: loop.intervall: unknown key 'intervall'; did you mean 'interval'?" in lines[0]
+    assert any(line.startswith(f"{bad}:5: targets[0].max_replicas:") for line in lines)
+    assert any(line.startswith(f"{bad}:6: targets[0].signals:") for line in lines)
+    assert "Traceback" not in captured.err
+
+
+def test_show_fills_defaults(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "targets: [{name: api, workload: {name: api}, max_replicas: 3, signals: [{name: cpu, query: q, target: 0.7}]}]\n"
+    )
+    assert main(["policy", "show", str(f), "--format", "json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["targets"][0]["behavior"]["scale_down"]["stabilization_window"] == "5m"
+    assert body["targets"][0]["tolerance"] == 0.1
+
+
+def test_schema_is_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "Policy"
+
+
+def test_db_upgrade_and_status_on_embedded_default(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert (data_dir / "empire.db").exists()
+    assert main(["db", "status"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_unreachable_database_is_one_line_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", "postgresql://empire:pw@127.0.0.1:1/empire")
+    assert main(["db", "upgrade"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreachable" in err and ":pw@" not in err
+
+
+def test_missing_file_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["policy", "show", str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err == f"empire: error: {tmp_path / 'nope.yaml'}: no such policy file\n"
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "empire.cli", "version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("empire ")

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "config",
     "policy",
     "db",
+    "detect",
 )
 
 EPILOG = """\

@@ -29,7 +29,7 @@ _MIN_TAIL = 1e-10
 def log_tail_score(tail: np.ndarray) -> np.ndarray:
     """Map a tail probability to [0, 1]: ``-log10(q) / 10``, clipped (1e-5 -> 0.5)."""
     tail = np.clip(np.asarray(tail, dtype=float), _MIN_TAIL, 1.0)
-    return np.clip(-np.log10(tail) / 10.0, 0.0, 1.0)
+    return np.clip(-np.log10(tail) / 10.0, 0.0, 1.0) + 0.0  # + 0.0: no -0.0 in output files
 
 
 class _MeanStd(Periodic):

@@ -78,8 +78,9 @@ class Reason(StrEnum):
     budget_exhausted = "budget_exhausted"
     persona_paused = "persona_paused"
     # -- storage tiering
-    idle_demotion = "idle_demotion"
-    access_promotion = "access_promotion"
+    idle_demotion = "idle_demotion"  # the colder tier's rules (idle, age, access rate, revenue) hold
+    access_promotion = "access_promotion"  # accessed since it entered a tier whose rules no longer hold
+    move_recovered = "move_recovered"  # an interrupted move finished or rolled back at start
     # -- alerting and remediation
     anomaly = "anomaly"
     threshold = "threshold"

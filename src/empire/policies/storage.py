@@ -1,21 +1,23 @@
 """Storage tiers: where content lives, what each tier costs, when an object moves.
 
-Tiers are ordered hot -> archive as listed. An object is demoted to the first colder tier whose
-`enter_when` rules it satisfies; it is promoted back to the hottest tier on access when
-`promote_on_access` is set. Minimum days per tier mirror S3's minimum storage durations
+Tiers are ordered hot -> archive as listed. An object belongs in the coldest tier whose
+`enter_when` rules it satisfies (the hottest tier when none match); it is promoted back when it is
+accessed and its rules no longer hold, if `promote_on_access` is set. A move is planned only when
+it pays for itself within `horizon` (see `empire.agent.tiering.planner`). Minimum days per tier mirror S3's minimum storage durations
 (30 / 90 / 180 days), which are billed even when an object leaves early.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from empire.policies.common import Name, StrictModel, find_duplicates
+from empire.policies.common import Name, SecretRef, StrictModel, find_duplicates
 from empire.policies.durations import ByteSize, Duration
 
-__all__ = ["StoragePolicy", "Tier", "TierRule"]
+__all__ = ["S3Backend", "StoragePolicy", "Tier", "TierRule"]
 
 
 class TierRule(StrictModel):
@@ -40,6 +42,18 @@ class Tier(StrictModel):
     transition_cost_per_object: float = Field(default=0.0, ge=0, description="per-request charge of a move in")
     min_days: float = Field(default=0, ge=0, description="minimum billed days in this tier")
     enter_when: TierRule | None = Field(default=None, description="none for the hottest tier")
+
+
+class S3Backend(StrictModel):
+    """An S3-compatible bucket; each tier is a key prefix `<prefix><tier>/` with the tier's storage class."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000; default: AWS")
+    region: str = "us-east-1"
+    prefix: str = Field(default="", description="key prefix before the tier name, e.g. content/")
+    access_key_id: SecretRef | None = Field(default=None, description="default: the SDK's credential chain")
+    secret_access_key: SecretRef | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
 
 
 def _default_tiers() -> tuple[Tier, ...]:
@@ -70,6 +84,9 @@ class StoragePolicy(StrictModel):
     sweep_every: Duration = Field(default=timedelta(hours=1))
     max_concurrent_moves: int = Field(default=4, ge=1)
     max_bytes_per_second: ByteSize = Field(default=100 * 1024 * 1024)
+    max_moves_per_sweep: int = Field(default=1000, ge=1, description="the best-paying moves first")
+    backend: Literal["local", "s3"] = Field(default="local", description="local: one directory per tier")
+    s3: S3Backend | None = Field(default=None, description="required when backend is s3")
 
     @model_validator(mode="after")
     def _checks(self) -> StoragePolicy:
@@ -81,6 +98,10 @@ class StoragePolicy(StrictModel):
         for t in self.tiers[1:]:
             if t.enter_when is None:
                 raise ValueError(f"tier {t.name!r} needs enter_when rules (only the first tier has none)")
+        if self.backend == "s3" and self.s3 is None:
+            raise ValueError("backend s3 needs an s3 section (bucket, endpoint_url, ...)")
+        if self.s3 is not None and (self.s3.access_key_id is None) != (self.s3.secret_access_key is None):
+            raise ValueError("s3: give both access_key_id and secret_access_key, or neither")
         return self
 
     def tier(self, name: str) -> Tier:

@@ -1,0 +1,272 @@
+"""`recommend()` and `decide()`: from an Observation to a Decision. PURE: `now` is an argument.
+
+Stage 1, `recommend()`: each signal proposes a replica count the way HPA's replica calculator
+does (`average`: ceil(current * value / target); `total`: ceil(value / target); a ratio within
+`tolerance` of 1 keeps `current`), and the recommendation is the max over signals. Then the
+safety rules, learnt from what KEDA and HPA users complain about:
+
+* a signal that is missing, stale (older than its `max_staleness`) or invalid (NaN, inf,
+  negative, several series) never scales down and never scales to zero: the other signals may
+  still scale *up*, otherwise the target holds;
+* the metric source itself unreachable: hold, and after `fallback.after_failures` consecutive
+  failures the configured fallback fires (`hold` current, or `fixed` replicas), named as such;
+* `pin_replicas` (policy, or the workload annotation `empire.io/pin-replicas`) names the exact
+  count; `paused` (policy, or `empire.io/paused: "true"`) decides and journals but never acts;
+* startup grace: within `startup_grace` after a scale-up, per-replica `average` signals are
+  ignored (new pods warming up distort them, HPA's cpu-initialization-period) and nothing scales
+  down; `total` signals may still scale up;
+* a forecast (issue 5 fills it) can raise the recommendation (`predicted_demand`), never lower it.
+
+Stage 2 is `stabilizing.stabilize()`. `decide()` composes both and builds the `ScaleTo` action.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from empire.agent.stabilizing import TargetHistory, history_keep, stabilize
+from empire.agent.types import (
+    Decision,
+    Forecast,
+    Observation,
+    Reason,
+    Recommendation,
+    SampleStatus,
+    ScaleTo,
+    SignalEstimate,
+)
+from empire.policies.scaling import FallbackMode, PredictiveMode, Signal, SignalType, Target
+
+__all__ = ["ANNOTATION_PAUSED", "ANNOTATION_PIN", "Decided", "decide", "recommend"]
+
+ANNOTATION_PAUSED = "empire.io/paused"
+ANNOTATION_PIN = "empire.io/pin-replicas"
+
+_STATUS_REASON = {
+    SampleStatus.missing: Reason.signal_missing,
+    SampleStatus.stale: Reason.signal_stale,
+    SampleStatus.invalid: Reason.signal_invalid,
+}
+
+
+def _annotation_pin(annotations: dict[str, str]) -> int | None:
+    raw = annotations.get(ANNOTATION_PIN)
+    if raw is None or not raw.strip().isdigit():
+        return None  # a malformed annotation is ignored rather than acted on
+    return int(raw.strip())
+
+
+def _signal_replicas(signal: Signal, value: float, current: int, tolerance: float) -> tuple[int | None, float, bool]:
+    """HPA's per-metric replica count: (replicas or None, usage ratio, within tolerance)."""
+    if signal.type == SignalType.average:
+        if current <= 0:
+            return None, math.nan, False  # no pods to average over: HPA does not scale from zero
+        ratio = value / signal.target
+        if abs(1.0 - ratio) <= tolerance:
+            return current, ratio, True
+        return math.ceil(current * ratio), ratio, False
+    ratio = value / (signal.target * current) if current > 0 else math.inf
+    if current > 0 and abs(1.0 - ratio) <= tolerance:
+        return current, ratio, True
+    return math.ceil(value / signal.target), ratio, False
+
+
+def _estimate(signal: Signal, obs: Observation, current: int, tolerance: float, grace: bool) -> SignalEstimate:
+    sample = obs.sample(signal.name)
+    common: dict[str, Any] = {"signal": signal.name, "target": signal.target, "type": signal.type.value}
+    if sample is None:
+        return SignalEstimate(**common, value=None, status=SampleStatus.missing, replicas=None)
+    status = sample.status
+    value = sample.value
+    if status == SampleStatus.ok:
+        if value is None:
+            status = SampleStatus.missing
+        elif not math.isfinite(value) or value < 0:
+            status = SampleStatus.invalid
+        elif sample.staleness is not None and sample.staleness > signal.max_staleness.total_seconds():
+            status = SampleStatus.stale
+    if status != SampleStatus.ok or value is None:
+        return SignalEstimate(**common, value=value, status=status, replicas=None, staleness=sample.staleness)
+    if grace and signal.type == SignalType.average:
+        return SignalEstimate(**common, value=value, status=status, replicas=None, staleness=sample.staleness)
+    replicas, ratio, within = _signal_replicas(signal, value, current, tolerance)
+    return SignalEstimate(
+        **common, value=value, status=status, replicas=replicas, ratio=None if math.isnan(ratio) else ratio,
+        within_tolerance=within, staleness=sample.staleness,
+    )  # fmt: skip
+
+
+def _forecast_replicas(target: Target, forecast: Forecast, current: int) -> int | None:
+    signal = next((s for s in target.signals if s.name == forecast.signal), None)
+    if signal is None or not math.isfinite(forecast.value) or forecast.value < 0:
+        return None
+    if signal.type == SignalType.total:
+        return math.ceil(forecast.value / signal.target)
+    return math.ceil(current * forecast.value / signal.target) if current > 0 else None
+
+
+def recommend(
+    target: Target,
+    obs: Observation,
+    history: TargetHistory,
+    now: datetime,
+    forecast: Forecast | None = None,
+) -> Recommendation:
+    """Stage 1: the raw recommendation with its reasons. See the module docstring for the rules."""
+    current = obs.current_replicas
+    paused = target.paused or obs.annotations.get(ANNOTATION_PAUSED, "").strip().lower() in ("true", "1", "yes")
+    tail = (Reason.paused,) if paused else ()
+    base: dict[str, Any] = {"target": target.name, "at": now, "current": current, "paused": paused}
+    if current is None:
+        return Recommendation(**base, replicas=None, reasons=(Reason.workload_unknown, *tail), hold=True)
+
+    pin = _annotation_pin(obs.annotations)
+    pin = pin if pin is not None else target.pin_replicas
+    if pin is not None:
+        return Recommendation(
+            **base, replicas=pin, reasons=(Reason.pinned, *tail), bypass_stabilization=True, details={"pin": pin}
+        )
+
+    if not obs.source_ok:
+        failures = history.failures + 1
+        details = {"failures": failures, "after_failures": target.fallback.after_failures, "error": obs.source_error}
+        if failures < target.fallback.after_failures:
+            return Recommendation(
+                **base, replicas=current, reasons=(Reason.metrics_unavailable, *tail), hold=True, details=details
+            )
+        if target.fallback.mode == FallbackMode.fixed and target.fallback.replicas is not None:
+            return Recommendation(
+                **base, replicas=target.fallback.replicas, bypass_stabilization=True, details=details,
+                reasons=(Reason.metrics_unavailable, Reason.fallback_fixed, *tail),
+            )  # fmt: skip
+        return Recommendation(
+            **base, replicas=current, hold=True, details=details,
+            reasons=(Reason.metrics_unavailable, Reason.fallback_hold, *tail),
+        )  # fmt: skip
+
+    grace = (
+        history.last_scale_up_at is not None
+        and target.startup_grace.total_seconds() > 0
+        and now - history.last_scale_up_at < target.startup_grace
+    )
+    estimates = tuple(_estimate(s, obs, current, target.tolerance, grace) for s in target.signals)
+    bad = [e for e in estimates if e.status != SampleStatus.ok]
+    bad_reasons = tuple(dict.fromkeys(_STATUS_REASON[e.status] for e in bad))
+    proposals = [e.replicas for e in estimates if e.replicas is not None]
+    if not proposals:
+        reasons = bad_reasons or ((Reason.startup_grace,) if grace else (Reason.no_change,))
+        return Recommendation(**base, replicas=current, reasons=(*reasons, *tail), estimates=estimates, hold=True)
+
+    raw = max(proposals)
+    reasons: list[Reason] = []
+    if raw > current:
+        reasons.append(Reason.above_target)
+    elif raw < current:
+        reasons.append(Reason.below_target)
+    elif any(e.within_tolerance for e in estimates):
+        reasons.append(Reason.within_tolerance)
+
+    details: dict[str, Any] = {}
+    forecast_replicas = None
+    max_allowed = target.max_replicas
+    if forecast is not None and target.predictive.mode != PredictiveMode.off:
+        forecast_replicas = _forecast_replicas(target, forecast, current)
+        details["forecast"] = {"signal": forecast.signal, "value": forecast.value, "quantile": forecast.quantile,
+                               "horizon_seconds": forecast.horizon_seconds, "replicas": forecast_replicas}  # fmt: skip
+        if (
+            target.predictive.mode == PredictiveMode.forecast_and_scale
+            and forecast_replicas is not None
+            and forecast_replicas > raw
+        ):
+            raw = forecast_replicas
+            reasons = [r for r in reasons if r != Reason.below_target] + [Reason.predicted_demand]
+            if raw > target.max_replicas and target.predictive.max_capacity_breach == "increase_by_percent":
+                buffer = target.predictive.max_capacity_buffer_percent
+                max_allowed = math.floor(target.max_replicas * (1 + buffer / 100))
+                reasons.append(Reason.max_capacity_breach)
+
+    if bad or grace:
+        reasons.extend(bad_reasons)
+        if grace:
+            reasons.append(Reason.startup_grace)
+        if raw < current:
+            raw = current
+            reasons = [r for r in reasons if r != Reason.below_target] + [Reason.scale_down_blocked]
+    return Recommendation(
+        **base, replicas=raw, reasons=(*reasons, *tail), estimates=estimates, forecast_replicas=forecast_replicas,
+        max_allowed=max_allowed, details=details,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Decided:
+    """`decide()`'s result: the Decision and the target's history after it."""
+
+    decision: Decision
+    recommendation: Recommendation
+    history: TargetHistory
+
+
+def _estimate_details(e: SignalEstimate) -> dict[str, Any]:
+    out: dict[str, Any] = {"value": e.value, "target": e.target, "type": e.type, "status": e.status.value,
+                           "replicas": e.replicas}  # fmt: skip
+    if e.ratio is not None and math.isfinite(e.ratio):
+        out["ratio"] = round(e.ratio, 4)
+    if e.staleness is not None:
+        out["staleness"] = round(e.staleness, 3)
+    if e.within_tolerance:
+        out["within_tolerance"] = True
+    return out
+
+
+def decide(
+    target: Target,
+    obs: Observation,
+    history: TargetHistory,
+    now: datetime,
+    forecast: Forecast | None = None,
+    dry_run: bool = False,
+) -> Decided:
+    """Recommend, stabilize, and turn the result into a Decision (with a `ScaleTo` when it changes)."""
+    rec = recommend(target, obs, history, now, forecast)
+    failures = 0 if obs.source_ok else history.failures + 1
+    history = history.with_failures(failures)
+    st = stabilize(target, rec, history, now)
+    reasons = [r for r in rec.reasons if r != Reason.paused] + list(st.reasons)
+    current = rec.current
+    desired = st.desired if current is not None else None
+    actions: tuple[ScaleTo, ...] = ()
+    if current is not None and desired is not None and desired != current:
+        wl = target.workload
+        if rec.paused:
+            reasons.append(Reason.paused)  # the runner journals the action as skipped: paused
+        actions = (ScaleTo(target.name, wl.namespace, wl.kind, wl.name, desired, current, tuple(reasons)),)
+    else:
+        if current is not None and Reason.no_change not in reasons:
+            reasons.append(Reason.no_change)
+        if rec.paused:
+            reasons.append(Reason.paused)
+    details: dict[str, Any] = {"signals": {e.signal: _estimate_details(e) for e in rec.estimates}}
+    details.update(rec.details)
+    if st.details:
+        details["stabilization"] = st.details
+    if rec.forecast_replicas is not None:
+        details["forecast_replicas"] = rec.forecast_replicas
+    if failures:
+        details["source_failures"] = failures
+    if obs.ready_replicas is not None:
+        details["ready"] = obs.ready_replicas
+    decision = Decision(
+        target=target.name, at=now, current=current, recommended=rec.replicas, desired=desired,
+        reasons=tuple(reasons), actions=actions, details=details, dry_run=dry_run,
+    )  # fmt: skip
+    return Decided(decision, rec, st.history)
+
+
+def keep_for(target: Target) -> tuple[float, float]:
+    """Seconds of recommendations and scale events the history must keep (for restoring it)."""
+    window, period = history_keep(target)
+    return window.total_seconds(), period.total_seconds()

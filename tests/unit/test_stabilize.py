@@ -106,7 +106,7 @@ CASES = [
         hist(),
         95,
         (R.rate_limited_down,),
-    ),  # fmt: skip
+    ),
     (
         "select-disabled down: never scales down",
         {"scale_down": {"stabilization_window": "0s", "select": "disabled"}},
@@ -115,7 +115,7 @@ CASES = [
         hist(),
         10,
         (R.scaling_disabled,),
-    ),  # fmt: skip
+    ),
     (
         "select-disabled up: never scales up",
         {"scale_up": {"stabilization_window": "0s", "select": "disabled"}},
@@ -124,7 +124,7 @@ CASES = [
         hist(),
         3,
         (R.scaling_disabled,),
-    ),  # fmt: skip
+    ),
     (
         "scale-up window: lowest recent recommendation bounds the rise",
         {"scale_up": {"stabilization_window": "60s", "policies": [{"type": "percent", "value": 900, "period": "15s"}]}},
@@ -133,7 +133,7 @@ CASES = [
         hist([(30, 5), (90, 2)]),
         5,
         (R.stabilized_up,),
-    ),  # fmt: skip
+    ),
     (
         "scale-up window: a sample exactly at the cutoff is outside (strict After)",
         {"scale_up": {"stabilization_window": "60s", "policies": [{"type": "pods", "value": 10, "period": "15s"}]}},
@@ -142,7 +142,7 @@ CASES = [
         hist([(60, 5)]),
         8,
         (),
-    ),  # fmt: skip
+    ),
     (
         "pods rate limit: +4 per 15s",
         {"scale_up": {"stabilization_window": "0s", "policies": [{"type": "pods", "value": 4, "period": "15s"}]}},
@@ -151,7 +151,7 @@ CASES = [
         hist(),
         6,
         (R.rate_limited_up,),
-    ),  # fmt: skip
+    ),
     ("max clamp wins over a looser rate limit", {"max": 12}, 10, 30, hist(), 12, (R.clamped_max,)),
     ("min clamp wins over a looser rate limit", {"min": 3, **NO_WINDOWS}, 10, 1, hist(), 3, (R.clamped_min,)),
     ("percent rate reaching zero is clamped to min", {"min": 2, **NO_WINDOWS}, 5, 0, hist(), 2, (R.clamped_min,)),
@@ -167,7 +167,7 @@ CASES = [
         hist(),
         4,
         (R.rate_limited_up,),
-    ),  # fmt: skip
+    ),
     (
         "percent up: 10 % of 10 adds exactly one",
         {"scale_up": {"stabilization_window": "0s", "policies": [{"type": "percent", "value": 10, "period": "60s"}]}},
@@ -176,7 +176,7 @@ CASES = [
         hist(),
         11,
         (R.rate_limited_up,),
-    ),  # fmt: skip
+    ),
 ]
 
 

@@ -132,6 +132,11 @@ class Generate:
     reasons: tuple[Reason, ...]
     providers: tuple[str, ...] = ()
     genres: tuple[str, ...] = ()
+    # The planning window (e.g. "20260101T000000Z") and the index of its first track: together they
+    # make the jobs' idempotency keys ("gen/<persona>/<batch>/<n>"), so re-planning or re-running
+    # the same window after a crash enqueues nothing twice.
+    batch: str = ""
+    first: int = 0
 
     @property
     def subject(self) -> str:
@@ -139,7 +144,7 @@ class Generate:
 
     def params(self) -> dict[str, Any]:
         return {"count": self.count, "priority": self.priority, "providers": list(self.providers),
-                "genres": list(self.genres)}  # fmt: skip
+                "genres": list(self.genres), "batch": self.batch, "first": self.first}  # fmt: skip
 
 
 @dataclass(frozen=True)

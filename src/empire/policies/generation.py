@@ -62,6 +62,9 @@ class CooldownPolicy(StrictModel):
     failures: int = Field(default=5, ge=1, description="consecutive failures of any kind that open it")
     server_errors: int = Field(default=3, ge=1, description="consecutive 5xx that open it")
     duration: Duration = Field(default=timedelta(seconds=60), description="how long it stays open")
+    after_auth_failure: Duration = Field(
+        default=timedelta(minutes=15), description="a rejected key (401/403) rests this long before one probe"
+    )
 
 
 class RetryPolicy(StrictModel):
@@ -89,6 +92,10 @@ class HttpProviderSpec(StrictModel):
     idempotency_header: str = Field(default="Idempotency-Key")
     timeout: Duration = Field(default=timedelta(seconds=30))
     poll_interval: Duration = Field(default=timedelta(seconds=5))
+    result_meta_path: str = Field(
+        default="result", description="dotted path of the object holding the result's metadata (title, score)"
+    )
+    job_timeout: Duration = Field(default=timedelta(minutes=30), description="give up polling one job after this")
 
 
 class SimulatedProviderSpec(StrictModel):

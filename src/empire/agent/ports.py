@@ -8,6 +8,7 @@ Add a port's Protocol here, next to the others, when a new kind of adapter appea
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from empire.agent.types import Action, Outcome, ReadBack, Sample, WorkloadState
     from empire.policies.scaling import Target
 
-__all__ = ["Clock", "Executor", "LeaderElection", "Observer", "StateStore", "WorkloadReader"]
+__all__ = ["Clock", "Executor", "LeaderElection", "Observer", "StateStore", "StorageBackend", "WorkloadReader"]
 
 
 @runtime_checkable
@@ -116,3 +117,65 @@ class LeaderElection(Protocol):
     async def ensure(self) -> bool: ...
 
     async def release(self) -> None: ...
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """Where content bytes live: one namespace per storage tier (a directory, or an S3 key prefix
+    with its storage class). A location is a key relative to its tier (`location_for(object_id)`).
+
+    Writes (`put`, `copy`) are atomic and durable when they return: a reader never finds a partial
+    object under its final name, and a crash after the return cannot lose it. `delete` is
+    idempotent and also removes what an interrupted write left behind. `progress(n)` is awaited
+    after each chunk of n bytes a copy moves (the mover's bytes/s budget and fault hooks).
+    Errors: `NotFoundError` for a missing object, `TemporaryError` for an unreachable store or a
+    full disk, `PermanentError` for the rest. Checksums are "sha256:<hex>"."""
+
+    tier_names: tuple[str, ...]
+
+    def location_for(self, object_id: str) -> str: ...
+
+    async def put(self, tier: str, location: str, chunks: AsyncIterable[bytes]) -> tuple[int, str]: ...
+
+    def read(self, tier: str, location: str) -> AsyncIterator[bytes]: ...
+
+    async def copy(
+        self,
+        src_tier: str,
+        src_location: str,
+        dst_tier: str,
+        dst_location: str,
+        progress: Callable[[int], Awaitable[None]] | None = None,
+    ) -> int: ...
+
+    async def checksum(self, tier: str, location: str) -> str: ...
+
+    async def exists(self, tier: str, location: str) -> bool: ...
+
+    async def delete(self, tier: str, location: str) -> bool: ...
+
+    async def list(self, tier: str) -> list[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Per-account request rate (token bucket) and concurrency (slots), for the generation pools.
+
+    `try_acquire` takes one token and returns 0.0, or takes nothing and returns the seconds until
+    one is expected. Slots are held by a named holder and expire after `ttl` seconds unless
+    renewed, so a crashed replica's slots come back by themselves. Implementations: in-process
+    (`pools.bucket.LocalLimiter`) and shared across replicas (`state.redis.RedisLimiter`)."""
+
+    async def try_acquire(self, key: str, rate: float, burst: float) -> float: ...
+
+    async def acquire_slot(self, key: str, holder: str, limit: int, ttl: float) -> bool: ...
+
+    async def release_slot(self, key: str, holder: str) -> None: ...
+
+    async def renew_slots(self, key: str, holders: list[str], ttl: float) -> None: ...
+
+    async def slots_in_use(self, key: str) -> int: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,25 @@
+"""Storage backends behind the `StorageBackend` port (empire.agent.ports): local directories, S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from empire.agent.tiering.backends.base import location_for
+from empire.agent.tiering.backends.local import LocalBackend
+from empire.policies.storage import StoragePolicy
+
+__all__ = ["LocalBackend", "build_backend", "location_for", "tier_roots"]
+
+
+def tier_roots(policy: StoragePolicy, data_dir: Path) -> dict[str, Path]:
+    """Each tier's directory: its `root`, or `<data_dir>/tiers/<tier>`."""
+    return {t.name: Path(t.root) if t.root else data_dir / "tiers" / t.name for t in policy.tiers}
+
+
+def build_backend(policy: StoragePolicy, data_dir: Path):  # -> StorageBackend
+    """The backend the policy names (S3 imports boto3 lazily: it is an optional dependency)."""
+    if policy.backend == "s3":
+        from empire.agent.tiering.backends.s3 import S3Backend
+
+        return S3Backend.from_policy(policy)
+    return LocalBackend(tier_roots(policy, data_dir))

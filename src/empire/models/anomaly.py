@@ -96,6 +96,7 @@ class AnomalyDetector:
         refit_every: int = 500,
         train_size: int = 1000,
         reestimate_every: int = 20,
+        point_evidence: bool = True,
     ) -> None:
         self.threshold = threshold
         self.window = window
@@ -111,6 +112,7 @@ class AnomalyDetector:
         self.refit_every = refit_every
         self.train_size = train_size
         self.reestimate_every = reestimate_every
+        self.point_evidence = point_evidence
 
     # -- scikit-learn contract -------------------------------------------------------------
 
@@ -241,8 +243,15 @@ class AnomalyDetector:
             z.append(np.zeros(x.size))
         z.append(self.shape_.process(x) if self.lags else np.zeros(x.size))
         p = np.stack([c.process(zc) for c, zc in zip(self.calibrators_, z, strict=True)], axis=1)
-        raw = log_tail_score(np.minimum(1.0, p.shape[1] * p.min(axis=1)))
-        scores = log_tail_score(self.likelihood_.process(raw))
+        point_p = np.minimum(1.0, p.shape[1] * p.min(axis=1))
+        raw = log_tail_score(point_p)
+        tail = self.likelihood_.process(raw)
+        if self.point_evidence:
+            # A single extreme point (a spike) is evidence on its own; the likelihood's averaging
+            # would dilute it. Both routes count, Bonferroni-corrected.
+            learned = self.likelihood_.seen - raw.size + np.arange(raw.size) >= self.learning_period
+            tail = np.where(learned, np.minimum(1.0, 2.0 * np.minimum(tail, point_p)), tail)
+        scores = log_tail_score(tail)
         return self._suppress(scores)
 
     def _suppress(self, scores: np.ndarray) -> np.ndarray:
@@ -276,6 +285,7 @@ _PARAMS = (
     "refit_every",
     "train_size",
     "reestimate_every",
+    "point_evidence",
 )
 
 

@@ -72,9 +72,12 @@ class AnomalyLikelihood:
         for lo, hi, summary in self.stats.segments(avg):
             if summary is not None:
                 mean, std = summary
-                tail[lo:hi] = ndtr(-(avg[lo:hi] - mean) / max(std, self.min_std))
+                # Half-normal tail: an average at or below its usual level is no evidence at all
+                # (q = 1, score 0), so quiet metrics score 0 rather than a constant offset.
+                z = (avg[lo:hi] - mean) / max(std, self.min_std)
+                tail[lo:hi] = np.minimum(1.0, 2.0 * ndtr(-np.maximum(z, 0.0)))
         position = self.seen + np.arange(raw.size)
         tail = np.where(position < self.learning_period, 1.0, tail)
         self.seen += raw.size
-        self.raw = joined[joined.size - (k - 1) :].copy() if k > 1 else joined[:0].copy()
+        self.raw = joined[max(0, joined.size - (k - 1)) :].copy()
         return tail

@@ -201,7 +201,7 @@ class WindowOutlierModel:
         from sklearn.neighbors import LocalOutlierFactor
 
         hist = joined[max(0, end - self.train_size - self.lags + 1) : end]
-        if hist.size < self.min_train + self.lags - 1:
+        if hist.size < self.min_train + self.lags - 1 or np.ptp(hist) == 0:
             self.model = None
             return
         windows = sliding_window_view(hist, self.lags)
@@ -229,7 +229,8 @@ class WindowOutlierModel:
             if self.model is not None and lo < seg_end:
                 windows = sliding_window_view(joined[lo - self.lags + 1 : seg_end], self.lags)
                 feats = (windows - self.center) / self.scale
-                out[lo - start : seg_end - start] = -self.model.score_samples(feats)
+                # LOF is about 1 for inliers: the excess over 1 is 0 when there is no model, too.
+                out[lo - start : seg_end - start] = np.maximum(-self.model.score_samples(feats) - 1.0, 0.0)
             i = seg_end
         self.seen += x.size
         self.buf = joined[-(self.train_size + self.lags) :].copy()

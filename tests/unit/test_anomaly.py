@@ -1,0 +1,169 @@
+"""The streaming anomaly detector: causality, edge cases, online == batch, a planted spike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from empire.errors import ConfigError
+from empire.models.anomaly import DEFAULT_THRESHOLD, AnomalyDetector
+
+STEP = 300.0  # five-minute samples
+T0 = 1_400_000_000.0
+
+# Small windows so that every component (including the refit LOF) is active on short series.
+SMALL = {
+    "window": 120,
+    "calibration_window": 200,
+    "long_window": 200,
+    "learning_period": 150,
+    "refit_every": 100,
+    "train_size": 200,
+    "suppress": 50,
+}
+
+
+def seasonal_series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = T0 + STEP * np.arange(n)
+    x = 50 + 20 * np.sin(2 * np.pi * t / 86400.0) + rng.normal(0, 1.0, n)
+    return t, x
+
+
+def test_scores_are_in_unit_interval_and_one_per_point() -> None:
+    t, x = seasonal_series(1500)
+    s = AnomalyDetector(**SMALL).fit(x, timestamps=t).scores_
+    assert s.shape == x.shape
+    assert np.all(np.isfinite(s)) and s.min() >= 0.0 and s.max() <= 1.0
+
+
+def test_causal_future_values_never_change_earlier_scores() -> None:
+    t, x = seasonal_series(1200, seed=1)
+    base = AnomalyDetector(**SMALL).fit(x, timestamps=t).scores_
+    k = 700
+    changed = x.copy()
+    changed[k:] = np.random.default_rng(9).normal(500, 100, x.size - k)
+    other = AnomalyDetector(**SMALL).fit(changed, timestamps=t).scores_
+    np.testing.assert_array_equal(base[:k], other[:k])
+    assert not np.array_equal(base[k:], other[k:])
+
+
+def test_online_update_matches_batch() -> None:
+    t, x = seasonal_series(700, seed=2)
+    x[500] += 40
+    batch = AnomalyDetector(**SMALL).fit(x, timestamps=t).scores_
+    det = AnomalyDetector(**SMALL)
+    online = np.array([det.update(v, ts) for v, ts in zip(x, t, strict=True)])
+    np.testing.assert_allclose(online, batch, rtol=0, atol=1e-12)
+
+
+def test_score_samples_continues_the_fitted_stream_without_changing_it() -> None:
+    t, x = seasonal_series(900, seed=3)
+    full = AnomalyDetector(**SMALL).fit(x, timestamps=t).scores_
+    det = AnomalyDetector(**SMALL).fit(x[:600], timestamps=t[:600])
+    rest = det.score_samples(x[600:], timestamps=t[600:])
+    np.testing.assert_allclose(rest, full[600:], atol=1e-12)
+    np.testing.assert_allclose(det.score_samples(x[600:], timestamps=t[600:]), rest)  # unchanged
+    labels = det.predict(x[600:], timestamps=t[600:])
+    assert set(np.unique(labels)) <= {-1, 1}
+    np.testing.assert_array_equal(labels == -1, rest >= DEFAULT_THRESHOLD)
+    np.testing.assert_allclose(det.decision_function(x[600:], timestamps=t[600:]), DEFAULT_THRESHOLD - rest)
+
+
+def test_planted_spike_is_detected_and_quiet_elsewhere() -> None:
+    t, x = seasonal_series(2000, seed=4)
+    x[1600] += 15  # fifteen noise standard deviations
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert s[1600] >= DEFAULT_THRESHOLD
+    quiet = np.r_[s[700:1600], s[1700:]]  # after warm-up, away from the spike
+    assert (quiet >= DEFAULT_THRESHOLD).sum() <= 1
+
+
+def test_level_shift_is_detected() -> None:
+    t, x = seasonal_series(2000, seed=5)
+    x[1500:] += 10
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert s[1500:1520].max() >= DEFAULT_THRESHOLD
+
+
+def test_constant_series_scores_zero_then_a_change_is_anomalous() -> None:
+    x = np.full(1500, 45.0)
+    t = T0 + STEP * np.arange(x.size)
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert np.all(s == 0.0)
+    x[1200] = 46.0
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert np.all(s[:1200] == 0.0)
+    assert s[1200] >= DEFAULT_THRESHOLD
+
+
+def test_nan_inf_and_gaps_do_not_crash_and_score_zero() -> None:
+    t, x = seasonal_series(1500, seed=6)
+    x[[800, 801, 900]] = np.nan
+    x[1000] = np.inf
+    x[1001] = -np.inf
+    t[1100:] += 6 * 3600.0  # a six-hour gap
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert np.all(np.isfinite(s)) and s.min() >= 0.0 and s.max() <= 1.0
+    assert np.all(s[[800, 801, 900, 1000, 1001]] == 0.0)
+    det = AnomalyDetector()
+    assert det.update(float("nan"), T0) == 0.0
+    assert 0.0 <= det.update(1.0, T0 + STEP) <= 1.0
+
+
+def test_no_timestamps_uses_the_row_index() -> None:
+    _, x = seasonal_series(600, seed=7)
+    s = AnomalyDetector(season=None).fit(x).scores_
+    assert s.shape == x.shape
+
+
+def test_out_of_order_timestamps_name_the_row() -> None:
+    t, x = seasonal_series(50)
+    t[30] = t[29] - 60
+    with pytest.raises(ConfigError, match=r"row 30"):
+        AnomalyDetector().fit(x, timestamps=t)
+    det = AnomalyDetector()
+    det.update(1.0, 1000.0)
+    det.update(1.0, 1300.0)
+    with pytest.raises(ConfigError, match=r"out of order at row 2"):
+        det.update(1.0, 1200.0)
+
+
+def test_equal_timestamps_are_accepted() -> None:
+    x = np.arange(10, dtype=float)
+    t = np.array([0, 1, 1, 2, 3, 3, 4, 5, 6, 7], dtype=float)
+    assert AnomalyDetector().fit(x, timestamps=t).scores_.shape == (10,)
+
+
+def test_timestamp_types() -> None:
+    x = np.ones(3)
+    iso = ["2024-01-01 00:00:00", "2024-01-01 00:05:00", "2024-01-01T00:10:00"]
+    d64 = np.array(iso, dtype="datetime64[s]")
+    a = AnomalyDetector().fit(x, timestamps=iso).scores_
+    b = AnomalyDetector().fit(x, timestamps=d64).scores_
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sklearn_contract() -> None:
+    det = AnomalyDetector(window=50)
+    assert det.get_params()["window"] == 50
+    assert det.set_params(window=60) is det and det.window == 60
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        det.set_params(windw=3)
+    with pytest.raises(NotFittedError):
+        det.score_samples([1.0, 2.0])
+    assert not any(k.endswith("_") for k in vars(AnomalyDetector()))  # no learned state before fit
+    t, x = seasonal_series(300)
+    assert det.fit(x, timestamps=t) is det
+    assert det.n_seen_ == 300
+    assert set(np.unique(det.fit_predict(x, timestamps=t))) <= {-1, 1}
+
+
+def test_invalid_hyperparameters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="threshold"):
+        AnomalyDetector(threshold=1.5).fit([1.0])
+    with pytest.raises(ConfigError, match="window"):
+        AnomalyDetector(window=0).fit([1.0])
+    with pytest.raises(ConfigError, match="one series"):
+        AnomalyDetector().fit(np.ones((3, 2)))

@@ -1,0 +1,105 @@
+"""`empire detect` end to end: output files, row order, progress, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from empire.cli import main
+
+
+def write_series(path: Path, n: int = 400, *, spike: int | None = None, header=("timestamp", "value")) -> None:
+    rng = np.random.default_rng(0)
+    t0 = np.datetime64("2024-03-01T00:00:00")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for i in range(n):
+            v = 10 + rng.normal(0, 1) + (30 if i == spike else 0)
+            w.writerow([str(t0 + np.timedelta64(300 * i, "s")).replace("T", " "), f"{v:.3f}"])
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_detect_writes_one_row_per_input_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in" / "metric.csv"
+    src.parent.mkdir()
+    write_series(src, 400)
+    out = tmp_path / "out"
+    assert main(["detect", str(src), "--output-dir", str(out)]) == 0
+    rows = read_rows(out / "metric.csv")
+    assert rows[0] == ["timestamp", "anomaly_score"]
+    assert [r[0] for r in rows[1:]] == [r[0] for r in read_rows(src)[1:]]
+    scores = np.array([float(r[1]) for r in rows[1:]])
+    assert scores.size == 400 and scores.min() >= 0 and scores.max() <= 1
+    assert capsys.readouterr().err == ""  # no progress for a single file
+
+
+def test_detect_several_files_reports_progress_and_custom_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_series(a, 300, header=("ts", "v"))
+    write_series(b, 200, header=("ts", "v"))
+    code = main(
+        [
+            "detect",
+            str(a),
+            str(b),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--timestamp-column",
+            "ts",
+            "--value-column",
+            "v",
+        ]
+    )
+    assert code == 0
+    assert len(read_rows(tmp_path / "o" / "a.csv")) == 301
+    assert len(read_rows(tmp_path / "o" / "b.csv")) == 201
+    err = capsys.readouterr().err
+    assert "[1/2] a.csv" in err and "[2/2] b.csv" in err
+
+
+def test_detect_flags_a_spike(tmp_path: Path) -> None:
+    src = tmp_path / "s.csv"
+    write_series(src, 1500, spike=1300)
+    assert main(["detect", str(src), "--output-dir", str(tmp_path / "o")]) == 0
+    scores = np.array([float(r[1]) for r in read_rows(tmp_path / "o" / "s.csv")[1:]])
+    assert scores[1300] >= 0.5
+
+
+def test_missing_values_score_zero(tmp_path: Path) -> None:
+    src = tmp_path / "m.csv"
+    src.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,\n2024-01-01 00:10:00,nan\n")
+    assert main(["detect", str(src), "--output-dir", str(tmp_path / "o")]) == 0
+    assert [r[1] for r in read_rows(tmp_path / "o" / "m.csv")[1:]] == ["0.000000"] * 3
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, [], "cannot read"),
+        ("timestamp,value\n2024-01-01 00:00:00,1\n", ["--value-column", "cpu"], "available columns: timestamp, value"),
+        ("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,abc\n", [], "line 3: value 'abc'"),
+        ("timestamp,value\n2024-01-01 00:10:00,1\n2024-01-01 00:05:00,2\n", [], "out of order at row 1"),
+        ("timestamp,value\nyesterday,1\n", [], "line 2: timestamp 'yesterday'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, args: list[str], message: str
+) -> None:
+    src = tmp_path / "bad.csv"
+    if content is not None:
+        src.write_text(content)
+    code = main(["detect", str(src), "--output-dir", str(tmp_path / "o"), *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -3,9 +3,9 @@
 Why a batch command for a streaming detector: to backtest a metric export (or a benchmark file)
 offline with exactly the detector, defaults and threshold the daemon uses live. Each input is
 scored from scratch, causally, and written as ``DIR/<input file name>`` with columns
-``timestamp,anomaly_score``, one row per input row, in the same order. Missing or non-numeric-
-looking empty values score 0; a value that is not a number, an unknown column, or timestamps
-that go backwards are bad input (``ConfigError``: one line, exit 2).
+``timestamp,anomaly_score``, one row per input row, in the same order. Empty or ``nan`` values
+score 0; a missing file, an unknown column, a value that is not a number, or timestamps that go
+backwards are bad input (``ConfigError``: one line, exit 2).
 """
 
 from __future__ import annotations

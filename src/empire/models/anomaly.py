@@ -7,11 +7,14 @@ them, so several cheap, robust views of "surprise" are combined and then calibra
 1. *components* (each a strangeness per point, computed from past points only):
    level (robust z against the recent median/MAD), change (robust z of the first difference),
    seasonal residual (value minus the same time one to three days earlier, robust z), and shape
-   (an ``IsolationForest`` on lagged windows of recent values, refit periodically on past windows);
-2. each component's strangeness becomes a conformal p-value by its rank among its own recent
-   values, which puts units and tails on one scale; the raw score is ``1 - min p``;
+   (a ``LocalOutlierFactor`` on lagged windows of recent values, refit periodically on past
+   windows only);
+2. each component's strangeness becomes a p-value against its own recent values (rank, plus a
+   fitted exponential tail beyond the 90th percentile), which puts units and tails on one scale;
+   the Bonferroni minimum ``p`` gives the raw score ``-log10(p) / 10``;
 3. the anomaly likelihood (``anomaly_likelihood``) turns raw scores into a tail probability and a
-   score ``-log10(q) / 10`` (0.5 means q = 1e-5);
+   score ``-log10(q) / 10`` (0.5 means q = 1e-5); a single extreme point (a spike) also counts
+   on its own, since averaging would dilute it;
 4. after a detection, scores are held below the threshold for ``suppress`` points: one incident,
    one alert, and the next incident is a new detection.
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -90,7 +92,7 @@ class AnomalyDetector:
         long_window: int = 1500,
         learning_period: int = 300,
         min_std: float = 0.05,
-        suppress: int = 300,
+        suppress: int = 200,
         min_history: int = 30,
         lags: int = 6,
         refit_every: int = 500,
@@ -294,7 +296,3 @@ def _fmt(seconds: float) -> str:
         return _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     except (OverflowError, OSError, ValueError):
         return repr(seconds)
-
-
-def _as_list(x: Sequence[float]) -> list[float]:
-    return list(x)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
     from empire.agent.metrics import LoopMetrics
+    from empire.agent.tiering.metrics import TieringMetrics
 
 __all__ = ["Monitor"]
 
@@ -36,3 +37,9 @@ class Monitor:
         from empire.agent.metrics import LoopMetrics
 
         return LoopMetrics(self.registry)
+
+    @cached_property
+    def tiering(self) -> TieringMetrics:
+        from empire.agent.tiering.metrics import TieringMetrics
+
+        return TieringMetrics(self.registry)

@@ -1,0 +1,375 @@
+"""Crash-safe moves between tiers: copy -> fsync -> verify -> switch -> delete, journaled in `moves`.
+
+The invariant: at every instant the object's row points at a complete copy with the right
+checksum, and after recovery it exists in exactly one tier. Each step is journaled before the
+next starts, so a crash (kill -9, power cut) leaves a row whose `step` says what is known:
+
+    step       known at that point                  recovery at start
+    planned    row claimed (status moving)          roll back: delete the (partial) target
+    copied     target durable, not yet verified     verify; finish if it matches, else roll back
+    verified   target matches the checksum          finish: switch the pointer, delete the source
+    switched   pointer on the target (one txn)      delete the source (idempotent), mark done
+    done / aborted                                  nothing
+
+Target locations are derived from the object id, so the journal row names the exact file or key
+to clean up. The pointer switch and the `switched` step are one database transaction; the source
+is deleted only after it, so no crash can leave the object unreachable. A source whose bytes no
+longer match the inventory checksum (changed or corrupted on disk) aborts the move and
+quarantines the object for an operator; a failed copy (disk full, store unreachable) aborts and
+leaves the source in place. Moves run with bounded concurrency under a shared bytes/s budget.
+
+`fault(point)` is a test hook called at each point in `FAULT_POINTS` (the fault-injection test
+SIGKILLs the process there); it is None in production.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from sqlalchemy import and_, insert, select, update
+
+from empire.agent.ports import Clock, StorageBackend
+from empire.agent.tiering.budget import ByteBudget
+from empire.agent.tiering.inventory import audit
+from empire.agent.tiering.metrics import TieringMetrics
+from empire.agent.tiering.planner import PlannedMove
+from empire.agent.types import Reason
+from empire.errors import ConfigError, EmpireError, NotFoundError
+from empire.policies.storage import StoragePolicy
+from empire.state import tables as t
+from empire.state.database import Database
+
+__all__ = ["FAULT_POINTS", "MoveResult", "Mover"]
+
+logger = logging.getLogger(__name__)
+
+FAULT_POINTS = ("planned", "copying", "copy_done", "copied", "verified", "switched", "source_deleted", "done")
+UNFINISHED_STEPS = ("planned", "copied", "verified", "switched")
+MoveStatus = Literal["done", "aborted", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    object_id: str
+    from_tier: str
+    to_tier: str
+    status: MoveStatus
+    reason: Reason
+    bytes: int = 0
+    error: str | None = None
+    move_id: int | None = None
+    recovered: bool = False
+
+
+@dataclass
+class _Move:
+    id: int
+    object_id: str
+    from_tier: str
+    to_tier: str
+    src: str
+    dst: str
+    reason: Reason
+    checksum: str
+    size: int
+
+
+class _Abort(Exception):
+    def __init__(self, message: str, quarantine: bool = False) -> None:
+        super().__init__(message)
+        self.quarantine = quarantine
+
+
+class Mover:
+    def __init__(
+        self,
+        db: Database,
+        backend: StorageBackend,
+        policy: StoragePolicy,
+        clock: Clock,
+        *,
+        metrics: TieringMetrics | None = None,
+        budget: ByteBudget | None = None,
+        fault: Callable[[str], None] | None = None,
+        actor: str = "tiering",
+    ) -> None:
+        self.db = db
+        self.backend = backend
+        self.policy = policy
+        self.clock = clock
+        self.metrics = metrics
+        self.budget = budget or ByteBudget(policy.max_bytes_per_second, clock)
+        self.fault = fault
+        self.actor = actor
+        self._limiter = anyio.CapacityLimiter(policy.max_concurrent_moves)
+        self._active: set[str] = set()
+
+    def _hit(self, point: str) -> None:
+        if self.fault is not None:
+            self.fault(point)
+
+    # ------------------------------------------------------------------ public
+    async def apply(self, planned: Sequence[PlannedMove]) -> list[MoveResult]:
+        """Run moves concurrently (at most `max_concurrent_moves`), in the given order of priority."""
+        results: list[MoveResult | None] = [None] * len(planned)
+
+        async def one(i: int, p: PlannedMove) -> None:
+            async with self._limiter:
+                results[i] = await self.move(p.object_id, p.to_tier, p.reason, from_tier=p.from_tier)
+
+        async with anyio.create_task_group() as tg:
+            for i, p in enumerate(planned):
+                tg.start_soon(one, i, p)
+        return [r for r in results if r is not None]
+
+    async def move(
+        self, object_id: str, to_tier: str, reason: Reason = Reason.manual, *, from_tier: str | None = None
+    ) -> MoveResult:
+        """Move one object; never raises for a move that could not be done (see the result's status)."""
+        if to_tier not in self.backend.tier_names:
+            raise ConfigError(f"unknown tier {to_tier!r} (valid: {', '.join(self.backend.tier_names)})")
+        claimed = await self._claim(object_id, to_tier, reason, from_tier)
+        if isinstance(claimed, MoveResult):
+            self._count(claimed)
+            return claimed
+        self._active.add(object_id)
+        try:
+            self._hit("planned")
+            result = await self._run(claimed)
+        finally:
+            self._active.discard(object_id)
+        self._count(result)
+        return result
+
+    async def recover(self) -> list[MoveResult]:
+        """Finish or roll back every unfinished move not running in this process. Safe to repeat."""
+        results = []
+        for m in await self._unfinished():
+            if m[0].object_id in self._active:
+                continue
+            move, step = m
+            logger.warning("recovering move %s of %s interrupted at step %s", move.id, move.object_id, step)
+            self._active.add(move.object_id)
+            try:
+                result = await self._resume(move, step)
+            except EmpireError as exc:  # store unreachable: leave it for the next recovery
+                logger.warning("move %s of %s not recovered yet: %s", move.id, move.object_id, exc)
+                continue
+            finally:
+                self._active.discard(move.object_id)
+            result = MoveResult(**{**result.__dict__, "recovered": True})
+            self._count(result)
+            results.append(result)
+        if self.metrics is not None:
+            self.metrics.unfinished_moves.set(len(await self._unfinished()))
+        return results
+
+    # ------------------------------------------------------------------ the steps
+    async def _run(self, move: _Move) -> MoveResult:
+        first = True
+
+        async def progress(n: int) -> None:
+            nonlocal first
+            await self.budget.acquire(n)
+            if self.metrics is not None:
+                self.metrics.bytes_moved.labels(move.from_tier, move.to_tier).inc(n)
+            if first:
+                first = False
+                self._hit("copying")
+
+        try:
+            try:
+                await self.backend.copy(move.from_tier, move.src, move.to_tier, move.dst, progress)
+            except NotFoundError as exc:
+                raise _Abort(f"source missing in tier {move.from_tier}: {exc}", quarantine=True) from exc
+            except EmpireError as exc:
+                raise _Abort(f"copy to {move.to_tier} failed: {exc}") from exc
+            self._hit("copy_done")
+            await self._step(move.id, "copied")
+            self._hit("copied")
+        except _Abort as abort:
+            return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
+        return await self._resume(move, "copied")
+
+    async def _abort_or_leave(self, move: _Move, error: str, *, quarantine: bool) -> MoveResult:
+        try:
+            return await self._abort(move, error, quarantine=quarantine)
+        except EmpireError as exc:  # the target could not be cleaned up: recovery finishes the rollback
+            logger.warning("move %s of %s left for recovery: %s", move.id, move.object_id, exc)
+            return MoveResult(move.object_id, move.from_tier, move.to_tier, "failed", move.reason,
+                              error=f"{error}; rollback pending: {exc}", move_id=move.id)  # fmt: skip
+
+    async def _resume(self, move: _Move, step: str) -> MoveResult:
+        """Carry a move forward from a journaled step (the normal path and recovery share this)."""
+        try:
+            if step == "planned":
+                raise _Abort("interrupted before the copy was complete: rolled back")
+            if step == "copied":
+                await self._verify(move)
+                await self._step(move.id, "verified")
+                self._hit("verified")
+                step = "verified"
+            if step == "verified":
+                await self._switch(move)
+                self._hit("switched")
+        except _Abort as abort:
+            return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
+        return await self._finish(move)  # switched: from here on only forward
+
+    async def _finish(self, move: _Move) -> MoveResult:
+        try:
+            await self.backend.delete(move.from_tier, move.src)
+        except EmpireError as exc:
+            logger.warning("move %s of %s: source not deleted yet: %s", move.id, move.object_id, exc)
+            return MoveResult(move.object_id, move.from_tier, move.to_tier, "done", move.reason, move.size,
+                              error=f"source not deleted yet ({exc}); the next recovery retries", move_id=move.id)  # fmt: skip
+        self._hit("source_deleted")
+        await self._step(move.id, "done")
+        self._hit("done")
+        logger.info("moved %s %s -> %s (%s, %d bytes)", move.object_id, move.from_tier, move.to_tier,
+                    move.reason.value, move.size)  # fmt: skip
+        return MoveResult(move.object_id, move.from_tier, move.to_tier, "done", move.reason, move.size,
+                          move_id=move.id)  # fmt: skip
+
+    async def _verify(self, move: _Move) -> None:
+        try:
+            copy_sum = await self.backend.checksum(move.to_tier, move.dst)
+        except NotFoundError as exc:
+            raise _Abort(f"copy missing in tier {move.to_tier}") from exc
+        except EmpireError as exc:
+            raise _Abort(f"could not verify the copy: {exc}") from exc
+        if copy_sum == move.checksum:
+            return
+        try:
+            src_sum = await self.backend.checksum(move.from_tier, move.src)
+        except NotFoundError:
+            src_sum = "missing"
+        except EmpireError as exc:
+            raise _Abort(f"copy does not match the inventory checksum; source unreadable: {exc}") from exc
+        if src_sum != move.checksum:
+            raise _Abort(
+                f"source changed or corrupted before the move: inventory checksum {move.checksum}, "
+                f"source now {src_sum}; object quarantined",
+                quarantine=True,
+            )
+        raise _Abort(f"copy in {move.to_tier} does not match the source ({copy_sum} != {move.checksum})")
+
+    # ------------------------------------------------------------------ journal
+    async def _claim(self, object_id: str, to_tier: str, reason: Reason, from_tier: str | None) -> _Move | MoveResult:
+        now = self.clock.now()
+        c = t.content_objects.c
+        async with self.db.begin() as conn:
+            q = select(t.content_objects).where(c.id == object_id)
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update()
+            row = (await conn.execute(q)).first()
+            if row is None:
+                raise NotFoundError(f"no content object {object_id!r}")
+            skip = None
+            if row.status != "active":
+                skip = f"object is {row.status}"
+            elif from_tier is not None and row.tier != from_tier:
+                skip = f"object is in {row.tier}, not {from_tier} (moved since it was planned)"
+            elif row.tier == to_tier:
+                skip = f"object is already in {to_tier}"
+            elif row.tier not in self.backend.tier_names:
+                skip = f"object's tier {row.tier} is not configured"
+            if skip is not None:
+                return MoveResult(object_id, row.tier, to_tier, "skipped", reason, error=skip)
+            dst = self.backend.location_for(object_id)
+            await conn.execute(update(t.content_objects).where(c.id == object_id).values(status="moving"))
+            move_id = (
+                await conn.execute(
+                    insert(t.moves).values(
+                        object_id=object_id, from_tier=row.tier, to_tier=to_tier, src_location=row.location,
+                        dst_location=dst, step="planned", reason=reason.value, created_at=now, updated_at=now,
+                    ).returning(t.moves.c.id)
+                )
+            ).scalar_one()  # fmt: skip
+        return _Move(int(move_id), object_id, row.tier, to_tier, row.location, dst, reason, row.checksum, int(row.size))
+
+    async def _step(self, move_id: int, step: str, error: str | None = None) -> None:
+        async with self.db.begin() as conn:
+            values: dict[str, Any] = {"step": step, "updated_at": self.clock.now()}
+            if error is not None:
+                values["error"] = error
+            await conn.execute(update(t.moves).where(t.moves.c.id == move_id).values(**values))
+
+    async def _switch(self, move: _Move) -> None:
+        now = self.clock.now()
+        c = t.content_objects.c
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(t.content_objects)
+                .where(and_(c.id == move.object_id, c.status == "moving", c.tier == move.from_tier,
+                            c.location == move.src))
+                .values(tier=move.to_tier, location=move.dst, tier_since=now, status="active")
+            )  # fmt: skip
+            if result.rowcount != 1:
+                raise _Abort("object changed during the move (pointer no longer on the source)")
+            await conn.execute(update(t.moves).where(t.moves.c.id == move.id).values(step="switched", updated_at=now))
+
+    async def _abort(self, move: _Move, error: str, *, quarantine: bool = False) -> MoveResult:
+        """Delete the target, put the object back to active (or quarantined) at its source."""
+        await self.backend.delete(move.to_tier, move.dst)
+        now = self.clock.now()
+        c = t.content_objects.c
+        status = "quarantined" if quarantine else "active"
+        async with self.db.begin() as conn:
+            await conn.execute(
+                update(t.content_objects)
+                .where(and_(c.id == move.object_id, c.status == "moving"))
+                .values(status=status)
+            )
+            await conn.execute(
+                update(t.moves).where(t.moves.c.id == move.id).values(step="aborted", error=error, updated_at=now)
+            )
+            if quarantine:
+                await audit(conn, now, self.actor, "content.quarantined", f"object/{move.object_id}", error=error)
+        log = logger.error if quarantine else logger.warning
+        log("move %s of %s %s -> %s aborted: %s", move.id, move.object_id, move.from_tier, move.to_tier, error)
+        return MoveResult(move.object_id, move.from_tier, move.to_tier, "aborted", move.reason, error=error,
+                          move_id=move.id)  # fmt: skip
+
+    async def _unfinished(self) -> list[tuple[_Move, str]]:
+        m, c = t.moves.c, t.content_objects.c
+        q = (
+            select(t.moves, c.checksum, c.size)
+            .join(t.content_objects, c.id == m.object_id)
+            .where(m.step.in_(UNFINISHED_STEPS))
+            .order_by(m.id)
+        )
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [
+            (
+                _Move(
+                    int(r.id),
+                    r.object_id,
+                    r.from_tier,
+                    r.to_tier,
+                    r.src_location,
+                    r.dst_location,
+                    _reason(r.reason),
+                    r.checksum,
+                    int(r.size),
+                ),
+                r.step,
+            )
+            for r in rows
+        ]
+
+    def _count(self, result: MoveResult) -> None:
+        if self.metrics is not None:
+            self.metrics.moves.labels(result.status, result.reason.value).inc()
+
+
+def _reason(value: str) -> Reason:
+    try:
+        return Reason(value)
+    except ValueError:
+        return Reason.manual

@@ -7,7 +7,6 @@ import errno
 import hashlib
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -37,6 +36,10 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 def roots(base: Path) -> dict[str, Path]:
     return {name: base / name for name in TIERS}
+
+
+def partials(base: Path) -> list[Path]:
+    return list(base.rglob("*.partial"))
 
 
 def digest(data: bytes) -> str:
@@ -243,7 +246,7 @@ async def test_kill_9_at_every_step_then_recovery_leaves_each_object_in_exactly_
         assert await backend.checksum(obj.tier, obj.location) == digest(data)
     assert (await inv.get("big")).tier == expected_tier
     assert (await inv.get("small")).tier == "hot"  # never started
-    assert not [p for p in tmp_path.rglob("*.partial")]
+    assert partials(tmp_path) == []
     assert all(step in ("done", "aborted") for _, step, _ in await move_steps(database))
     assert registry.get_sample_value("empire_tier_unfinished_moves") == 0
     # and the agent carries on: the next move of the same object works

@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "policy",
     "db",
     "detect",
+    "run",
+    "explain",
 )
 
 EPILOG = """\

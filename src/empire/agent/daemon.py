@@ -1,0 +1,216 @@
+"""`Daemon`: assembles the agent from settings and runs it until SIGTERM/Ctrl-C. Used by `empire run`.
+
+Why a separate assembly module: every adapter choice is made here once, from `Settings`, and
+logged in plain words (which metric source, which cluster, which leader election), so `empire run`
+with nothing configured explains itself: "no metric source configured ... fallback applies",
+"no Kubernetes cluster found ... dry-run pretend cluster". Nothing here crashes on a missing peer.
+
+Other areas plug in through `AREA_MODULES`: each listed module that exists and defines
+`setup(daemon: Daemon) -> None` is called after the core is built and may register executors
+(`daemon.runner.register`), periodic jobs (`daemon.jobs.add`), HTTP routes (`daemon.routes`),
+`/status` sections (`daemon.context.status_sections`) and background tasks
+(`daemon.background.append(async_fn)`; each runs in the daemon's task group until shutdown).
+
+Shutdown: SIGTERM or SIGINT cancels the task group. The action in flight finishes inside the
+runner's shielded scope and is journaled; then the lease is released, the scheduler stopped and
+the connections closed, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.routing import BaseRoute
+
+from empire.agent.clock import SystemClock
+from empire.agent.http import AppContext, bind, build_app, serve
+from empire.agent.journal import ActionRunner
+from empire.agent.leader import leader_for
+from empire.agent.loop import ControlLoop
+from empire.agent.monitor import Monitor
+from empire.agent.ports import Clock, Observer, WorkloadReader
+from empire.agent.scheduler import PeriodicJobs
+from empire.agent.types import ScaleTo
+from empire.config.settings import Settings, mask_url
+from empire.errors import TemporaryError
+from empire.policies.loading import PolicyWatcher, default_policy_path
+
+__all__ = ["AREA_MODULES", "Daemon", "build_daemon", "run_daemon"]
+
+logger = logging.getLogger(__name__)
+
+AREA_MODULES: tuple[str, ...] = (
+    "empire.agent.pools.setup",
+    "empire.agent.tiering.setup",
+    "empire.agent.alerting.setup",
+)
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    clock: Clock
+    monitor: Monitor
+    db: Any
+    store: Any
+    watcher: PolicyWatcher
+    observer: Observer
+    workloads: WorkloadReader
+    runner: ActionRunner
+    jobs: PeriodicJobs
+    loop: ControlLoop
+    leader: Any
+    context: AppContext
+    routes: list[BaseRoute] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+async def _open_db(url: str, attempts: int = 5) -> Any:
+    from empire.state import Database
+
+    for i in range(attempts):
+        try:
+            return await Database.open(url)
+        except TemporaryError as exc:
+            if i + 1 == attempts:
+                raise
+            logger.warning("state database not reachable yet (%s); retrying in %ds", exc, 2**i)
+            await anyio.sleep(2**i)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def build_daemon(settings: Settings, policy_file: str | Path | None = None, dry_run: bool = False) -> Daemon:
+    from empire.agent.executors import DryRunExecutor, KubernetesScaler, load_cluster_config
+    from empire.agent.observers import NoSource, PrometheusObserver
+    from empire.state import SqlStateStore
+
+    path = Path(policy_file or settings.policy_file or default_policy_path())
+    watcher = PolicyWatcher(path)  # a bad policy at start is a ConfigError: exit 2 with its errors
+    loaded = watcher.current
+    logger.info("policy %s (version %s): %d targets", loaded.source, loaded.version, len(loaded.policy.targets))
+    url = settings.database_url_value
+    db = await _open_db(url)
+    logger.info("state database %s", mask_url(url))
+    store = SqlStateStore(db)
+    clock, monitor = SystemClock(), Monitor()
+    info: dict[str, Any] = {}
+
+    closers: list[Callable[[], Awaitable[None]]] = [db.close]
+    if settings.prometheus.url:
+        observer: Any = PrometheusObserver.from_settings(settings.prometheus)
+        info["metric_source"] = f"prometheus {settings.prometheus.url}"
+        logger.info("metric source: Prometheus at %s", settings.prometheus.url)
+    else:
+        observer = NoSource()
+        info["metric_source"] = "none"
+        logger.warning("no metric source configured (EMPIRE_PROMETHEUS__URL unset): every target reports "
+                       "metrics_unavailable and its fallback applies (hold, or fixed replicas)")  # fmt: skip
+    closers.append(observer.aclose)
+
+    cluster = load_cluster_config(settings.kubernetes)
+    if cluster is not None:
+        scaler = KubernetesScaler(cluster, timeout=settings.kubernetes.timeout)
+        executor: Any = scaler
+        workloads: Any = scaler
+        closers.append(scaler.aclose)
+        info["cluster"] = f"{cluster.server} ({cluster.source})"
+        logger.info("Kubernetes API %s via %s", cluster.server, cluster.source)
+    else:
+        executor = workloads = DryRunExecutor()
+        info["cluster"] = "none (dry-run pretend cluster)"
+        logger.warning("no Kubernetes cluster (EMPIRE_KUBERNETES__MODE=%s found none): actions are decided and "
+                       "journaled as dry_run against an in-memory pretend cluster", settings.kubernetes.mode)  # fmt: skip
+
+    leader = leader_for(settings)
+    info["leader_election"] = leader.name
+    runner = ActionRunner(store, {ScaleTo: executor}, clock, monitor, replica=settings.replica_id, leader=leader)
+    jobs = PeriodicJobs(clock, monitor)
+    loop = ControlLoop(
+        policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
+        monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs,
+    )  # fmt: skip
+    watcher.on_change = loop.set_policy
+    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes)
+    context.status_sections["policy_reload_error"] = lambda: watcher.last_error
+    if loop.dry_run:
+        logger.warning("dry run: decisions are journaled, no action is executed")
+    daemon = Daemon(settings, clock, monitor, db, store, watcher, observer, workloads, runner, jobs, loop, leader,
+                    context, closers=closers)  # fmt: skip
+    for name in AREA_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            logger.error("area %s not loaded: %s", name, exc)
+            continue
+        except Exception as exc:
+            logger.error("area %s not loaded: %s", name, exc)
+            continue
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            try:
+                setup(daemon)
+            except Exception:
+                logger.exception("area %s failed to set up; the loop runs without it", name)
+    return daemon
+
+
+async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event | None = None) -> int:
+    s = daemon.settings
+    app = build_app(daemon.context, daemon.routes)
+    stopping = False
+    sock = bind(s.http.host, s.http.port)
+
+    async def signals(scope: anyio.CancelScope) -> None:
+        nonlocal stopping
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            async for sig in received:
+                stopping = True
+                logger.warning("%s received: finishing the action in flight, then stopping", signal.Signals(sig).name)
+                scope.cancel()
+                return
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(signals, tg.cancel_scope)
+            http_up = anyio.Event()
+            tg.start_soon(lambda: serve(app, s.http.host, s.http.port, started=http_up, sock=sock))
+            with anyio.fail_after(30):
+                await http_up.wait()
+            daemon.app = app  # type: ignore[attr-defined]
+            if started is not None:
+                started.set()
+            await daemon.loop.start()
+            if once:
+                await daemon.loop.tick()
+                tg.cancel_scope.cancel()
+                return 0
+            daemon.jobs.start(is_leader=lambda: daemon.loop.is_leader)
+            tg.start_soon(daemon.watcher.run)
+            for task in daemon.background:
+                tg.start_soon(task)
+            await daemon.loop.run()
+    finally:
+        with anyio.CancelScope(shield=True):
+            daemon.jobs.shutdown()
+            try:
+                await daemon.leader.release()
+            except Exception as exc:
+                logger.debug("leader release: %s", exc)
+            for close in reversed(daemon.closers):
+                try:
+                    await close()
+                except Exception as exc:
+                    logger.debug("close: %s", exc)
+            if stopping:
+                logger.warning("stopped cleanly")
+    return 0

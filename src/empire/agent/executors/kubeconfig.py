@@ -1,0 +1,158 @@
+"""Where the Kubernetes API is and how to authenticate: in-cluster service account, or a kubeconfig.
+
+Why not the official client: the agent needs four calls (get a workload, get/patch its scale
+subresource) and must classify every failure (409/429/5xx vs 403/404) itself; a small httpx client
+is fully async, testable against a real HTTP fake, and adds no heavy dependency.
+
+In-cluster: `KUBERNETES_SERVICE_HOST/PORT`, the token and CA under
+`/var/run/secrets/kubernetes.io/serviceaccount/`. The token is re-read at most once a minute
+because projected service-account tokens rotate. Kubeconfig: `$KUBECONFIG` (first file) or
+`~/.kube/config`, the named or current context; token, tokenFile, client certificates (file or
+inline data) and basic auth are supported; `exec` credential plugins are not (a clear ConfigError).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from empire.errors import ConfigError
+
+__all__ = ["SERVICE_ACCOUNT_DIR", "ClusterConfig", "load_cluster_config"]
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+@dataclass
+class ClusterConfig:
+    server: str
+    source: str  # "in-cluster" or the kubeconfig path and context, for log lines
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    ca_data: str | None = field(default=None, repr=False)
+    cert_file: str | None = None
+    key_file: str | None = None
+    cert_data: bytes | None = field(default=None, repr=False)
+    key_data: bytes | None = field(default=None, repr=False)
+    insecure: bool = False
+    _token_read_at: float = 0.0
+
+    def bearer_token(self) -> str | None:
+        if self.token_file is not None and (self.token is None or time.monotonic() - self._token_read_at > 60):
+            try:
+                self.token = self.token_file.read_text().strip()
+                self._token_read_at = time.monotonic()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the service-account token {self.token_file}: {exc}") from None
+        return self.token
+
+    def verify(self) -> ssl.SSLContext | bool:
+        if not self.server.startswith("https"):
+            return True
+        if self.insecure:
+            return False
+        ctx = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        elif self.cert_data and self.key_data:
+            with tempfile.TemporaryDirectory() as tmp:  # ssl needs files; they live only for this call
+                cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+                cert.write_bytes(self.cert_data)
+                key.touch(mode=0o600)
+                key.write_bytes(self.key_data)
+                ctx.load_cert_chain(str(cert), str(key))
+        return ctx
+
+
+def _in_cluster(sa_dir: Path) -> ClusterConfig:
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host or not (sa_dir / "token").is_file():
+        raise ConfigError("not running in a cluster: KUBERNETES_SERVICE_HOST or the service-account token is missing")
+    host = f"[{host}]" if ":" in host else host
+    ca = sa_dir / "ca.crt"
+    return ClusterConfig(
+        server=f"https://{host}:{port}", source="in-cluster", token_file=sa_dir / "token",
+        ca_file=str(ca) if ca.is_file() else None,
+    )  # fmt: skip
+
+
+def _kubeconfig_path(configured: Path | None) -> Path:
+    if configured is not None:
+        return configured
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return Path(env.split(os.pathsep)[0])
+    return Path.home() / ".kube" / "config"
+
+
+def _named(items: list[dict[str, Any]], name: str, what: str, path: Path) -> dict[str, Any]:
+    for item in items or []:
+        if item.get("name") == name:
+            return item.get(what) or {}
+    names = ", ".join(str(i.get("name")) for i in items or []) or "none"
+    raise ConfigError(f"{path}: no {what} named {name!r} (valid: {names})")
+
+
+def _from_kubeconfig(path: Path, context: str | None) -> ClusterConfig:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read kubeconfig {path}: {exc}") from None
+    ctx_name = context or doc.get("current-context")
+    if not ctx_name:
+        raise ConfigError(f"{path}: no current-context; set EMPIRE_KUBERNETES__CONTEXT")
+    ctx = _named(doc.get("contexts", []), ctx_name, "context", path)
+    cluster = _named(doc.get("clusters", []), ctx.get("cluster", ""), "cluster", path)
+    user = _named(doc.get("users", []), ctx.get("user", ""), "user", path) if ctx.get("user") else {}
+    if "exec" in user or "auth-provider" in user:
+        raise ConfigError(
+            f"{path}: user {ctx.get('user')!r} uses an exec/auth-provider plugin, which empire does not run; "
+            "use a token (e.g. a service-account token) in the kubeconfig"
+        )
+    if not cluster.get("server"):
+        raise ConfigError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
+
+    def rel(p: str | None) -> str | None:
+        return None if p is None else str((path.parent / p) if not os.path.isabs(p) else Path(p))
+
+    def b64(v: str | None) -> bytes | None:
+        return base64.b64decode(v) if v else None
+
+    ca_data = b64(cluster.get("certificate-authority-data"))
+    return ClusterConfig(
+        server=cluster["server"].rstrip("/"), source=f"kubeconfig {path} (context {ctx_name})",
+        token=user.get("token"), token_file=Path(rel(user["tokenFile"])) if user.get("tokenFile") else None,  # type: ignore[arg-type]
+        username=user.get("username"), password=user.get("password"),
+        ca_file=rel(cluster.get("certificate-authority")), ca_data=ca_data.decode() if ca_data else None,
+        cert_file=rel(user.get("client-certificate")), key_file=rel(user.get("client-key")),
+        cert_data=b64(user.get("client-certificate-data")), key_data=b64(user.get("client-key-data")),
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+    )  # fmt: skip
+
+
+def load_cluster_config(settings: Any, sa_dir: Path = SERVICE_ACCOUNT_DIR) -> ClusterConfig | None:
+    """From `Settings.kubernetes`. None when mode is `disabled`, or `auto` finds no cluster at all."""
+    mode = settings.mode
+    if mode == "disabled":
+        return None
+    if mode == "in_cluster":
+        return _in_cluster(sa_dir)
+    if mode == "auto" and os.environ.get("KUBERNETES_SERVICE_HOST") and (sa_dir / "token").is_file():
+        return _in_cluster(sa_dir)
+    path = _kubeconfig_path(settings.kubeconfig)
+    if not path.is_file():
+        if mode == "kubeconfig":
+            raise ConfigError(f"kubeconfig {path} not found (EMPIRE_KUBERNETES__KUBECONFIG or $KUBECONFIG)")
+        return None
+    return _from_kubeconfig(path, settings.context)

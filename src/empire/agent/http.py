@@ -1,0 +1,181 @@
+"""The agent's small HTTP API: `/metrics`, `/healthz`, `/readyz`, `/status`, plus routes of other areas.
+
+`build_app(context, extra_routes)` returns a Starlette app; areas contribute routes (the tiering
+ingest endpoint, `/alerts`) and `/status` sections (`context.status_sections`). Health semantics:
+
+* `/healthz` (liveness): 200 while the loop is ticking; 503 once no tick has finished for
+  max(3 intervals, 60 s): a wedged loop should be restarted by Kubernetes.
+* `/readyz` (readiness): 200 once the loop has started and finished a first tick (standby
+  replicas are ready too: leadership is not readiness), 503 before.
+* `/status`: JSON, leader flag, policy version, last decision per target with its reasons.
+
+Request bodies above `max_body_bytes` are refused with 413 before a handler reads them. `serve()`
+runs uvicorn inside our task group without its signal handlers (the daemon owns SIGTERM so that
+the in-flight action is finished and journaled before exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from empire.agent.monitor import Monitor
+from empire.errors import ConfigError
+
+if TYPE_CHECKING:
+    from empire.agent.loop import ControlLoop
+
+__all__ = ["AppContext", "BodyLimit", "bind", "build_app", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    monitor: Monitor
+    loop: ControlLoop | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # metric source, cluster, ... (no secrets)
+    status_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    max_body_bytes: int = 1_048_576
+    started_wall: float = field(default_factory=time.monotonic)
+
+
+class BodyLimit:
+    """Refuse request bodies larger than `limit` bytes (declared or streamed) with 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse({"error": f"body larger than {self.limit} bytes"}, 413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await JSONResponse({"error": f"body larger than {self.limit} bytes"}, 413)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_app(context: AppContext, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(context.monitor.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        loop = context.loop
+        if loop is not None and loop.last_tick_wall is not None:
+            limit = max(3 * loop.interval, 60.0)
+            age = time.monotonic() - loop.last_tick_wall
+            if age > limit:
+                return JSONResponse({"status": "stalled", "seconds_since_last_tick": round(age, 1)}, 503)
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        loop = context.loop
+        if loop is None or not loop.started or loop.ticks == 0:
+            return JSONResponse({"status": "starting"}, 503)
+        return JSONResponse({"status": "ready", "leader": loop.is_leader})
+
+    async def status(request: Request) -> Response:
+        body: dict[str, Any] = dict(context.loop.snapshot()) if context.loop is not None else {}
+        body.update(context.info)
+        for name, section in context.status_sections.items():
+            try:
+                body[name] = section()
+            except Exception as exc:
+                body[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return JSONResponse(body)
+
+    routes: list[BaseRoute] = [
+        Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz), Route("/status", status),
+        *extra_routes,
+    ]  # fmt: skip
+    app = Starlette(routes=routes)
+    app.add_middleware(BodyLimit, limit=context.max_body_bytes)
+    return app
+
+
+@contextlib.contextmanager
+def _no_signals() -> Iterator[None]:
+    yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front, so "port in use" is a clear ConfigError, not uvicorn's exit(1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); set EMPIRE_HTTP__PORT") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(
+    app: Starlette, host: str, port: int, *, started: anyio.Event | None = None, sock: socket.socket | None = None
+) -> None:
+    """Serve `app` until cancelled. Port 0 picks a free port (logged, and stored in `app.state.port`)."""
+    import uvicorn
+
+    sock = sock or bind(host, port)
+
+    class _Server(uvicorn.Server):
+        def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+            return _no_signals()
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    server = _Server(config)
+
+    async def announce() -> None:
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await anyio.sleep(0.02)
+        app.state.port = sock.getsockname()[1]
+        logger.info("HTTP on http://%s:%s (/metrics /healthz /readyz /status)", host, app.state.port)
+        if started is not None:
+            started.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(announce)
+        try:
+            await server.serve(sockets=[sock])
+        except anyio.get_cancelled_exc_class():
+            server.should_exit = True
+            if server.started:  # close the listening socket and open connections before leaving
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await server.shutdown()
+            raise
+        tg.cancel_scope.cancel()

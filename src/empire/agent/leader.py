@@ -1,0 +1,221 @@
+"""Leader election: among several replicas of the daemon, exactly one acts.
+
+Three mechanisms, chosen by `leader_for(settings)` from what the deployment already has, so no
+extra infrastructure is needed:
+
+* PostgreSQL state DB -> `pg_try_advisory_lock` on a *dedicated* connection. The lock lives as
+  long as that session: if the leader dies or its connection drops, PostgreSQL releases it. The
+  journal and the lock are in the same database, so whoever writes intents holds the lock.
+* otherwise, Redis configured -> a lease: `SET key me NX PX ttl`, renewed with a compare-and-set
+  Lua script (renew only if the value is still mine) and released the same way. The lease is
+  trusted locally only until `renewed_at + ttl - margin` on the monotonic clock, so a replica that
+  cannot reach Redis stops acting before another may take over.
+* otherwise (embedded SQLite, one host) -> `fcntl.flock` on `<data_dir>/leader.lock`, released by
+  the kernel when the process dies.
+
+The loop calls `ensure()` once per tick and acts only when it returns True; the runner also checks
+`is_leader` before every action. So a replica that loses the lease stops acting within one tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from empire.errors import ConfigError
+
+__all__ = ["AlwaysLeader", "FileLeader", "PostgresLeader", "RedisLeader", "leader_for"]
+
+logger = logging.getLogger(__name__)
+LOCK_KEY = 0x656D_7031  # "emp1": the advisory lock id of the acting replica
+
+
+class _Base:
+    name = "base"
+
+    def __init__(self) -> None:
+        self._leader = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    def _set(self, value: bool, detail: str = "") -> bool:
+        if value != self._leader:
+            log = logger.info if value else logger.warning
+            log("leadership (%s) %s%s", self.name, "acquired" if value else "lost", f": {detail}" if detail else "")
+        self._leader = value
+        return value
+
+
+class AlwaysLeader(_Base):
+    """A single replica by construction (tests, the backtest)."""
+
+    name = "single"
+
+    async def ensure(self) -> bool:
+        return self._set(True)
+
+    async def release(self) -> None:
+        self._leader = False
+
+
+class FileLeader(_Base):
+    name = "file"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    async def ensure(self) -> bool:
+        if self._fd is not None:
+            return self._set(True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the leader lock file {self.path}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return self._set(False)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self._set(True)
+
+    async def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        self._leader = False
+
+
+class PostgresLeader(_Base):
+    name = "postgres"
+
+    def __init__(self, url: str, key: int = LOCK_KEY) -> None:
+        super().__init__()
+        self.url = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.key = key
+        self._conn: Any = None
+
+    async def ensure(self) -> bool:
+        import asyncpg
+
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self.url, timeout=5)
+                self._set(False, "new session")
+            if self._leader:  # still ours? (the session may have been terminated server-side)
+                held = await self._conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                    "AND objid = $1 AND granted", self.key & 0xFFFFFFFF, timeout=5,
+                )  # fmt: skip
+                return self._set(bool(held), "" if held else "lock no longer held")
+            got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key, timeout=5)
+            return self._set(bool(got))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            await self._drop()
+            return self._set(False, f"database unreachable: {type(exc).__name__}")
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken
+                conn.terminate()
+
+    async def release(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            try:
+                await self._conn.execute("SELECT pg_advisory_unlock($1)", self.key)
+                await self._conn.close(timeout=5)
+            except Exception:
+                await self._drop()
+        self._conn = None
+        self._leader = False
+
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisLeader(_Base):
+    name = "redis"
+
+    def __init__(self, url: str, identity: str, ttl: float = 15.0, key: str = "empire:leader", client: Any = None):
+        super().__init__()
+        self.url, self.identity, self.ttl, self.key = url, identity, ttl, key
+        self._client = client
+        self._valid_until = 0.0
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+        return self._client
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader and time.monotonic() < self._valid_until
+
+    async def ensure(self) -> bool:
+        from redis.exceptions import RedisError
+
+        ms = int(self.ttl * 1000)
+        started = time.monotonic()
+        try:
+            r = self._redis()
+            if self._leader:
+                ok = bool(await r.eval(_RENEW, 1, self.key, self.identity, ms))
+            else:
+                ok = bool(await r.set(self.key, self.identity, nx=True, px=ms))
+        except (RedisError, OSError) as exc:
+            if time.monotonic() >= self._valid_until:
+                return self._set(False, f"redis unreachable: {type(exc).__name__}")
+            return self.is_leader  # still inside the lease we hold
+        if ok:
+            self._valid_until = started + self.ttl * 0.8  # margin for clock drift between us and Redis
+        return self._set(ok, "" if ok else "lease held by another replica")
+
+    async def release(self) -> None:
+        if self._client is not None:
+            try:
+                if self._leader:
+                    await self._client.eval(_RELEASE, 1, self.key, self.identity)
+                await self._client.aclose()
+            except Exception as exc:
+                logger.debug("redis lease release failed: %s", exc)
+            self._client = None
+        self._leader = False
+        self._valid_until = 0.0
+
+
+def leader_for(settings: Any) -> _Base:
+    """PostgreSQL advisory lock when the state DB is PostgreSQL; else a Redis lease when Redis is
+    configured; else a file lock next to the SQLite database."""
+    url = settings.database_url_value
+    if url.startswith("postgresql"):
+        return PostgresLeader(url)
+    if settings.redis_url is not None:
+        return RedisLeader(settings.redis_url.get_secret_value(), settings.replica_id, settings.leader.lease_duration)
+    return FileLeader(Path(settings.data_dir) / "leader.lock")

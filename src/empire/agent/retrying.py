@@ -1,0 +1,72 @@
+"""HTTP failure classification and bounded retries, shared by the Prometheus and Kubernetes adapters.
+
+Retrying lives in adapters only (the core never retries). A response or transport failure becomes:
+
+    TemporaryError(delay)   429 and 5xx (delay from Retry-After), 409 when the caller says so,
+                            timeouts, refused or reset connections, garbage bodies from a proxy
+    PermanentError          the rest of 4xx: retrying cannot help
+
+`retry()` tries a coroutine `attempts` times, sleeping the peer's Retry-After (capped) or an
+exponential backoff between TemporaryErrors; the last TemporaryError propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import anyio
+import httpx
+
+from empire.errors import PermanentError, TemporaryError
+
+__all__ = ["parse_retry_after", "retry", "transport_error"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_DELAY = 30.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def transport_error(exc: httpx.HTTPError, what: str) -> TemporaryError:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    return TemporaryError(f"{what} {kind}: {type(exc).__name__}: {exc}".rstrip(": "))
+
+
+async def retry(
+    fn: Callable[[], Awaitable[T]],
+    attempts: int,
+    *,
+    what: str,
+    backoff: float = 0.2,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> T:
+    """Call `fn` up to `attempts` times while it raises TemporaryError."""
+    for i in range(max(1, attempts)):
+        try:
+            return await fn()
+        except TemporaryError as exc:
+            if i + 1 >= attempts:
+                raise
+            delay = min(MAX_DELAY, exc.delay if exc.delay is not None else backoff * 2**i)
+            logger.debug("%s: %s; retry %d/%d in %.2fs", what, exc, i + 1, attempts - 1, delay)
+            await sleep(delay)
+        except PermanentError:
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover

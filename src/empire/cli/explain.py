@@ -1,0 +1,127 @@
+"""`empire explain TARGET [--last N]`: why the agent did what it did, from the journal.
+
+Reads the decisions table (and the actions journaled for them) of the state database, so it works
+while the daemon runs, after it stopped, and on another machine pointed at the same database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from empire.errors import NotFoundError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="print a target's recent decisions with every reason and clamp",
+        description="Print the recent decisions for TARGET from the state database, newest first.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  empire explain generator
+  empire explain api --last 20
+  empire explain api --format json | jq '.[0].reasons'""",
+    )
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--last", type=int, default=5, metavar="N", help="how many decisions (default 5)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=explain)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
+    lines = []
+    for d in decisions:
+        flags = " [dry run]" if d.dry_run else ""
+        lines.append(
+            f"{d.at.strftime('%Y-%m-%d %H:%M:%S')}Z  current {_fmt(d.current)}  recommended {_fmt(d.recommended)}"
+            f"  desired {_fmt(d.desired)}{flags}  policy {d.policy_version or '-'}"
+        )
+        lines.append(f"    reasons: {', '.join(d.reasons) or '-'}")
+        det = d.details or {}
+        for name, s in (det.get("signals") or {}).items():
+            parts = [f"{_fmt(s.get('value'))} vs target {_fmt(s.get('target'))} ({s.get('type')})"]
+            if s.get("status") != "ok":
+                parts.append(f"status {s.get('status')}")
+            if s.get("replicas") is not None:
+                parts.append(f"-> {s['replicas']} replicas")
+            if s.get("within_tolerance"):
+                parts.append("within tolerance")
+            if s.get("staleness") is not None:
+                parts.append(f"age {_fmt(s['staleness'])}s")
+            lines.append(f"    signal {name}: " + ", ".join(parts))
+        if "forecast" in det:
+            f = det["forecast"]
+            lines.append(f"    forecast {f.get('signal')}: p{round(100 * f.get('quantile', 0))} "
+                         f"{_fmt(f.get('value'))} in {_fmt(f.get('horizon_seconds'))}s -> {_fmt(f.get('replicas'))} replicas")  # fmt: skip
+        st = det.get("stabilization")
+        if st:
+            bits = [f"window min(up) {_fmt(st.get('window_up_min'))}", f"max(down) {_fmt(st.get('window_down_max'))}",
+                    f"stabilized {_fmt(st.get('stabilized'))}"]  # fmt: skip
+            if "scale_up_limit" in st:
+                bits.append(f"rate limit up to {st['scale_up_limit']}")
+            if "scale_down_limit" in st:
+                bits.append(f"rate limit down to {st['scale_down_limit']}")
+            if st.get("rule"):
+                bits = [st["rule"]]
+            lines.append("    stabilization: " + ", ".join(bits))
+        if det.get("source_failures"):
+            lines.append(f"    metric source failures in a row: {det['source_failures']} ({_fmt(det.get('error'))})")
+        for a in actions.get(d.id or -1, []):
+            err = f": {a.error}" if a.error else ""
+            lines.append(f"    action {a.kind} {a.params.get('current')} -> {a.params.get('replicas')}: {a.state}{err}")
+    return lines
+
+
+def explain(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.config import load_settings
+    from empire.state import Database, SqlStateStore
+
+    settings = load_settings()
+    if args.last < 1:
+        from empire.errors import ConfigError
+
+        raise ConfigError("--last must be at least 1")
+
+    async def go() -> tuple[list[Any], dict[int, list[Any]]]:
+        db = await Database.open(settings.database_url_value)
+        try:
+            store = SqlStateStore(db)
+            decisions = await store.recent_decisions(args.target, limit=args.last)
+            acts: dict[int, list[Any]] = {}
+            for a in await store.recent_actions(args.target, limit=max(50, args.last * 4)):
+                if a.decision_id is not None:
+                    acts.setdefault(a.decision_id, []).append(a)
+            if not decisions:
+                known = sorted({d.target for d in await store.recent_decisions(limit=500)})
+                raise NotFoundError(
+                    f"no decisions recorded for target {args.target!r} "
+                    f"(targets with decisions: {', '.join(known) or 'none yet; is empire run running?'})"
+                )
+            return decisions, acts
+        finally:
+            await db.close()
+
+    decisions, acts = anyio.run(go)
+    if args.format == "json":
+        out = [
+            {"at": d.at.isoformat(), "current": d.current, "recommended": d.recommended, "desired": d.desired,
+             "reasons": list(d.reasons), "details": d.details, "dry_run": d.dry_run, "policy_version": d.policy_version,
+             "actions": [{"kind": a.kind, "state": a.state.value, "params": a.params, "error": a.error}
+                         for a in acts.get(d.id or -1, [])]}
+            for d in decisions
+        ]  # fmt: skip
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{args.target}: last {len(decisions)} decision(s), newest first")
+    print("\n".join(render(decisions, acts)))
+    return 0

@@ -1,0 +1,51 @@
+"""`empire run`: the daemon (observe -> decide -> act every `loop.interval`), with its HTTP endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the agent: scale, generate, retier and alert until SIGTERM",
+        description=(
+            "Run the control loop and serve /metrics /healthz /readyz /status. With nothing configured it "
+            "runs against no metric source and a dry-run pretend cluster, and says so."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""settings read (see 'empire config show'):
+  EMPIRE_POLICY_FILE        policy YAML (reloaded on change; --policy overrides)
+  EMPIRE_PROMETHEUS__URL    metric source (unset: no source, fallbacks apply)
+  EMPIRE_KUBERNETES__MODE   auto | in_cluster | kubeconfig | disabled (no cluster: dry run)
+  EMPIRE_DATABASE_URL       journal (default SQLite in EMPIRE_DATA_DIR); PostgreSQL -> advisory-lock leader
+  EMPIRE_REDIS_URL          leader lease when the database is not PostgreSQL
+  EMPIRE_HTTP__HOST/PORT    endpoints (default 127.0.0.1:9464)
+
+examples:
+  empire run --dry-run                          decide and journal, never act
+  EMPIRE_PROMETHEUS__URL=http://prometheus:9090 empire run --policy policy.yaml
+  empire run --once                             one tick, then exit (smoke test)""",
+    )
+    p.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the shipped example)")
+    p.add_argument("--dry-run", action="store_true", help="decide and journal every action, execute none")
+    p.add_argument("--once", action="store_true", help="run a single tick and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.daemon import build_daemon, run_daemon
+    from empire.config import load_settings
+
+    settings = load_settings()
+    if not getattr(args, "verbose", 0):  # a daemon logs at INFO by default (one line per decision and action)
+        logging.getLogger().setLevel(settings.log_level)
+
+    async def main() -> int:
+        daemon = await build_daemon(settings, args.policy, dry_run=args.dry_run)
+        return await run_daemon(daemon, once=args.once)
+
+    return anyio.run(main)

@@ -118,8 +118,7 @@ class Mover:
         results: list[MoveResult | None] = [None] * len(planned)
 
         async def one(i: int, p: PlannedMove) -> None:
-            async with self._limiter:
-                results[i] = await self.move(p.object_id, p.to_tier, p.reason, from_tier=p.from_tier)
+            results[i] = await self.move(p.object_id, p.to_tier, p.reason, from_tier=p.from_tier)
 
         async with anyio.create_task_group() as tg:
             for i, p in enumerate(planned):
@@ -129,7 +128,21 @@ class Mover:
     async def move(
         self, object_id: str, to_tier: str, reason: Reason = Reason.manual, *, from_tier: str | None = None
     ) -> MoveResult:
-        """Move one object; never raises for a move that could not be done (see the result's status)."""
+        """Move one object; never raises for a move that could not be done (see the result's status).
+
+        At most `max_concurrent_moves` run at once. A started move is shielded from cancellation:
+        stopping half-way would only leave work for recovery."""
+        async with self._limiter:
+            with anyio.CancelScope(shield=True):
+                return await self._move(object_id, to_tier, reason, from_tier)
+
+    def set_policy(self, policy: StoragePolicy) -> None:
+        """Follow a reloaded policy (concurrency, bytes/s budget)."""
+        self.policy = policy
+        self._limiter.total_tokens = policy.max_concurrent_moves
+        self.budget.rate = self.budget.burst = float(policy.max_bytes_per_second)
+
+    async def _move(self, object_id: str, to_tier: str, reason: Reason, from_tier: str | None) -> MoveResult:
         if to_tier not in self.backend.tier_names:
             raise ConfigError(f"unknown tier {to_tier!r} (valid: {', '.join(self.backend.tier_names)})")
         claimed = await self._claim(object_id, to_tier, reason, from_tier)

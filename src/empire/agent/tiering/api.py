@@ -1,0 +1,168 @@
+"""The ingestion endpoint: access events and revenue figures over HTTP (the agent's first write API).
+
+    POST /v1/content/access    {"events":  [{"id": "track-1", "at": "2026-05-01T10:00:00Z", "count": 3}, ...]}
+    POST /v1/content/revenue   {"figures": [{"id": "track-1", "amount": 12.5, "mode": "set"}, ...]}
+
+Why so strict: it is the only way in from outside that changes state. Every call needs
+`Authorization: Bearer <EMPIRE_INGEST_TOKEN>`, compared in constant time (`hmac.compare_digest`);
+without a configured token the endpoint refuses everything (401). Bodies are JSON with a declared
+shape (unknown fields are errors), at most `http.max_body_bytes` long, and a batch is applied all
+or nothing: one unknown object id rejects the batch (404) and changes nothing. Each accepted batch
+is written to the audit table in the same transaction as the change. Error bodies are
+`{"error": "...", "details": [...]}` and never echo the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from empire.agent.ports import Clock
+from empire.agent.tiering.inventory import AccessEvent, Inventory, RevenueFigure
+from empire.errors import NotFoundError, TemporaryError
+
+__all__ = ["MAX_BATCH", "routes"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccessItem(_Strict):
+    id: ObjectId
+    at: AwareDatetime | None = Field(default=None, description="default: when the call arrives")
+    count: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class AccessBody(_Strict):
+    events: list[AccessItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RevenueItem(_Strict):
+    id: ObjectId
+    amount: float = Field(allow_inf_nan=False)
+    mode: Literal["set", "add"] = "set"
+
+
+class RevenueBody(_Strict):
+    figures: list[RevenueItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _error(
+    status: int, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status, headers=headers)
+
+
+def routes(
+    inventory: Inventory,
+    *,
+    token: SecretStr | None,
+    clock: Clock,
+    half_life: Callable[[], timedelta],
+    max_body_bytes: int = 1_048_576,
+    prefix: str = "/v1/content",
+) -> list[Route]:
+    """Starlette routes for `build_app(context, extra_routes=...)`."""
+    expected = token.get_secret_value().encode() if token is not None and token.get_secret_value() else None
+
+    def authenticate(request: Request) -> JSONResponse | None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="empire-ingest"'}
+        if expected is None:
+            return _error(401, "ingest endpoint disabled: no ingest token configured (EMPIRE_INGEST_TOKEN)",
+                          headers=challenge)  # fmt: skip
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return _error(401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge)
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            return _error(401, "invalid bearer token", headers=challenge)
+        return None
+
+    async def read_json(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return _error(415, f"expected Content-Type application/json, got {ctype or 'none'}")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return _error(413, f"body larger than {max_body_bytes} bytes")
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    return _error(413, f"body larger than {max_body_bytes} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _error(400, "client disconnected before the body was complete")
+        try:
+            data = json.loads(b"".join(chunks) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _error(400, f"malformed JSON: {exc}")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            details = [{"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+                       for e in exc.errors(include_url=False)[:20]]  # fmt: skip
+            return _error(422, "invalid body: " + "; ".join(f"{d['path']}: {d['message']}" for d in details[:3]),
+                          details)  # fmt: skip
+
+    def actor(request: Request) -> str:
+        host = request.client.host if request.client else "unknown"
+        return f"http:{host}"
+
+    async def apply(write: Callable[[], Any]) -> JSONResponse:
+        try:
+            updated = await write()
+        except NotFoundError as exc:
+            return _error(404, f"{exc}; nothing was changed")
+        except TemporaryError as exc:
+            logger.warning("ingest failed temporarily: %s", exc)
+            return _error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
+        return JSONResponse({"updated": updated})
+
+    async def access(request: Request) -> JSONResponse:
+        if (denied := authenticate(request)) is not None:
+            return denied
+        body = await read_json(request, AccessBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, AccessBody)
+        now = clock.now()
+        events = [AccessEvent(e.id, (e.at or now).astimezone(UTC), e.count) for e in body.events]
+        if any(e.at > now + timedelta(minutes=5) for e in events):
+            return _error(422, "invalid body: an access event is in the future")
+        return await apply(lambda: inventory.record_access(events, half_life(), actor=actor(request), at=now))
+
+    async def revenue(request: Request) -> JSONResponse:
+        if (denied := authenticate(request)) is not None:
+            return denied
+        body = await read_json(request, RevenueBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, RevenueBody)
+        figures = [RevenueFigure(f.id, f.amount, f.mode) for f in body.figures]
+        if any(f.mode == "set" and f.amount < 0 for f in figures):
+            return _error(422, "invalid body: revenue to date cannot be negative (use mode 'add' for corrections)")
+        return await apply(lambda: inventory.record_revenue(figures, actor=actor(request), at=clock.now()))
+
+    return [
+        Route(f"{prefix}/access", access, methods=["POST"]),
+        Route(f"{prefix}/revenue", revenue, methods=["POST"]),
+    ]

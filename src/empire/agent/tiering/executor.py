@@ -1,0 +1,142 @@
+"""Tiering in the agent loop: the `Retier` executor and the periodic sweep.
+
+The sweep is the "decide" of tiering: it finishes any interrupted move, asks the inventory for the
+moves that pay (selected in SQL), and hands each one as a `Retier` action to the journaling action
+runner, so a move is journaled with its reason, counted, skipped in dry-run mode, and stopped on a
+replica that lost leadership, exactly like a scaling action. The executor then runs the
+crash-safe mover. The mover keeps its own step journal (`moves`); the action journal answers
+"what did the agent decide and why", the move journal "how far did the bytes get".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from empire.agent.tiering.inventory import Inventory
+from empire.agent.tiering.metrics import TieringMetrics
+from empire.agent.tiering.mover import Mover, MoveResult
+from empire.agent.types import Outcome, OutcomeStatus, ReadBack, Reason, Retier
+from empire.errors import NotFoundError
+from empire.policies.storage import StoragePolicy
+from empire.state.records import ActionRecord
+
+__all__ = ["RetierExecutor", "SweepReport", "TieringSweep", "outcome_of", "refresh_usage"]
+
+logger = logging.getLogger(__name__)
+
+
+def outcome_of(result: MoveResult) -> Outcome:
+    state: dict[str, Any] = {"tier": result.to_tier if result.status == "done" else result.from_tier,
+                             "bytes": result.bytes, "move_id": result.move_id}  # fmt: skip
+    if result.status == "done":
+        return Outcome(OutcomeStatus.applied, error=result.error, state=state)
+    if result.status == "skipped":
+        return Outcome(OutcomeStatus.unchanged, Reason.no_change, result.error, state=state)
+    klass = "temporary" if result.status == "failed" else "permanent"
+    return Outcome(OutcomeStatus.failed, Reason.execution_failed, result.error, klass, state=state)
+
+
+class RetierExecutor:
+    """`ports.Executor` for `Retier` actions."""
+
+    def __init__(self, mover: Mover, inventory: Inventory) -> None:
+        self.mover = mover
+        self.inventory = inventory
+
+    async def execute(self, action: Any) -> Outcome:
+        if not isinstance(action, Retier):
+            raise TypeError(f"RetierExecutor cannot run {type(action).__name__}")
+        reason = action.reasons[0] if action.reasons else Reason.manual
+        result = await self.mover.move(action.object_id, action.to_tier, reason, from_tier=action.from_tier)
+        return outcome_of(result)
+
+    async def read_back(self, record: ActionRecord) -> ReadBack:
+        """Did an unfinished retier intent take effect? The inventory row says where the object is;
+        a move still `moving` is settled by the mover's recovery first, so answer "unknown"."""
+        object_id = record.subject.removeprefix("object/")
+        try:
+            obj = await self.inventory.get(object_id)
+        except NotFoundError:
+            return ReadBack(applied=False, note="object no longer in the inventory")
+        if obj.status == "moving":
+            return ReadBack(applied=None, note="move still in progress or awaiting recovery")
+        applied = obj.tier == record.params.get("to_tier")
+        return ReadBack(applied=applied, state={"tier": obj.tier})
+
+
+@dataclass
+class SweepReport:
+    at: datetime
+    planned: int = 0
+    monthly_saving: float = 0.0
+    results: dict[str, int] = field(default_factory=dict)  # outcome status -> count
+    recovered: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "planned": self.planned, "monthly_saving": round(self.monthly_saving, 6),
+                "results": dict(self.results), "recovered": self.recovered}  # fmt: skip
+
+
+async def refresh_usage(inventory: Inventory, policy: StoragePolicy, metrics: TieringMetrics) -> None:
+    """Set the per-tier bytes/objects/cost gauges from the inventory."""
+    prices = {t.name: t.cost_per_gb_month for t in policy.tiers}
+    for u in await inventory.usage():
+        metrics.tier_bytes.labels(u.tier).set(u.bytes)
+        metrics.tier_objects.labels(u.tier).set(u.objects)
+        metrics.tier_monthly_cost.labels(u.tier).set(u.bytes / 1024**3 * prices.get(u.tier, 0.0))
+
+
+class TieringSweep:
+    """`async def sweep(now)` for the periodic-job registry.
+
+    `run_action(action, now)` is the journaling runner (`ActionRunner.run(action, at=now)`);
+    `policy()` returns the storage policy in force (it may be reloaded between sweeps)."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        mover: Mover,
+        run_action: Callable[[Retier, datetime], Awaitable[Outcome]],
+        policy: Callable[[], StoragePolicy],
+        metrics: TieringMetrics | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.mover = mover
+        self.run_action = run_action
+        self.policy = policy
+        self.metrics = metrics
+        self.last: SweepReport | None = None
+
+    async def __call__(self, now: datetime) -> SweepReport:
+        policy = self.policy()
+        if policy is not self.mover.policy:
+            self.mover.set_policy(policy)
+        report = SweepReport(at=now)
+        report.recovered = len(await self.mover.recover())
+        planned = await self.inventory.plan(policy, now, policy.max_moves_per_sweep)
+        report.planned = len(planned)
+        report.monthly_saving = sum(p.monthly_saving for p in planned)
+        if self.metrics is not None:
+            self.metrics.planned_saving.set(report.monthly_saving)
+        limiter = anyio.CapacityLimiter(policy.max_concurrent_moves)
+
+        async def one(action: Retier) -> None:
+            async with limiter:
+                out = await self.run_action(action, now)
+            report.results[out.status.value] = report.results.get(out.status.value, 0) + 1
+
+        async with anyio.create_task_group() as tg:
+            for p in planned:
+                tg.start_soon(one, p.to_action())
+        if self.metrics is not None:
+            await refresh_usage(self.inventory, policy, self.metrics)
+        logger.info("tiering sweep: %d moves planned (%.4f/month saving): %s", report.planned,
+                    report.monthly_saving, report.results or "nothing to do")  # fmt: skip
+        self.last = report
+        return report

@@ -1,0 +1,55 @@
+"""Plug tiering into the daemon (`empire run`): executor, periodic sweep, ingest routes, status.
+
+Called by `empire.agent.daemon.build_daemon` through `AREA_MODULES`. Recovery of interrupted moves
+runs once at start as a background task (before the first sweep can plan anything for the same
+objects) and again at the start of every sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from empire.agent.tiering.api import routes
+from empire.agent.tiering.backends import build_backend
+from empire.agent.tiering.executor import RetierExecutor, TieringSweep
+from empire.agent.tiering.inventory import Inventory
+from empire.agent.tiering.mover import Mover
+from empire.agent.types import Retier
+from empire.policies.storage import StoragePolicy
+
+__all__ = ["setup"]
+
+logger = logging.getLogger(__name__)
+
+
+def setup(daemon: Any) -> None:
+    def policy() -> StoragePolicy:
+        return daemon.watcher.current.policy.storage
+
+    storage = policy()
+    backend = build_backend(storage, daemon.settings.data_dir)
+    metrics = daemon.monitor.tiering
+    inventory = Inventory(daemon.db)
+    mover = Mover(daemon.db, backend, storage, daemon.clock, metrics=metrics, actor=daemon.settings.replica_id)
+    daemon.runner.register(Retier, RetierExecutor(mover, inventory))
+    sweep = TieringSweep(inventory, mover, lambda a, now: daemon.runner.run(a, at=now), policy, metrics)
+    daemon.jobs.add("tiering-sweep", storage.sweep_every, sweep)
+    daemon.routes.extend(
+        routes(inventory, token=daemon.settings.ingest_token, clock=daemon.clock,
+               half_life=lambda: policy().access_half_life, max_body_bytes=daemon.settings.http.max_body_bytes)
+    )  # fmt: skip
+    daemon.context.status_sections["tiering"] = lambda: {
+        "backend": repr(backend), "last_sweep": sweep.last.as_dict() if sweep.last else None,
+    }  # fmt: skip
+
+    async def recover() -> None:
+        results = await mover.recover()
+        if results:
+            logger.warning("tiering: recovered %d interrupted moves at start", len(results))
+
+    daemon.background.append(recover)
+    daemon.closers.append(backend.aclose)
+    if daemon.settings.ingest_token is None:
+        logger.info("tiering: ingest endpoint refuses all calls (EMPIRE_INGEST_TOKEN unset)")
+    logger.info("tiering: %s, sweep every %s", backend, storage.sweep_every)

@@ -1,0 +1,146 @@
+"""The ingest endpoint against a real database: bearer auth, strict bodies, all-or-nothing, audited."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from empire.agent.clock import FakeClock
+from empire.agent.tiering.api import routes
+from empire.agent.tiering.inventory import ContentObject, Inventory
+from empire.state import tables as t
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+TOKEN = "s3cr3t-ingest-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def app_for(inv: Inventory, token: str | None = TOKEN, max_body: int = 4096) -> Starlette:
+    return Starlette(routes=routes(
+        inv, token=SecretStr(token) if token else None, clock=FakeClock(NOW),
+        half_life=lambda: timedelta(days=7), max_body_bytes=max_body,
+    ))  # fmt: skip
+
+
+@pytest.fixture
+async def inv(database) -> Inventory:
+    inv = Inventory(database)
+    for oid in ("track-1", "track-2"):
+        await inv.register(ContentObject(id=oid, size=10, checksum="sha256:" + "a" * 64, tier="hot", location=oid,
+                                         created_at=NOW - timedelta(days=3), tier_since=NOW - timedelta(days=3)))  # fmt: skip
+    return inv
+
+
+def client(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5555)), base_url="http://t")
+
+
+async def audits(inv: Inventory) -> list[tuple[str, str, str]]:
+    async with inv.db.connect() as conn:
+        rows = (await conn.execute(select(t.audit).where(t.audit.c.action != "content.register"))).all()
+    return [(r.actor, r.action, r.subject) for r in rows]
+
+
+async def test_access_events_need_the_bearer_token(inv: Inventory) -> None:
+    body = {"events": [{"id": "track-1", "count": 2}]}
+    async with client(app_for(inv)) as c:
+        r = await c.post("/v1/content/access", json=body)
+        assert r.status_code == 401 and "missing bearer token" in r.json()["error"]
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        r = await c.post("/v1/content/access", json=body, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.json() == {"error": "invalid bearer token"}
+        r = await c.post("/v1/content/access", json=body, headers={"Authorization": f"Basic {TOKEN}"})
+        assert r.status_code == 401
+        assert (await inv.get("track-1")).access_score == 0
+        r = await c.post("/v1/content/access", json=body, headers=AUTH)
+        assert r.status_code == 200 and r.json() == {"updated": 1}
+    obj = await inv.get("track-1")
+    assert obj.access_score == 2 and obj.last_access_at == NOW
+    assert await audits(inv) == [("http:10.1.2.3", "content.access", "track-1")]
+
+
+async def test_without_a_configured_token_every_call_is_refused(inv: Inventory) -> None:
+    async with client(app_for(inv, token=None)) as c:
+        r = await c.post("/v1/content/access", json={"events": [{"id": "track-1"}]}, headers=AUTH)
+    assert r.status_code == 401 and "EMPIRE_INGEST_TOKEN" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "message"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400, "malformed JSON"),
+        (b'{"events": []}', {"content-type": "application/json"}, 422, "events"),
+        (b'{"events": [{"id": "track-1", "cnt": 1}]}', {"content-type": "application/json"}, 422, "events.0.cnt"),
+        (b'{"events": [{"id": "track-1", "at": "2026-01-01T00:00:00"}]}', {"content-type": "application/json"}, 422,
+         "timezone"),
+        (b'{"events": [{"id": "track-1", "count": 0}]}', {"content-type": "application/json"}, 422, "count"),
+        (b'{"events": [{"id": "track-1", "at": "2027-01-01T00:00:00Z"}]}', {"content-type": "application/json"}, 422,
+         "future"),
+        (b"id,count\ntrack-1,1", {"content-type": "text/csv"}, 415, "application/json"),
+        (b'{"events": [' + b'{"id": "track-1"},' * 400 + b'{"id": "track-1"}]}', {"content-type": "application/json"},
+         413, "larger than 4096"),
+    ],
+)  # fmt: skip
+async def test_malformed_or_oversized_bodies_get_a_clear_4xx(inv, content, headers, status, message) -> None:
+    async with client(app_for(inv)) as c:
+        r = await c.post("/v1/content/access", content=content, headers={**AUTH, **headers})
+    assert r.status_code == status, r.text
+    assert message in r.text
+    assert TOKEN not in r.text
+    assert await audits(inv) == []
+
+
+async def test_a_batch_with_an_unknown_id_changes_nothing(inv: Inventory) -> None:
+    body = {"events": [{"id": "track-1"}, {"id": "nope"}]}
+    async with client(app_for(inv)) as c:
+        r = await c.post("/v1/content/access", json=body, headers=AUTH)
+        assert r.status_code == 404 and "nope" in r.json()["error"] and "nothing was changed" in r.json()["error"]
+        r = await c.post("/v1/content/revenue", json={"figures": [{"id": "nope", "amount": 1}]}, headers=AUTH)
+        assert r.status_code == 404
+    assert (await inv.get("track-1")).access_score == 0
+    assert await audits(inv) == []
+
+
+async def test_revenue_figures_set_or_add(inv: Inventory) -> None:
+    async with client(app_for(inv)) as c:
+        r = await c.post("/v1/content/revenue", headers=AUTH, json={"figures": [
+            {"id": "track-1", "amount": 10.0}, {"id": "track-2", "amount": 1.5, "mode": "add"}]})  # fmt: skip
+        assert r.status_code == 200 and r.json() == {"updated": 2}
+        r = await c.post("/v1/content/revenue", headers=AUTH, json={"figures": [{"id": "track-1", "amount": -1}]})
+        assert r.status_code == 422 and "negative" in r.json()["error"]
+    assert [(await inv.get(i)).revenue for i in ("track-1", "track-2")] == [10.0, 1.5]
+    assert await audits(inv) == [("http:10.1.2.3", "content.revenue", "objects/2")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_over_a_real_socket(inv: Inventory) -> None:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app_for(inv), host="127.0.0.1", port=port, log_level="warning"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(10):
+            while not server.started:
+                await anyio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            denied = await c.post("/v1/content/access", json={"events": [{"id": "track-2"}]})
+            ok = await c.post("/v1/content/access", json={"events": [{"id": "track-2", "count": 3}]}, headers=AUTH)
+        server.should_exit = True
+    assert denied.status_code == 401
+    assert ok.status_code == 200 and ok.json() == {"updated": 1}
+    assert (await inv.get("track-2")).access_score == 3
+    assert (await audits(inv))[0] == ("http:127.0.0.1", "content.access", "track-2")

@@ -134,7 +134,7 @@ async def test_over_a_real_socket(inv: Inventory) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
                 await anyio.sleep(0.02)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
             denied = await c.post("/v1/content/access", json={"events": [{"id": "track-2"}]})

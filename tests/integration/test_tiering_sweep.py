@@ -1,0 +1,131 @@
+"""The tiering sweep through the real journaling ActionRunner and periodic-job registry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from empire.agent.clock import FakeClock
+from empire.agent.journal import ActionRunner
+from empire.agent.monitor import Monitor
+from empire.agent.scheduler import PeriodicJobs
+from empire.agent.tiering.backends import LocalBackend
+from empire.agent.tiering.executor import RetierExecutor, TieringSweep
+from empire.agent.tiering.inventory import AccessEvent, ContentObject, Inventory
+from empire.agent.tiering.mover import Mover
+from empire.agent.types import Retier
+from empire.policies.storage import StoragePolicy
+from empire.state import SqlStateStore
+from empire.state.records import ActionState
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+MB = 1024 * 1024
+
+
+async def add(inv: Inventory, backend: LocalBackend, oid: str, size: int, idle_days: float) -> None:
+    data = os.urandom(size)
+    loc = backend.location_for(oid)
+    path = backend.path("hot", loc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    created = NOW - timedelta(days=idle_days)
+    await inv.register(ContentObject(id=oid, size=size, checksum="sha256:" + hashlib.sha256(data).hexdigest(),
+                                     tier="hot", location=loc, created_at=created, tier_since=created))  # fmt: skip
+
+
+@pytest.fixture
+async def world(database, tmp_path: Path):
+    clock = FakeClock(NOW)
+    monitor = Monitor(CollectorRegistry())
+    backend = LocalBackend({t: tmp_path / "tiers" / t for t in ("hot", "warm", "cold", "archive")})
+    inv = Inventory(database)
+    policy = StoragePolicy()
+    mover = Mover(database, backend, policy, clock, metrics=monitor.tiering)
+    store = SqlStateStore(database)
+    runner = ActionRunner(store, {Retier: RetierExecutor(mover, inv)}, clock, monitor, replica="r1")
+    sweep = TieringSweep(inv, mover, lambda a, now: runner.run(a, at=now), lambda: policy, monitor.tiering)
+    await add(inv, backend, "old-big", 3 * MB, idle_days=200)  # -> archive
+    await add(inv, backend, "quiet", 2 * MB, idle_days=45)  # -> warm
+    await add(inv, backend, "fresh", 2 * MB, idle_days=2)  # stays hot
+    await add(inv, backend, "tiny", 1000, idle_days=400)  # under the size floor: stays
+    return SimpleNamespace(clock=clock, monitor=monitor, inv=inv, runner=runner, store=store, sweep=sweep,
+                           backend=backend, policy=policy, mover=mover)  # fmt: skip
+
+
+async def test_sweep_moves_what_pays_and_journals_each_retier_action(world) -> None:
+    jobs = PeriodicJobs(world.clock, world.monitor)
+    jobs.add("tiering-sweep", world.policy.sweep_every, world.sweep)
+    assert await jobs.run_due() == ["tiering-sweep"]
+    report = world.sweep.last
+    assert (report.planned, report.results) == (2, {"applied": 2})
+    assert {o: (await world.inv.get(o)).tier for o in ("old-big", "quiet", "fresh", "tiny")} == {
+        "old-big": "archive", "quiet": "warm", "fresh": "hot", "tiny": "hot"}  # fmt: skip
+    actions = await world.store.recent_actions()
+    assert sorted((a.kind, a.subject, a.reason, a.state, a.params["to_tier"]) for a in actions) == [
+        ("retier", "object/old-big", "idle_demotion", ActionState.applied, "archive"),
+        ("retier", "object/quiet", "idle_demotion", ActionState.applied, "warm"),
+    ]
+    reg = world.monitor.registry
+    assert reg.get_sample_value("empire_tier_objects", {"tier": "archive"}) == 1
+    assert reg.get_sample_value("empire_tier_bytes", {"tier": "hot"}) == 2 * MB + 1000
+    assert reg.get_sample_value("empire_tier_moves_total", {"result": "done", "reason": "idle_demotion"}) == 2
+    assert reg.get_sample_value("empire_tier_planned_monthly_saving") == pytest.approx(report.monthly_saving)
+    assert report.monthly_saving > 0
+
+    # An archived track is played again: the next sweep promotes it back to hot.
+    world.clock.advance(3600)
+    await world.inv.record_access([AccessEvent("old-big", world.clock.now(), 30)], world.policy.access_half_life,
+                                  actor="test", at=world.clock.now())  # fmt: skip
+    report = await world.sweep(world.clock.now())
+    assert report.results == {"applied": 1}
+    assert (await world.inv.get("old-big")).tier == "hot"
+    assert (await world.store.recent_actions(subject="object/old-big"))[0].reason == "access_promotion"
+
+
+async def test_dry_run_journals_the_moves_and_moves_nothing(world) -> None:
+    world.runner.dry_run = True
+    report = await world.sweep(NOW)
+    assert (report.planned, report.results) == (2, {"skipped": 2})
+    assert {(await world.inv.get(o)).tier for o in ("old-big", "quiet")} == {"hot"}
+    assert {a.state for a in await world.store.recent_actions()} == {ActionState.skipped}
+
+
+async def test_read_back_settles_an_unfinished_retier_intent(world) -> None:
+    executor = world.runner.executor("retier")
+    await world.mover.move("quiet", "warm")
+    rec = SimpleNamespace(subject="object/quiet", params={"to_tier": "warm"})
+    assert (await executor.read_back(rec)).applied is True
+    rec = SimpleNamespace(subject="object/fresh", params={"to_tier": "cold"})
+    assert (await executor.read_back(rec)).applied is False
+
+
+async def test_setup_plugs_tiering_into_the_daemon(world, database, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from empire.agent.tiering.setup import setup
+
+    daemon = SimpleNamespace(
+        watcher=SimpleNamespace(current=SimpleNamespace(policy=SimpleNamespace(storage=world.policy))),
+        settings=SimpleNamespace(data_dir=tmp_path, replica_id="r1", ingest_token=SecretStr("x"),
+                                 http=SimpleNamespace(max_body_bytes=1000)),
+        monitor=world.monitor, db=database, clock=world.clock, runner=world.runner,
+        jobs=PeriodicJobs(world.clock, world.monitor), routes=[], context=SimpleNamespace(status_sections={}),
+        background=[], closers=[],
+    )  # fmt: skip
+    setup(daemon)
+    assert list(daemon.jobs.jobs) == ["tiering-sweep"]
+    assert [r.path for r in daemon.routes] == ["/v1/content/access", "/v1/content/revenue"]
+    assert daemon.context.status_sections["tiering"]()["last_sweep"] is None
+    await daemon.background[0]()
+    await daemon.jobs.run_due()
+    # the default local roots are <data_dir>/tiers/<tier>, where the fixture put the files
+    assert daemon.context.status_sections["tiering"]()["last_sweep"]["results"] == {"applied": 2}
+    assert (await world.inv.get("old-big")).tier == "archive"

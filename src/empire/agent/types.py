@@ -18,12 +18,14 @@ __all__ = [
     "Action",
     "Alert",
     "Decision",
+    "DrainAccount",
     "ErrorClass",
     "Forecast",
     "Generate",
     "Observation",
     "Outcome",
     "OutcomeStatus",
+    "PausePersona",
     "ReadBack",
     "Reason",
     "Recommendation",
@@ -191,7 +193,48 @@ class Alert:
                 "value": self.value, "resolved": self.resolved}  # fmt: skip
 
 
-Action = ScaleTo | Generate | Retier | Alert
+@dataclass(frozen=True)
+class PausePersona:
+    """Stop (or, with `paused=False`, resume) queuing generation for a persona: an alert remediation.
+
+    An alert rule's `remediation: {pause_persona: NAME}` pauses while the alert fires and resumes
+    when it resolves; the generation planner's executor carries it out."""
+
+    kind: ClassVar[str] = "pause_persona"
+    persona: str
+    paused: bool
+    reasons: tuple[Reason, ...]
+    alert: str = ""  # the alert rule that asked for it
+
+    @property
+    def subject(self) -> str:
+        return f"persona/{self.persona}"
+
+    def params(self) -> dict[str, Any]:
+        return {"persona": self.persona, "paused": self.paused, "alert": self.alert}
+
+
+@dataclass(frozen=True)
+class DrainAccount:
+    """Stop (or, with `drained=False`, resume) routing new jobs to one provider account: an alert
+    remediation. Jobs in flight on the account finish; the pool routes new ones elsewhere."""
+
+    kind: ClassVar[str] = "drain_account"
+    provider: str
+    account: str
+    drained: bool
+    reasons: tuple[Reason, ...]
+    alert: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"account/{self.provider}/{self.account}"
+
+    def params(self) -> dict[str, Any]:
+        return {"provider": self.provider, "account": self.account, "drained": self.drained, "alert": self.alert}
+
+
+Action = ScaleTo | Generate | Retier | Alert | PausePersona | DrainAccount
 """Everything the agent can do. Executors dispatch on the type."""
 
 

@@ -196,6 +196,11 @@ class AlertRule(StrictModel):
     direction: Literal["above", "below"] = "above"
     horizon: Duration = Field(default=timedelta(minutes=60), description="for predicted_breach")
     for_: Duration = Field(default=timedelta(0), alias="for", description="condition must hold this long")
+    keep_firing_for: Duration | None = Field(
+        default=None,
+        description="keep firing this long after the condition clears (default: 15m for anomaly rules, "
+        "whose score flags single points, else 0)",
+    )
     severity: Severity = Severity.warning
     summary: str = Field(default="", description="'{target}', '{signal}', '{value}' are filled in")
     labels: dict[str, str] = Field(default_factory=dict)
@@ -219,7 +224,14 @@ class AlertingPolicy(StrictModel):
         ),
     )
     rules: tuple[AlertRule, ...] = ()
-    resolve_timeout: Duration = Field(default=timedelta(minutes=5))
+    resolve_timeout: Duration = Field(
+        default=timedelta(minutes=5),
+        description="a firing alert whose signal has no data for this long is resolved",
+    )
+    external_url: str | None = Field(
+        default=None,
+        description="the agent's HTTP address as people reach it; alerts then link to <external_url>/alerts",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> AlertingPolicy:

@@ -142,6 +142,16 @@ class Inventory:
             raise NotFoundError(f"no content object {object_id!r}")
         return _obj(row)
 
+    async def missing(self, ids: set[str] | list[str]) -> list[str]:
+        """The ids (sorted) that are not in the inventory."""
+        wanted = sorted(set(ids))
+        found: set[str] = set()
+        async with self.db.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                q = select(t.content_objects.c.id).where(t.content_objects.c.id.in_(wanted[i : i + 500]))
+                found.update((await conn.execute(q)).scalars())
+        return [i for i in wanted if i not in found]
+
     async def all(self, limit: int = 10_000) -> list[ContentObject]:
         q = select(t.content_objects).order_by(t.content_objects.c.id).limit(limit)
         async with self.db.connect() as conn:

@@ -1,0 +1,260 @@
+"""`empire content add|import|touch|show`: put tracks in the inventory, feed it accesses and revenue.
+
+Access counts and revenue decide which tier a track belongs in; they arrive from play logs and
+distributor reports as CSV (`import`), one at a time (`touch`), or over HTTP (the agent's
+`/v1/content/*` endpoint). Every write is in the audit table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from empire.errors import ConfigError
+
+CSV_HELP = """CSV columns (header row required):
+  id           the content object id (required)
+  revenue      revenue to date (or an increment with --revenue-mode add)
+  accesses     number of plays/downloads to add
+  at           when those accesses happened (ISO 8601 with timezone; default: now)
+Empty cells are ignored. The whole file is checked first; nothing is written if any row is bad
+or names an unknown id."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "content",
+        help="register content and ingest access and revenue figures",
+        description="The content inventory: what exists, where it lives, how it is used and what it earns.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  empire content add track.wav --id track-1 --persona nova --title "First light"
+  empire content import plays-2026-05.csv
+  empire content import royalties.csv --revenue-mode add
+  empire content touch track-1 --count 3
+  empire content show track-1""",
+    )
+    psub = p.add_subparsers(dest="content_command", metavar="SUBCOMMAND")
+    psub.required = True
+
+    a = psub.add_parser("add", help="store a file in the hottest tier and register it")
+    a.add_argument("file", type=Path)
+    a.add_argument("--id", help="object id (default: the file name)")
+    a.add_argument("--persona")
+    a.add_argument("--title")
+    a.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the example)")
+    a.set_defaults(func=add)
+
+    i = psub.add_parser("import", help="import access counts and revenue from a CSV file",
+                        description="Import access counts and revenue.\n\n" + CSV_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    i.add_argument("csv", type=Path, metavar="CSV", help="file path, or - for standard input")
+    i.add_argument("--revenue-mode", choices=("set", "add"), default="set",
+                   help="set: the column is revenue to date (default); add: an increment")  # fmt: skip
+    i.add_argument("--policy", metavar="FILE")
+    i.set_defaults(func=import_csv)
+
+    t = psub.add_parser("touch", help="record accesses of one object")
+    t.add_argument("id")
+    t.add_argument("--count", type=int, default=1)
+    t.add_argument("--at", help="ISO 8601 time with timezone (default: now)")
+    t.add_argument("--policy", metavar="FILE")
+    t.set_defaults(func=touch)
+
+    s = psub.add_parser("show", help="an object's facts, and where the tier policy wants it")
+    s.add_argument("id")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--policy", metavar="FILE")
+    s.set_defaults(func=show)
+
+
+def parse_time(value: str, where: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{where}: invalid time {value!r} (use ISO 8601, e.g. 2026-05-01T10:00:00Z)") from None
+    if at.tzinfo is None:
+        raise ConfigError(f"{where}: time {value!r} needs a timezone (e.g. Z or +02:00)")
+    return at.astimezone(UTC)
+
+
+def read_rows(path: Path, now: datetime, revenue_mode: str) -> tuple[list[Any], list[Any]]:
+    """Parse the CSV into access events and revenue figures; ConfigError names the line."""
+    from empire.agent.tiering.inventory import AccessEvent, RevenueFigure
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    reader = csv.DictReader(text.splitlines())
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if "id" not in fields:
+        raise ConfigError(f"{path}: the header row needs an 'id' column (found: {', '.join(fields) or 'nothing'})")
+    unknown = set(fields) - {"id", "revenue", "accesses", "at"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown columns {', '.join(sorted(unknown))} (valid: id, revenue, accesses, at)")
+    events, figures = [], []
+    for n, raw in enumerate(reader, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        where = f"{path}:{n}"
+        if not row.get("id"):
+            raise ConfigError(f"{where}: empty id")
+        if row.get("accesses"):
+            try:
+                count = int(row["accesses"])
+            except ValueError:
+                raise ConfigError(f"{where}: accesses must be a whole number, got {row['accesses']!r}") from None
+            if count < 0:
+                raise ConfigError(f"{where}: accesses must not be negative")
+            at = parse_time(row["at"], where) if row.get("at") else now
+            if count:
+                events.append(AccessEvent(row["id"], at, count))
+        if row.get("revenue"):
+            try:
+                amount = float(row["revenue"])
+            except ValueError:
+                raise ConfigError(f"{where}: revenue must be a number, got {row['revenue']!r}") from None
+            if amount != amount or amount in (float("inf"), float("-inf")):
+                raise ConfigError(f"{where}: revenue must be finite")
+            if revenue_mode == "set" and amount < 0:
+                raise ConfigError(f"{where}: revenue to date cannot be negative")
+            figures.append(RevenueFigure(row["id"], amount, revenue_mode))
+    return events, figures
+
+
+def add(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.tiering.context import open_tiering
+    from empire.agent.tiering.inventory import ContentObject
+    from empire.config import load_settings
+
+    path: Path = args.file
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    oid = args.id or path.name
+
+    async def chunks():
+        with path.open("rb") as f:
+            while block := await anyio.to_thread.run_sync(f.read, 1024 * 1024):
+                yield block
+
+    async def go() -> None:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            tier = tc.policy.tiers[0].name
+            loc = tc.backend.location_for(oid)
+            size, checksum = await tc.backend.put(tier, loc, chunks())
+            now = tc.clock.now()
+            obj = ContentObject(id=oid, size=size, checksum=checksum, tier=tier, location=loc, created_at=now,
+                                tier_since=now, persona=args.persona, title=args.title)  # fmt: skip
+            await tc.inventory.register(obj, actor="cli")
+            print(f"{oid}: {size} bytes in {tier} ({checksum[:19]}...)")
+
+    anyio.run(go)
+    return 0
+
+
+def import_csv(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.tiering.context import open_tiering
+    from empire.config import load_settings
+
+    async def go() -> None:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            now = tc.clock.now()
+            events, figures = read_rows(args.csv, now, args.revenue_mode)
+            missing = await tc.inventory.missing({e.object_id for e in events} | {f.object_id for f in figures})
+            if missing:
+                shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                raise ConfigError(f"{args.csv}: unknown content object(s): {shown}; nothing imported")
+            n_access = await tc.inventory.record_access(events, tc.policy.access_half_life, actor="cli:import", at=now)
+            n_rev = await tc.inventory.record_revenue(figures, actor="cli:import", at=now)
+            print(f"{args.csv}: {sum(e.count for e in events)} accesses for {n_access} objects, "
+                  f"revenue for {n_rev} objects ({args.revenue_mode})")  # fmt: skip
+
+    anyio.run(go)
+    return 0
+
+
+def touch(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.tiering.context import open_tiering
+    from empire.agent.tiering.inventory import AccessEvent
+    from empire.config import load_settings
+
+    if args.count < 1:
+        raise ConfigError("--count must be at least 1")
+
+    async def go() -> None:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            now = tc.clock.now()
+            at = parse_time(args.at, "--at") if args.at else now
+            await tc.inventory.record_access([AccessEvent(args.id, at, args.count)], tc.policy.access_half_life,
+                                             actor="cli:touch", at=now)  # fmt: skip
+            obj = await tc.inventory.get(args.id)
+            print(f"{args.id}: {args.count} access(es) recorded; decayed count {obj.access_score:.2f}, tier {obj.tier}")
+
+    anyio.run(go)
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.tiering.context import open_tiering
+    from empire.agent.tiering.planner import access_rate, desired_tier, economics, plan_object
+    from empire.config import load_settings
+
+    async def go() -> dict[str, Any]:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            obj = await tc.inventory.get(args.id)
+            now = tc.clock.now()
+            pol = tc.policy
+            view = obj.view()
+            want = pol.tiers[desired_tier(view, pol, now)].name
+            move = plan_object(view, pol, now)
+            out: dict[str, Any] = {
+                "id": obj.id, "tier": obj.tier, "status": obj.status, "size": obj.size, "checksum": obj.checksum,
+                "location": obj.location, "persona": obj.persona, "title": obj.title,
+                "created_at": obj.created_at.isoformat(), "tier_since": obj.tier_since.isoformat(),
+                "last_access_at": obj.last_access_at.isoformat() if obj.last_access_at else None,
+                "accesses_per_day": round(access_rate(obj.access_score, obj.access_updated_at, now,
+                                                      pol.access_half_life), 4),
+                "revenue": obj.revenue, "rules_want": want,
+            }  # fmt: skip
+            if move is not None:
+                out["planned_move"] = {"to": move.to_tier, "reason": move.reason.value,
+                                       "monthly_saving": round(move.monthly_saving, 6),
+                                       "move_cost": round(move.move_cost, 6)}  # fmt: skip
+            elif want != obj.tier and obj.tier in [t.name for t in pol.tiers]:
+                names = [t.name for t in pol.tiers]
+                accessed = obj.last_access_at is not None and obj.last_access_at > obj.tier_since
+                if obj.status != "active":
+                    held = f"the object is {obj.status}"
+                elif obj.size < pol.min_object_size:
+                    held = f"smaller than min_object_size ({pol.min_object_size} bytes)"
+                elif names.index(want) < names.index(obj.tier) and not (pol.promote_on_access and accessed):
+                    held = "promotion needs promote_on_access and an access since it entered its tier"
+                else:
+                    e = economics(view, pol.tier(obj.tier), pol.tier(want), pol, now)
+                    held = (f"saving over the horizon ({e.horizon_saving:.6f}) does not exceed "
+                            f"the move cost ({e.move_cost:.6f})")  # fmt: skip
+                out["held_because"] = held
+            return out
+
+    out = anyio.run(go)
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k:>17}: {v}")
+    return 0

@@ -1,0 +1,111 @@
+"""`empire content ...` and `empire tiers ...` end to end on an embedded SQLite data dir."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+from sqlalchemy import select, update
+
+from empire.cli import main
+from empire.state import Database
+from empire.state import tables as t
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ("EMPIRE_DATABASE_URL", "EMPIRE_POLICY_FILE", "EMPIRE_CONFIG_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EMPIRE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def age(data_dir: Path, days: float, *ids: str) -> None:
+    """Pretend objects were created (and last played) `days` ago."""
+
+    async def go() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{data_dir / 'empire.db'}")
+        then = datetime.now(UTC) - timedelta(days=days)
+        async with db.begin() as conn:
+            await conn.execute(update(t.content_objects).where(t.content_objects.c.id.in_(ids))
+                               .values(created_at=then, tier_since=then, last_access_at=None))  # fmt: skip
+        await db.close()
+
+    anyio.run(go)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_plan_apply_status(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, size in (("old.wav", 3_000_000), ("new.wav", 2_000_000), ("tiny.wav", 1000)):
+        (tmp_path / name).write_bytes(b"\x01" * size)
+        code, out, _ = run(capsys, "content", "add", str(tmp_path / name), "--id", name.split(".")[0])
+        assert code == 0 and "in hot" in out
+    age(data_dir, 200, "old", "tiny")
+
+    code, out, _ = run(capsys, "tiers", "plan")
+    assert code == 0
+    assert "1 objects (2.9 MiB) should move" in out
+    assert "old" in out and "hot -> archive" in out and "idle_demotion" in out and "tiny" not in out.split("why")[1]
+
+    code, out, _ = run(capsys, "tiers", "plan", "--format", "json")
+    plan = json.loads(out)
+    assert [(m["id"], m["to"], m["reason"]) for m in plan["moves"]] == [("old", "archive", "idle_demotion")]
+    assert plan["total"]["monthly_saving"] == pytest.approx(3_000_000 / 1024**3 * (0.023 - 0.00099))
+
+    code, out, _ = run(capsys, "tiers", "apply", "--dry-run")
+    assert code == 0 and "old: hot -> archive skipped" in out
+    code, out, _ = run(capsys, "tiers", "apply")
+    assert code == 0 and "old: hot -> archive applied" in out
+    assert (data_dir / "tiers" / "archive").rglob("old").__next__().stat().st_size == 3_000_000
+
+    code, out, _ = run(capsys, "tiers", "status", "--format", "json")
+    tiers = {r["tier"]: r for r in json.loads(out)["tiers"]}
+    assert (tiers["hot"]["objects"], tiers["archive"]["objects"], tiers["archive"]["bytes"]) == (2, 1, 3_000_000)
+    assert tiers["archive"]["cost_per_month"] == pytest.approx(3_000_000 / 1024**3 * 0.00099)
+    code, out, _ = run(capsys, "tiers", "status")
+    assert "archive" in out and "total" in out
+
+    async def journal() -> list[tuple[str, str]]:
+        db = await Database.open(f"sqlite+aiosqlite:///{data_dir / 'empire.db'}")
+        async with db.connect() as conn:
+            rows = (await conn.execute(select(t.actions.c.kind, t.actions.c.state))).all()
+        await db.close()
+        return sorted((r.kind, r.state) for r in rows)
+
+    assert anyio.run(journal) == [("retier", "applied"), ("retier", "skipped")]
+
+
+def test_import_touch_show_and_bad_input(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.wav").write_bytes(b"a" * 500_000)
+    assert run(capsys, "content", "add", str(tmp_path / "a.wav"), "--id", "track-a")[0] == 0
+    csv = tmp_path / "plays.csv"
+    csv.write_text("id,revenue,accesses,at\ntrack-a,12.5,3,2026-05-01T10:00:00Z\n")
+    code, out, _ = run(capsys, "content", "import", str(csv))
+    assert code == 0 and "3 accesses for 1 objects, revenue for 1 objects" in out
+    code, out, _ = run(capsys, "content", "touch", "track-a", "--count", "2")
+    assert code == 0 and "2 access(es) recorded" in out
+    code, out, _ = run(capsys, "content", "show", "track-a", "--format", "json")
+    shown = json.loads(out)
+    assert (shown["revenue"], shown["tier"], shown["rules_want"]) == (12.5, "hot", "hot")
+
+    for body, message in (
+        ("id,revenue\nnope,1\n", "unknown content object(s): nope; nothing imported"),
+        ("name,revenue\nx,1\n", "needs an 'id' column"),
+        ("id,revenue\ntrack-a,lots\n", "plays.csv:2: revenue must be a number"),
+        ("id,accesses,at\ntrack-a,1,yesterday\n", "plays.csv:2: invalid time"),
+        ("id,plays\ntrack-a,1\n", "unknown columns plays"),
+    ):
+        csv.write_text(body)
+        code, _, err = run(capsys, "content", "import", str(csv))
+        assert code == 2 and message in err, err
+    assert json.loads(run(capsys, "content", "show", "track-a", "--format", "json")[1])["revenue"] == 12.5
+    code, _, err = run(capsys, "content", "touch", "nope")
+    assert code == 2 and "no content object" in err or "unknown content object" in err

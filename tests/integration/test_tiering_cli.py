@@ -108,4 +108,4 @@ def test_import_touch_show_and_bad_input(data_dir: Path, tmp_path: Path, capsys:
         assert code == 2 and message in err, err
     assert json.loads(run(capsys, "content", "show", "track-a", "--format", "json")[1])["revenue"] == 12.5
     code, _, err = run(capsys, "content", "touch", "nope")
-    assert (code == 2 and "no content object" in err) or "unknown content object" in err
+    assert code == 2 and "unknown content object(s): nope" in err

@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from empire.agent.types import Action, Outcome, ReadBack, Sample, WorkloadState
     from empire.policies.scaling import Target
 
-__all__ = ["Clock", "Executor", "LeaderElection", "Observer", "StateStore", "StorageBackend", "WorkloadReader"]
+__all__ = [
+    "Clock",
+    "Executor",
+    "LeaderElection",
+    "Observer",
+    "RateLimiter",
+    "StateStore",
+    "StorageBackend",
+    "WorkloadReader",
+]
 
 
 @runtime_checkable

@@ -1,0 +1,81 @@
+"""Assembling the pools from a policy: provider adapters (keys resolved), the limiter, the dispatcher.
+
+The one place that turns configuration into live objects, so the daemon, `empire pools run`, the
+tests and the benchmark build the dispatcher the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import SecretStr
+
+from empire.agent.clock import SystemClock
+from empire.agent.pools.bucket import LocalLimiter
+from empire.agent.pools.budget import BudgetLimits
+from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions, Publisher
+from empire.agent.pools.metrics import PoolMetrics
+from empire.agent.pools.providers.base import JobProvider
+from empire.agent.pools.providers.http import CallbackHub, HttpJobProvider
+from empire.agent.pools.providers.simulated import SimulatedProvider
+from empire.agent.pools.queue import JobQueue
+from empire.agent.pools.secrets import SecretReader, resolve_secret
+from empire.agent.ports import Clock, RateLimiter
+from empire.policies.generation import Provider
+from empire.policies.schema import Policy
+from empire.state.database import Database
+
+__all__ = ["budget_limits", "build_adapters", "build_dispatcher"]
+
+
+def build_adapters(
+    providers: tuple[Provider, ...],
+    clock: Clock | None = None,
+    env: Mapping[str, str] | None = None,
+    kubernetes: SecretReader | None = None,
+    callbacks: CallbackHub | None = None,
+    max_connections: int = 64,
+) -> dict[str, JobProvider]:
+    """One adapter per provider. HTTP providers need every enabled account's key resolvable."""
+    clock = clock or SystemClock()
+    out: dict[str, JobProvider] = {}
+    for p in providers:
+        if p.kind == "simulated":
+            out[p.name] = SimulatedProvider(p.name, p.simulated, clock, tuple(a.name for a in p.accounts))
+            continue
+        assert p.http is not None
+        keys: dict[str, SecretStr | None] = {
+            a.name: resolve_secret(a.api_key, env, kubernetes) if a.api_key is not None else None
+            for a in p.accounts
+            if a.enabled
+        }
+        out[p.name] = HttpJobProvider(p.name, p.http, keys, callbacks=callbacks, max_connections=max_connections)
+    return out
+
+
+def budget_limits(policy: Policy) -> BudgetLimits:
+    return BudgetLimits.from_policy(policy.providers, policy.budget)
+
+
+def build_dispatcher(
+    policy: Policy,
+    db: Database,
+    options: DispatcherOptions,
+    limiter: RateLimiter | None = None,
+    metrics: PoolMetrics | None = None,
+    publisher: Publisher | None = None,
+    adapters: Mapping[str, JobProvider] | None = None,
+    clock: Clock | None = None,
+) -> Dispatcher:
+    if metrics is not None:
+        metrics.configure(policy.providers, [p.name for p in policy.personas])
+    return Dispatcher(
+        policy.providers,
+        adapters if adapters is not None else build_adapters(policy.providers, clock),
+        JobQueue(db, budget_limits(policy)),
+        limiter or LocalLimiter(),
+        options,
+        metrics=metrics,
+        publisher=publisher,
+        clock=clock,
+    )

@@ -1,0 +1,463 @@
+"""The dispatcher: runs queued jobs through the pools, hundreds at a time, exactly once.
+
+Structure (one anyio task group):
+- the *feeder* claims jobs (a batch per transaction) whenever workers are idle;
+- *workers* (`max_in_flight` of them) each carry one job: route -> slot -> token -> submit ->
+  poll -> publish -> record;
+- the *writer* applies the jobs' transitions in batches (one transaction for many jobs);
+- the *heartbeat* extends this replica's leases (one UPDATE) and its shared concurrency slots.
+
+Exactly once: the claim leases a job to this replica; the provider gets the job's idempotency
+key, so resubmitting after a crash returns the provider's existing job; a replica that lost a
+lease cannot overwrite the new owner's writes (every transition is guarded by the lease owner).
+A crash loses at most the unflushed writes of the last few milliseconds, and their jobs are
+re-claimed after the lease expires: a `submitted` job resumes polling, a `leased` one resubmits
+under the same key.
+
+Rate limits: workers that chose the same account queue on its lock, and only the head of that
+queue asks the limiter, so the limiter is asked once per token, not once per waiting job.
+The wall clock (`time.monotonic`, `anyio.sleep`) is used here, at the edge; every decision
+(routing, breaker, retry, budget) is a pure function the tests drive with a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+
+from empire.agent.clock import SystemClock
+from empire.agent.pools.accounts import AccountLimits, PoolRegistry
+from empire.agent.pools.errors import ErrorClass, GenerationFailed, ProviderTimeout, error_class_of
+from empire.agent.pools.metrics import PoolMetrics
+from empire.agent.pools.model import Job, JobState
+from empire.agent.pools.providers.base import JobProvider, JobRequest, PollResult
+from empire.agent.pools.queue import DeadLettered, JobQueue, Released, Rescheduled, Submitted, Succeeded, Update
+from empire.agent.pools.retry import Verdict, decide_retry
+from empire.agent.pools.routing import Route, route
+from empire.agent.ports import Clock, RateLimiter
+from empire.errors import EmpireError, PermanentError, TemporaryError
+from empire.policies.generation import Provider
+
+__all__ = ["Dispatcher", "DispatcherOptions", "Publisher"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatcherOptions:
+    owner: str  # this replica's id: the lease owner
+    max_in_flight: int = 256  # jobs carried at once (workers)
+    lease_seconds: float = 60.0
+    claim_batch: int = 64
+    idle_poll: float = 0.5  # seconds between claims while the queue has nothing due
+    flush_every: float = 0.02  # the writer's batching window
+    rate_margin: float = 0.1  # seconds of tokens kept in reserve against send/arrive jitter
+    stop_when_empty: bool = False  # exit once no job is pending anywhere (benchmarks, `pools run --drain`)
+    seed: int | None = None  # backoff jitter
+
+
+class Publisher(Protocol):
+    """Turns a finished generation into stored content (`pools.publish.ContentPublisher`). Returns
+    what goes into the job's result; raises a classified error to retry the job."""
+
+    async def publish(self, job: Job, provider: JobProvider, account: str, result: PollResult) -> dict[str, Any]: ...
+
+
+class _Stop(Exception):
+    """The dispatcher is stopping: give the job back."""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        providers: tuple[Provider, ...],
+        adapters: Mapping[str, JobProvider],
+        queue: JobQueue,
+        limiter: RateLimiter,
+        options: DispatcherOptions,
+        metrics: PoolMetrics | None = None,
+        publisher: Publisher | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.pools = PoolRegistry(providers, options.rate_margin)
+        self.adapters = dict(adapters)
+        self.queue = queue
+        self.limiter = limiter
+        self.opt = options
+        self.metrics = metrics
+        self.publisher = publisher
+        self.clock = clock or SystemClock()
+        self._rng = random.Random(options.seed)
+        self._pending: list[Update] = []
+        self._flush_wanted = anyio.Event()
+        self._worker_free = anyio.Event()
+        self._slot_freed = anyio.Event()
+        self._stopping = anyio.Event()
+        self._locks: dict[str, anyio.Lock] = {}
+        self._flush_lock = anyio.Lock()
+        self._holders: dict[str, set[str]] = {}
+        self._busy = 0
+        self.stats = {"claimed": 0, "succeeded": 0, "dead": 0, "retried": 0, "rerouted": 0, "released": 0}
+        self.cpu_seconds = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def update_policy(self, providers: tuple[Provider, ...], adapters: Mapping[str, JobProvider]) -> None:
+        self.pools.update(providers)
+        self.adapters.update(adapters)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def aclose(self) -> None:
+        """Close the provider adapters (their HTTP sessions). The limiter belongs to the caller."""
+        for adapter in self.adapters.values():
+            try:
+                await adapter.aclose()
+            except Exception as exc:  # closing must not mask the reason we are closing
+                logger.warning("closing provider %s failed: %s", adapter.name, exc)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        send, receive = anyio.create_memory_object_stream[Job](self.opt.max_in_flight)
+        cpu0 = time.process_time()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer)
+                tg.start_soon(self._heartbeat)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self.opt.max_in_flight):
+                        workers.start_soon(self._worker, receive.clone())
+                    receive.close()
+                    task_status.started()
+                    await self._feeder(send)
+                self._stopping.set()
+                self._flush_wanted.set()
+        finally:
+            self.cpu_seconds += time.process_time() - cpu0
+
+    # -- feeder ----------------------------------------------------------------------------
+    async def _feeder(self, send: anyio.abc.ObjectSendStream[Job]) -> None:
+        async with send:
+            while not self.stopping:
+                idle = self.opt.max_in_flight - self._busy
+                want = min(idle, self.opt.claim_batch)
+                if want < min(self.opt.claim_batch, max(1, self.opt.max_in_flight // 8)):
+                    self._worker_free = anyio.Event()
+                    with anyio.move_on_after(self.opt.idle_poll):
+                        await self._worker_free.wait()
+                    continue
+                try:
+                    jobs = await self.queue.claim(self.opt.owner, self.clock.now(), want, self.opt.lease_seconds)
+                except TemporaryError as exc:
+                    logger.warning("claiming jobs failed, retrying: %s", exc)
+                    await self._sleep(self.opt.idle_poll)
+                    continue
+                self.stats["claimed"] += len(jobs)
+                self._busy += len(jobs)  # counted busy from the claim; a worker takes it over
+                for job in jobs:
+                    await send.send(job)
+                if len(jobs) < want:
+                    if self.opt.stop_when_empty and not jobs and self._busy == 0 and await self._nothing_pending():
+                        return
+                    await self._sleep(self.opt.idle_poll)
+
+    async def _nothing_pending(self) -> bool:
+        await self._flush()
+        counts = await self.queue.counts()
+        open_states = {JobState.queued, JobState.failed, JobState.leased, JobState.submitted}
+        return not any(n for (s, _), n in counts.items() if s in open_states)
+
+    async def _sleep(self, seconds: float) -> None:
+        with anyio.move_on_after(max(0.0, seconds)):
+            await self._stopping.wait()
+
+    # -- workers -----------------------------------------------------------------------------
+    async def _worker(self, receive: anyio.abc.ObjectReceiveStream[Job]) -> None:
+        async with receive:
+            async for job in receive:
+                try:
+                    if self.stopping:
+                        self._emit(Released(job.id, self.opt.owner, self.clock.now()))
+                        continue
+                    await self._carry(job)
+                except _Stop:
+                    self.stats["released"] += 1
+                    self._emit(Released(job.id, self.opt.owner, self.clock.now()))
+                except Exception as exc:  # a bug must not kill the dispatcher: the job backs off
+                    logger.exception("job %s: unexpected error", job.id)
+                    self._failed(job, job.provider, exc, ErrorClass.unknown)
+                finally:
+                    self._busy -= 1
+                    self._worker_free.set()
+
+    def _provider_order(self, job: Job) -> list[str]:
+        return self.pools.route_order(job.providers)
+
+    async def _carry(self, job: Job) -> None:
+        if job.state is JobState.submitted and job.provider_job_id and job.account:
+            lim = self.pools.limits.get(f"{job.provider}/{job.account}")
+            if lim is not None and job.provider in self.adapters:
+                await self._hold_slot(lim, job, force=True)
+                try:
+                    await self._follow(job, lim, job.provider_job_id, time.monotonic())
+                finally:
+                    await self._release_slot(lim, job)
+                return
+            job = replace(job, provider_job_id=None)  # its account is gone: resubmit under the same key
+        if not self._provider_order(job):
+            self._dead(job, job.provider, PermanentError(f"no configured provider among {list(job.providers)}"),
+                       ErrorClass.bad_request, job.attempts + 1)  # fmt: skip
+            return
+        while True:
+            lim = await self._acquire_account(job)
+            try:
+                if lim.provider != job.provider and self.queue.limits.active:
+                    ok = await self.queue.reserve_for(job.id, self.opt.owner, lim.provider, self.clock.now())
+                    if not ok:
+                        raise _Stop  # the fallback has no budget left: release; the claim re-checks later
+                    job = replace(job, provider=lim.provider)
+                t0 = time.monotonic()
+                try:
+                    sub = await self.adapters[lim.provider].submit(lim.name, self._request(job))
+                except Exception as exc:
+                    if self._after_failure(job, lim, exc):
+                        continue  # account-level: re-route now
+                    return
+                self._account_ok(lim)
+                if self.metrics:
+                    self.metrics.on_submitted(lim.provider, lim.name)
+                self._emit(Submitted(job.id, self.opt.owner, lim.provider, lim.name, sub.provider_job_id,
+                                     lim.cost, self.clock.now()))  # fmt: skip
+                job = replace(job, state=JobState.submitted, account=lim.name, provider=lim.provider)
+                await self._follow(job, lim, sub.provider_job_id, t0, sub.done)
+                return
+            finally:
+                await self._release_slot(lim, job)
+
+    def _request(self, job: Job) -> JobRequest:
+        r = job.request
+        return JobRequest(
+            key=job.submit_key, prompt=str(r.get("prompt", "")), persona=str(r.get("persona", job.persona or "")),
+            genre=str(r.get("genre", "")), title=str(r.get("title", "")),
+        )  # fmt: skip
+
+    async def _follow(self, job: Job, lim: AccountLimits, pjid: str, t0: float, done: PollResult | None = None) -> None:
+        adapter = self.adapters[lim.provider]
+        interval, deadline = adapter.poll_interval(), t0 + adapter.job_timeout()
+        # first look when a job on this account usually finishes (latency EWMA), then every interval
+        expected = self.pools.states[lim.key].latency_ewma
+        wait = max(interval, 0.9 * expected - (time.monotonic() - t0)) if expected else interval
+        result = done
+        while result is None or result.status == "running":
+            if self.stopping:
+                raise _Stop
+            if time.monotonic() > deadline:
+                exc = ProviderTimeout(f"{lim.key}: no result after the job timeout")
+                self._failed(job, lim.provider, exc, ErrorClass.generation_failed)
+                return
+            await self._sleep(min(wait, max(0.0, deadline - time.monotonic()) + 0.001))
+            wait = interval
+            if self.stopping:
+                raise _Stop
+            try:
+                result = await adapter.poll(lim.name, pjid)
+            except TemporaryError as exc:
+                logger.debug("poll %s on %s: %s", job.id, lim.key, exc)
+                continue
+            except PermanentError as exc:
+                self._failed(job, lim.provider, GenerationFailed(str(exc)), ErrorClass.generation_failed)
+                return
+        if result.status == "failed":
+            self._failed(job, lim.provider, GenerationFailed(result.error or "failed"), ErrorClass.generation_failed)
+            return
+        latency = time.monotonic() - t0
+        self.pools.states[lim.key].observe_latency(latency)
+        payload: dict[str, Any] = {"meta": result.meta, "url": result.result_url, "account": lim.name}
+        if self.publisher is not None:
+            try:
+                payload = {**payload, **await self.publisher.publish(job, adapter, lim.name, result)}
+            except EmpireError as exc:
+                self._failed(job, lim.provider, exc, error_class_of(exc))
+                return
+        self._emit(Succeeded(job.id, self.opt.owner, payload, lim.cost, self.clock.now()))
+        self.stats["succeeded"] += 1
+        if self.metrics:
+            self.metrics.on_succeeded(lim.provider, lim.name, latency, lim.cost)
+
+    # -- routing, slots and tokens ---------------------------------------------------------
+    async def _acquire_account(self, job: Job) -> AccountLimits:
+        order = self._provider_order(job)
+        while True:
+            if self.stopping:
+                raise _Stop
+            now = time.monotonic()
+            decision = route(self.pools.candidates(order, now), now)
+            if not isinstance(decision, Route):
+                if decision.for_slot:
+                    self._slot_freed = self._slot_freed if not self._slot_freed.is_set() else anyio.Event()
+                    with anyio.move_on_after(1.0 if decision.until is None else max(0.001, decision.until - now)):
+                        await self._slot_freed.wait()
+                else:
+                    await self._sleep(1.0 if decision.until is None else min(5.0, max(0.001, decision.until - now)))
+                continue
+            c = decision.candidate
+            lim = self.pools.limits[f"{c.provider}/{c.account}"]
+            if not await self._hold_slot(lim, job):
+                self.pools.states[lim.key].slots_full_until = time.monotonic() + 0.05
+                continue
+            try:
+                got = await self._take_token(lim)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._release_slot(lim, job)
+                raise
+            if got:
+                self.pools.states[lim.key].served += 1
+                return lim
+            await self._release_slot(lim, job)
+
+    async def _take_token(self, lim: AccountLimits) -> bool:
+        st = self.pools.states[lim.key]
+        lock = self._locks.setdefault(lim.key, anyio.Lock())
+        async with lock:
+            while True:
+                if self.stopping:
+                    raise _Stop
+                if st.cooling(time.monotonic()):
+                    return False
+                wait = await self.limiter.try_acquire(lim.key, lim.rate, lim.burst)
+                if wait <= 0:
+                    return True
+                st.token_ready_at = time.monotonic() + wait
+                await self._sleep(wait)
+
+    async def _hold_slot(self, lim: AccountLimits, job: Job, force: bool = False) -> bool:
+        st = self.pools.states[lim.key]
+        st.in_flight += 1  # counted before the await: concurrent workers see it
+        holder = f"{self.opt.owner}:{job.id}"
+        ok = await self.limiter.acquire_slot(lim.key, holder, lim.max_concurrent, self.opt.lease_seconds)
+        if not ok and not force:
+            st.in_flight -= 1
+            return False
+        self._holders.setdefault(lim.key, set()).add(holder)
+        if self.metrics:
+            self.metrics.on_in_flight(lim.provider, lim.name, st.in_flight)
+        return True
+
+    async def _release_slot(self, lim: AccountLimits, job: Job) -> None:
+        holder = f"{self.opt.owner}:{job.id}"
+        held = self._holders.get(lim.key, set())
+        if holder not in held:
+            return
+        held.discard(holder)
+        st = self.pools.states.get(lim.key)
+        if st is not None:
+            st.in_flight = max(0, st.in_flight - 1)
+            if self.metrics:
+                self.metrics.on_in_flight(lim.provider, lim.name, st.in_flight)
+        self._slot_freed.set()
+        try:
+            await self.limiter.release_slot(lim.key, holder)
+        except EmpireError as exc:  # the slot expires by itself
+            logger.warning("releasing a slot on %s failed: %s", lim.key, exc)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _account_ok(self, lim: AccountLimits) -> None:
+        self.pools.states[lim.key].on_success(time.monotonic())
+
+    def _after_failure(self, job: Job, lim: AccountLimits, exc: Exception) -> bool:
+        """Record a failed submit; True when the job should be routed again right away."""
+        cls = error_class_of(exc)
+        st = self.pools.states[lim.key]
+        retry_after = exc.delay if isinstance(exc, TemporaryError) else None
+        cause = st.on_failure(cls, time.monotonic(), self.pools.providers[lim.provider].cooldown, retry_after)
+        if self.metrics:
+            self.metrics.on_failed(lim.provider, lim.name, cls)
+            if cause is not None:
+                self.metrics.on_cooldown(lim.provider, lim.name, cause)
+        if cause is not None:
+            logger.warning("account %s cools down (%s) until +%.1fs", lim.key, cause.value,
+                           st.open_until - time.monotonic())  # fmt: skip
+        if cls.account_level:
+            self.stats["rerouted"] += 1
+            return True
+        self._failed(job, lim.provider, exc, cls)
+        return False
+
+    def _failed(self, job: Job, provider: str, exc: BaseException, cls: ErrorClass) -> None:
+        policy = self.pools.providers[provider].retry if provider in self.pools.providers else None
+        retry_after = exc.delay if isinstance(exc, TemporaryError) else None
+        if policy is None:
+            self._dead(job, provider, exc, cls, job.attempts + 1)
+            return
+        decision = decide_retry(cls, job.attempts, policy, self._rng, retry_after)
+        if decision.verdict is Verdict.dead:
+            self._dead(job, provider, exc, cls, decision.attempts)
+            return
+        request = None
+        if cls is ErrorClass.generation_failed:  # the provider's job failed: a fresh key asks for a new one
+            request = {**job.request, "key_generation": int(job.request.get("key_generation", 0)) + 1}
+        now = self.clock.now()
+        self.stats["retried"] += 1
+        self._emit(Rescheduled(job.id, self.opt.owner, decision.attempts, now + timedelta(seconds=decision.delay),
+                               str(exc), cls.value, now, request))  # fmt: skip
+
+    def _dead(self, job: Job, provider: str, exc: BaseException, cls: ErrorClass, attempts: int) -> None:
+        logger.warning("job %s dead-lettered after %d attempts: %s", job.id, attempts, exc)
+        self.stats["dead"] += 1
+        if self.metrics:
+            self.metrics.on_dead(provider)
+        self._emit(DeadLettered(job.id, self.opt.owner, attempts, str(exc), cls.value, self.clock.now()))
+
+    # -- writer and heartbeat ----------------------------------------------------------------
+    def _emit(self, update: Update) -> None:
+        self._pending.append(update)
+        if len(self._pending) >= 256:
+            self._flush_wanted.set()
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:  # one writer at a time keeps each job's transitions in order
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self.queue.apply(batch)
+                except TemporaryError as exc:
+                    logger.warning("recording %d job transitions failed, retrying: %s", len(batch), exc)
+                    self._pending[0:0] = batch
+                    await anyio.sleep(0.5)
+
+    async def _writer(self) -> None:
+        while True:
+            with anyio.move_on_after(self.opt.flush_every):
+                await self._flush_wanted.wait()
+            self._flush_wanted = anyio.Event()
+            await self._flush()
+            if self.stopping and self._busy == 0 and not self._pending:
+                return
+
+    async def _heartbeat(self) -> None:
+        every = max(0.05, self.opt.lease_seconds / 3)
+        while not (self.stopping and self._busy == 0):
+            await self._sleep(every)
+            try:
+                await self.queue.heartbeat(self.opt.owner, self.clock.now(), self.opt.lease_seconds)
+                for key, holders in self._holders.items():
+                    if holders:
+                        await self.limiter.renew_slots(key, list(holders), self.opt.lease_seconds)
+            except TemporaryError as exc:
+                logger.warning("lease heartbeat failed: %s", exc)
+            if self.metrics is not None:
+                now = time.monotonic()
+                for lim in self.pools.limits.values():
+                    self.metrics.on_cooling(lim.provider, lim.name, self.pools.states[lim.key].cooling(now))

@@ -1,0 +1,102 @@
+"""Per-account health: the circuit breaker (cooldown), in-flight count and latency EWMA.
+
+The breaker opens (the account *cools down*) on any of:
+- a 429: for the provider's `Retry-After`, else `cooldown.after_rate_limit`;
+- `cooldown.server_errors` consecutive 5xx/timeouts: a provider failing every call is not
+  "temporarily" failing, and sending it more jobs only burns their attempts (the LiteLLM
+  complaint: repeated 500s never cooled an account down);
+- `cooldown.failures` consecutive failures of any kind;
+- a 401/403: the key is dead or revoked; it rests `cooldown.after_auth_failure`.
+After the cooldown the account is *half-open*: one failure re-opens it at once, one success
+closes it. Time is an argument (`now`, seconds on a monotonic scale): the module is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from empire.agent.pools.errors import ErrorClass
+from empire.policies.generation import CooldownPolicy
+
+__all__ = ["AccountState", "CooldownCause"]
+
+EWMA_ALPHA = 0.2
+
+
+class CooldownCause(StrEnum):
+    rate_limited = "rate_limited"
+    server_errors = "server_errors"
+    failures = "failures"
+    auth = "auth"
+
+
+@dataclass
+class AccountState:
+    provider: str
+    name: str
+    in_flight: int = 0
+    served: int = 0  # jobs routed here (for the weighted strategy)
+    latency_ewma: float | None = None
+    consecutive_failures: int = 0
+    consecutive_server_errors: int = 0
+    open_until: float = 0.0
+    half_open: bool = False
+    last_cause: CooldownCause | None = None
+    token_ready_at: float = 0.0  # local estimate of when the rate limiter has a token again
+    slots_full_until: float = 0.0  # other replicas hold every shared slot: look again after this
+    cooldowns: dict[CooldownCause, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+    def cooling(self, now: float) -> bool:
+        return now < self.open_until
+
+    def ready_at(self, now: float) -> float:
+        """Earliest time this account could take a job (ignoring concurrency)."""
+        return max(now, self.open_until, self.token_ready_at, self.slots_full_until)
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_ewma = seconds if self.latency_ewma is None else (
+            EWMA_ALPHA * seconds + (1 - EWMA_ALPHA) * self.latency_ewma
+        )  # fmt: skip
+
+    def on_success(self, now: float) -> None:
+        self.consecutive_failures = 0
+        self.consecutive_server_errors = 0
+        if now >= self.open_until:
+            self.half_open = False
+
+    def _open(self, now: float, seconds: float, cause: CooldownCause) -> CooldownCause:
+        self.open_until = max(self.open_until, now + seconds)
+        self.half_open = True
+        self.last_cause = cause
+        self.consecutive_failures = 0
+        self.consecutive_server_errors = 0
+        self.cooldowns[cause] = self.cooldowns.get(cause, 0) + 1
+        return cause
+
+    def on_failure(
+        self, error_class: ErrorClass, now: float, policy: CooldownPolicy, retry_after: float | None = None
+    ) -> CooldownCause | None:
+        """Record a failed call; return the cause when this failure opened the breaker."""
+        if error_class is ErrorClass.bad_request:
+            return None  # the request was bad, not the account
+        if error_class is ErrorClass.rate_limited:
+            wait = retry_after if retry_after is not None else policy.after_rate_limit.total_seconds()
+            return self._open(now, wait, CooldownCause.rate_limited)
+        if error_class is ErrorClass.auth:
+            return self._open(now, policy.after_auth_failure.total_seconds(), CooldownCause.auth)
+        duration = policy.duration.total_seconds()
+        if self.half_open and now >= self.open_until:
+            return self._open(now, duration, CooldownCause.failures)
+        self.consecutive_failures += 1
+        if error_class in (ErrorClass.server_error, ErrorClass.timeout):
+            self.consecutive_server_errors += 1
+            if self.consecutive_server_errors >= policy.server_errors:
+                return self._open(now, duration, CooldownCause.server_errors)
+        if self.consecutive_failures >= policy.failures:
+            return self._open(now, duration, CooldownCause.failures)
+        return None

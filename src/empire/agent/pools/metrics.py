@@ -1,0 +1,123 @@
+"""The pools' metric group (`Monitor.pools`): per provider/account traffic, health, spend, queue.
+
+Closed label sets only: provider and account names come from the policy (`configure`); a name the
+policy does not know is reported as "other" rather than minting a new series. `error_class`,
+`cause`, `state` and `priority` are fixed enums. No API key, prompt or job id is ever a label.
+The queue depth is `empire_jobs_queued{priority}`: the example policy scales the generator
+workers on `sum(empire_jobs_queued)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from empire.agent.pools.errors import ErrorClass
+from empire.agent.pools.health import CooldownCause
+from empire.agent.pools.model import JobPriority, JobState
+from empire.policies.generation import Provider
+
+__all__ = ["PoolMetrics"]
+
+OTHER = "other"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class PoolMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        acct = ["provider", "account"]
+        self.in_flight = Gauge("empire_pool_in_flight", "Jobs this replica has on an account", acct, registry=registry)
+        self.submitted = Counter("empire_pool_submitted", "Jobs the provider accepted", acct, registry=registry)
+        self.succeeded = Counter("empire_pool_succeeded", "Jobs finished successfully", acct, registry=registry)
+        self.failed = Counter(
+            "empire_pool_failed", "Failed provider calls by error class", [*acct, "error_class"], registry=registry
+        )
+        self.cooldowns = Counter(
+            "empire_pool_cooldowns", "Times an account's breaker opened, by cause", [*acct, "cause"], registry=registry
+        )
+        self.cooling = Gauge("empire_pool_account_cooling", "1 while the account cools down", acct, registry=registry)
+        self.spend = Counter("empire_pool_spend", "Money spent on succeeded jobs (currency units)", acct,
+                             registry=registry)  # fmt: skip
+        self.latency = Histogram(
+            "empire_pool_job_latency_seconds", "Submit to result, per provider", ["provider"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.dead = Counter("empire_jobs_dead", "Jobs dead-lettered, by provider", ["provider"], registry=registry)
+        self.queued = Gauge("empire_jobs_queued", "Jobs waiting in the queue, by priority", ["priority"],
+                            registry=registry)  # fmt: skip
+        self.jobs = Gauge("empire_jobs", "Jobs in the state DB by state", ["state"], registry=registry)
+        self.quarantined = Counter("empire_content_quarantined", "Results the compliance gate held back",
+                                   ["persona"], registry=registry)  # fmt: skip
+        self.published = Counter("empire_content_published", "Results published as content objects",
+                                 ["persona"], registry=registry)  # fmt: skip
+        self._accounts: set[tuple[str, str]] = set()
+        self._providers: set[str] = set()
+        self._personas: set[str] = set()
+
+    def configure(self, providers: Iterable[Provider], personas: Iterable[str] = ()) -> None:
+        """Set the closed label sets from the policy and create every series at zero."""
+        self._accounts = {(p.name, a.name) for p in providers for a in p.accounts}
+        self._providers = {p for p, _ in self._accounts}
+        self._personas = set(personas)
+        for p, a in self._accounts:
+            self.in_flight.labels(p, a)
+            self.submitted.labels(p, a)
+            self.succeeded.labels(p, a)
+            self.spend.labels(p, a)
+            self.cooling.labels(p, a)
+        for prio in JobPriority:
+            self.queued.labels(prio.name)
+        for s in JobState:
+            self.jobs.labels(s.value)
+
+    def _acct(self, provider: str, account: str) -> tuple[str, str]:
+        return (provider, account) if (provider, account) in self._accounts else (OTHER, OTHER)
+
+    def _prov(self, provider: str) -> str:
+        return provider if provider in self._providers else OTHER
+
+    def _persona(self, persona: str | None) -> str:
+        return persona if persona in self._personas else OTHER
+
+    def on_in_flight(self, provider: str, account: str, n: int) -> None:
+        self.in_flight.labels(*self._acct(provider, account)).set(n)
+
+    def on_submitted(self, provider: str, account: str) -> None:
+        self.submitted.labels(*self._acct(provider, account)).inc()
+
+    def on_succeeded(self, provider: str, account: str, latency: float, cost: float) -> None:
+        labels = self._acct(provider, account)
+        self.succeeded.labels(*labels).inc()
+        if cost > 0:
+            self.spend.labels(*labels).inc(cost)
+        self.latency.labels(self._prov(provider)).observe(latency)
+
+    def on_failed(self, provider: str, account: str, error_class: ErrorClass) -> None:
+        self.failed.labels(*self._acct(provider, account), ErrorClass(error_class).value).inc()
+
+    def on_cooldown(self, provider: str, account: str, cause: CooldownCause) -> None:
+        self.cooldowns.labels(*self._acct(provider, account), CooldownCause(cause).value).inc()
+
+    def on_cooling(self, provider: str, account: str, cooling: bool) -> None:
+        self.cooling.labels(*self._acct(provider, account)).set(1 if cooling else 0)
+
+    def on_dead(self, provider: str) -> None:
+        self.dead.labels(self._prov(provider)).inc()
+
+    def on_content(self, persona: str | None, quarantined: bool) -> None:
+        (self.quarantined if quarantined else self.published).labels(self._persona(persona)).inc()
+
+    def on_queue(self, counts: dict[tuple[str, int], int]) -> None:
+        """`counts`: jobs per (state, priority), as `JobQueue.counts()` returns them."""
+        waiting = {p: 0 for p in JobPriority}
+        by_state = {s.value: 0 for s in JobState}
+        for (state, prio), n in counts.items():
+            if state in by_state:
+                by_state[state] += n
+            if state in (JobState.queued.value, JobState.failed.value) and prio in (0, 1, 2):
+                waiting[JobPriority(prio)] += n
+        for prio, n in waiting.items():
+            self.queued.labels(prio.name).set(n)
+        for s, n in by_state.items():
+            self.jobs.labels(s).set(n)

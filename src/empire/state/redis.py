@@ -1,0 +1,192 @@
+"""Redis: a connection helper and the shared rate limiter of the generation pools.
+
+Why Redis for limits: an account's limit belongs to the account, not to a replica. With N agent
+replicas, in-process token buckets would let each one spend the whole limit (N times too much);
+one bucket per account in Redis, read-modified-written by one atomic Lua script, makes the
+replicas together stay under it. The scripts read the time from Redis (`TIME`), so replicas'
+clocks do not need to agree.
+
+- Token bucket: a hash {tokens, ts} per account; the script refills, takes a token or returns the
+  wait, and expires idle buckets.
+- Concurrency slots: a sorted set per account, member = holder ("replica:job"), score = expiry.
+  Expired holders are dropped first, so a crashed replica's slots come back after `ttl` seconds
+  even though it never released them; live holders renew theirs with the lease heartbeat.
+
+Connection failures surface as `TemporaryError` (retry), bad URLs and refused auth as
+`ConfigError`/`PermanentError`; the URL is masked in every message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from empire.config.settings import mask_url
+from empire.errors import ConfigError, PermanentError, TemporaryError
+
+__all__ = ["RedisLimiter", "connect_redis", "redis_errors"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PREFIX = "empire:pool:"
+
+_BUCKET = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(v[1])
+local ts = tonumber(v[2])
+if tokens == nil or ts == nil then
+  tokens = cap
+  ts = now
+end
+if now > ts then
+  tokens = math.min(cap, tokens + (now - ts) * rate)
+  ts = now
+end
+if tokens > cap then tokens = cap end
+local wait = 0
+if tokens >= want then
+  tokens = tokens - want
+else
+  wait = (want - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate * 1000) + 60000)
+return tostring(wait)
+"""
+
+_SLOT_ACQUIRE = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local holder = ARGV[1]
+local limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], holder) then
+  redis.call('ZADD', KEYS[1], now + ttl, holder)
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now + ttl, holder)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 60000)
+  return 1
+end
+return 0
+"""
+
+_SLOT_RENEW = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 60000)
+return 1
+"""
+
+_SLOT_COUNT = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+def redis_errors(url: str) -> Callable[[BaseException], Exception]:
+    """A classifier of redis-py exceptions for this URL (masked)."""
+    shown = mask_url(url)
+
+    def classify(exc: BaseException) -> Exception:
+        import redis.exceptions as rx
+
+        first = (str(exc) or type(exc).__name__).splitlines()[0]
+        if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError):
+            return PermanentError(f"redis {shown}: {first}")
+        if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | ConnectionError | TimeoutError):
+            return TemporaryError(f"redis {shown} unreachable: {first}")
+        if isinstance(exc, rx.BusyLoadingError | rx.TryAgainError):
+            return TemporaryError(f"redis {shown}: {first}")
+        return PermanentError(f"redis {shown}: {first}")
+
+    return classify
+
+
+def connect_redis(url: str, **kwargs: Any) -> Any:
+    """A `redis.asyncio.Redis` client for `url` (lazy: connects on first use)."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        raise ConfigError("redis support is not installed: pip install 'empire[redis]'") from None
+    try:
+        return aioredis.from_url(url, decode_responses=True, health_check_interval=30, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"invalid redis URL {mask_url(url)}: {exc}") from None
+
+
+class RedisLimiter:
+    """The `RateLimiter` port shared by every replica through one Redis."""
+
+    def __init__(self, url: str, prefix: str = PREFIX, client: Any | None = None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._client = client if client is not None else connect_redis(url)
+        self._classify = redis_errors(url)
+        self._bucket = self._client.register_script(_BUCKET)
+        self._acquire = self._client.register_script(_SLOT_ACQUIRE)
+        self._renew = self._client.register_script(_SLOT_RENEW)
+        self._count = self._client.register_script(_SLOT_COUNT)
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter({mask_url(self.url)!r})"
+
+    async def _run(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except Exception as exc:
+            raise self._classify(exc) from exc
+
+    async def ping(self) -> None:
+        await self._run(self._client.ping())
+
+    async def try_acquire(self, key: str, rate: float, burst: float) -> float:
+        wait = await self._run(self._bucket(keys=[f"{self.prefix}tb:{key}"], args=[repr(rate), repr(burst), "1"]))
+        return float(wait)
+
+    async def acquire_slot(self, key: str, holder: str, limit: int, ttl: float) -> bool:
+        got = await self._run(self._acquire(keys=[f"{self.prefix}slots:{key}"], args=[holder, limit, repr(ttl)]))
+        return int(got) == 1
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        await self._run(self._client.zrem(f"{self.prefix}slots:{key}", holder))
+
+    async def renew_slots(self, key: str, holders: list[str], ttl: float) -> None:
+        if holders:
+            await self._run(self._renew(keys=[f"{self.prefix}slots:{key}"], args=[repr(ttl), *holders]))
+
+    async def slots_in_use(self, key: str) -> int:
+        return int(await self._run(self._count(keys=[f"{self.prefix}slots:{key}"])))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+@asynccontextmanager
+async def redis_limiter(url: str, prefix: str = PREFIX) -> AsyncIterator[RedisLimiter]:
+    limiter = RedisLimiter(url, prefix)
+    try:
+        await limiter.ping()
+        yield limiter
+    finally:
+        await limiter.aclose()

@@ -1,0 +1,122 @@
+"""Several replicas, exactly one acts: file lock (SQLite), PostgreSQL advisory lock, Redis lease.
+Losing the leadership stops acting within one tick, and a standby takes over."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from empire.agent.executors import DryRunExecutor
+from empire.agent.leader import FileLeader, PostgresLeader, RedisLeader, leader_for
+from empire.agent.types import Sample
+from empire.config import load_settings
+from empire.state import MemoryStateStore
+from fakes.loop import build_loop, policy, target_spec
+
+pytestmark = pytest.mark.anyio
+
+
+class Queue:
+    """An observer whose queue grows every tick, so every tick wants a change."""
+
+    def __init__(self) -> None:
+        self.value = 100.0
+
+    async def observe(self, target, now):
+        self.value += 100
+        return (Sample("queue", self.value, now, 0.0),)
+
+    async def history(self, *a):
+        return []
+
+    async def aclose(self):
+        return None
+
+
+class Counting(DryRunExecutor):
+    def __init__(self, calls: list[str], name: str) -> None:
+        super().__init__()
+        self.calls, self.name = calls, name
+
+    async def execute(self, action):
+        self.calls.append(self.name)
+        return await super().execute(action)
+
+
+@pytest.fixture(params=["file", "postgres", "redis"])
+def leaders(request, tmp_path):
+    kind = request.param
+    if kind == "file":
+        return kind, [FileLeader(tmp_path / "leader.lock") for _ in range(2)]
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return kind, [PostgresLeader(url) for _ in range(2)]
+    url, key = request.getfixturevalue("redis_url"), f"empire:test:{uuid.uuid4().hex}"
+    return kind, [RedisLeader(url, f"r{i}", ttl=10, key=key) for i in (1, 2)]
+
+
+def replica(name, leader, calls):
+    spec = target_spec("gen", max_replicas=1000, behavior={"scale_up": {"stabilization_window": "0s",
+                       "policies": [{"type": "pods", "value": 1000, "period": "1s"}]}})  # fmt: skip
+    return build_loop(policy(spec), Queue(), Counting(calls, name), MemoryStateStore(), replica=name, leader=leader)
+
+
+async def test_exactly_one_acts_and_a_standby_takes_over(leaders):
+    _, (l1, l2) = leaders
+    calls: list[str] = []
+    r1, r2 = replica("r1", l1, calls), replica("r2", l2, calls)
+    try:
+        for _ in range(3):
+            assert len(await r1.tick()) == 1
+            assert await r2.tick() == []  # standby: observes nothing, decides nothing
+            r1.clock.advance(15)
+            r2.clock.advance(15)
+        assert calls == ["r1"] * 3
+        assert r1.monitor.registry.get_sample_value("empire_leader") == 1
+        assert r2.monitor.registry.get_sample_value("empire_leader") == 0
+        assert r2.snapshot()["leader"] is False
+
+        await l1.release()  # the leader goes away (crash releases the same way: fd/session/lease)
+        assert len(await r2.tick()) == 1
+        assert await r1.tick() == []
+        assert calls == ["r1"] * 3 + ["r2"]
+    finally:
+        await l1.release()
+        await l2.release()
+
+
+async def test_losing_the_lease_stops_acting_within_one_tick(leaders):
+    kind, (l1, l2) = leaders
+    if kind == "file":
+        pytest.skip("a flock cannot be taken away from a live process")
+    calls: list[str] = []
+    r1 = replica("r1", l1, calls)
+    try:
+        assert len(await r1.tick()) == 1
+        if kind == "redis":
+            await l1._redis().set(l1.key, "intruder")  # another replica took the lease (expired, partition)
+        else:
+            admin = await asyncpg.connect(l1.url)
+            pid = await l1._conn.fetchval("SELECT pg_backend_pid()")
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)  # the session is gone, so is the lock
+            await admin.close()
+            assert await l2.ensure() is True  # the standby can take it at once
+        r1.clock.advance(15)
+        assert await r1.tick() == []
+        assert calls == ["r1"] and r1.is_leader is False
+    finally:
+        await l1.release()
+        await l2.release()
+
+
+def test_leader_for_follows_the_deployment(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMPIRE_DATA_DIR", str(tmp_path))
+    for var in ("EMPIRE_DATABASE_URL", "EMPIRE_REDIS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert isinstance(leader_for(load_settings()), FileLeader)
+    monkeypatch.setenv("EMPIRE_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert isinstance(leader_for(load_settings()), RedisLeader)
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", "postgresql://u:p@127.0.0.1/db")
+    assert isinstance(leader_for(load_settings()), PostgresLeader)

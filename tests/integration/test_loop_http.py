@@ -1,0 +1,127 @@
+"""The HTTP endpoints (ASGI, in process), `empire explain` on a real journal, and periodic jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import anyio
+import httpx
+import pytest
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from empire.agent.clock import SystemClock
+from empire.agent.executors import DryRunExecutor
+from empire.agent.http import AppContext, build_app
+from empire.agent.scheduler import PeriodicJobs
+from empire.agent.types import Sample
+from empire.cli import main
+from empire.state import Database, MemoryStateStore, SqlStateStore
+from fakes.loop import build_loop, policy, target_spec
+
+pytestmark = pytest.mark.anyio
+
+
+class Fixed:
+    def __init__(self, value: float | None) -> None:
+        self.value = value
+
+    async def observe(self, target, now):
+        return (Sample("queue", self.value, now, 2.0),)
+
+    async def history(self, *a):
+        return []
+
+    async def aclose(self):
+        return None
+
+
+async def test_endpoints(tmp_path):
+    loop = build_loop(policy(target_spec("gen")), Fixed(400.0), DryRunExecutor(), MemoryStateStore())
+
+    async def echo(request):
+        return JSONResponse({"n": len(await request.body())})
+
+    ctx = AppContext(loop.monitor, loop, {"metric_source": "test"}, max_body_bytes=100)
+    ctx.status_sections["pools"] = lambda: {"providers": 0}
+    app = build_app(ctx, [Route("/echo", echo, methods=["POST"])])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503  # no tick yet
+        await loop.tick()
+        assert (await client.get("/readyz")).json() == {"status": "ready", "leader": True}
+        status = (await client.get("/status")).json()
+        assert status["targets"]["gen"]["reasons"] == ["above_target", "rate_limited_up"]
+        assert status["targets"]["gen"]["actions"][0]["status"] == "skipped"  # the pretend cluster
+        assert status["metric_source"] == "test" and status["pools"] == {"providers": 0}
+        assert status["policy_version"] == loop.policy.version and status["leader"] is True
+        metrics = (await client.get("/metrics")).text
+        assert 'empire_decisions_total{reason="above_target",target="gen"} 1.0' in metrics
+        assert 'empire_observation_staleness_seconds{signal="queue",target="gen"} 2.0' in metrics
+        assert "empire_loop_tick_duration_seconds_count 1.0" in metrics
+        assert (await client.post("/echo", content=b"x" * 50)).json() == {"n": 50}
+        assert (await client.post("/echo", content=b"x" * 101)).status_code == 413
+        loop.last_tick_wall -= 3600  # a wedged loop
+        assert (await client.get("/healthz")).status_code == 503
+
+
+async def test_explain_prints_every_reason(tmp_path, monkeypatch, capsys):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empire.db'}"
+    db = await Database.open(url)
+    store = SqlStateStore(db)
+    obs = Fixed(600.0)
+    loop = build_loop(policy(target_spec("gen", max_replicas=8)), obs, DryRunExecutor(), store)
+    await loop.tick()
+    obs.value = None
+    loop.clock.advance(15)
+    await loop.tick()
+    await db.close()
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", url)
+    assert await anyio.to_thread.run_sync(main, ["explain", "gen", "--last", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "gen: last 2 decision(s), newest first" in out
+    assert "reasons: signal_missing, no_change" in out
+    assert "reasons: above_target, rate_limited_up" in out
+    assert "signal queue: 600 vs target 50 (total), -> 12 replicas, age 2s" in out
+    assert "rate limit up to 5" in out and "action scale 1 -> 5: skipped: dry_run" in out
+    assert await anyio.to_thread.run_sync(main, ["explain", "nope"]) == 2
+    assert "no decisions recorded for target 'nope' (targets with decisions: gen)" in capsys.readouterr().err
+
+
+async def test_periodic_jobs_on_the_fake_clock_and_on_apscheduler():
+    loop = build_loop(policy(target_spec("gen")), Fixed(50.0), DryRunExecutor(), MemoryStateStore())
+    jobs = PeriodicJobs(loop.clock, loop.monitor)
+    ran: list[str] = []
+
+    async def refit(now):
+        ran.append(f"refit@{now:%H:%M:%S}")
+
+    async def broken(now):
+        raise RuntimeError("boom")
+
+    jobs.add("refit", timedelta(minutes=1), refit)
+    jobs.add("broken", timedelta(seconds=30), broken)
+    loop.jobs, loop.drive_jobs = jobs, True
+    for _ in range(8):  # 2 minutes of 15 s ticks
+        await loop.tick()
+        loop.clock.advance(15)
+    assert ran == ["refit@12:00:00", "refit@12:01:00"]
+    reg = loop.monitor.registry
+    assert reg.get_sample_value("empire_periodic_jobs_total", {"job": "broken", "result": "error"}) == 4
+
+    wall = PeriodicJobs(SystemClock(), loop.monitor)
+    count, twice = 0, anyio.Event()
+
+    async def tick(now):
+        nonlocal count
+        count += 1
+        if count == 2:
+            twice.set()
+
+    wall.add("fast", timedelta(seconds=0.05), tick)
+    wall.start()
+    try:
+        with anyio.fail_after(5):  # apscheduler runs on the wall clock by design
+            await twice.wait()
+    finally:
+        wall.shutdown()

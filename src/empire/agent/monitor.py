@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
     from empire.agent.metrics import LoopMetrics
+    from empire.agent.pools.metrics import PoolMetrics
     from empire.agent.tiering.metrics import TieringMetrics
 
 __all__ = ["Monitor"]
@@ -43,3 +44,9 @@ class Monitor:
         from empire.agent.tiering.metrics import TieringMetrics
 
         return TieringMetrics(self.registry)
+
+    @cached_property
+    def pools(self) -> PoolMetrics:
+        from empire.agent.pools.metrics import PoolMetrics
+
+        return PoolMetrics(self.registry)

@@ -1,0 +1,97 @@
+"""The `Generate` executor: turns a planned action into queued jobs, idempotently.
+
+The journaling `ActionRunner` writes the action's intent, calls `execute`, and records the
+outcome; the dispatcher then runs the jobs (their own transitions are journaled in the jobs
+table). Keys come from the action itself (`gen/<persona>/<batch>/<n>`), so executing the same
+action twice, or re-planning the same window after a crash, enqueues nothing twice, and
+`read_back` can answer "did this intent take effect?" by looking the keys up.
+
+Each job gets its own prompt: the persona's template, the genre (rotating through the persona's
+genres) and a deterministic variation (mood, tempo, key) drawn from the job key, so that a day of
+releases is not twelve copies of one prompt (the compliance gate rejects near-duplicates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import replace
+
+from empire.agent.pools.model import JobPriority, NewJob
+from empire.agent.pools.planner import batch_id, job_key
+from empire.agent.pools.queue import JobQueue
+from empire.agent.ports import Clock
+from empire.agent.types import Action, Generate, Outcome, OutcomeStatus, ReadBack, Reason
+from empire.errors import PermanentError
+from empire.policies.schema import Policy
+from empire.state.records import ActionRecord
+
+__all__ = ["GenerateExecutor", "build_jobs", "track_prompt"]
+
+_MOODS = (
+    "dusk", "neon", "rain", "sunrise", "midnight", "haze", "static", "velvet", "ember", "tide", "glass", "orbit",
+    "bloom", "drift", "frost", "gold", "ashes", "aurora", "echo", "mirage", "pulse", "shadow", "summer", "tunnel",
+)  # fmt: skip
+_KEYS = tuple(f"{n} {m}" for n in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+              for m in ("major", "minor"))  # fmt: skip
+
+
+def track_prompt(template: str, persona: str, genre: str, key: str) -> str:
+    r = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+    base = template.replace("{genre}", genre).replace("{persona}", persona)
+    return f"{base}, mood: {r.choice(_MOODS)}, {60 + 2 * r.randrange(61)} bpm, {r.choice(_KEYS)}"
+
+
+def build_jobs(action: Generate, policy: Policy) -> list[NewJob]:
+    persona = next((p for p in policy.personas if p.name == action.persona), None)
+    providers = action.providers or (persona.providers if persona else ())
+    genres = action.genres or (persona.genres if persona else ())
+    if not providers:
+        raise PermanentError(f"generate for {action.persona}: no provider (persona not in the policy?)")
+    if not genres:
+        raise PermanentError(f"generate for {action.persona}: no genre")
+    template = persona.prompt_template if persona else "{genre} track by {persona}"
+    out = []
+    for i in range(action.count):
+        n = action.first + i
+        key = job_key(action.persona, action.batch, n)
+        genre = genres[n % len(genres)]
+        request = {"prompt": track_prompt(template, action.persona, genre, key), "persona": action.persona,
+                   "genre": genre, "providers": list(providers)}  # fmt: skip
+        out.append(NewJob(key, providers[0], request, action.persona, JobPriority[action.priority]))
+    return out
+
+
+class GenerateExecutor:
+    """The `Executor` port for `Generate` actions."""
+
+    def __init__(self, queue: JobQueue, policy: Callable[[], Policy], clock: Clock) -> None:
+        self.queue = queue
+        self.policy = policy
+        self.clock = clock
+
+    async def execute(self, action: Action) -> Outcome:
+        if not isinstance(action, Generate):
+            raise PermanentError(f"the generate executor cannot run a {action.kind!r} action")
+        if not action.batch:  # a hand-made action: its window is now (keys stay deterministic per instant)
+            action = replace(action, batch=batch_id(self.clock.now()))
+        jobs = build_jobs(action, self.policy())
+        added = await self.queue.enqueue(jobs, self.clock.now())
+        state = {"enqueued": added, "existing": len(jobs) - added, "batch": action.batch, "first": action.first}
+        if added == 0:
+            return Outcome(OutcomeStatus.unchanged, reason=Reason.no_change, state=state)
+        return Outcome(OutcomeStatus.applied, state=state)
+
+    async def read_back(self, record: ActionRecord) -> ReadBack:
+        p = record.params
+        persona = record.subject.removeprefix("persona/")
+        batch, first, count = str(p.get("batch", "")), int(p.get("first", 0)), int(p.get("count", 0))
+        if not batch:
+            return ReadBack(None, note="no batch in the journaled action: cannot tell")
+        keys = [job_key(persona, batch, first + i) for i in range(count)]
+        found = 0
+        for k in keys:
+            if await self.queue.get(k) is not None:
+                found += 1
+        return ReadBack(found == count, {"found": found, "count": count})

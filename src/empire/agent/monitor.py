@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
+    from empire.agent.alerting.metrics import AlertMetrics
     from empire.agent.metrics import LoopMetrics
     from empire.agent.pools.metrics import PoolMetrics
     from empire.agent.tiering.metrics import TieringMetrics
@@ -44,6 +45,12 @@ class Monitor:
         from empire.agent.tiering.metrics import TieringMetrics
 
         return TieringMetrics(self.registry)
+
+    @cached_property
+    def alerts(self) -> AlertMetrics:
+        from empire.agent.alerting.metrics import AlertMetrics
+
+        return AlertMetrics(self.registry)
 
     @cached_property
     def pools(self) -> PoolMetrics:

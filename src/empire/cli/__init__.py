@@ -33,6 +33,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "explain",
     "content",
     "tiers",
+    "alerts",
+    "silence",
 )
 
 EPILOG = """\

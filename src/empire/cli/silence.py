@@ -1,0 +1,146 @@
+"""`empire silence add|list|expire`: mute alerts for a while, in the state DB the daemon reads.
+
+A silence is matchers (Alertmanager syntax: `alertname="queue-anomaly"`, `target=~"api|web"`,
+`severity!="critical"`) plus a time window. Matching alerts keep firing on the dashboard but send
+no notifications until the silence ends; the daemon picks up a new silence within seconds, from any
+machine that reaches the same database. As in Alertmanager, a silence needs a comment, and at least
+one matcher that does not match an empty label (so `alertname=~".*"` alone cannot mute everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from empire.errors import ConfigError
+
+EPILOG = """examples:
+  empire silence add 'alertname="queue-anomaly"' --duration 2h --comment "queue migration, ticket OPS-12"
+  empire silence add 'target="api"' 'severity!="critical"' --until 2026-03-01T18:00Z --comment deploy
+  empire silence list            # active and pending;  --all adds expired ones
+  empire silence expire 3f2a9c1e # by id or a unique prefix of it"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "silence", help="mute matching alerts for a while", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+    )  # fmt: skip
+    psub = p.add_subparsers(dest="silence_command", metavar="SUBCOMMAND")
+    psub.required = True
+    a = psub.add_parser(
+        "add", help="create a silence", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    a.add_argument("matchers", nargs="+", metavar="MATCHER", help='label matcher, e.g. alertname="queue-anomaly"')
+    when = a.add_mutually_exclusive_group()
+    when.add_argument("--duration", "-d", default=None, help="how long, e.g. 30m, 2h, 1d (default 1h)")
+    when.add_argument("--until", default=None, help="end time, ISO 8601 (UTC unless an offset is given)")
+    a.add_argument("--start", default=None, help="start time, ISO 8601 (default: now)")
+    a.add_argument("--comment", "-c", required=True, help="why (shown with the silence)")
+    a.add_argument("--author", default=None, help="who (default: the current user)")
+    a.set_defaults(func=add)
+    ls = psub.add_parser("list", help="list active and pending silences")
+    ls.add_argument("--all", action="store_true", help="include expired silences")
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+    ls.set_defaults(func=list_)
+    e = psub.add_parser("expire", help="end a silence now")
+    e.add_argument("id", help="silence id or a unique prefix")
+    e.set_defaults(func=expire)
+
+
+def parse_time(text: str, what: str) -> datetime:
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not an ISO 8601 time (e.g. 2026-03-01T18:00Z)") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def check_matchers(texts: list[str]) -> list[str]:
+    from empire.agent.alerting.matching import parse_matchers
+
+    matchers = parse_matchers(texts)
+    if all(m.matches({}) for m in matchers):
+        raise ConfigError("a silence needs at least one matcher that does not match an empty label "
+                          '(e.g. alertname="queue-anomaly"), so it cannot mute everything by accident')  # fmt: skip
+    return [str(m) for m in matchers]
+
+
+def _run(fn: Any) -> Any:
+    from empire.agent.alerting.store import AlertStore
+    from empire.config import load_settings
+    from empire.state import Database
+
+    url = load_settings().database_url_value
+
+    async def go() -> Any:
+        db = await Database.open(url)
+        try:
+            return await fn(AlertStore(db))
+        finally:
+            await db.close()
+
+    return anyio.run(go)
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def add(args: argparse.Namespace) -> int:
+    from empire.policies.durations import format_duration, parse_duration
+
+    matchers = check_matchers(args.matchers)
+    now = datetime.now(UTC)
+    start = parse_time(args.start, "--start") if args.start else now
+    if args.until:
+        end = parse_time(args.until, "--until")
+    else:
+        try:
+            end = start + parse_duration(args.duration or "1h")
+        except ValueError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
+    if end <= max(start, now):
+        raise ConfigError("the silence would end before it starts (or in the past): check --duration/--until")
+    if not args.comment.strip():
+        raise ConfigError("--comment must say why")
+    author = args.author or getpass.getuser()
+    s = _run(lambda store: store.add_silence(matchers, start, end, author, args.comment.strip(), now))
+    print(f"silence {s.id} added: {' '.join(s.matchers)} from {_fmt(s.starts_at)} until {_fmt(s.ends_at)} "
+          f"({format_duration(s.ends_at - s.starts_at)}) by {s.created_by}")  # fmt: skip
+    return 0
+
+
+def list_(args: argparse.Namespace) -> int:
+    from empire.agent.alerting.api import silence_json
+
+    now = datetime.now(UTC)
+    silences = _run(lambda store: store.silences(now, include_expired=args.all))
+    if args.format == "json":
+        print(json.dumps([silence_json(s, now) for s in silences], indent=2))
+        return 0
+    if not silences:
+        print("no silences" + ("" if args.all else " (active or pending; --all shows expired ones)"))
+        return 0
+    rows = [("ID", "STATE", "STARTS", "ENDS", "BY", "MATCHERS", "COMMENT")]
+    rows += [(s.id[:8], s.state(now), _fmt(s.starts_at), _fmt(s.ends_at), s.created_by, " ".join(s.matchers),
+              s.comment) for s in silences]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return 0
+
+
+def expire(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    s = _run(lambda store: store.expire_silence(args.id, now))
+    print(f"silence {s.id} expired at {_fmt(s.ends_at)}: {' '.join(s.matchers)}")
+    return 0

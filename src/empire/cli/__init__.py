@@ -31,6 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detect",
     "run",
     "explain",
+    "jobs",
+    "pools",
     "content",
     "tiers",
     "alerts",

@@ -374,6 +374,22 @@ class JobQueue:
         async with self.db.connect() as conn:
             return {(p, a): int(n) for p, a, n in (await conn.execute(q)).all()}
 
+    async def done_since(self, since: datetime) -> dict[tuple[str, str | None], tuple[int, float]]:
+        """Succeeded jobs and their cost per (provider, account) since `since`."""
+        q = (
+            select(J.c.provider, J.c.account, func.count(), func.sum(func.coalesce(J.c.cost, 0.0)))
+            .where(J.c.state == JobState.succeeded.value, J.c.finished_at >= since)
+            .group_by(J.c.provider, J.c.account)
+        )
+        async with self.db.connect() as conn:
+            return {(p, a): (int(n), float(c or 0.0)) for p, a, n, c in (await conn.execute(q)).all()}
+
+    async def count_prefix(self, prefix: str) -> int:
+        """Jobs whose key starts with `prefix` (what the planner already created in a window)."""
+        q = select(func.count()).select_from(J).where(J.c.idempotency_key.startswith(prefix, autoescape=True))
+        async with self.db.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
     async def created_since(self, since: datetime) -> dict[str, int]:
         """Jobs per persona created since `since` (cancelled ones excluded): what cadence has planned."""
         q = (

@@ -1,0 +1,48 @@
+"""Opening the pools outside the daemon (CLI, `empire pools run`): settings -> policy, database,
+queue and limiter, closed again on exit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from empire.agent.pools.bucket import LocalLimiter
+from empire.agent.pools.build import budget_limits
+from empire.agent.pools.queue import JobQueue
+from empire.agent.ports import RateLimiter
+from empire.config.settings import Settings
+from empire.policies.loading import default_policy_path, load_policy
+from empire.policies.schema import Policy
+from empire.state.database import Database
+
+__all__ = ["PoolsContext", "open_pools"]
+
+
+@dataclass
+class PoolsContext:
+    settings: Settings
+    policy: Policy
+    db: Database
+    queue: JobQueue
+    limiter: RateLimiter
+    shared: bool  # the limiter is Redis (replicas share limits)
+
+
+@asynccontextmanager
+async def open_pools(settings: Settings, policy_file: str | None = None) -> AsyncIterator[PoolsContext]:
+    path = policy_file or settings.policy_file or default_policy_path()
+    policy = load_policy(path).policy
+    async with AsyncExitStack() as stack:
+        db = await Database.open(settings.database_url_value)
+        stack.push_async_callback(db.close)
+        limiter: RateLimiter
+        if settings.redis_url is not None:
+            from empire.state.redis import RedisLimiter
+
+            limiter = RedisLimiter(settings.redis_url.get_secret_value())
+            stack.push_async_callback(limiter.aclose)
+        else:
+            limiter = LocalLimiter()
+        yield PoolsContext(settings, policy, db, JobQueue(db, budget_limits(policy)), limiter,
+                           settings.redis_url is not None)  # fmt: skip

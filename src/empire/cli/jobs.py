@@ -1,0 +1,128 @@
+"""`empire jobs list|show|retry|cancel`: the generation job queue, as the state DB holds it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from empire.errors import ConfigError, NotFoundError
+
+STATES = ("queued", "leased", "submitted", "succeeded", "failed", "dead", "cancelled", "deferred")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "jobs",
+        help="list, inspect, retry and cancel generation jobs",
+        description="Generation jobs in the durable queue (EMPIRE_DATABASE_URL).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  empire jobs list                          newest 50 jobs
+  empire jobs list --state dead             the dead-letter queue, with each job's last error
+  empire jobs show 42                       one job in full (by id or idempotency key)
+  empire jobs retry 42 57                   dead/failed/cancelled jobs back in the queue, attempts reset
+  empire jobs cancel 42                     stop a job (a running generation is not billed again)""",
+    )
+    psub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
+    psub.required = True
+    ls = psub.add_parser("list", help="list jobs, newest first")
+    ls.add_argument("--state", choices=STATES)
+    ls.add_argument("--persona")
+    ls.add_argument("--provider")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--format", choices=("text", "json"), default="text")
+    ls.set_defaults(func=list_jobs)
+    sh = psub.add_parser("show", help="one job in full")
+    sh.add_argument("job", help="job id or idempotency key")
+    sh.set_defaults(func=show)
+    for name, helptext, func in (
+        ("retry", "put dead, failed, cancelled or deferred jobs back in the queue", retry),
+        ("cancel", "cancel jobs that are not finished", cancel),
+    ):
+        s = psub.add_parser(name, help=helptext)
+        s.add_argument("jobs", nargs="+", metavar="ID", type=int)
+        s.set_defaults(func=func)
+
+
+def _run(fn: Any) -> Any:
+    import anyio
+
+    from empire.agent.pools.queue import JobQueue
+    from empire.config import load_settings
+    from empire.state import Database
+
+    async def go() -> Any:
+        db = await Database.open(load_settings().database_url_value)
+        try:
+            return await fn(JobQueue(db))
+        finally:
+            await db.close()
+
+    return anyio.run(go)
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    jobs = _run(lambda q: q.list(args.state, args.persona, args.limit, args.provider))
+    if args.format == "json":
+        print(json.dumps([j.describe() for j in jobs], indent=2))
+        return 0
+    if not jobs:
+        print("no jobs")
+        return 0
+    print(
+        f"{'ID':>6}  {'STATE':<9}  {'PRIO':<6}  {'PERSONA':<16}  {'PROVIDER/ACCOUNT':<24}  {'TRIES':>5}  UPDATED / ERROR"
+    )
+    for j in jobs:
+        where = f"{j.provider}/{j.account}" if j.account else j.provider
+        tail = j.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+        if j.last_error and j.state.value in ("failed", "dead"):
+            tail += f"  [{j.error_class}] {j.last_error[:60]}"
+        prio = ("high", "normal", "low")[j.priority] if j.priority in (0, 1, 2) else str(j.priority)
+        print(f"{j.id:>6}  {j.state.value:<9}  {prio:<6}  {(j.persona or '-')[:16]:<16}  {where[:24]:<24}  "
+              f"{j.attempts:>5}  {tail}")  # fmt: skip
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    ref: int | str = int(args.job) if args.job.isdigit() else args.job
+    job = _run(lambda q: q.get(ref))
+    if job is None:
+        raise NotFoundError(f"no job {args.job!r}")
+    print(json.dumps(job.describe(), indent=2, default=str))
+    return 0
+
+
+def _each(args: argparse.Namespace, verb: str) -> int:
+    from empire.agent.clock import SystemClock
+
+    async def go(q: Any) -> list[tuple[int, bool, Any]]:
+        now = SystemClock().now()
+        out = []
+        for job_id in args.jobs:
+            job = await q.get(job_id)
+            ok = bool(job) and await (q.retry(job_id, now) if verb == "retry" else q.cancel(job_id, now))
+            out.append((job_id, ok, job))
+        return out
+
+    failed = 0
+    for job_id, ok, job in _run(go):
+        if job is None:
+            print(f"job {job_id}: not found")
+            failed += 1
+        elif ok:
+            print(f"job {job_id}: {'queued again' if verb == 'retry' else 'cancelled'}")
+        else:
+            print(f"job {job_id}: is {job.state.value}, cannot {verb}")
+            failed += 1
+    return 1 if failed else 0
+
+
+def retry(args: argparse.Namespace) -> int:
+    return _each(args, "retry")
+
+
+def cancel(args: argparse.Namespace) -> int:
+    return _each(args, "cancel")

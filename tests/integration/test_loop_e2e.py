@@ -191,3 +191,39 @@ async def test_history_survives_a_restart(world, database):
     loop.clock.advance(timedelta(minutes=5).total_seconds())
     (d,) = await again.tick()
     assert d.desired == 1
+
+
+async def test_database_briefly_unavailable(world):
+    """No journal, no action: the tick carries on, nothing is scaled, the next tick recovers."""
+    from empire.errors import TemporaryError
+    from empire.state import MemoryStateStore
+
+    class Flaky(MemoryStateStore):
+        down = False
+
+        async def record_decision(self, rec):
+            if self.down:
+                raise TemporaryError("database unreachable")
+            return await super().record_decision(rec)
+
+        async def write_intent(self, rec):
+            if self.down:
+                raise TemporaryError("database unreachable")
+            return await super().write_intent(rec)
+
+    prom, kube = world
+    obs, ex = adapters(prom, kube)
+    store = Flaky()
+    loop = build_loop(policy(target_spec("gen")), obs, ex, store)
+    prom.series["sum(queue_gen)"] = 300.0
+    store.down = True
+    (d,) = await loop.tick()
+    assert d.desired == 6 and kube.patches == []
+    assert value(loop, "empire_loop_errors_total", stage="record", error_class="temporary") == 1
+    assert value(loop, "empire_actions_total", kind="scale", reason="above_target", result="failed") == 1
+    store.down = False
+    loop.clock.advance(15)
+    await loop.tick()
+    assert kube.patches == [("gen", 6)]
+    await obs.aclose()
+    await ex.aclose()

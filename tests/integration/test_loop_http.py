@@ -7,6 +7,7 @@ from datetime import timedelta
 import anyio
 import httpx
 import pytest
+import yaml
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -125,3 +126,31 @@ async def test_periodic_jobs_on_the_fake_clock_and_on_apscheduler():
             await twice.wait()
     finally:
         wall.shutdown()
+
+
+async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_path, monkeypatch):
+    from empire.agent.daemon import build_daemon, check_policy
+    from empire.config import load_settings
+
+    for var in ("EMPIRE_DATABASE_URL", "EMPIRE_REDIS_URL", "EMPIRE_PROMETHEUS__URL", "EMPIRE_POLICY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"targets": [target_spec("gen")]}))
+    settings = load_settings(data_dir=tmp_path, kubernetes={"mode": "disabled"}, http={"port": 0})
+    daemon = await build_daemon(settings, path)
+    try:
+        version = daemon.loop.policy.version
+        path.write_text("targets:\n  - name: gen\n    max_replicas: -1\n")
+        assert await check_policy(daemon) is False
+        assert daemon.loop.policy.version == version
+        reg = daemon.monitor.registry
+        assert reg.get_sample_value("empire_policy_reloads_total", {"result": "rejected"}) == 1
+        assert "max_replicas" in daemon.context.status_sections["policy_reload_error"]()
+        path.write_text(yaml.safe_dump({"targets": [target_spec("gen", max_replicas=30)]}))
+        assert await check_policy(daemon) is True
+        assert daemon.loop.policy.policy.targets[0].max_replicas == 30
+        audit = [(a.action, a.details.get("kept_version")) for a in await daemon.store.recent_audit()]
+        assert audit == [("policy_applied", None), ("policy_rejected", version)]
+    finally:
+        for close in daemon.closers:
+            await close()

@@ -41,8 +41,9 @@ from empire.agent.types import ScaleTo
 from empire.config.settings import Settings, mask_url
 from empire.errors import TemporaryError
 from empire.policies.loading import PolicyWatcher, default_policy_path
+from empire.state.records import AuditRecord
 
-__all__ = ["AREA_MODULES", "Daemon", "build_daemon", "run_daemon"]
+__all__ = ["AREA_MODULES", "Daemon", "build_daemon", "check_policy", "run_daemon"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,39 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
     return daemon
 
 
+async def check_policy(daemon: Daemon) -> bool:
+    """Poll the policy file once. A valid change is swapped in (the loop wakes up); a rejected one
+    keeps the policy in force. Either way it is audited in the journal and counted in
+    `empire_policy_reloads_total{result}`; the rejection reason is also in `/status`."""
+    watcher, before = daemon.watcher, daemon.watcher.last_error
+    changed = watcher.check()
+    now = daemon.clock.now()
+    record = None
+    if changed:
+        daemon.monitor.loop.policy_reloads.labels("applied").inc()
+        record = AuditRecord(now, daemon.settings.replica_id, "policy_applied", watcher.current.source,
+                             {"version": watcher.current.version})  # fmt: skip
+    elif watcher.last_error is not None and watcher.last_error != before:
+        daemon.monitor.loop.policy_reloads.labels("rejected").inc()
+        record = AuditRecord(now, daemon.settings.replica_id, "policy_rejected", str(watcher.path),
+                             {"error": watcher.last_error, "kept_version": watcher.current.version})  # fmt: skip
+    if record is not None:
+        try:
+            await daemon.store.audit(record)
+        except Exception as exc:
+            logger.warning("could not journal the policy change: %s", exc)
+    return changed
+
+
+async def _watch_policy(daemon: Daemon) -> None:
+    while True:
+        await anyio.sleep(daemon.watcher.interval)
+        try:
+            await check_policy(daemon)
+        except Exception:
+            logger.exception("policy watch failed; the policy in force stays")
+
+
 async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event | None = None) -> int:
     s = daemon.settings
     app = build_app(daemon.context, daemon.routes)
@@ -195,7 +229,7 @@ async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event
                 tg.cancel_scope.cancel()
                 return 0
             daemon.jobs.start(is_leader=lambda: daemon.loop.is_leader)
-            tg.start_soon(daemon.watcher.run)
+            tg.start_soon(_watch_policy, daemon)
             for task in daemon.background:
                 tg.start_soon(task)
             await daemon.loop.run()

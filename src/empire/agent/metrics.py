@@ -47,6 +47,12 @@ class LoopMetrics:
         self.leader = Gauge("empire_leader", "1 while this replica holds the leadership", registry=registry)
         self.desired = Gauge("empire_desired_replicas", "Desired replicas per target", ["target"], registry=registry)
         self.current = Gauge("empire_current_replicas", "Current replicas per target", ["target"], registry=registry)
+        self.policy_reloads = Counter(
+            "empire_policy_reloads",
+            "Policy file changes, by result (applied | rejected)",
+            ["result"],
+            registry=registry,
+        )
         self.jobs = Counter(
             "empire_periodic_jobs", "Periodic job runs by job and result", ["job", "result"], registry=registry
         )

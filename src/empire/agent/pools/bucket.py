@@ -76,7 +76,7 @@ class LocalLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
-        self._slots: dict[str, set[str]] = {}
+        self._slots: dict[str, dict[str, float]] = {}  # holder -> expiry
 
     async def try_acquire(self, key: str, rate: float, burst: float) -> float:
         bucket = self._buckets.get(key)
@@ -88,23 +88,32 @@ class LocalLimiter:
             self._buckets[key] = bucket
         return bucket.take(self._clock())
 
+    def _live(self, key: str) -> dict[str, float]:
+        now = self._clock()
+        held = self._slots.setdefault(key, {})
+        for holder in [h for h, until in held.items() if until <= now]:
+            del held[holder]
+        return held
+
     async def acquire_slot(self, key: str, holder: str, limit: int, ttl: float) -> bool:
-        held = self._slots.setdefault(key, set())
-        if holder in held:
-            return True
-        if len(held) >= limit:
+        held = self._live(key)
+        if holder not in held and len(held) >= limit:
             return False
-        held.add(holder)
+        held[holder] = self._clock() + ttl
         return True
 
     async def release_slot(self, key: str, holder: str) -> None:
-        self._slots.get(key, set()).discard(holder)
+        self._slots.get(key, {}).pop(holder, None)
 
     async def renew_slots(self, key: str, holders: list[str], ttl: float) -> None:
-        return None  # in-process slots die with the process; nothing expires
+        held = self._live(key)
+        until = self._clock() + ttl
+        for h in holders:
+            if h in held:
+                held[h] = until
 
     async def slots_in_use(self, key: str) -> int:
-        return len(self._slots.get(key, ()))
+        return len(self._live(key))
 
     async def aclose(self) -> None:
         return None

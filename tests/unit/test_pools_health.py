@@ -1,0 +1,74 @@
+"""Per-account breaker: cooldown after a 429, a run of 5xx, N failures, a dead key. PURE."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from empire.agent.pools.errors import ErrorClass as E
+from empire.agent.pools.health import AccountState, CooldownCause
+from empire.policies.generation import CooldownPolicy
+
+POLICY = CooldownPolicy(
+    after_rate_limit=timedelta(seconds=30), failures=4, server_errors=3, duration=timedelta(seconds=60),
+    after_auth_failure=timedelta(minutes=15),
+)  # fmt: skip
+
+
+def test_rate_limit_cools_for_retry_after_else_the_policy() -> None:
+    a = AccountState("p", "a")
+    assert a.on_failure(E.rate_limited, 100.0, POLICY, retry_after=7.0) is CooldownCause.rate_limited
+    assert a.cooling(106.9) and not a.cooling(107.0)
+    b = AccountState("p", "b")
+    b.on_failure(E.rate_limited, 100.0, POLICY)
+    assert b.cooling(129.0) and not b.cooling(130.0)
+
+
+def test_a_run_of_server_errors_cools_the_account() -> None:
+    a = AccountState("p", "a")
+    assert a.on_failure(E.server_error, 0.0, POLICY) is None
+    assert a.on_failure(E.timeout, 1.0, POLICY) is None
+    assert a.on_failure(E.server_error, 2.0, POLICY) is CooldownCause.server_errors
+    assert a.cooling(61.0) and not a.cooling(62.0)
+
+
+def test_success_resets_the_run() -> None:
+    a = AccountState("p", "a")
+    a.on_failure(E.server_error, 0.0, POLICY)
+    a.on_failure(E.server_error, 1.0, POLICY)
+    a.on_success(2.0)
+    assert a.on_failure(E.server_error, 3.0, POLICY) is None
+    assert not a.cooling(3.0)
+
+
+def test_any_failures_in_a_row_cool_it() -> None:
+    a = AccountState("p", "a")
+    for t in range(3):
+        assert a.on_failure(E.connection, float(t), POLICY) is None
+    assert a.on_failure(E.generation_failed, 3.0, POLICY) is CooldownCause.failures
+
+
+def test_dead_key_rests_long_and_bad_requests_do_not_count() -> None:
+    a = AccountState("p", "a")
+    assert a.on_failure(E.auth, 0.0, POLICY) is CooldownCause.auth
+    assert a.cooling(899.0) and not a.cooling(900.0)
+    b = AccountState("p", "b")
+    for t in range(10):
+        assert b.on_failure(E.bad_request, float(t), POLICY) is None
+    assert not b.cooling(10.0)
+
+
+def test_half_open_after_cooldown_one_failure_reopens() -> None:
+    a = AccountState("p", "a")
+    a.on_failure(E.rate_limited, 0.0, POLICY, retry_after=5.0)
+    assert a.on_failure(E.server_error, 6.0, POLICY) is CooldownCause.failures  # probe failed
+    assert a.cooling(60.0)
+    a.on_success(70.0)  # probe succeeded: closed again
+    assert a.on_failure(E.server_error, 71.0, POLICY) is None
+    assert a.cooldowns == {CooldownCause.rate_limited: 1, CooldownCause.failures: 1}
+
+
+def test_latency_ewma() -> None:
+    a = AccountState("p", "a")
+    a.observe_latency(10.0)
+    a.observe_latency(20.0)
+    assert a.latency_ewma == 12.0

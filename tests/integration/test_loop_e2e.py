@@ -227,3 +227,28 @@ async def test_database_briefly_unavailable(world):
     assert kube.patches == [("gen", 6)]
     await obs.aclose()
     await ex.aclose()
+
+
+async def test_replayed_trace_on_the_fake_clock(tmp_path):
+    """The backtest's shape: a CSV trace, the pretend cluster, `run(ticks=N)` on a FakeClock."""
+    from empire.agent.executors import DryRunExecutor
+    from empire.agent.observers import ReplayObserver
+    from empire.state import MemoryStateStore
+    from fakes.loop import START
+
+    rows = ["timestamp,target,signal,value"]
+    for minute in range(60):  # a one-hour ramp up and down, and a 2-minute outage at 00:30
+        queue = 50 * (1 + min(minute, 60 - minute) // 3)
+        rows.append(f"{(START + timedelta(minutes=minute)).isoformat()},gen,queue,{queue}")
+    rows += [f"{(START + timedelta(minutes=30)).isoformat()},gen,@outage,1",
+             f"{(START + timedelta(minutes=32)).isoformat()},gen,@outage,0"]  # fmt: skip
+    trace = tmp_path / "trace.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    store, cluster = MemoryStateStore(), DryRunExecutor()
+    loop = build_loop(policy(target_spec("gen")), ReplayObserver.from_csv(trace), cluster, store)
+    await loop.run(ticks=240)  # an hour of 15 s ticks, in well under a second of wall time
+    assert loop.clock.now() == START + timedelta(seconds=15 * 239)
+    reasons = {r for d in store.decisions for r in d.reasons}
+    assert {"above_target", "stabilized_down", "metrics_unavailable"} <= reasons
+    peak = max(d.desired for d in store.decisions)
+    assert peak == 10 and cluster.replicas["gen"] < peak  # 500 queued at 00:29 (00:30 is in the outage)

@@ -1,0 +1,115 @@
+"""`AlertRulesJob`: evaluate the alert rules after the loop's ticks and run their actions.
+
+It is a periodic job (`PeriodicJobs`, every `loop.interval`) rather than a stage inside the loop,
+so the loop's code stays about scaling; it reads what the tick saw and decided (`loop.status`),
+scores the watched signals (`AnomalyScorer`), asks the forecaster for predicted breaches, calls the
+pure `rules.evaluate()`, and hands every action to the one `ActionRunner` (journal, execute, count).
+
+* An alert whose action failed (for example the DB was down) keeps its rule's previous state, so
+  the next run tries again instead of believing it fired.
+* A scale remediation starts from the replicas the tick settled on, and its effect is recorded in
+  the loop's stabilization history (raw recommendation, and the scale event once applied), so the
+  next tick's scale-down window holds it instead of undoing it.
+* At its first run it restores the rule state from the firing alerts in the DB: a restart neither
+  repeats an alert nor forgets to resolve one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from empire.agent.alerting.rules import RuleInputs, RuleStatus, evaluate, restore_state
+from empire.agent.alerting.scoring import AnomalyScorer
+from empire.agent.alerting.store import AlertStore
+from empire.agent.deciding import keep_for
+from empire.agent.journal import ActionRunner
+from empire.agent.types import Alert, Forecast, Observation, OutcomeStatus, Sample, SampleStatus, ScaleTo
+from empire.policies.alerting import RuleKind
+from empire.policies.schema import Policy
+
+__all__ = ["AlertRulesJob", "observations_from_loop"]
+
+logger = logging.getLogger(__name__)
+
+
+def observations_from_loop(loop: Any) -> tuple[dict[str, Observation], dict[str, int]]:
+    """Observations (signal values as the last tick saw them) and desired replicas per target."""
+    observations: dict[str, Observation] = {}
+    desired: dict[str, int] = {}
+    for name, status in getattr(loop, "status", {}).items():
+        d = getattr(status, "decision", None)
+        if d is None:
+            continue
+        samples = []
+        for signal, info in (d.details.get("signals") or {}).items():
+            try:
+                st = SampleStatus(info.get("status", "ok"))
+            except ValueError:
+                st = SampleStatus.invalid
+            value = info.get("value")
+            value = float(value) if isinstance(value, int | float) else None
+            samples.append(Sample(signal, value, d.at, info.get("staleness"), st))
+        observations[name] = Observation(name, d.at, tuple(samples), d.current)
+        if d.desired is not None:
+            desired[name] = d.desired
+    return observations, desired
+
+
+class AlertRulesJob:
+    def __init__(self, policy: Callable[[], Policy], loop: Any, runner: ActionRunner, store: AlertStore,
+                 scorer: AnomalyScorer | None = None) -> None:  # fmt: skip
+        self.policy = policy
+        self.loop = loop
+        self.runner = runner
+        self.store = store
+        self.scorer = scorer or AnomalyScorer()
+        self.state: dict[str, RuleStatus] = {}
+        self.restored = False
+        self.last_results: list[dict[str, Any]] = []
+
+    async def _forecasts(self, pol: Policy, now: datetime) -> dict[tuple[str, str], list[Forecast]]:
+        forecaster = getattr(self.loop, "forecaster", None)
+        if forecaster is None:
+            return {}
+        out: dict[tuple[str, str], list[Forecast]] = {}
+        for target in {r.target for r in pol.alerting.rules if r.kind == RuleKind.predicted_breach}:
+            try:
+                f = await forecaster(pol.target(target), now)
+            except Exception as exc:
+                logger.warning("alerting: forecast of %s unavailable: %s", target, exc)
+                continue
+            if f is not None:
+                out.setdefault((target, f.signal), []).append(f)
+        return out
+
+    async def __call__(self, now: datetime) -> None:
+        pol = self.policy()
+        if not self.restored:
+            firing = await self.store.list_alerts("firing", limit=10_000)
+            self.state = restore_state(pol, firing, now)
+            self.restored = True
+        observations, desired = observations_from_loop(self.loop)
+        histories = getattr(self.loop, "histories", {})
+        inputs = RuleInputs(observations, self.scorer.score(pol, observations), await self._forecasts(pol, now),
+                            dict(histories), desired)  # fmt: skip
+        ev = evaluate(pol, inputs, self.state, now)
+        histories.update(ev.histories)
+        state = dict(ev.state)
+        for action in ev.actions:
+            out = await self.runner.run(action, at=now)
+            if isinstance(action, Alert) and out.status == OutcomeStatus.failed:
+                state[action.rule] = self.state.get(action.rule, RuleStatus())  # not stored: try again
+            if isinstance(action, ScaleTo) and out.status == OutcomeStatus.applied and action.current is not None:
+                try:
+                    _, period = keep_for(pol.target(action.target))
+                except KeyError:
+                    continue
+                h = histories.get(action.target)
+                if h is not None:
+                    histories[action.target] = h.scaled(now, action.current, action.replicas,
+                                                         timedelta(seconds=period))  # fmt: skip
+        self.state = state
+        self.last_results = [{"rule": r.rule, "state": r.state, "value": r.value, "note": r.note} for r in ev.results]

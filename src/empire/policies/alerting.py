@@ -31,6 +31,8 @@ __all__ = [
     "parse_matcher",
 ]
 
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_FIXED_LABELS = frozenset({"alertname", "target", "signal", "severity"})
 _MATCHER_RE = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
 
 
@@ -205,6 +207,16 @@ class AlertRule(StrictModel):
     summary: str = Field(default="", description="'{target}', '{signal}', '{value}' are filled in")
     labels: dict[str, str] = Field(default_factory=dict)
     remediation: Remediation | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not _LABEL_RE.match(k):
+                raise ValueError(f"label name {k!r} must match [a-zA-Z_][a-zA-Z0-9_]* (as in Prometheus)")
+            if k in _FIXED_LABELS:
+                raise ValueError(f"label {k!r} is set by empire (alertname, target, signal, severity)")
+        return v
 
     @model_validator(mode="after")
     def _anomaly_range(self) -> AlertRule:

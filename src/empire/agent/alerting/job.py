@@ -21,12 +21,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from empire.agent.alerting.matching import fingerprint
 from empire.agent.alerting.rules import RuleInputs, RuleStatus, evaluate, restore_state
 from empire.agent.alerting.scoring import AnomalyScorer
 from empire.agent.alerting.store import AlertStore
 from empire.agent.deciding import keep_for
 from empire.agent.journal import ActionRunner
-from empire.agent.types import Alert, Forecast, Observation, OutcomeStatus, Sample, SampleStatus, ScaleTo
+from empire.agent.types import Alert, Forecast, Observation, OutcomeStatus, Sample, SampleStatus, ScaleTo, action_key
 from empire.policies.alerting import RuleKind
 from empire.policies.schema import Policy
 
@@ -99,7 +100,11 @@ class AlertRulesJob:
         histories.update(ev.histories)
         state = dict(ev.state)
         for action in ev.actions:
-            out = await self.runner.run(action, at=now)
+            key = None
+            if isinstance(action, Alert):  # a short key: the subject lists every label
+                key = action_key(action.kind, f"{action.rule}/{fingerprint(action.labels)}", now,
+                                 "resolved" if action.resolved else "firing")  # fmt: skip
+            out = await self.runner.run(action, at=now, key=key)
             if isinstance(action, Alert) and out.status == OutcomeStatus.failed:
                 state[action.rule] = self.state.get(action.rule, RuleStatus())  # not stored: try again
             if isinstance(action, ScaleTo) and out.status == OutcomeStatus.applied and action.current is not None:

@@ -24,13 +24,18 @@ logger = logging.getLogger(__name__)
 _ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 
 
+def _esc(text: str) -> str:
+    """Slack's three control characters (https://api.slack.com/reference/surfaces/formatting#escaping)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]:
     """The webhook body: a title line and one line per alert (firing first)."""
-    lines = [f"*{title(n)}*"]
+    lines = [f"*{_esc(title(n))}*"]
     for a in n.alerts:
         icon = ":white_check_mark:" if not a.firing else _ICON.get(a.severity, ":bell:")
         summary = a.annotations.get("summary") or a.labels.get("alertname", a.rule)
-        line = f"{icon} *{a.severity}* {summary}"
+        line = f"{icon} *{a.severity}* {_esc(summary)}"
         target = a.labels.get("target")
         if target:
             line += f" — `{a.annotations.get('explain') or explain_command(target)}`"

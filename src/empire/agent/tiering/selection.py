@@ -15,6 +15,7 @@ need no per-row date arithmetic; only the access-rate condition decays the score
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,8 +43,8 @@ class MoveSummary:
 
 
 def _days(dialect: str, column: str) -> str:
-    if dialect == "sqlite":
-        return f"(julianday(:now) - julianday({column}))"
+    if dialect == "sqlite":  # :now_jd is julianday(now), computed once here rather than per row
+        return f"(CAST(:now_jd AS FLOAT) - julianday({column}))"
     return f"(EXTRACT(EPOCH FROM (CAST(:now AS TIMESTAMPTZ) - {column})) / 86400.0)"
 
 
@@ -58,18 +59,23 @@ def _body(policy: StoragePolicy, now: datetime, dialect: str) -> tuple[str, dict
     params: dict[str, Any] = {
         "now": now, "lam": lam, "min_size": policy.min_object_size,
         "months": policy.horizon.total_seconds() / DAY / 30, "gib": float(GIB),
+        "now_jd": now.timestamp() / DAY + 2440587.5,  # Julian day of the Unix epoch
     }  # fmt: skip
     dt_params = ["now"]
-    tier_rows = []
     for i, t in enumerate(policy.tiers):
         params.update({
             f"t{i}_name": t.name, f"t{i}_cost": t.cost_per_gb_month, f"t{i}_retr": t.retrieval_cost_per_gb,
             f"t{i}_trans": t.transition_cost_per_object, f"t{i}_min": t.min_days,
         })  # fmt: skip
-        tier_rows.append(
-            f"SELECT CAST(:t{i}_name AS VARCHAR(64)) AS name, {i} AS rnk, {_f(f't{i}_cost')} AS cost, "
-            f"{_f(f't{i}_retr')} AS retr, {_f(f't{i}_trans')} AS trans, {_f(f't{i}_min')} AS min_days"
-        )
+    n = len(policy.tiers)
+
+    def pick(rank: str, attr: str) -> str:
+        """The attribute of the tier at index `rank` (tier prices are parameters, not a join: a join
+        would tempt the planner into an index lookup per row instead of one sequential scan)."""
+        return f"CASE {rank} " + " ".join(f"WHEN {i} THEN {_f(f't{i}_{attr}')}" for i in range(n)) + " END"
+
+    src_rank = "CASE c.tier " + " ".join(f"WHEN :t{i}_name THEN {i}" for i in range(n)) + " END"
+    dst_name = "CASE o.want " + " ".join(f"WHEN {i} THEN CAST(:t{i}_name AS VARCHAR(64))" for i in range(n)) + " END"
     rate = f"(COALESCE(c.access_score * exp(-{_f('lam')} * {_days(dialect, 'c.access_updated_at')}), 0.0))"
     whens = []
     for i in range(len(policy.tiers) - 1, 0, -1):
@@ -84,32 +90,33 @@ def _body(policy: StoragePolicy, now: datetime, dialect: str) -> tuple[str, dict
             params[f"t{i}_age_cut"] = now - timedelta(days=rule.min_age_days)
             dt_params.append(f"t{i}_age_cut")
             conds.append(f"c.created_at <= :t{i}_age_cut")
-        if rule.max_access_rate is not None:
-            params[f"t{i}_max_score"] = rule.max_access_rate / lam
-            conds.append(f"{rate} <= {_f(f't{i}_max_score')}")
         if rule.max_revenue is not None:
             params[f"t{i}_max_rev"] = rule.max_revenue
             conds.append(f"c.revenue <= {_f(f't{i}_max_rev')}")
+        if rule.max_access_rate is not None:  # last: the only condition that decays per row
+            params[f"t{i}_max_score"] = rule.max_access_rate / lam
+            conds.append(f"{rate} <= {_f(f't{i}_max_score')}")
         whens.append(f"WHEN {' AND '.join(conds) or '1=1'} THEN {i}")
     promote = "1=1" if policy.promote_on_access else "1=0"
     sql = f"""
-WITH tiers AS ({" UNION ALL ".join(tier_rows)}),
-o AS (
+WITH o AS (
   SELECT c.id, c.size, c.tier, c.last_access_at, c.tier_since,
          CASE {" ".join(whens)} ELSE 0 END AS want,
+         {src_rank} AS src,
          {rate} * {_f("lam")} AS rate,
          {_days(dialect, "c.tier_since")} AS tier_days
   FROM content_objects c
   WHERE c.status = 'active' AND c.size >= :min_size
 ),
 m AS (
-  SELECT o.id, o.size, o.tier AS from_tier, d.name AS to_tier, o.rate, o.tier_days,
-         CASE WHEN o.want > s.rnk THEN 'd' ELSE 'p' END AS direction,
+  SELECT o.id, o.size, o.tier AS from_tier, {dst_name} AS to_tier, o.rate, o.tier_days,
+         CASE WHEN o.want > o.src THEN 'd' ELSE 'p' END AS direction,
          o.size / {_f("gib")} AS gb,
-         s.cost AS s_cost, s.retr AS s_retr, s.min_days AS s_min, d.cost AS d_cost, d.retr AS d_retr,
-         d.trans AS d_trans
-  FROM o JOIN tiers s ON s.name = o.tier JOIN tiers d ON d.rnk = o.want
-  WHERE o.want > s.rnk OR (o.want < s.rnk AND {promote} AND o.last_access_at > o.tier_since)
+         {pick("o.src", "cost")} AS s_cost, {pick("o.src", "retr")} AS s_retr, {pick("o.src", "min")} AS s_min,
+         {pick("o.want", "cost")} AS d_cost, {pick("o.want", "retr")} AS d_retr, {pick("o.want", "trans")} AS d_trans
+  FROM o
+  WHERE o.src IS NOT NULL
+    AND (o.want > o.src OR (o.want < o.src AND {promote} AND o.last_access_at > o.tier_since))
 ),
 e AS (
   SELECT m.id, m.size, m.from_tier, m.to_tier, m.direction,
@@ -123,6 +130,8 @@ e AS (
 
 
 def _bind(sql: str, params: dict[str, Any], dt_params: list[str]) -> TextClause:
+    params = {n: v for n, v in params.items() if re.search(rf":{n}\b", sql)}  # per dialect, some go unused
+    dt_params = [n for n in dt_params if n in params]
     binds = [bindparam(n, type_=UTCDateTime) for n in dt_params]
     binds += [bindparam(n, type_=String) for n in params if n.endswith("_name")]
     binds += [

@@ -34,7 +34,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["FakeKey", "FakeProvider", "fake_provider_process", "http_provider_policy"]
+__all__ = ["REJECT", "FakeKey", "FakeProvider", "fake_provider_process", "http_provider_policy"]
+
+REJECT = "__reject__"  # a prompt the fake answers 422 (a permanent error)
 
 
 @dataclass
@@ -123,6 +125,8 @@ class FakeProvider:
                 return JSONResponse({"error": "invalid api key"}, status_code=401)
             if not idem:
                 return JSONResponse({"error": "Idempotency-Key required"}, status_code=400)
+            if body.get("prompt") == REJECT:
+                return JSONResponse({"error": "prompt violates the content policy"}, status_code=422)
             wait = spec.take(now)
             if wait > 0:
                 s["over_limit"] += 1

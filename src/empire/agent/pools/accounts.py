@@ -84,9 +84,11 @@ class PoolRegistry:
             cands = []
             for lim in self.accounts_of(name):
                 st = self.states[lim.key]
+                # half-open after a cooldown: one probe at a time until a success closes the breaker
+                limit = 1 if st.half_open and not st.cooling(now) else lim.max_concurrent
                 cands.append(
                     Candidate(
-                        provider=name, account=lim.name, in_flight=st.in_flight, max_concurrent=lim.max_concurrent,
+                        provider=name, account=lim.name, in_flight=st.in_flight, max_concurrent=limit,
                         cost=lim.cost, weight=lim.weight, served=st.served, latency=st.latency_ewma,
                         cooling_until=st.open_until, ready_at=max(st.token_ready_at, st.slots_full_until),
                         order=lim.order,

@@ -1,0 +1,265 @@
+"""The dispatcher against a real HTTP provider on 127.0.0.1 (tests/fakes/provider.py) and the
+seeded simulated provider: exactly once, within limits, through faults, within budget."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import select
+
+from empire.agent.clock import SystemClock
+from empire.agent.monitor import Monitor
+from empire.agent.pools.build import build_dispatcher
+from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
+from empire.agent.pools.model import JobState, NewJob
+from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink
+from empire.agent.pools.queue import JobQueue
+from empire.policies.schema import Policy, parse_policy
+from empire.state import Database
+from empire.state import tables as t
+from fakes.provider import REJECT, FakeKey, FakeProvider, http_provider_policy
+
+pytestmark = pytest.mark.anyio
+KEYS = {"a": "sk-test-alpha-123", "b": "sk-test-bravo-456", "c": "sk-test-charlie-789"}
+
+
+@pytest.fixture
+def keys_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in KEYS.items():
+        monkeypatch.setenv(f"TEST_KEY_{name.upper()}", value)
+    return KEYS
+
+
+def accounts(rpm: float, max_concurrent: int, names: str = "abc", **kw: Any) -> list[dict[str, Any]]:
+    return [{"name": n, "env": f"TEST_KEY_{n.upper()}", "requests_per_minute": rpm, "max_concurrent": max_concurrent,
+             **kw} for n in names]  # fmt: skip
+
+
+def make_policy(*providers: dict[str, Any], **rest: Any) -> Policy:
+    return parse_policy({"providers": list(providers), **rest})
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    fp = FakeProvider(keys={v: FakeKey(rpm=1800, max_concurrent=40) for v in KEYS.values()}, latency=0.1)
+    with fp.serve():
+        yield fp
+
+
+async def enqueue(db: Database, n: int, provider: str = "fake", prompt: str = "song", **kw: Any) -> list[str]:
+    keys = [f"job-{i}" for i in range(n)]
+    await JobQueue(db).enqueue(
+        [NewJob(k, provider, {"prompt": prompt, "persona": "luna", "genre": "synthwave", **kw}, "luna") for k in keys],
+        datetime.now(UTC),
+    )
+    return keys
+
+
+async def drain(d: Dispatcher, seconds: float = 60.0) -> None:
+    with anyio.fail_after(seconds):
+        await d.run()
+    await d.aclose()
+
+
+def options(**kw: Any) -> DispatcherOptions:
+    base: dict[str, Any] = {"owner": "test", "max_in_flight": 200, "stop_when_empty": True, "idle_poll": 0.05,
+                            "lease_seconds": 30, "seed": 1}  # fmt: skip
+    base.update(kw)
+    return DispatcherOptions(**base)
+
+
+async def states(db: Database) -> dict[str, int]:
+    counts = await JobQueue(db).counts()
+    out: dict[str, int] = {}
+    for (state, _), n in counts.items():
+        out[state] = out.get(state, 0) + n
+    return out
+
+
+async def test_every_job_once_and_never_over_a_limit(database: Database, fake: FakeProvider, keys_env: dict) -> None:
+    fake.keys[KEYS["a"]].rpm = fake.keys[KEYS["b"]].rpm = fake.keys[KEYS["c"]].rpm = 1200
+    policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1200, 40), poll_interval="50ms"))
+    keys = await enqueue(database, 240)
+    await drain(build_dispatcher(policy, database, options()))
+    s = fake.snapshot(with_keys=True)
+    assert await states(database) == {"succeeded": 240}
+    assert s["accepted"] == 240 and set(s["keys"]) == set(keys)
+    assert s["duplicates"] == 0 and s["over_limit"] == 0
+    assert all(n > 50 for n in s["accepted_by_key"].values())  # least-busy spread the work
+
+
+async def test_a_hundred_and_more_generations_at_once(database: Database, keys_env: dict) -> None:
+    fake = FakeProvider(keys={v: FakeKey(rpm=60_000, max_concurrent=60) for v in KEYS.values()}, latency=3.0)
+    with fake.serve():
+        policy = make_policy(http_provider_policy(fake.url, "fake", accounts(60_000, 60), poll_interval="200ms"))
+        await enqueue(database, 170)
+        d = build_dispatcher(policy, database, options())
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, sum(st.in_flight for st in d.pools.states.values()))
+                await anyio.sleep(0.05)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await drain(d)
+            tg.cancel_scope.cancel()
+        s = fake.snapshot()
+    assert peak >= 120 and s["accepted"] == 170 and s["over_limit"] == 0
+    assert sum(s["peak_concurrency"].values()) >= 100  # the provider saw 100+ generations running
+    assert max(s["peak_concurrency"].values()) <= 60
+
+
+async def test_faults_server_errors_and_a_dead_key(database: Database, keys_env: dict) -> None:
+    fake = FakeProvider(keys={v: FakeKey(rpm=3000) for v in KEYS.values()}, latency=0.05, error_rate=0.2, seed=3)
+    fake.keys[KEYS["c"]].dead = True
+    with fake.serve():
+        provider = http_provider_policy(
+            fake.url, "fake", accounts(3000, 40), poll_interval="50ms",
+            retry={"max_attempts": 8, "backoff_base": "10ms", "backoff_max": "200ms"},
+            cooldown={"server_errors": 50, "failures": 50, "after_auth_failure": "10m"},
+        )  # fmt: skip
+        registry = CollectorRegistry()
+        metrics = Monitor(registry).pools
+        await enqueue(database, 150)
+        await drain(build_dispatcher(make_policy(provider), database, options(), metrics=metrics))
+        s = fake.snapshot()
+    assert await states(database) == {"succeeded": 150}
+    assert s["accepted"] == 150 and s["duplicates"] == 0 and s["server_errors"] > 10
+    assert s["accepted_by_key"][KEYS["c"]] == 0 and 1 <= s["unauthorized"] <= 10  # cooled after the first 401s
+    val = registry.get_sample_value
+    assert val("empire_pool_cooldowns_total", {"provider": "fake", "account": "c", "cause": "auth"}) >= 1
+    failed = val("empire_pool_failed_total", {"provider": "fake", "account": "a", "error_class": "server_error"})
+    assert failed and failed > 0
+    assert (
+        val("empire_pool_succeeded_total", {"provider": "fake", "account": "a"})
+        + val("empire_pool_succeeded_total", {"provider": "fake", "account": "b"})
+        == 150
+    )
+
+
+async def test_unexpected_429_cools_the_account_for_retry_after(database: Database, keys_env: dict) -> None:
+    # the provider enforces 60/min on key a although the policy says 6000: the pool could not know
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=60, burst=2), KEYS["b"]: FakeKey(rpm=6000)}, latency=0.05)
+    with fake.serve():
+        provider = http_provider_policy(fake.url, "fake", accounts(6000, 5, "ab"), poll_interval="50ms")
+        await enqueue(database, 100)
+        d = build_dispatcher(make_policy(provider), database, options())
+        t0 = time.monotonic()
+        await drain(d)
+        elapsed = time.monotonic() - t0
+        s = fake.snapshot()
+    assert await states(database) == {"succeeded": 100} and s["duplicates"] == 0
+    # the requests already on their way when the first 429 came back (at most max_concurrent = 5), then
+    # one probe per Retry-After window (1 s): not one 429 per job
+    assert 1 <= s["over_rate"] <= 5 + 1 + elapsed
+    assert d.pools.states["fake/a"].cooldowns  # it cooled down
+    assert s["accepted_by_key"][KEYS["b"]] >= 90
+
+
+async def test_permanent_errors_and_exhausted_attempts_dead_letter(database: Database, keys_env: dict) -> None:
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000)}, latency=0.05, error_rate=1.0)
+    with fake.serve():
+        provider = http_provider_policy(
+            fake.url, "fake", accounts(6000, 10, "a"), retry={"max_attempts": 3, "backoff_base": "10ms"},
+            cooldown={"server_errors": 100, "failures": 100},
+        )  # fmt: skip
+        await enqueue(database, 2)
+        await JobQueue(database).enqueue([NewJob("bad", "fake", {"prompt": REJECT})], datetime.now(UTC))
+        await drain(build_dispatcher(make_policy(provider), database, options()))
+    q = JobQueue(database)
+    bad, flaky = await q.get("bad"), await q.get("job-0")
+    assert bad and bad.state is JobState.dead and bad.attempts == 1 and bad.error_class == "bad_request"
+    assert "422" in (bad.last_error or "")
+    assert flaky and flaky.state is JobState.dead and flaky.attempts == 3 and flaky.error_class == "server_error"
+
+
+async def test_budget_is_never_exceeded(database: Database, fake: FakeProvider, keys_env: dict) -> None:
+    provider = http_provider_policy(fake.url, "fake", accounts(1800, 40, cost_per_job=0.25), budget={"daily": 5.0})
+    policy = make_policy(provider, budget={"daily": 100.0})
+    await enqueue(database, 50)
+    d = build_dispatcher(policy, database, options(stop_when_empty=False))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain, d)
+        with anyio.fail_after(30):
+            while (await states(database)).get("succeeded", 0) < 20:  # noqa: ASYNC110 - polling the DB
+                await anyio.sleep(0.1)
+        await anyio.sleep(0.5)  # would it take more?
+        d.stop()
+    spend = await JobQueue(database).spend(datetime.now(UTC))
+    assert spend.day == pytest.approx(5.0) and fake.snapshot()["accepted"] == 20
+    assert (await states(database)) == {"succeeded": 20, "queued": 30}
+
+
+async def test_fallback_provider_when_every_account_is_dead(database: Database, keys_env: dict) -> None:
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000, dead=True), KEYS["b"]: FakeKey(rpm=6000)}, latency=0.05)
+    with fake.serve():
+        primary = http_provider_policy(fake.url, "main", accounts(6000, 10, "a"), fallback=["backup"])
+        backup = http_provider_policy(fake.url, "backup", accounts(6000, 10, "b"))
+        await enqueue(database, 20, provider="main")
+        await drain(build_dispatcher(make_policy(primary, backup), database, options()))
+    jobs = await JobQueue(database).list(limit=100)
+    assert {(j.state, j.provider, j.account) for j in jobs} == {(JobState.succeeded, "backup", "b")}
+
+
+async def test_simulated_provider_publishes_and_quarantines(database: Database, tmp_path: Path) -> None:
+    policy = make_policy(
+        {"name": "sim", "kind": "simulated", "cost_per_job": 0.1,
+         "simulated": {"seed": 5, "latency_mean": "80ms", "latency_sd": "20ms", "server_error_rate": 0.05,
+                       "timeout_rate": 0.05, "rate_limit_rate": 0.02},
+         "retry": {"backoff_base": "10ms", "max_attempts": 10}, "cooldown": {"after_rate_limit": "50ms", "duration": "100ms"},
+         "accounts": [{"name": "s1", "requests_per_minute": 30000, "max_concurrent": 50}]},
+        compliance={"banned_terms": ["orbit"]},
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    metrics = Monitor(registry).pools
+    clock = SystemClock()
+    publisher = ContentPublisher(
+        database, DirectoryContentSink(database, tmp_path), lambda: policy.compliance, clock, metrics.on_content
+    )
+    await enqueue(database, 80, provider="sim", title="")
+    d = build_dispatcher(policy, database, options(), metrics=metrics, publisher=publisher, clock=clock)
+    await drain(d)
+    assert await states(database) == {"succeeded": 80}
+    async with database.connect() as conn:
+        rows = (await conn.execute(select(t.content_objects))).all()
+    assert len(rows) == 80
+    by_status = {s: [r for r in rows if r.status == s] for s in ("active", "quarantined")}
+    assert by_status["active"] and by_status["quarantined"]
+    for r in by_status["quarantined"]:
+        assert r.meta["compliance"]["problems"]
+    assert any("orbit" in p for r in by_status["quarantined"] for p in r.meta["compliance"]["problems"])
+    for r in random.Random(0).sample(rows, 10):
+        data = (tmp_path / "hot" / r.location).read_bytes()
+        assert data[:4] == b"RIFF" and r.size == len(data)
+        assert r.tier == "hot" and r.checksum.startswith("sha256:")
+    val = registry.get_sample_value
+    assert val("empire_content_quarantined_total", {"persona": "other"}) == len(by_status["quarantined"])
+
+
+async def test_no_secret_in_logs_metrics_or_reprs(
+    database: Database, fake: FakeProvider, keys_env: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.error_rate = 0.3
+    caplog.set_level(logging.DEBUG)
+    registry = CollectorRegistry()
+    policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1800, 10), retry={"backoff_base": "10ms"}))
+    await enqueue(database, 30)
+    d = build_dispatcher(policy, database, options(), metrics=Monitor(registry).pools)
+    text = repr(d.adapters) + repr(d) + repr(policy)
+    await drain(d)
+    jobs = await JobQueue(database).list(limit=100)
+    text += caplog.text + generate_latest(registry).decode() + repr(jobs)
+    for secret in KEYS.values():
+        assert secret not in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
@@ -211,3 +212,45 @@ async def test_dashboard_receiver_and_executor_read_back(database: Database, cli
     assert (item.receiver, item.state) == ("dashboard", "sent")
     [rec] = await SqlStateStore(database).recent_actions()
     assert (await h.service.executor.read_back(rec)).applied is True
+
+
+class Leader:
+    name = "stub"
+
+    def __init__(self, leading: bool) -> None:
+        self.is_leader = leading
+
+    async def ensure(self) -> bool:
+        return self.is_leader
+
+    async def release(self) -> None:
+        return None
+
+
+async def test_background_tasks_deliver_promptly_and_only_on_the_leader(
+    database: Database, client: httpx.AsyncClient
+) -> None:
+    from empire.agent.clock import SystemClock
+
+    hook = FakeWebhook()
+    policy = AlertingPolicy.model_validate(
+        {"receivers": [{"name": "slack-oncall", "slack": {"webhook_url": {"env": "UNUSED"}}}],
+         "route": {"receiver": "slack-oncall", "group_wait": "0s", "group_interval": "1m"}}
+    )  # fmt: skip
+    leader = Leader(False)
+    with hook.serve() as base:
+        store = AlertStore(database)
+        svc = AlertService(store, policy, build_receivers(policy, client, lambda ref: f"{base}/hook"), SystemClock(),
+                           Monitor(CollectorRegistry()), leader=leader, poll=0.2)  # fmt: skip
+        async with anyio.create_task_group() as tg:
+            await tg.start(svc.run)
+            await svc.executor.execute(alert())
+            await anyio.sleep(1.0)  # a standby replica records nothing, sends nothing
+            assert hook.bodies == [] and await store.notifications() == []
+            leader.is_leader = True
+            for _ in range(200):  # the webhook runs in another thread: poll it (10 s at most)
+                if hook.bodies:
+                    break
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    assert len(hook.bodies) == 1 and [i.state for i in await store.notifications()] == ["sent"]

@@ -97,8 +97,10 @@ class AlertService:
         self.state = DispatchState()
         self.last_plan: Plan | None = None
         self._restored = False
-        self._dispatch_wake = anyio.Event()
-        self._deliver_wake = anyio.Event()
+        # Wake-ups: a flag (settable from anywhere, even before the event loop runs) plus the event
+        # the task is waiting on, if it is waiting.
+        self._woken = {"dispatch": False, "deliver": False}
+        self._events: dict[str, anyio.Event] = {}
         self.outbox = Outbox(store, dict(receivers), clock, self.metrics, backoff, send_timeout)
         self.update_policy(policy, receivers)
         self.executor = AlertExecutor(self)
@@ -134,7 +136,7 @@ class AlertService:
             for n in p.notifications:
                 logger.info("queued %s notification for %s: %s alert(s), group %s", n.status, n.receiver,
                             len(n.alerts), n.group_key)  # fmt: skip
-            self._deliver_wake.set()
+            self._set("deliver")
         self.state, self.last_plan = p.state, p
         current = [a for a in latest_by_fingerprint(alerts) if a.firing]
         self.metrics.set_firing(Counter((a.severity, a.rule) for a in current))
@@ -151,7 +153,14 @@ class AlertService:
     # -- the tasks ---------------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._dispatch_wake.set()
+        """Run the dispatcher now (a new or resolved alert, a policy reload)."""
+        self._set("dispatch")
+
+    def _set(self, which: str) -> None:
+        self._woken[which] = True
+        event = self._events.get(which)
+        if event is not None:
+            event.set()
 
     def _is_leader(self) -> bool:
         if self.leader is None:
@@ -162,17 +171,16 @@ class AlertService:
         return True
 
     async def _sleep(self, which: str, until: datetime | None) -> None:
+        """Wait until `until` (at most `poll` seconds) or until woken."""
         delay = self.poll
         if until is not None:
             delay = min(delay, max(0.0, (until - self.clock.now()).total_seconds()))
-        event = self._dispatch_wake if which == "dispatch" else self._deliver_wake
-        with anyio.move_on_after(delay):
-            await event.wait()
-        if event.is_set():
-            if which == "dispatch":
-                self._dispatch_wake = anyio.Event()
-            else:
-                self._deliver_wake = anyio.Event()
+        if not self._woken[which]:
+            event = self._events[which] = anyio.Event()
+            with anyio.move_on_after(delay):
+                await event.wait()
+            self._events.pop(which, None)
+        self._woken[which] = False
 
     async def _dispatch_loop(self) -> None:
         while True:

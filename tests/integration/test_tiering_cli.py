@@ -109,3 +109,21 @@ def test_import_touch_show_and_bad_input(data_dir: Path, tmp_path: Path, capsys:
     assert json.loads(run(capsys, "content", "show", "track-a", "--format", "json")[1])["revenue"] == 12.5
     code, _, err = run(capsys, "content", "touch", "nope")
     assert code == 2 and "unknown content object(s): nope" in err
+
+
+def test_verify_releases_or_accepts_and_add_refuses_duplicates(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.wav").write_bytes(b"a" * 300_000)
+    assert run(capsys, "content", "add", str(tmp_path / "a.wav"), "--id", "track-a")[0] == 0
+    code, _, err = run(capsys, "content", "add", str(tmp_path / "a.wav"), "--id", "track-a")
+    assert code == 2 and "exists already" in err
+    code, out, _ = run(capsys, "content", "verify", "track-a")
+    assert code == 0 and "intact in hot" in out
+    stored = next((data_dir / "tiers" / "hot").rglob("track-a"))
+    stored.write_bytes(b"b" * 300_000)  # re-rendered behind the inventory's back
+    code, out, _ = run(capsys, "content", "verify", "track-a")
+    assert code == 1 and "MISMATCH" in out
+    code, out, _ = run(capsys, "content", "verify", "track-a", "--accept-current")
+    assert code == 0 and "accepted" in out
+    assert run(capsys, "content", "verify", "track-a")[0] == 0

@@ -66,6 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--policy", metavar="FILE")
     t.set_defaults(func=touch)
 
+    v = psub.add_parser("verify", help="re-hash an object where it lives; release it from quarantine if intact",
+                        description="Read the object back and compare with the inventory checksum. A match puts a "
+                        "quarantined object back to active; --accept-current records the bytes as they are now.")  # fmt: skip
+    v.add_argument("id")
+    v.add_argument("--accept-current", action="store_true",
+                   help="the change was intended (re-rendered file): take the current checksum")  # fmt: skip
+    v.add_argument("--policy", metavar="FILE")
+    v.set_defaults(func=verify)
+
     s = psub.add_parser("show", help="an object's facts, and where the tier policy wants it")
     s.add_argument("id")
     s.add_argument("--format", choices=("text", "json"), default="text")
@@ -148,6 +157,8 @@ def add(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with open_tiering(load_settings(), args.policy) as tc:
+            if not await tc.inventory.missing([oid]):
+                raise ConfigError(f"content object {oid!r} exists already; choose another --id")
             tier = tc.policy.tiers[0].name
             loc = tc.backend.location_for(oid)
             size, checksum = await tc.backend.put(tier, loc, chunks())
@@ -205,6 +216,35 @@ def touch(args: argparse.Namespace) -> int:
 
     anyio.run(go)
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.tiering.context import open_tiering
+    from empire.config import load_settings
+
+    async def go() -> int:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            obj = await tc.inventory.get(args.id)
+            if obj.status == "moving":
+                raise ConfigError(f"{obj.id} is being moved; try again after the move (or 'empire tiers apply')")
+            current = await tc.backend.checksum(obj.tier, obj.location)
+            now = tc.clock.now()
+            if current == obj.checksum:
+                if obj.status != "active":
+                    await tc.inventory.set_status(obj.id, "active", now, actor="cli:verify", note="checksum matches")
+                print(f"{obj.id}: intact in {obj.tier} ({current[:19]}...); status active")
+                return 0
+            if args.accept_current:
+                await tc.inventory.accept_checksum(obj.id, current, now, actor="cli:verify")
+                print(f"{obj.id}: accepted the current bytes ({current[:19]}...); status active")
+                return 0
+            print(f"{obj.id}: MISMATCH in {obj.tier}: inventory {obj.checksum}, stored {current} "
+                  f"(status {obj.status}); use --accept-current if the change was intended")  # fmt: skip
+            return 1
+
+    return anyio.run(go)
 
 
 def show(args: argparse.Namespace) -> int:

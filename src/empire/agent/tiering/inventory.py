@@ -164,6 +164,22 @@ class Inventory:
             )
             await audit(conn, at, actor, f"content.{status}", f"object/{object_id}", note=note)
 
+    async def accept_checksum(self, object_id: str, checksum: str, at: datetime, *, actor: str) -> None:
+        """Record the stored bytes as they are now (an intended change) and make the object active."""
+        if not valid_checksum(checksum):
+            raise ConfigError(f"invalid checksum {checksum!r}")
+        c = t.content_objects.c
+        async with self.db.begin() as conn:
+            row = (await conn.execute(select(c.checksum, c.status).where(c.id == object_id))).first()
+            if row is None:
+                raise NotFoundError(f"no content object {object_id!r}")
+            if row.status == "moving":
+                raise ConfigError(f"{object_id} is being moved")
+            await conn.execute(update(t.content_objects).where(c.id == object_id)
+                               .values(checksum=checksum, status="active"))  # fmt: skip
+            await audit(conn, at, actor, "content.accept_checksum", f"object/{object_id}",
+                        old=row.checksum, new=checksum)  # fmt: skip
+
     # ------------------------------------------------------------------ ingestion
     async def record_access(self, events: list[AccessEvent], half_life: timedelta, *, actor: str, at: datetime) -> int:
         """Fold access events into the decayed scores, all or nothing. Unknown ids: NotFoundError."""

@@ -168,3 +168,17 @@ def test_s3_refuses_storage_classes_that_need_a_restore() -> None:
 
     with pytest.raises(ConfigError, match="GLACIER"):
         S3Backend(S3Settings(bucket="bkt"), {"hot": None, "deep": "DEEP_ARCHIVE"})
+
+
+async def test_a_failed_write_leaves_nothing_behind(backend: StorageBackend) -> None:
+    loc = backend.location_for("track-5")
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 100_000
+        raise RuntimeError("producer died")
+
+    with pytest.raises(RuntimeError, match="producer died"):
+        await backend.put("hot", loc, broken())
+    assert not await backend.exists("hot", loc)
+    assert await backend.list("hot") == []
+    assert await backend.delete("hot", loc) is False

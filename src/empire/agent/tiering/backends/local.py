@@ -86,34 +86,45 @@ class LocalBackend:
 
     async def put(self, tier: str, location: str, chunks: AsyncIterable[bytes]) -> tuple[int, str]:
         dst = self.path(tier, location)
+        partial = dst.with_name(dst.name + PARTIAL_SUFFIX)
         digest = hashlib.sha256()
         size = 0
-        send, receive = anyio.create_memory_object_stream[bytes | None](4)
 
-        def fill(fd: int) -> None:
-            nonlocal size
-            while (block := from_thread.run(receive.receive)) is not None:
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(fd, view) :]
-                digest.update(block)
-                size += len(block)
+        def open_partial() -> int:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
-        async def feed() -> None:
-            async with send:
-                async for block in chunks:
-                    if block:
-                        await send.send(bytes(block))
-                await send.send(None)
+        def write_all(fd: int, block: bytes) -> None:
+            view = memoryview(block)
+            while view:
+                view = view[os.write(fd, view) :]
+
+        def seal(fd: int) -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, dst)
+            _fsync_dir(dst.parent)
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(feed)
-                await anyio.to_thread.run_sync(self._write_durably, dst, fill)
+            fd = await anyio.to_thread.run_sync(open_partial)
+            try:
+                async for block in chunks:
+                    if block:
+                        await anyio.to_thread.run_sync(write_all, fd, block)
+                        digest.update(block)
+                        size += len(block)
+            except BaseException:
+                os.close(fd)
+                raise
+            await anyio.to_thread.run_sync(seal, fd)
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise classify_os_error(exc, f"write {tier}/{location}") from exc
-        finally:
-            receive.close()
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return size, sha256_hex(digest)
 
     async def copy(

@@ -1,0 +1,112 @@
+"""kill -9 in the middle of dispatching, restart: every job completes exactly once.
+
+A real `empire pools run` process works a SQLite queue against the fake provider (real HTTP on
+127.0.0.1), is SIGKILLed while jobs are in flight, and a second process takes over after the
+leases expire. The provider's own books (submissions per idempotency key) prove the outcome:
+every job was generated once, none was lost, and the only resubmissions are jobs whose fate the
+dead process never recorded (their idempotency key made the provider answer with the existing job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from empire.agent.pools.model import NewJob
+from empire.agent.pools.queue import JobQueue
+from empire.state import Database
+from fakes.provider import FakeKey, FakeProvider, http_provider_policy
+
+N = 300
+
+
+def _env(tmp_path: Path, db_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPIRE_")}
+    env.update(EMPIRE_DATABASE_URL=f"sqlite:///{db_path}", EMPIRE_DATA_DIR=str(tmp_path / "data"),
+               TEST_KEY_A="key-a", TEST_KEY_B="key-b")  # fmt: skip
+    return env
+
+
+def _start(policy: Path, env: dict[str, str], owner: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--lease", "2",
+           "--no-publish", "--owner", owner, "--max-in-flight", "64"]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def _open(db_path: Path) -> Database:
+    return await Database.open(f"sqlite+aiosqlite:///{db_path}")
+
+
+async def _enqueue(db_path: Path) -> None:
+    db = await _open(db_path)
+    try:
+        jobs = [NewJob(f"crash-{i}", "fake", {"prompt": f"song {i}"}, "luna") for i in range(N)]
+        await JobQueue(db).enqueue(jobs, datetime.now(UTC))
+    finally:
+        await db.close()
+
+
+async def _states(db_path: Path) -> tuple[dict[str, int], dict[str, str | None]]:
+    db = await _open(db_path)
+    try:
+        q = JobQueue(db)
+        counts: dict[str, int] = {}
+        for (state, _), n in (await q.counts()).items():
+            counts[state] = counts.get(state, 0) + n
+        jobs = await q.list(limit=N + 10)
+        return counts, {j.idempotency_key: j.provider_job_id for j in jobs}
+    finally:
+        await db.close()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_dispatch_then_restart_completes_every_job_exactly_once(tmp_path: Path) -> None:
+    fake = FakeProvider(keys={"key-a": FakeKey(rpm=6000, max_concurrent=40), "key-b": FakeKey(rpm=6000, max_concurrent=40)},
+                        latency=0.8, latency_jitter=0.4)  # fmt: skip
+    db_path = tmp_path / "empire.db"
+    with fake.serve():
+        accounts = [{"name": n, "env": f"TEST_KEY_{n.upper()}", "requests_per_minute": 6000, "max_concurrent": 40}
+                    for n in ("a", "b")]  # fmt: skip
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump({"providers": [http_provider_policy(fake.url, "fake", accounts)]}))
+        asyncio.run(_enqueue(db_path))
+        env = _env(tmp_path, db_path)
+
+        first = _start(policy, env, "replica-a")
+        deadline = time.monotonic() + 60
+        while fake.snapshot()["accepted"] < 60:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first process never got going"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        at_kill, _ = asyncio.run(_states(db_path))
+        in_flight = at_kill.get("leased", 0) + at_kill.get("submitted", 0)
+        assert in_flight > 0, f"nothing was in flight when killed: {at_kill}"
+        assert at_kill.get("succeeded", 0) < N
+
+        second = _start(policy, env, "replica-b")
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        stats = json.loads(out.strip().splitlines()[-1])
+        books = fake.snapshot(with_keys=True)
+
+    final, provider_ids = asyncio.run(_states(db_path))
+    assert final == {"succeeded": N}  # nothing lost, nothing left behind
+    assert books["accepted"] == N  # each job generated once (idempotency keys)
+    assert set(books["keys"]) == set(provider_ids)
+    job_ids = {job.key: job.id for job in fake.jobs.values()}
+    assert provider_ids == job_ids  # every DB result refers to the provider's one generation of that job
+    # resubmissions only for jobs whose submission the dead process never recorded
+    assert books["duplicates"] <= at_kill.get("leased", 0)
+    assert stats["succeeded"] == N - at_kill.get("succeeded", 0)

@@ -1,0 +1,72 @@
+"""Two replicas sharing account limits through Redis stay under every limit, together.
+
+Two `empire pools run` processes work one queue; each account allows 20 requests/s and 4 jobs at
+once. Alone, each process would happily use the whole limit; through Redis they split it. The
+provider counts any request over a limit it published (`over_limit`) and the peak of jobs running
+per key: both must stay within the limits while both processes do work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from empire.agent.pools.model import NewJob
+from empire.agent.pools.queue import JobQueue
+from empire.state import Database
+from fakes.provider import FakeKey, FakeProvider, http_provider_policy
+
+N = 160
+RPM, BURST, MAX = 1200, 4, 4
+
+
+async def _enqueue(db_path: Path) -> None:
+    db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+    try:
+        jobs = [NewJob(f"rep-{i}", "fake", {"prompt": f"song {i}"}) for i in range(N)]
+        await JobQueue(db).enqueue(jobs, datetime.now(UTC))
+    finally:
+        await db.close()
+
+
+@pytest.mark.slow
+def test_two_replicas_through_redis_stay_under_the_limits(tmp_path: Path, redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    fake = FakeProvider(keys={k: FakeKey(rpm=RPM, burst=BURST, max_concurrent=MAX) for k in ("key-a", "key-b")},
+                        latency=0.15)  # fmt: skip
+    db_path = tmp_path / "empire.db"
+    with fake.serve():
+        accounts = [{"name": n, "env": f"TEST_KEY_{n.upper()}", "requests_per_minute": RPM, "burst": BURST,
+                     "max_concurrent": MAX} for n in ("a", "b")]  # fmt: skip
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump({"providers": [http_provider_policy(fake.url, "fake", accounts, "50ms")]}))
+        asyncio.run(_enqueue(db_path))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EMPIRE_")}
+        env.update(EMPIRE_DATABASE_URL=f"sqlite:///{db_path}", EMPIRE_DATA_DIR=str(tmp_path / "data"),
+                   EMPIRE_REDIS_URL=redis_url, TEST_KEY_A="key-a", TEST_KEY_B="key-b")  # fmt: skip
+        cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--no-publish"]
+        procs = [
+            subprocess.Popen(
+                [*cmd, "--owner", f"replica-{i}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for i in range(2)
+        ]
+        results = [p.communicate(timeout=120) for p in procs]
+        books = fake.snapshot(with_keys=True)
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    done = [json.loads(out.strip().splitlines()[-1])["succeeded"] for out, _ in results]
+    assert sum(done) == N and min(done) > 0  # both replicas worked
+    assert books["accepted"] == N and books["duplicates"] == 0 and set(books["keys"]) == {f"rep-{i}" for i in range(N)}
+    assert books["over_limit"] == 0
+    assert max(books["peak_concurrency"].values()) <= MAX

@@ -1,0 +1,144 @@
+"""Planner -> Generate executor -> queue -> CLI, on a real state DB."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import pytest
+
+from empire.agent.clock import FakeClock
+from empire.agent.pools.build import budget_limits
+from empire.agent.pools.executor import GenerateExecutor
+from empire.agent.pools.model import JobState
+from empire.agent.pools.planner import key_prefix, plan_generation
+from empire.agent.pools.queue import JobQueue
+from empire.agent.ports import Executor
+from empire.agent.types import Generate, OutcomeStatus, Reason
+from empire.cli import main
+from empire.policies.loading import default_policy_path, load_policy
+from empire.state import Database
+from empire.state.records import ActionRecord, ActionState
+
+NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.anyio
+async def test_plan_execute_is_idempotent_and_reads_back(database: Database) -> None:
+    policy = load_policy(default_policy_path()).policy
+    queue = JobQueue(database, budget_limits(policy))
+    executor = GenerateExecutor(queue, lambda: policy, FakeClock(NOW))
+    assert isinstance(executor, Executor)
+
+    async def planned() -> dict[str, int]:
+        out = {}
+        for p in policy.personas:
+            plan = plan_generation((p,), NOW, {}, budget_limits(policy), await queue.spend(NOW))
+            for a in plan.actions:
+                out[p.name] = await queue.count_prefix(key_prefix(p.name, a.batch))
+        return out
+
+    plan = plan_generation(policy.personas, NOW, await planned(), budget_limits(policy), await queue.spend(NOW))
+    assert {a.persona: a.count for a in plan.actions} == {"luna-waves": 4, "grit-city": 2}
+    outcomes = [await executor.execute(a) for a in plan.actions]
+    assert [o.status for o in outcomes] == [OutcomeStatus.applied, OutcomeStatus.applied]
+    again = [await executor.execute(a) for a in plan.actions]  # a replayed intent
+    assert [o.status for o in again] == [OutcomeStatus.unchanged] * 2 and again[0].reason is Reason.no_change
+    # planning again in the same window asks for nothing more
+    replan = plan_generation(policy.personas, NOW, await planned(), budget_limits(policy), await queue.spend(NOW))
+    assert replan.actions == ()
+
+    jobs = await queue.list(persona="luna-waves")
+    assert len(jobs) == 4 and {j.priority for j in jobs} == {0} and {j.provider for j in jobs} == {"music-sim"}
+    assert {j.request["genre"] for j in jobs} == {"synthwave", "chillwave"}
+    assert len({j.request["prompt"] for j in jobs}) == 4  # varied prompts, not one prompt four times
+    assert jobs[0].request["providers"] == ["music-sim", "voice-sim"]
+
+    action = plan.actions[0]
+    rec = ActionRecord(
+        idempotency_key="k", kind="generate", subject=action.subject, params=action.params(),
+        reason=Reason.release_cadence.value, state=ActionState.intent, created_at=NOW, updated_at=NOW,
+    )  # fmt: skip
+    assert (await executor.read_back(rec)).applied is True
+    missing = Generate("luna-waves", 2, "high", (Reason.release_cadence,), batch="19990101T000000Z")
+    rec2 = ActionRecord("k2", "generate", missing.subject, missing.params(), "release_cadence", ActionState.intent,
+                        NOW, NOW)  # fmt: skip
+    assert (await executor.read_back(rec2)).applied is False
+
+
+def test_cli_jobs_and_pools_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    db_path = tmp_path / "empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+    monkeypatch.delenv("EMPIRE_REDIS_URL", raising=False)
+    policy = load_policy(default_policy_path()).policy
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            ex = GenerateExecutor(JobQueue(db), lambda: policy, FakeClock(NOW))
+            await ex.execute(Generate("grit-city", 3, "normal", (Reason.manual,), batch="b1"))
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["jobs", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("queued") == 3 and "grit-city" in out
+    assert main(["jobs", "cancel", "1", "99"]) == 1
+    out = capsys.readouterr().out
+    assert "job 1: cancelled" in out and "job 99: not found" in out
+    assert main(["jobs", "retry", "1"]) == 0 and "queued again" in capsys.readouterr().out
+    assert main(["jobs", "retry", "2"]) == 1 and "cannot retry" in capsys.readouterr().out
+    assert main(["jobs", "show", "gen/grit-city/b1/2"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == JobState.queued.value and shown["persona"] == "grit-city"
+    assert main(["jobs", "show", "404"]) == 2
+    assert main(["jobs", "list", "--state", "queued", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["pools", "status", "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["queue"] == {"high": 0, "normal": 3, "low": 0}
+    assert [a["name"] for a in status["providers"][0]["accounts"]] == ["main-1", "main-2"]
+    assert main(["pools", "status"]) == 0
+    assert "music-sim (simulated, least-busy, fallback voice-sim)" in capsys.readouterr().out
+
+
+def test_pools_run_drains_the_simulated_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    db_path = tmp_path / "empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+    monkeypatch.setenv("EMPIRE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("EMPIRE_REDIS_URL", raising=False)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "providers:\n"
+        "  - name: sim\n"
+        "    simulated: {seed: 1, latency_mean: 50ms, latency_sd: 10ms}\n"
+        "    cost_per_job: 0.1\n"
+        "    accounts: [{name: s1, requests_per_minute: 6000, max_concurrent: 20}]\n"
+        "personas:\n"
+        "  - {name: nova, genres: [house], providers: [sim]}\n"
+    )
+    policy = load_policy(policy_file).policy
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            ex = GenerateExecutor(JobQueue(db), lambda: policy, FakeClock(NOW))
+            await ex.execute(Generate("nova", 12, "normal", (Reason.manual,), batch="b1"))
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["pools", "run", "--policy", str(policy_file), "--drain"]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["succeeded"] == 12
+    assert len(list((tmp_path / "data" / "content" / "hot").rglob("*.wav"))) == 12
+    assert main(["pools", "status", "--policy", str(policy_file), "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["providers"][0]["accounts"][0]["succeeded_today"] == 12
+    assert status["spend_today"] == pytest.approx(1.2)

@@ -68,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries narrate routine steps at INFO (each migration plugin, each scheduled run); keep
+    # the agent's own one-line-per-decision log readable unless -vv asks for everything.
+    if args.verbose < 2:
+        for noisy in ("alembic", "apscheduler", "kopf.objects", "httpx", "aiosqlite"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except TemporaryError as exc:

@@ -13,8 +13,10 @@ acceptance marks it `sent`. Nothing is lost while a receiver is down or the daem
   `failed`: an alert a day late is noise, and the alert itself is still on the dashboard.
 * A permanent failure (rejected payload, revoked webhook, unknown recipient, missing secret)
   is marked `failed` at once, logged, and counted.
-* Delivery is at least once: a crash after the receiver accepted but before `sent` was written
-  resends it. Alertmanager deduplicates by labels; chat and email may show a rare duplicate.
+* Delivery is at least once: an attempt in flight at shutdown is finished and recorded (shielded
+  from cancellation, bounded by the send timeout), but a crash after the receiver accepted and
+  before `sent` was written resends it. Alertmanager deduplicates by labels; chat and email may
+  show a rare duplicate.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ class Outbox:
             if item.next_attempt_at > now:
                 report.wait_for(item.next_attempt_at)
                 return  # keep the queue order: nothing behind it goes first
-            if not await self._attempt(receiver, item, now, report):
+            with anyio.CancelScope(shield=True):  # finish and record an attempt even on shutdown
+                go_on = await self._attempt(receiver, item, now, report)
+            if not go_on:
                 return
 
     async def _attempt(self, receiver: str, item: OutboxItem, now: datetime, report: DeliveryReport) -> bool:

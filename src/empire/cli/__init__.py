@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tiers",
     "alerts",
     "silence",
+    "operator",
 )
 
 EPILOG = """\

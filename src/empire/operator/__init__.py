@@ -1,0 +1,28 @@
+"""The Kubernetes operator for EmpireConfig: the CR `spec` is the policy; the state DB is the hand-off.
+
+Pure parts: `crd` (the CRD generated from the policy schema), `spec` (CR -> validated policy, which
+config is in force), `status` (conditions, Events). Adapters: `handoff` (state DB writes and the
+agent-side `DbPolicySource`), `handlers` (kopf), `runner` (kopf run, peering). kopf is imported
+only by `handlers`/`runner`, so the agent can use `DbPolicySource` without the operator extra.
+"""
+
+from empire.operator.crd import GROUP, KIND, PLURAL, VERSION, crd_manifest, crd_yaml
+from empire.operator.handoff import DbPolicySource, apply_policy, withdraw_policy
+from empire.operator.spec import IDLE_POLICY, ConfigRef, SpecResult, choose_active, parse_spec
+
+__all__ = [
+    "GROUP",
+    "IDLE_POLICY",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "ConfigRef",
+    "DbPolicySource",
+    "SpecResult",
+    "apply_policy",
+    "choose_active",
+    "crd_manifest",
+    "crd_yaml",
+    "parse_spec",
+    "withdraw_policy",
+]

@@ -36,7 +36,7 @@ import numpy as np
 
 from empire.errors import ConfigError
 from empire.models.anomaly_likelihood import AnomalyLikelihood, log_tail_score
-from empire.models.anomaly_streams import RobustZ, SeasonalResidual, TailCalibrator, WindowOutlierModel
+from empire.models.anomaly_streams import Evidence, Novelty, RobustZ, SeasonalResidual, WindowOutlierModel
 
 __all__ = ["DEFAULT_THRESHOLD", "AnomalyDetector", "to_seconds"]
 
@@ -99,7 +99,25 @@ class AnomalyDetector:
         train_size: int = 1000,
         reestimate_every: int = 20,
         point_evidence: bool = True,
+        seasons: tuple = (86400.0, 604800.0),
+        drift: float = 0.0,
+        novelty_window: int = 8640,
+        z_unit: float = 0.5,
+        novelty_unit: float = 0.0,
+        run_unit: float = 1.25,
+        calib_min: int = 100,
+        use_likelihood: bool = False,
+        score_scale: float = 10.0,
     ) -> None:
+        self.seasons = seasons
+        self.drift = drift
+        self.novelty_window = novelty_window
+        self.z_unit = z_unit
+        self.novelty_unit = novelty_unit
+        self.run_unit = run_unit
+        self.calib_min = calib_min
+        self.use_likelihood = use_likelihood
+        self.score_scale = score_scale
         self.threshold = threshold
         self.window = window
         self.calibration_window = calibration_window
@@ -187,10 +205,17 @@ class AnomalyDetector:
         self.suppressed_until_ = -1
         self.level_ = RobustZ(self.window, self.reestimate_every, self.min_history)
         self.change_ = RobustZ(self.window, self.reestimate_every, self.min_history)
-        self.residual_ = RobustZ(self.window, self.reestimate_every, self.min_history)
-        self.seasonal_ = SeasonalResidual(self.season) if self.season else None
+        self.seasonals_ = [
+            (SeasonalResidual(p), RobustZ(self.window, self.reestimate_every, self.min_history)) for p in self.seasons
+        ]
+        self.novelty_ = Novelty(self.novelty_window, self.reestimate_every) if self.novelty_window else None
         self.shape_ = WindowOutlierModel(self.lags, self.refit_every, self.train_size, self.min_history * 4)
-        self.calibrators_ = [TailCalibrator(self.calibration_window, self.reestimate_every) for _ in range(4)]
+        n_z = 3 + len(self.seasons)
+        units = [self.z_unit] * n_z + ([self.novelty_unit] if self.novelty_window else [])
+        self.evidence_ = [
+            Evidence(self.calibration_window, self.reestimate_every, self.drift, self.calib_min, u, self.run_unit)
+            for u in units
+        ]
         self.likelihood_ = AnomalyLikelihood(self.short_window, self.long_window, self.learning_period, self.min_std)
         self.last_value_: float | None = None
 
@@ -234,26 +259,31 @@ class AnomalyDetector:
         prev = self.last_value_ if self.last_value_ is not None else x[0]
         diff = np.diff(np.concatenate(([prev], x)))
         self.last_value_ = float(x[-1])
-        z = [self.level_.process(x), self.change_.process(diff)]
-        if self.seasonal_ is not None:
-            res = self.seasonal_.process(t, x)
+        ones = np.ones(x.size, dtype=bool)
+        z = [(self.level_.process(x), ones), (self.change_.process(diff), ones)]
+        for seasonal, robust in self.seasonals_:
+            res = seasonal.process(t, x)
             zr = np.zeros(x.size)
             ok = np.isfinite(res)
-            zr[ok] = self.residual_.process(res[ok])
-            z.append(zr)
-        else:
-            z.append(np.zeros(x.size))
-        z.append(self.shape_.process(x) if self.lags else np.zeros(x.size))
-        p = np.stack([c.process(zc) for c, zc in zip(self.calibrators_, z, strict=True)], axis=1)
+            zr[ok] = robust.process(res[ok])
+            z.append((zr, ok))
+        z.append((self.shape_.process(x) if self.lags else np.zeros(x.size), ones))
+        if self.novelty_ is not None:
+            z.append((self.novelty_.process(x), ones))
+        p = np.concatenate([e.process(zc, ok) for e, (zc, ok) in zip(self.evidence_, z, strict=True)], axis=1)
         point_p = np.minimum(1.0, p.shape[1] * p.min(axis=1))
         raw = log_tail_score(point_p)
-        tail = self.likelihood_.process(raw)
-        if self.point_evidence:
-            # A single extreme point (a spike) is evidence on its own; the likelihood's averaging
-            # would dilute it. Both routes count, Bonferroni-corrected.
-            learned = self.likelihood_.seen - raw.size + np.arange(raw.size) >= self.learning_period
-            tail = np.where(learned, np.minimum(1.0, 2.0 * np.minimum(tail, point_p)), tail)
-        scores = log_tail_score(tail)
+        self.last_p_ = p
+        if self.use_likelihood:
+            tail = self.likelihood_.process(raw)
+            if self.point_evidence:
+                learned = self.likelihood_.seen - raw.size + np.arange(raw.size) >= self.learning_period
+                tail = np.where(learned, np.minimum(1.0, 2.0 * np.minimum(tail, point_p)), tail)
+        else:
+            tail = point_p
+        scores = np.clip(-np.log10(np.clip(tail, 1e-300, 1.0)) / self.score_scale, 0.0, 1.0) + 0.0
+        position = (self.n_finite_ if hasattr(self, "n_finite_") else 0) + np.arange(x.size)
+        scores[position < self.learning_period] = 0.0
         return self._suppress(scores)
 
     def _suppress(self, scores: np.ndarray) -> np.ndarray:
@@ -288,6 +318,15 @@ _PARAMS = (
     "train_size",
     "reestimate_every",
     "point_evidence",
+    "seasons",
+    "drift",
+    "novelty_window",
+    "z_unit",
+    "novelty_unit",
+    "run_unit",
+    "calib_min",
+    "use_likelihood",
+    "score_scale",
 )
 
 

@@ -147,16 +147,22 @@ class TailCalibrator(Periodic):
     frequency. A constant stream gives p = 1.
     """
 
-    def __init__(self, width: int, every: int, quantile: float = 0.9) -> None:
+    def __init__(
+        self, width: int, every: int, quantile: float = 0.9, min_history: int = 1, min_beta: float = 0.0
+    ) -> None:
         super().__init__(width, every)
         self.quantile = float(quantile)
+        self.min_history = int(min_history)
+        self.min_beta = float(min_beta)
 
-    def summarize(self, h: np.ndarray) -> tuple[np.ndarray, float, float]:
+    def summarize(self, h: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+        if h.size < self.min_history:
+            return None
         ordered = np.sort(h)
         u = float(np.quantile(ordered, self.quantile))
         excess = ordered[ordered > u] - u
         beta = float(excess.mean()) if excess.size else 0.0
-        return ordered, u, max(beta, 1e-9 * (1.0 + abs(u)))
+        return ordered, u, max(beta, self.min_beta, 1e-9 * (1.0 + abs(u)))
 
     def process(self, s: np.ndarray) -> np.ndarray:
         p = np.ones(s.size)
@@ -234,4 +240,107 @@ class WindowOutlierModel:
             i = seg_end
         self.seen += x.size
         self.buf = joined[-(self.train_size + self.lags) :].copy()
+        return out
+
+
+class RollingMean:
+    """Mean of the last ``k`` inputs (fewer at the start), block-size independent."""
+
+    def __init__(self, k: int) -> None:
+        self.k = max(1, int(k))
+        self.tail = np.empty(0)
+        self.seen = 0
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if x.size == 0:
+            return np.empty(0)
+        k = self.k
+        joined = np.concatenate([np.zeros(k - 1 - self.tail.size), self.tail, x])
+        sums = sliding_window_view(joined, k).sum(axis=1)
+        count = np.minimum(self.seen + np.arange(x.size) + 1, k)
+        self.seen += x.size
+        self.tail = joined[joined.size - (k - 1) :].copy() if k > 1 else np.empty(0)
+        return sums / count
+
+
+class Novelty(Periodic):
+    """Distance of each value to the nearest value in the last ``width`` values, in robust units.
+
+    A value inside the range the metric has already visited is at distance ~0; a level never
+    seen before (a new record low, a band of values the metric never took) is far from all of
+    them. The unit is the spread (IQR / 1.349) of the history, so the distance means the same on
+    any metric; a constant history uses a tiny floor, so any new value is novel.
+    """
+
+    def summarize(self, h: np.ndarray) -> tuple[np.ndarray, float] | None:
+        if h.size < 30:
+            return None
+        ordered = np.sort(h)
+        q1, q3 = np.quantile(ordered, [0.25, 0.75])
+        scale = (q3 - q1) / 1.349
+        if scale <= 0:
+            scale = 1.2533 * float(np.abs(ordered - np.median(ordered)).mean())
+        return ordered, max(float(scale), 1e-9 * (1.0 + abs(float(ordered[-1]))))
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        d = np.zeros(x.size)
+        for lo, hi, summary in self.segments(x):
+            if summary is None:
+                continue
+            ordered, scale = summary
+            c = x[lo:hi]
+            j = np.clip(np.searchsorted(ordered, c), 1, ordered.size - 1)
+            near = np.minimum(np.abs(c - ordered[j - 1]), np.abs(c - ordered[j]))
+            near = np.where(c <= ordered[0], ordered[0] - c, np.where(c >= ordered[-1], c - ordered[-1], near))
+            d[lo:hi] = near / scale
+        return np.minimum(d, Z_CAP)
+
+
+class Cusum:
+    """One-sided CUSUM ``S_t = max(0, S_{t-1} + e_t)``, vectorized as ``C_t - min(0, min C_s)``."""
+
+    def __init__(self) -> None:
+        self.c = 0.0
+        self.low = 0.0
+
+    def process(self, e: np.ndarray) -> np.ndarray:
+        if e.size == 0:
+            return np.empty(0)
+        c = self.c + np.cumsum(e)
+        low = np.minimum(np.minimum.accumulate(c), self.low)
+        self.c, self.low = float(c[-1]), float(low[-1])
+        return c - low
+
+
+class Evidence:
+    """One strangeness series to two p-values per point: the point itself and its recent run.
+
+    ``process(s, ok)`` takes strangeness values (larger is stranger) and a mask of the points
+    where the series is defined (a seasonal residual needs a reference); undefined points get
+    p = 1 and are not learned from, so a series that starts late is not judged against zeros.
+    The point p-value catches spikes; a CUSUM of its surprisal ``-ln p - drift`` catches a
+    moderate deviation that lasts (a holiday that looks like a Sunday, a slow drift to a new
+    level), and is itself calibrated against its own history.
+    """
+
+    def __init__(self, width: int, every: int, drift: float, min_history: int, unit: float, run_unit: float) -> None:
+        self.point = TailCalibrator(width, every, min_history=min_history, min_beta=unit)
+        self.drift = float(drift)
+        self.cusum = Cusum() if drift > 0 else None
+        self.run_cal = TailCalibrator(width, every, min_history=min_history, min_beta=run_unit) if drift > 0 else None
+
+    @property
+    def n_out(self) -> int:
+        return 2 if self.cusum is not None else 1
+
+    def process(self, s: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
+        out = np.ones((s.size, self.n_out))
+        if ok is None:
+            ok = np.ones(s.size, dtype=bool)
+        v = np.minimum(s[ok], 50.0)
+        pp = self.point.process(v)
+        out[ok, 0] = pp
+        if self.cusum is not None and self.run_cal is not None:
+            out[ok, 1] = self.run_cal.process(self.cusum.process(-np.log(np.maximum(pp, 1e-12)) - self.drift))
         return out

@@ -66,7 +66,7 @@ async def test_access_events_need_the_bearer_token(inv: Inventory) -> None:
         assert r.status_code == 200 and r.json() == {"updated": 1}
     obj = await inv.get("track-1")
     assert obj.access_score == 2 and obj.last_access_at == NOW
-    assert await audits(inv) == [("http:10.1.2.3", "content.access", "track-1")]
+    assert await audits(inv) == [("http:10.1.2.3", "content.access", "object/track-1")]
 
 
 async def test_without_a_configured_token_every_call_is_refused(inv: Inventory) -> None:
@@ -143,4 +143,4 @@ async def test_over_a_real_socket(inv: Inventory) -> None:
     assert denied.status_code == 401
     assert ok.status_code == 200 and ok.json() == {"updated": 1}
     assert (await inv.get("track-2")).access_score == 3
-    assert (await audits(inv))[0] == ("http:127.0.0.1", "content.access", "track-2")
+    assert (await audits(inv))[0] == ("http:127.0.0.1", "content.access", "object/track-2")

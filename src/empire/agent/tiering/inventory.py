@@ -209,7 +209,7 @@ class Inventory:
                     .values(access_score=score, access_updated_at=stamp, last_access_at=last)
                 )  # fmt: skip
             total = sum(e.count for e in events)
-            await audit(conn, at, actor, "content.access", ids[0] if len(ids) == 1 else f"objects/{len(ids)}",
+            await audit(conn, at, actor, "content.access", f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",
                         objects=len(ids), accesses=total, ids=ids[:50])  # fmt: skip
         return len(ids)
 
@@ -229,7 +229,7 @@ class Inventory:
             for f in figures:
                 value = c.revenue + f.amount if f.mode == "add" else f.amount
                 await conn.execute(update(t.content_objects).where(c.id == f.object_id).values(revenue=value))
-            await audit(conn, at, actor, "content.revenue", ids[0] if len(ids) == 1 else f"objects/{len(ids)}",
+            await audit(conn, at, actor, "content.revenue", f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",
                         objects=len(ids), figures=[[f.object_id, f.amount, f.mode] for f in figures[:50]])  # fmt: skip
         return len(ids)
 

@@ -9,6 +9,7 @@ text goes in `details`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -186,7 +187,13 @@ class Alert:
 
     @property
     def subject(self) -> str:
-        return f"alert/{self.rule}/" + ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        """`alert/<rule>/<labels>`; past 200 characters the labels become a digest, so the journal's
+        256-character `subject` column holds any label set."""
+        labels = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        subject = f"alert/{self.rule}/{labels}"
+        if len(subject) <= 200:
+            return subject
+        return f"alert/{self.rule[:120]}/sha256:{hashlib.sha256(labels.encode()).hexdigest()[:32]}"
 
     def params(self) -> dict[str, Any]:
         return {"severity": self.severity, "labels": self.labels, "summary": self.summary,

@@ -94,14 +94,16 @@ class AnomalyDetector:
         min_std: float = 0.05,
         suppress: int = 200,
         min_history: int = 30,
-        lags: int = 6,
+        lags: int = 0,
         refit_every: int = 500,
         train_size: int = 1000,
         reestimate_every: int = 20,
         point_evidence: bool = True,
         seasons: tuple = (86400.0, 604800.0),
         drift: float = 0.0,
-        novelty_window: int = 8640,
+        novelty_window: int = 20000,
+        z_features: tuple = ("day",),
+        novelty_features: tuple = ("value",),
         z_unit: float = 0.5,
         novelty_unit: float = 0.0,
         run_unit: float = 1.25,
@@ -112,6 +114,8 @@ class AnomalyDetector:
         self.seasons = seasons
         self.drift = drift
         self.novelty_window = novelty_window
+        self.z_features = tuple(z_features)
+        self.novelty_features = tuple(novelty_features)
         self.z_unit = z_unit
         self.novelty_unit = novelty_unit
         self.run_unit = run_unit
@@ -203,15 +207,14 @@ class AnomalyDetector:
         self.n_seen_ = 0
         self.last_timestamp_: float | None = None
         self.suppressed_until_ = -1
-        self.level_ = RobustZ(self.window, self.reestimate_every, self.min_history)
-        self.change_ = RobustZ(self.window, self.reestimate_every, self.min_history)
-        self.seasonals_ = [
-            (SeasonalResidual(p), RobustZ(self.window, self.reestimate_every, self.min_history)) for p in self.seasons
-        ]
-        self.novelty_ = Novelty(self.novelty_window, self.reestimate_every) if self.novelty_window else None
-        self.shape_ = WindowOutlierModel(self.lags, self.refit_every, self.train_size, self.min_history * 4)
-        n_z = 3 + len(self.seasons)
-        units = [self.z_unit] * n_z + ([self.novelty_unit] if self.novelty_window else [])
+        self.seasonal_ = {
+            name: SeasonalResidual(_SEASONS[name])
+            for name in _SEASONS
+            if name in self.z_features or name in self.novelty_features
+        }
+        self.robust_ = {f: RobustZ(self.window, self.reestimate_every, self.min_history) for f in self.z_features}
+        self.novel_ = {f: Novelty(self.novelty_window, self.reestimate_every) for f in self.novelty_features}
+        units = [self.z_unit] * len(self.z_features) + [self.novelty_unit] * len(self.novelty_features)
         self.evidence_ = [
             Evidence(self.calibration_window, self.reestimate_every, self.drift, self.calib_min, u, self.run_unit)
             for u in units
@@ -260,16 +263,22 @@ class AnomalyDetector:
         diff = np.diff(np.concatenate(([prev], x)))
         self.last_value_ = float(x[-1])
         ones = np.ones(x.size, dtype=bool)
-        z = [(self.level_.process(x), ones), (self.change_.process(diff), ones)]
-        for seasonal, robust in self.seasonals_:
+        feats = {"value": (x, ones), "diff": (diff, ones)}
+        for name, seasonal in self.seasonal_.items():
             res = seasonal.process(t, x)
-            zr = np.zeros(x.size)
             ok = np.isfinite(res)
-            zr[ok] = robust.process(res[ok])
-            z.append((zr, ok))
-        z.append((self.shape_.process(x) if self.lags else np.zeros(x.size), ones))
-        if self.novelty_ is not None:
-            z.append((self.novelty_.process(x), ones))
+            feats[name] = (np.where(ok, res, 0.0), ok)
+        z = []
+        for f, robust in self.robust_.items():
+            v, ok = feats[f]
+            zz = np.zeros(x.size)
+            zz[ok] = robust.process(v[ok])
+            z.append((zz, ok))
+        for f, novel in self.novel_.items():
+            v, ok = feats[f]
+            zz = np.zeros(x.size)
+            zz[ok] = novel.process(v[ok])
+            z.append((zz, ok))
         p = np.concatenate([e.process(zc, ok) for e, (zc, ok) in zip(self.evidence_, z, strict=True)], axis=1)
         point_p = np.minimum(1.0, p.shape[1] * p.min(axis=1))
         raw = log_tail_score(point_p)
@@ -302,6 +311,8 @@ class AnomalyDetector:
         return out
 
 
+_SEASONS = {"day": 86400.0, "week": 604800.0}
+
 _PARAMS = (
     "threshold",
     "window",
@@ -321,6 +332,8 @@ _PARAMS = (
     "seasons",
     "drift",
     "novelty_window",
+    "z_features",
+    "novelty_features",
     "z_unit",
     "novelty_unit",
     "run_unit",

@@ -27,6 +27,14 @@ __all__ = ["Periodic", "RobustZ", "SeasonalResidual", "TailCalibrator", "WindowO
 Z_CAP = 1e6
 
 
+def _sorted_quantile(ordered: np.ndarray, q: float) -> float:
+    """``np.quantile(ordered, q)`` (linear interpolation) of an already sorted array, fast."""
+    pos = q * (ordered.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, ordered.size - 1)
+    return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
+
+
 class Periodic:
     """The last ``width`` inputs, summarized every ``every`` points by ``summarize``.
 
@@ -159,7 +167,7 @@ class TailCalibrator(Periodic):
         if h.size < self.min_history:
             return None
         ordered = np.sort(h)
-        u = float(np.quantile(ordered, self.quantile))
+        u = _sorted_quantile(ordered, self.quantile)
         excess = ordered[ordered > u] - u
         beta = float(excess.mean()) if excess.size else 0.0
         return ordered, u, max(beta, self.min_beta, 1e-9 * (1.0 + abs(u)))
@@ -264,36 +272,59 @@ class RollingMean:
         return sums / count
 
 
-class Novelty(Periodic):
+class Novelty:
     """Distance of each value to the nearest value in the last ``width`` values, in robust units.
 
     A value inside the range the metric has already visited is at distance ~0; a level never
     seen before (a new record low, a band of values the metric never took) is far from all of
     them. The unit is the spread (IQR / 1.349) of the history, so the distance means the same on
-    any metric; a constant history uses a tiny floor, so any new value is novel.
+    any metric. The history is a sorted array updated every ``every`` points (insert the new
+    values, drop the ones older than ``width``), so a long memory stays cheap.
     """
 
-    def summarize(self, h: np.ndarray) -> tuple[np.ndarray, float] | None:
-        if h.size < 30:
-            return None
-        ordered = np.sort(h)
-        q1, q3 = np.quantile(ordered, [0.25, 0.75])
-        scale = (q3 - q1) / 1.349
-        if scale <= 0:
-            scale = 1.2533 * float(np.abs(ordered - np.median(ordered)).mean())
-        return ordered, max(float(scale), 1e-9 * (1.0 + abs(float(ordered[-1]))))
+    def __init__(self, width: int, every: int, min_history: int = 30) -> None:
+        self.width = int(width)
+        self.every = max(1, int(every))
+        self.min_history = int(min_history)
+        self.fifo = np.empty(0)  # values in arrival order, the last ``width`` plus pending ones
+        self.ordered = np.empty(0)  # sorted values up to the last update point
+        self.pending = 0  # values in ``fifo`` not yet in ``ordered``
+        self.seen = 0
+
+    def _update(self) -> None:
+        new = self.fifo[self.fifo.size - self.pending :] if self.pending else np.empty(0)
+        self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, np.sort(new)), np.sort(new))
+        self.pending = 0
+        excess = self.fifo.size - self.width
+        if excess > 0:
+            for old in (self.fifo[:excess],):
+                idx = np.searchsorted(self.ordered, np.sort(old))
+                self.ordered = np.delete(self.ordered, idx)
+            self.fifo = self.fifo[excess:].copy()
 
     def process(self, x: np.ndarray) -> np.ndarray:
         d = np.zeros(x.size)
-        for lo, hi, summary in self.segments(x):
-            if summary is None:
-                continue
-            ordered, scale = summary
-            c = x[lo:hi]
-            j = np.clip(np.searchsorted(ordered, c), 1, ordered.size - 1)
-            near = np.minimum(np.abs(c - ordered[j - 1]), np.abs(c - ordered[j]))
-            near = np.where(c <= ordered[0], ordered[0] - c, np.where(c >= ordered[-1], c - ordered[-1], near))
-            d[lo:hi] = near / scale
+        i = 0
+        while i < x.size:
+            if self.seen % self.every == 0 and self.pending:
+                self._update()
+            end = min(x.size, i + self.every - self.seen % self.every)
+            c = x[i:end]
+            o = self.ordered
+            if o.size >= self.min_history:
+                q1, q3 = o[int(0.25 * (o.size - 1))], o[int(0.75 * (o.size - 1))]
+                scale = (q3 - q1) / 1.349
+                if scale <= 0:
+                    scale = 1.2533 * float(np.abs(o - o[o.size // 2]).mean())
+                scale = max(float(scale), 1e-9 * (1.0 + abs(float(o[-1]))))
+                j = np.clip(np.searchsorted(o, c), 1, o.size - 1)
+                near = np.minimum(np.abs(c - o[j - 1]), np.abs(c - o[j]))
+                near = np.where(c <= o[0], o[0] - c, np.where(c >= o[-1], c - o[-1], near))
+                d[i:end] = near / scale
+            self.fifo = np.concatenate([self.fifo, c])
+            self.pending += c.size
+            self.seen += c.size
+            i = end
         return np.minimum(d, Z_CAP)
 
 

@@ -109,7 +109,7 @@ def _config(url: str, database_url: str, interval: float = 0.3) -> OperatorConfi
 async def test_apply_invalid_fix_decisions_delete(store: SqlStateStore, database_url: str) -> None:
     async with kube_api() as (api, url):
         spec = example_spec()
-        with operator_running(_config(url, database_url), NS):
+        async with operator_running(_config(url, database_url), NS):
             await api.post(BASE, json=config_body("main", spec))
 
             # Applied: the policy is in the state DB as the version in force, the status says so.
@@ -220,7 +220,7 @@ async def test_second_config_waits_and_takes_over(store: SqlStateStore, database
         second["targets"] = second["targets"][:1]
         second["alerting"]["rules"] = [r for r in second["alerting"]["rules"] if r["target"] == "generator"]
         second["alerting"]["rules"] = [r for r in second["alerting"]["rules"] if "remediation" not in r]
-        with operator_running(_config(url, database_url), NS):
+        async with operator_running(_config(url, database_url), NS):
             await api.post(BASE, json=config_body("first", first, created="2026-03-01T00:00:00Z"))
             await until(lambda: (c := cond(api, "first", "Ready")) and c["status"] == "True")
             await api.post(BASE, json=config_body("second", second, created="2026-03-01T01:00:00Z"))
@@ -245,13 +245,13 @@ async def test_second_config_waits_and_takes_over(store: SqlStateStore, database
 async def test_operator_restart_changes_nothing(store: SqlStateStore, database_url: str) -> None:
     async with kube_api() as (api, url):
         spec = example_spec()
-        with operator_running(_config(url, database_url), NS):
+        async with operator_running(_config(url, database_url), NS):
             await api.post(BASE, json=config_body("main", spec))
             await until(lambda: (c := cond(api, "main", "Ready")) and c["status"] == "True")
             await until(lambda: cond(api, "main", "Degraded"))
         before = await store.latest_policy_version()
         n_events = len(events(api, "main"))
-        with operator_running(_config(url, database_url), NS):
+        async with operator_running(_config(url, database_url), NS):
             await asyncio.sleep(2.0)  # resume handler + a few timer ticks
         after = await store.latest_policy_version()
         assert after["applied_at"] == before["applied_at"]  # not re-stamped

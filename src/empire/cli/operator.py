@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="""examples:
   empire operator crd > deploy/crd.yaml                 regenerate the CRD after a policy change
   empire operator crd | kubectl apply -f -              install or upgrade the CRD
+  empire operator example | kubectl apply -f -          an EmpireConfig with the shipped example policy
   empire operator run --namespace empire                 in a pod: several replicas, one active (kopf peering)
   empire operator run --namespace empire --standalone    one replica, no KopfPeering object needed""",
     )
@@ -32,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Print the CRD generated from the policy schema.")  # fmt: skip
     c.add_argument("--check", metavar="FILE", help="exit 1 when FILE differs from the generated CRD")
     c.set_defaults(func=crd)
+
+    e = psub.add_parser("example", help="print an EmpireConfig with the shipped example policy as its spec",
+                        description="Print the example EmpireConfig (deploy/empireconfig.yaml).")  # fmt: skip
+    e.add_argument("--name", default="empire")
+    e.add_argument("--namespace", default="empire")
+    e.set_defaults(func=example)
 
     r = psub.add_parser(
         "run",
@@ -73,6 +80,13 @@ def crd(args: argparse.Namespace) -> int:
         print(f"{path} is up to date")
         return 0
     sys.stdout.write(text)
+    return 0
+
+
+def example(args: argparse.Namespace) -> int:
+    from empire.operator.crd import example_config_yaml
+
+    sys.stdout.write(example_config_yaml(args.name, args.namespace))
     return 0
 
 

@@ -9,7 +9,7 @@ the RBAC manifests against every call made. Needs the dev extras (`kmock`, `kopf
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION
@@ -94,13 +94,23 @@ async def kube_api() -> AsyncIterator[tuple[Any, str]]:
         yield api, str(server.url).rstrip("/")
 
 
-@contextlib.contextmanager
-def operator_running(config: Any, namespace: str, *extra: str, timeout: float = 30.0) -> Iterator[Any]:
-    """`kopf run` in a thread (kopf's `KopfRunner`) with the EmpireConfig handlers of `config`."""
+@contextlib.asynccontextmanager
+async def operator_running(config: Any, namespace: str, *extra: str, stop_within: float = 30.0) -> AsyncIterator[Any]:
+    """`kopf run` in a thread (kopf's `KopfRunner`) with the EmpireConfig handlers of `config`.
+
+    Asynchronous because the API mock is served by the caller's event loop: the operator's last
+    requests on the way out (leaving the peering) must be answered while we wait for it to stop,
+    so the wait happens in a worker thread, not on the loop.
+    """
+    import anyio
     from kopf.testing import KopfRunner
 
     from empire.operator.handlers import build_registry
 
     args = ["run", "--namespace", namespace, *(extra or ("--standalone",))]
-    with KopfRunner(args, registry=build_registry(config), timeout=timeout) as runner:
+    runner = KopfRunner(args, registry=build_registry(config), timeout=stop_within)
+    runner.__enter__()
+    try:
         yield runner
+    finally:
+        await anyio.to_thread.run_sync(runner.__exit__, None, None, None)

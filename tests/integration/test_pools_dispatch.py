@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,11 @@ async def enqueue(db: Database, n: int, provider: str = "fake", prompt: str = "s
 
 
 async def drain(d: Dispatcher, seconds: float = 60.0) -> None:
-    with anyio.fail_after(seconds):
-        await d.run()
-    await d.aclose()
+    try:
+        with anyio.fail_after(seconds):
+            await d.run()
+    finally:
+        await d.aclose()
 
 
 def options(**kw: Any) -> DispatcherOptions:
@@ -254,7 +256,11 @@ async def test_no_secret_in_logs_metrics_or_reprs(
     fake.error_rate = 0.3
     caplog.set_level(logging.DEBUG)
     registry = CollectorRegistry()
-    policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1800, 10), retry={"backoff_base": "10ms"}))
+    policy = make_policy(
+        http_provider_policy(
+            fake.url, "fake", accounts(1800, 10), retry={"backoff_base": "10ms"}, cooldown={"duration": "100ms"}
+        )
+    )
     await enqueue(database, 30)
     d = build_dispatcher(policy, database, options(), metrics=Monitor(registry).pools)
     text = repr(d.adapters) + repr(d) + repr(policy)
@@ -263,3 +269,30 @@ async def test_no_secret_in_logs_metrics_or_reprs(
     text += caplog.text + generate_latest(registry).decode() + repr(jobs)
     for secret in KEYS.values():
         assert secret not in text
+
+
+async def test_queue_depth_and_cooling_gauges(database: Database, fake: FakeProvider, keys_env: dict) -> None:
+    fake.keys[KEYS["c"]].dead = True
+    registry = CollectorRegistry()
+    metrics = Monitor(registry).pools
+    policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1800, 10)))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await JobQueue(database).enqueue(
+        [NewJob(f"w{i}", "fake", {"prompt": "x"}, None, prio, later) for i, prio in enumerate([0, 1, 1, 2, 2, 2])],
+        datetime.now(UTC),
+    )
+    await enqueue(database, 12)
+    d = build_dispatcher(policy, database, options(stop_when_empty=False, lease_seconds=0.3), metrics=metrics)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain, d)
+        with anyio.fail_after(20):
+            while (await states(database)).get("succeeded", 0) < 12:  # noqa: ASYNC110 - polling the DB
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.4)  # a heartbeat or two
+        d.stop()
+    val = registry.get_sample_value
+    queued = {p: val("empire_jobs_queued", {"priority": p}) for p in ("high", "normal", "low")}
+    assert queued == {"high": 1.0, "normal": 2.0, "low": 3.0}
+    assert val("empire_jobs", {"state": "succeeded"}) == 12.0
+    assert val("empire_pool_account_cooling", {"provider": "fake", "account": "c"}) == 1.0  # the dead key
+    assert val("empire_pool_in_flight", {"provider": "fake", "account": "a"}) == 0.0

@@ -10,10 +10,10 @@ import anyio
 import pytest
 
 from empire.agent.clock import FakeClock
-from empire.agent.pools.build import budget_limits
+from empire.agent.pools.build import budget_limits, plan_inputs
 from empire.agent.pools.executor import GenerateExecutor
 from empire.agent.pools.model import JobState
-from empire.agent.pools.planner import key_prefix, plan_generation
+from empire.agent.pools.planner import plan_generation
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Executor
 from empire.agent.types import Generate, OutcomeStatus, Reason
@@ -32,23 +32,17 @@ async def test_plan_execute_is_idempotent_and_reads_back(database: Database) -> 
     executor = GenerateExecutor(queue, lambda: policy, FakeClock(NOW))
     assert isinstance(executor, Executor)
 
-    async def planned() -> dict[str, int]:
-        out = {}
-        for p in policy.personas:
-            plan = plan_generation((p,), NOW, {}, budget_limits(policy), await queue.spend(NOW))
-            for a in plan.actions:
-                out[p.name] = await queue.count_prefix(key_prefix(p.name, a.batch))
-        return out
-
-    plan = plan_generation(policy.personas, NOW, await planned(), budget_limits(policy), await queue.spend(NOW))
+    plan = plan_generation(policy.personas, NOW, **await plan_inputs(queue, policy, NOW))
     assert {a.persona: a.count for a in plan.actions} == {"luna-waves": 4, "grit-city": 2}
     outcomes = [await executor.execute(a) for a in plan.actions]
     assert [o.status for o in outcomes] == [OutcomeStatus.applied, OutcomeStatus.applied]
     again = [await executor.execute(a) for a in plan.actions]  # a replayed intent
     assert [o.status for o in again] == [OutcomeStatus.unchanged] * 2 and again[0].reason is Reason.no_change
     # planning again in the same window asks for nothing more
-    replan = plan_generation(policy.personas, NOW, await planned(), budget_limits(policy), await queue.spend(NOW))
-    assert replan.actions == ()
+    inputs = await plan_inputs(queue, policy, NOW)
+    assert inputs["planned"] == {"luna-waves": 4, "grit-city": 2}
+    assert inputs["queued_cost"] == {"music-sim": pytest.approx(6 * 0.08)}  # the dearest account's price
+    assert plan_generation(policy.personas, NOW, **inputs).actions == ()
 
     jobs = await queue.list(persona="luna-waves")
     assert len(jobs) == 4 and {j.priority for j in jobs} == {0} and {j.provider for j in jobs} == {"music-sim"}

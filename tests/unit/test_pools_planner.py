@@ -112,3 +112,11 @@ def test_ledger_checks_provider_and_global_budgets() -> None:
 
 def test_planning_uses_only_policy_types() -> None:
     assert isinstance(policy().personas[0], Persona) and isinstance(policy().providers[0], Provider)
+
+
+def test_trend_factor() -> None:
+    from empire.agent.pools.planner import trend_factor
+
+    assert trend_factor(150.0, 100.0) == 1.5
+    assert trend_factor(50.0, 100.0) == 1.0  # a falling trend never cuts the cadence
+    assert trend_factor(None, 100.0) == trend_factor(10.0, 0.0) == trend_factor(float("nan"), 1.0) == 1.0

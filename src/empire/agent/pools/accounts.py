@@ -44,7 +44,7 @@ def _limits(p: Provider, a: Account, order: int, margin_s: float) -> AccountLimi
 
 
 class PoolRegistry:
-    def __init__(self, providers: Iterable[Provider], margin_s: float = 0.1) -> None:
+    def __init__(self, providers: Iterable[Provider], margin_s: float = 0.25) -> None:
         self.margin_s = margin_s
         self.providers: dict[str, Provider] = {}
         self.limits: dict[str, AccountLimits] = {}

@@ -7,6 +7,8 @@ tests and the benchmark build the dispatcher the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -15,6 +17,7 @@ from empire.agent.pools.bucket import LocalLimiter
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions, Publisher
 from empire.agent.pools.metrics import PoolMetrics
+from empire.agent.pools.planner import batch_id, key_prefix, window_start
 from empire.agent.pools.providers.base import JobProvider
 from empire.agent.pools.providers.http import CallbackHub, HttpJobProvider
 from empire.agent.pools.providers.simulated import SimulatedProvider
@@ -25,7 +28,7 @@ from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 from empire.state.database import Database
 
-__all__ = ["budget_limits", "build_adapters", "build_dispatcher"]
+__all__ = ["budget_limits", "build_adapters", "build_dispatcher", "plan_inputs"]
 
 
 def build_adapters(
@@ -79,3 +82,19 @@ def build_dispatcher(
         publisher=publisher,
         clock=clock,
     )
+
+
+async def plan_inputs(queue: JobQueue, policy: Policy, now: datetime) -> dict[str, Any]:
+    """What `plan_generation` needs from the state DB: jobs already planned in each persona's
+    current window, spend (succeeded + reserved) and the estimated cost of the queued jobs.
+    Usage: `plan_generation(policy.personas, now, trend=..., **await plan_inputs(queue, policy, now))`."""
+    planned = {
+        p.name: await queue.count_prefix(key_prefix(p.name, batch_id(window_start(now, p.cadence.every))))
+        for p in policy.personas
+    }
+    return {
+        "planned": planned,
+        "limits": queue.limits,
+        "spend": await queue.spend(now),
+        "queued_cost": await queue.queued_cost(),
+    }

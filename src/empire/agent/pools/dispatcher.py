@@ -35,6 +35,7 @@ from anyio.abc import TaskStatus
 
 from empire.agent.clock import SystemClock
 from empire.agent.pools.accounts import AccountLimits, PoolRegistry
+from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.errors import ErrorClass, GenerationFailed, ProviderTimeout, error_class_of
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.model import Job, JobState
@@ -59,7 +60,7 @@ class DispatcherOptions:
     claim_batch: int = 64
     idle_poll: float = 0.5  # seconds between claims while the queue has nothing due
     flush_every: float = 0.02  # the writer's batching window
-    rate_margin: float = 0.1  # seconds of tokens kept in reserve against send/arrive jitter
+    rate_margin: float = 0.25  # seconds of tokens kept in reserve against send/arrive jitter
     stop_when_empty: bool = False  # exit once no job is pending anywhere (benchmarks, `pools run --drain`)
     seed: int | None = None  # backoff jitter
 
@@ -109,9 +110,19 @@ class Dispatcher:
         self.cpu_seconds = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
-    def update_policy(self, providers: tuple[Provider, ...], adapters: Mapping[str, JobProvider]) -> None:
+    def update_policy(
+        self,
+        providers: tuple[Provider, ...],
+        adapters: Mapping[str, JobProvider],
+        limits: BudgetLimits | None = None,
+    ) -> None:
+        """Apply a reloaded policy: limits and routing at once; accounts keep their health."""
         self.pools.update(providers)
         self.adapters.update(adapters)
+        if limits is not None:
+            self.queue.limits = limits
+        if self.metrics is not None:
+            self.metrics.configure(providers)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -461,3 +472,7 @@ class Dispatcher:
                 now = time.monotonic()
                 for lim in self.pools.limits.values():
                     self.metrics.on_cooling(lim.provider, lim.name, self.pools.states[lim.key].cooling(now))
+                try:
+                    self.metrics.on_queue(await self.queue.counts())
+                except TemporaryError as exc:
+                    logger.debug("queue depth not refreshed: %s", exc)

@@ -55,11 +55,12 @@ class PoolMetrics:
         self._providers: set[str] = set()
         self._personas: set[str] = set()
 
-    def configure(self, providers: Iterable[Provider], personas: Iterable[str] = ()) -> None:
+    def configure(self, providers: Iterable[Provider], personas: Iterable[str] | None = None) -> None:
         """Set the closed label sets from the policy and create every series at zero."""
         self._accounts = {(p.name, a.name) for p in providers for a in p.accounts}
         self._providers = {p for p, _ in self._accounts}
-        self._personas = set(personas)
+        if personas is not None:
+            self._personas = set(personas)
         for p, a in self._accounts:
             self.in_flight.labels(p, a)
             self.submitted.labels(p, a)

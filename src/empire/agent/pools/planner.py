@@ -27,7 +27,16 @@ from empire.agent.pools.model import JobPriority, Spend
 from empire.agent.types import Generate, Reason
 from empire.policies.generation import Persona
 
-__all__ = ["GenerationPlan", "HeldBack", "batch_id", "job_key", "key_prefix", "plan_generation", "window_start"]
+__all__ = [
+    "GenerationPlan",
+    "HeldBack",
+    "batch_id",
+    "job_key",
+    "key_prefix",
+    "plan_generation",
+    "trend_factor",
+    "window_start",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -48,6 +57,15 @@ def key_prefix(persona: str, batch: str) -> str:
 
 def job_key(persona: str, batch: str, n: int) -> str:
     return f"{key_prefix(persona, batch)}{n}"
+
+
+def trend_factor(current: float | None, baseline: float | None) -> float:
+    """A persona's trend boost from a metric (e.g. streams this week over last week): the growth
+    ratio, never below 1 (a falling trend does not cut the release cadence), 1 without data.
+    The persona's `trend_boost_max` caps it in `plan_generation`."""
+    if current is None or baseline is None or baseline <= 0 or current != current or baseline != baseline:
+        return 1.0
+    return max(1.0, current / baseline)
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,21 @@
 
 Both run against a Kubernetes API mock (kmock) that records each request: the agent's
 `KubernetesScaler` (read a workload, scale it, read the scale back, for a Deployment and a
-StatefulSet) and the operator's handlers in peering mode (create, an invalid edit, the status
-timer, delete). Each request is turned into RBAC attributes and must be allowed by the Role in
-`deploy/rbac.yaml`; each grant of the Role must be used by some request.
+StatefulSet), its Secret reader (the example policy's `secret:` references), and the operator's
+handlers in peering mode (create, an invalid edit, the status timer, delete). Each request is
+turned into RBAC attributes and must be allowed by the Role in `deploy/rbac.yaml`; each grant of
+the Role must be used by some request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
@@ -23,6 +26,7 @@ from empire.agent.types import Reason, ScaleTo
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION
 from empire.operator.handlers import OperatorConfig
 from empire.operator.rbac import Attributes, request_attributes, role_allows, unused_grants
+from empire.operator.secrets import KubernetesSecretReader
 from empire.operator.testing import kube_api, operator_running
 from empire.policies import default_policy_path, load_policy
 from empire.state.records import ActionRecord, ActionState
@@ -71,6 +75,18 @@ async def agent_calls(api: Any, url: str) -> None:
             "apiVersion": "apps/v1", "kind": "Deployment" if plural == "deployments" else "StatefulSet",
             "metadata": {"name": name, "namespace": NS}, "spec": {"replicas": 2}, "status": {"readyReplicas": 2},
         })  # fmt: skip
+    await api.post(f"/api/v1/namespaces/{NS}/secrets", json={
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "music-api", "namespace": NS},
+        "data": {"key-2": base64.b64encode(b"not-a-real-key").decode()},
+    })  # fmt: skip
+    secret_refs = [a.api_key.secret for p in policy.providers for a in p.accounts if a.api_key and a.api_key.secret]
+    assert secret_refs, "the example policy names a Kubernetes Secret"
+    reader = KubernetesSecretReader(ClusterConfig(server=url, source="test"), NS)
+    try:
+        for ref in secret_refs:
+            assert await anyio.to_thread.run_sync(reader, ref.name, ref.key) == "not-a-real-key"
+    finally:
+        reader.close()
     scaler = KubernetesScaler(ClusterConfig(server=url, source="test"))
     now = datetime(2026, 3, 1, tzinfo=UTC)
     try:
@@ -140,6 +156,7 @@ async def test_rbac_covers_every_call_and_grants_nothing_unused(tmp_path: Path) 
     kinds = {(c.api_group, c.full_resource, c.verb) for c in calls}
     assert ("apps", "deployments/scale", "patch") in kinds and ("apps", "statefulsets/scale", "patch") in kinds
     assert ("", "events", "create") in kinds and ("kopf.dev", "kopfpeerings", "patch") in kinds
+    assert ("", "secrets", "get") in kinds and not [c for c in calls if c.resource == "secrets" and c.verb != "get"]
     assert {(c.api_group, c.verb) for c in calls if c.verb in ("create", "delete", "update")} == {("", "create")}
 
 

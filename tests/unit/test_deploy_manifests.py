@@ -116,7 +116,7 @@ def test_peering_object_matches_the_operator_and_its_rbac() -> None:
     peering = one("KopfPeering")
     assert peering["metadata"]["name"] == DEFAULT_PEERING
     role = one("Role")
-    named = [r for r in role["rules"] if r.get("resourceNames")]
+    named = [r for r in role["rules"] if r.get("resourceNames") and r["apiGroups"] == ["kopf.dev"]]
     assert named == [{"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "resourceNames": [DEFAULT_PEERING],
                       "verbs": ["patch"]}]  # fmt: skip
     crds = {d["metadata"]["name"] for d in all_docs() if d["kind"] == "CustomResourceDefinition"}
@@ -128,6 +128,24 @@ def test_role_covers_the_namespaces_of_the_example_policys_targets() -> None:
     assert example["metadata"]["namespace"] == NS
     namespaces = {t["workload"].get("namespace", "default") for t in example["spec"]["targets"]}
     assert namespaces == {one("Role")["metadata"]["namespace"]}  # targets elsewhere need a Role there too
+
+
+def secret_names(node: Any) -> set[str]:
+    """Names of the Kubernetes Secrets a policy refers to (`{secret: {name, key}}` anywhere)."""
+    if isinstance(node, dict):
+        found = {node["secret"]["name"]} if isinstance(node.get("secret"), dict) else set()
+        return found.union(*(secret_names(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(secret_names(v) for v in node))
+    return set()
+
+
+def test_role_can_read_exactly_the_secrets_the_example_policy_names() -> None:
+    example = yaml.safe_load((DEPLOY / "empireconfig.yaml").read_text())
+    wanted = secret_names(example["spec"])
+    assert wanted == {"music-api"}
+    [rule] = [r for r in one("Role")["rules"] if "secrets" in r["resources"]]
+    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": sorted(wanted), "verbs": ["get"]}
 
 
 def test_user_clusterroles_aggregate_into_the_builtin_roles() -> None:

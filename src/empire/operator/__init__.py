@@ -1,13 +1,16 @@
 """The Kubernetes operator for EmpireConfig: the CR `spec` is the policy; the state DB is the hand-off.
 
 Pure parts: `crd` (the CRD generated from the policy schema), `spec` (CR -> validated policy, which
-config is in force), `status` (conditions, Events). Adapters: `handoff` (state DB writes and the
-agent-side `DbPolicySource`), `handlers` (kopf), `runner` (kopf run, peering). kopf is imported
-only by `handlers`/`runner`, so the agent can use `DbPolicySource` without the operator extra.
+config is in force), `status` (conditions, Events), `rbac` (does a Role allow a call?). Adapters:
+`handoff` (state DB writes and the agent-side `DbPolicySource`), `secrets` (the reader for
+`{secret: ...}` references), `handlers` (kopf), `runner` (kopf run, peering), `testing` (kmock
+harness). kopf is imported only by `handlers`/`runner`/`testing`, so the agent can use
+`DbPolicySource` and the Secret reader without the operator extra.
 """
 
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION, crd_manifest, crd_yaml
 from empire.operator.handoff import DbPolicySource, apply_policy, withdraw_policy
+from empire.operator.secrets import KubernetesSecretReader
 from empire.operator.spec import IDLE_POLICY, ConfigRef, SpecResult, choose_active, parse_spec
 
 __all__ = [
@@ -18,6 +21,7 @@ __all__ = [
     "VERSION",
     "ConfigRef",
     "DbPolicySource",
+    "KubernetesSecretReader",
     "SpecResult",
     "apply_policy",
     "choose_active",

@@ -40,6 +40,7 @@ import numpy as np
 __all__ = [
     "PROFILES",
     "CorpusScore",
+    "FileReport",
     "FileRows",
     "load_corpus",
     "load_results",
@@ -47,6 +48,7 @@ __all__ = [
     "normalize",
     "optimize_threshold",
     "parse_timestamps",
+    "per_file",
     "probation_length",
     "scaled_sigmoid",
     "score_at_threshold",
@@ -272,6 +274,59 @@ def score_corpus(
         fp=fp,
         fn=fn,
     )
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One file's share of a corpus score at one threshold (probation rows excluded).
+
+    ``windows`` has one entry per scored window: ``None`` when missed, else
+    ``(offset, A)``: how far into the window (0 = its first row, 1 = its last) the earliest
+    detection is, and the sweep score it earns.
+    """
+
+    file: str
+    raw: float
+    fp: int
+    fp_cost: float
+    windows: list[tuple[float, float] | None]
+
+    @property
+    def tp(self) -> int:
+        return sum(w is not None for w in self.windows)
+
+
+def per_file(
+    scores: Mapping[str, np.ndarray],
+    timestamps: Mapping[str, np.ndarray],
+    windows: Mapping[str, Sequence[Sequence[str]]],
+    threshold: float,
+    profile: str = "standard",
+) -> list[FileReport]:
+    """Where a corpus score comes from: per file, windows found (and how early) and false positives."""
+    weights = PROFILES[profile]
+    _a_tp, a_fn, _a_fp = weights
+    out = []
+    for name in sorted(scores):
+        rows = sweep_scores(timestamps[name], windows.get(name, []), weights)
+        s = np.asarray(scores[name], dtype=float)
+        s = s[s.size - rows.sweep.size :]
+        det = s >= threshold
+        fp = det & (rows.window < 0)
+        raw = float(rows.sweep[fp].sum())
+        found: list[tuple[float, float] | None] = []
+        for w in np.unique(rows.window[rows.window >= 0]):
+            inside = np.flatnonzero(rows.window == w)
+            hits = inside[det[inside]]
+            if hits.size:
+                a = float(rows.sweep[hits[0]])
+                found.append(((hits[0] - inside[0]) / inside.size, a))
+                raw += a
+            else:
+                found.append(None)
+                raw -= a_fn
+        out.append(FileReport(name, raw, int(fp.sum()), float(rows.sweep[fp].sum()), found))
+    return out
 
 
 def load_windows(data_dir: Path) -> dict[str, list[list[str]]]:

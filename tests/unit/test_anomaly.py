@@ -12,15 +12,17 @@ from empire.models.anomaly import DEFAULT_THRESHOLD, AnomalyDetector
 STEP = 300.0  # five-minute samples
 T0 = 1_400_000_000.0
 
-# Small windows so that every component (including the refit LOF) is active on short series.
+# Small windows so that every stream is active, and the novelty history slides, on short series.
 SMALL = {
     "window": 120,
     "calibration_window": 200,
-    "long_window": 200,
+    "calibration_min": 50,
+    "novelty_window": 300,
     "learning_period": 150,
-    "refit_every": 100,
-    "train_size": 200,
     "suppress": 50,
+    "season": 3600.0,
+    "z_features": ("season", "diff"),
+    "novelty_features": ("value", "season"),
 }
 
 
@@ -167,3 +169,59 @@ def test_invalid_hyperparameters_are_config_errors() -> None:
         AnomalyDetector(window=0).fit([1.0])
     with pytest.raises(ConfigError, match="one series"):
         AnomalyDetector().fit(np.ones((3, 2)))
+
+
+def test_never_seen_level_is_detected_even_when_it_is_not_extreme_for_the_recent_window() -> None:
+    # A metric that alternates between two bands (as an autoscaled CPU); a value in the gap
+    # between them has never been seen, though it is inside the recent range.
+    rng = np.random.default_rng(11)
+    n = 3000
+    t = T0 + STEP * np.arange(n)
+    x = np.where((np.arange(n) // 7) % 2 == 0, 30.0, 90.0) + rng.normal(0, 0.5, n)
+    x[2500] = 60.0
+    s = AnomalyDetector(season=None).fit(x, timestamps=t).scores_
+    assert s[2500] >= DEFAULT_THRESHOLD
+    assert (s[800:2500] >= DEFAULT_THRESHOLD).sum() == 0
+
+
+def test_missing_daily_peak_is_detected_by_the_seasonal_stream() -> None:
+    rng = np.random.default_rng(12)
+    n = 288 * 10
+    t = T0 + STEP * np.arange(n)
+    hour = (t / 3600.0) % 24
+    x = np.where((hour >= 9) & (hour < 17), 80.0, 20.0) + rng.normal(0, 1.0, n)
+    day8 = (np.arange(n) // 288) == 8
+    x[day8] = 20.0 + rng.normal(0, 1.0, day8.sum())  # the working day that did not happen
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert s[day8].max() >= DEFAULT_THRESHOLD
+    assert (s[800 : 288 * 8] >= DEFAULT_THRESHOLD).sum() == 0
+
+
+def test_unordered_keep_scores_a_clock_step_back_as_the_running_latest_time() -> None:
+    t, x = seasonal_series(1500, seed=13)
+    stepped = t.copy()
+    stepped[1000:] -= 3300.0  # the clock goes back 55 minutes once
+    with pytest.raises(ConfigError, match="row 1000"):
+        AnomalyDetector().fit(x, timestamps=stepped)
+    kept = AnomalyDetector(unordered="keep").fit(x, timestamps=stepped).scores_
+    same = AnomalyDetector().fit(x, timestamps=np.maximum.accumulate(stepped)).scores_
+    np.testing.assert_array_equal(kept, same)
+    det = AnomalyDetector(unordered="keep")
+    online = [det.update(v, ts) for v, ts in zip(x, stepped, strict=True)]
+    np.testing.assert_allclose(online, kept, atol=1e-12)
+    with pytest.raises(ConfigError, match="unordered"):
+        AnomalyDetector(unordered="sort").fit(x, timestamps=t)
+
+
+def test_novelty_history_slides_with_repeated_values() -> None:
+    from empire.models.anomaly_streams import Novelty
+
+    rng = np.random.default_rng(14)
+    x = rng.integers(0, 5, 2000).astype(float)  # many equal values
+    whole = Novelty(300, 20)
+    d = whole.process(x)
+    # Updated every 20 points: the last update (at point 1980) holds exactly points 1680..1979.
+    np.testing.assert_array_equal(whole.ordered, np.sort(x[1680:1980]))
+    parts = Novelty(300, 20)
+    pieces = np.concatenate([parts.process(c) for c in np.array_split(x, 37)])
+    np.testing.assert_array_equal(pieces, d)

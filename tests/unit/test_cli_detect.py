@@ -103,3 +103,42 @@ def test_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def write_clock_step_back(path: Path, n: int = 1200, step_back_at: int = 900) -> list[str]:
+    """A five-minute series whose clock goes back 55 minutes once, as NAB's machine_temperature."""
+    rng = np.random.default_rng(1)
+    t0 = np.datetime64("2024-03-01T00:00:00")
+    stamps = []
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "value"])
+        for i in range(n):
+            offset = 300 * i - (3300 if i >= step_back_at else 0)
+            ts = str(t0 + np.timedelta64(offset, "s")).replace("T", " ")
+            stamps.append(ts)
+            w.writerow([ts, f"{10 + rng.normal(0, 1):.3f}"])
+    return stamps
+
+
+def test_timestamps_going_back_are_an_error_by_default_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "clock.csv"
+    write_clock_step_back(src)
+    assert main(["detect", str(src), "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "out of order at row 900" in err and "--unordered keep" in err
+    assert err.count("\n") == 1
+
+
+def test_unordered_keep_scores_every_row_in_file_order(tmp_path: Path) -> None:
+    src = tmp_path / "clock.csv"
+    stamps = write_clock_step_back(src)
+    out = tmp_path / "o"
+    assert main(["detect", str(src), "--output-dir", str(out), "--unordered", "keep"]) == 0
+    rows = read_rows(out / "clock.csv")[1:]
+    assert [r[0] for r in rows] == stamps  # the input's own timestamps, in file order
+    scores = np.array([float(r[1]) for r in rows])
+    assert scores.size == 1200 and scores.min() >= 0.0 and scores.max() <= 1.0
+    assert (scores[900:] >= 0.5).sum() == 0  # the clock step itself is not an anomaly of the metric

@@ -5,7 +5,13 @@ offline with exactly the detector, defaults and threshold the daemon uses live. 
 scored from scratch, causally, and written as ``DIR/<input file name>`` with columns
 ``timestamp,anomaly_score``, one row per input row, in the same order. Empty or ``nan`` values
 score 0; a missing file, an unknown column, a value that is not a number, or timestamps that go
-backwards are bad input (``ConfigError``: one line, exit 2).
+backwards are bad input (``ConfigError``: one line, exit 2). Some exports do step back once (a
+clock adjustment: NAB's machine_temperature file goes back 55 minutes at one row); with
+``--unordered keep`` such rows are scored in file order, placed at the latest timestamp seen so
+far for the seasonal lookups (``AnomalyDetector(unordered="keep")``).
+
+``score_series`` is the one function that turns a parsed file into scores; the NAB benchmark
+calls it too, so what it measures is what this command writes.
 """
 
 from __future__ import annotations
@@ -15,10 +21,17 @@ import csv
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from empire.errors import ConfigError
 
-__all__ = ["register", "run"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["UNORDERED", "register", "run", "score_series"]
+
+# What to do with timestamps that go backwards (see the module docstring).
+UNORDERED = ("error", "keep")
 
 # Spellings of a missing value that score 0 instead of failing the file.
 _MISSING = {"", "nan", "NaN", "NA", "null", "None"}
@@ -35,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="where results go")
     p.add_argument("--timestamp-column", default="timestamp", help="default: timestamp")
     p.add_argument("--value-column", default="value", help="default: value")
+    p.add_argument(
+        "--unordered",
+        choices=UNORDERED,
+        default="error",
+        help="timestamps that go backwards: error (default) or keep (score in file order, "
+        "placed at the latest timestamp so far for seasonality)",
+    )
     p.set_defaults(func=run)
 
 
@@ -68,11 +88,15 @@ def read_series(path: Path, timestamp_column: str, value_column: str) -> tuple[l
     return stamps, values
 
 
-def _parse_stamps(path: Path, stamps: list[str]):
+def _parse_stamps(path: Path, stamps: list[str]) -> np.ndarray:
     import numpy as np
 
     from empire.models.anomaly import to_seconds
 
+    try:
+        return to_seconds(stamps) if stamps else np.empty(0)
+    except (ValueError, TypeError):
+        pass  # find the bad row below, for the message
     out = np.empty(len(stamps))
     for i, s in enumerate(stamps):
         try:
@@ -82,17 +106,28 @@ def _parse_stamps(path: Path, stamps: list[str]):
     return out
 
 
-def detect_file(path: Path, out_dir: Path, timestamp_column: str, value_column: str) -> int:
-    """Score one file into ``out_dir``; returns the number of rows."""
+def score_series(values: Any, seconds: Any, *, unordered: str = "error") -> np.ndarray:
+    """Scores of one series with the daemon's default detector (timestamps in epoch seconds)."""
+    import numpy as np
+
     from empire.models.anomaly import AnomalyDetector
 
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return np.empty(0)
+    return AnomalyDetector(unordered=unordered).fit(values, timestamps=seconds).scores_
+
+
+def detect_file(path: Path, out_dir: Path, timestamp_column: str, value_column: str, unordered: str = "error") -> int:
+    """Score one file into ``out_dir``; returns the number of rows."""
     stamps, values = read_series(path, timestamp_column, value_column)
     seconds = _parse_stamps(path, stamps)
     try:
-        scores = AnomalyDetector().fit(values, timestamps=seconds).scores_ if values else []
+        scores = score_series(values, seconds, unordered=unordered)
     except ConfigError as exc:
         # "row N" counts data rows from 0; the file line is N + 2 (header, 1-based).
-        raise ConfigError(f"{path}: {exc}") from None
+        hint = " (use --unordered keep to score such rows in file order)" if "out of order" in str(exc) else ""
+        raise ConfigError(f"{path}: {exc}{hint}") from None
     target = out_dir / path.name
     with open(target, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
@@ -115,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(args.inputs)
     for k, path in enumerate(args.inputs, 1):
         t0 = time.perf_counter()
-        rows = detect_file(path, out_dir, args.timestamp_column, args.value_column)
+        rows = detect_file(path, out_dir, args.timestamp_column, args.value_column, args.unordered)
         if total > 1:
             took = time.perf_counter() - t0
             print(f"[{k}/{total}] {path.name}: {rows} rows in {took:.1f}s", file=sys.stderr)

@@ -1,29 +1,43 @@
 """Streaming anomaly detection for one metric: a score in [0, 1] per point, strictly causal.
 
-Why this design: the daemon scores live metrics (queue depth, latency, GPU use, generation cost)
-it has never seen before, with one threshold for all of them. No single model works on all of
-them, so several cheap, robust views of "surprise" are combined and then calibrated per metric:
+Why this design: the daemon scores live metrics (queue depth, latency, CPU, generation cost) it
+has never seen before, with one threshold for all of them. So the detector asks two questions that
+mean the same on any metric, turns each answer into a p-value against the metric's own history,
+and reports how improbable the most surprising answer is:
 
-1. *components* (each a strangeness per point, computed from past points only):
-   level (robust z against the recent median/MAD), change (robust z of the first difference),
-   seasonal residual (value minus the same time one to three days earlier, robust z), and shape
-   (a ``LocalOutlierFactor`` on lagged windows of recent values, refit periodically on past
-   windows only);
-2. each component's strangeness becomes a p-value against its own recent values (rank, plus a
-   fitted exponential tail beyond the 90th percentile), which puts units and tails on one scale;
-   the Bonferroni minimum ``p`` gives the raw score ``-log10(p) / 10``;
-3. the anomaly likelihood (``anomaly_likelihood``) turns raw scores into a tail probability and a
-   score ``-log10(q) / 10`` (0.5 means q = 1e-5); a single extreme point (a spike) also counts
-   on its own, since averaging would dilute it;
-4. after a detection, scores are held below the threshold for ``suppress`` points: one incident,
-   one alert, and the next incident is a new detection.
+1. *novelty* (``anomaly_streams.Novelty``): how far is the value from every value the metric took
+   in its last ``novelty_window`` points (in units of its spread)? A never-seen level (a record
+   low temperature, CPU stuck in a band it never visited, a latency above every past one, a
+   flat-lined counter at a new value) is the strongest, most general sign that something changed.
+   On the NAB development files it finds most anomalies on its own;
+2. *seasonal residual* (``SeasonalResidual`` + ``RobustZ``): how far is the value from the same
+   time one to three ``season`` periods earlier (median), as a robust z against recent residuals?
+   It sees values that are normal in level but wrong for the time of day (a daily peak that did
+   not happen, a night that looks like a day);
+3. each strangeness becomes a p-value against its own last ``calibration_window`` values
+   (``TailCalibrator``: conformal rank, plus a fitted exponential tail beyond the 90th percentile
+   so that a value far beyond all past ones is rarer than "the largest seen"). Points where a
+   stream is undefined (no seasonal reference yet) are neither scored nor learned from;
+4. the Bonferroni minimum ``p`` over the streams gives the score ``-log10(p) / score_scale``
+   clipped to [0, 1] (with the default scale 10, 0.5 means p = 1e-5), so one threshold means one
+   false-alarm rate on every metric; scores are 0 for the first ``learning_period`` points;
+5. after a detection, scores are held just below the threshold for ``suppress`` points: one
+   incident, one alert, and the next incident is a new detection.
+
+What was measured and left out (``benchmarks/anomaly.py``, NAB dev subset): a level z against the
+recent median, a z of the first difference, a weekly residual, a ``LocalOutlierFactor`` on lagged
+windows, a CUSUM of each stream's surprisal and Numenta's anomaly-likelihood smoothing each found
+a window or two but cost more in false alarms and Bonferroni dilution than they gained; the
+features stay selectable (``z_features``/``novelty_features``: ``value``, ``diff``, ``season``).
 
 ``AnomalyDetector`` follows the scikit-learn contract (hyperparameters in ``__init__``, learned
 state ending in ``_``): ``fit(X, timestamps=...)`` consumes a series and keeps its training scores
 in ``scores_``; ``score_samples`` scores points that follow the fitted series without changing the
 detector; ``update(value, timestamp)`` scores and learns one live point. The three paths give the
 same numbers. Non-finite values (NaN, inf, missing) score 0 and are not learned from. Timestamps
-must not go backwards: a ``ConfigError`` names the row.
+must not go backwards: by default a ``ConfigError`` names the row; with ``unordered="keep"`` a
+point stamped earlier than its predecessor is scored in arrival order and placed at the latest
+timestamp seen so far for seasonal lookups (a clock adjustment in an export).
 """
 
 from __future__ import annotations
@@ -35,13 +49,21 @@ from typing import Any
 import numpy as np
 
 from empire.errors import ConfigError
-from empire.models.anomaly_likelihood import AnomalyLikelihood, log_tail_score
-from empire.models.anomaly_streams import Evidence, Novelty, RobustZ, SeasonalResidual, WindowOutlierModel
+from empire.models.anomaly_streams import Novelty, RobustZ, SeasonalResidual, TailCalibrator
 
-__all__ = ["DEFAULT_THRESHOLD", "AnomalyDetector", "to_seconds"]
+__all__ = ["DEFAULT_THRESHOLD", "FEATURES", "AnomalyDetector", "to_seconds"]
 
-# The score at and above which the daemon treats a point as anomalous (tail probability ~1e-5).
+# The score at and above which the daemon treats a point as anomalous (p ~ 1e-5 after Bonferroni).
 DEFAULT_THRESHOLD = 0.5
+
+# Series a stream can be computed on: the value, its first difference, its seasonal residual.
+FEATURES = ("value", "diff", "season")
+
+# Tail-scale floors, in each stream's unit. Robust z: never claim a tail lighter than a Gaussian's
+# (mean excess of |z| over its 90th percentile is ~0.45). Novelty: no floor, a level never seen is
+# the point (a history of near-zero distances makes any clear distance improbable).
+Z_UNIT = 0.5
+NOVELTY_UNIT = 0.0
 
 
 def to_seconds(timestamps: Any) -> np.ndarray:
@@ -73,70 +95,53 @@ class AnomalyDetector:
 
     Parameters (all in points of the metric unless said otherwise):
         threshold: score at which ``predict`` flags a point and suppression starts.
-        window: history used for medians/MADs of each component.
-        calibration_window: history of each component's strangeness used for its rank p-value.
-        season: seasonal period in seconds (``None`` disables the seasonal component).
-        short_window, long_window, learning_period, min_std: the anomaly-likelihood step.
+        season: seasonal period in seconds for the ``season`` feature (``None`` disables it).
+        novelty_window: history of values the novelty stream compares each value with.
+        window: history of residuals for the robust z of the ``z_features``.
+        calibration_window: history of each stream's strangeness used for its p-value.
+        calibration_min: values a calibrator needs before it gives p < 1.
+        z_features, novelty_features: which series (``FEATURES``) get a robust-z stream and a
+            novelty stream.
+        score_scale: score = ``-log10(p) / score_scale``.
         suppress: points after a detection during which scores are capped below ``threshold``.
-        min_history: points before a component's z-scores count.
+        learning_period: first points that always score 0.
+        min_history: points before a robust z counts.
+        reestimate_every: points between re-estimates of medians, quantiles and sorted histories.
+        unordered: ``"error"`` (timestamps going backwards are a ``ConfigError``) or ``"keep"``.
     """
 
     def __init__(
         self,
         *,
         threshold: float = DEFAULT_THRESHOLD,
+        season: float | None = 86400.0,
+        novelty_window: int = 20000,
         window: int = 600,
         calibration_window: int = 1500,
-        season: float | None = 86400.0,
-        short_window: int = 5,
-        long_window: int = 1500,
-        learning_period: int = 300,
-        min_std: float = 0.05,
-        suppress: int = 200,
-        min_history: int = 30,
-        lags: int = 0,
-        refit_every: int = 500,
-        train_size: int = 1000,
-        reestimate_every: int = 20,
-        point_evidence: bool = True,
-        seasons: tuple = (86400.0, 604800.0),
-        drift: float = 0.0,
-        novelty_window: int = 20000,
-        z_features: tuple = ("day",),
-        novelty_features: tuple = ("value",),
-        z_unit: float = 0.5,
-        novelty_unit: float = 0.0,
-        run_unit: float = 1.25,
-        calib_min: int = 100,
-        use_likelihood: bool = False,
+        calibration_min: int = 100,
+        z_features: tuple[str, ...] = ("season",),
+        novelty_features: tuple[str, ...] = ("value",),
         score_scale: float = 10.0,
+        suppress: int = 200,
+        learning_period: int = 300,
+        min_history: int = 30,
+        reestimate_every: int = 20,
+        unordered: str = "error",
     ) -> None:
-        self.seasons = seasons
-        self.drift = drift
-        self.novelty_window = novelty_window
-        self.z_features = tuple(z_features)
-        self.novelty_features = tuple(novelty_features)
-        self.z_unit = z_unit
-        self.novelty_unit = novelty_unit
-        self.run_unit = run_unit
-        self.calib_min = calib_min
-        self.use_likelihood = use_likelihood
-        self.score_scale = score_scale
         self.threshold = threshold
+        self.season = season
+        self.novelty_window = novelty_window
         self.window = window
         self.calibration_window = calibration_window
-        self.season = season
-        self.short_window = short_window
-        self.long_window = long_window
-        self.learning_period = learning_period
-        self.min_std = min_std
+        self.calibration_min = calibration_min
+        self.z_features = z_features
+        self.novelty_features = novelty_features
+        self.score_scale = score_scale
         self.suppress = suppress
+        self.learning_period = learning_period
         self.min_history = min_history
-        self.lags = lags
-        self.refit_every = refit_every
-        self.train_size = train_size
         self.reestimate_every = reestimate_every
-        self.point_evidence = point_evidence
+        self.unordered = unordered
 
     # -- scikit-learn contract -------------------------------------------------------------
 
@@ -198,29 +203,50 @@ class AnomalyDetector:
 
             raise NotFittedError("AnomalyDetector is not fitted yet: call fit() or update() first")
 
-    def _reset(self) -> None:
+    def _validate(self) -> None:
         if not 0.0 < float(self.threshold) <= 1.0:
             raise ConfigError(f"AnomalyDetector.threshold: {self.threshold!r} is not in (0, 1]")
-        for name in ("window", "calibration_window", "short_window", "long_window"):
+        for name in ("window", "calibration_window", "novelty_window", "reestimate_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"AnomalyDetector.{name}: must be a positive number of points")
+        if float(self.score_scale) <= 0:
+            raise ConfigError(f"AnomalyDetector.score_scale: {self.score_scale!r} must be positive")
+        if self.season is not None and float(self.season) <= 0:
+            raise ConfigError(f"AnomalyDetector.season: {self.season!r} must be a positive number of seconds or None")
+        for name in ("z_features", "novelty_features"):
+            bad = [f for f in getattr(self, name) if f not in FEATURES]
+            if bad:
+                raise ConfigError(f"AnomalyDetector.{name}: unknown {bad}; valid: {', '.join(FEATURES)}")
+        if not (self.z_features or self.novelty_features):
+            raise ConfigError("AnomalyDetector: z_features and novelty_features are both empty")
+        if self.unordered not in ("error", "keep"):
+            raise ConfigError(f"AnomalyDetector.unordered: {self.unordered!r}; valid: error, keep")
+
+    def _reset(self) -> None:
+        self._validate()
         self.n_seen_ = 0
+        self.n_finite_ = 0
         self.last_timestamp_: float | None = None
-        self.suppressed_until_ = -1
-        self.seasonal_ = {
-            name: SeasonalResidual(_SEASONS[name])
-            for name in _SEASONS
-            if name in self.z_features or name in self.novelty_features
-        }
-        self.robust_ = {f: RobustZ(self.window, self.reestimate_every, self.min_history) for f in self.z_features}
-        self.novel_ = {f: Novelty(self.novelty_window, self.reestimate_every) for f in self.novelty_features}
-        units = [self.z_unit] * len(self.z_features) + [self.novelty_unit] * len(self.novelty_features)
-        self.evidence_ = [
-            Evidence(self.calibration_window, self.reestimate_every, self.drift, self.calib_min, u, self.run_unit)
-            for u in units
-        ]
-        self.likelihood_ = AnomalyLikelihood(self.short_window, self.long_window, self.learning_period, self.min_std)
         self.last_value_: float | None = None
+        self.suppressed_until_ = -1
+        every = int(self.reestimate_every)
+        wanted = set(self.z_features) | set(self.novelty_features)
+        self.seasonal_ = SeasonalResidual(float(self.season)) if self.season and "season" in wanted else None
+        # One (feature, strangeness transform, calibrator) per stream, in a fixed order.
+        self.streams_: list[tuple[str, Any, TailCalibrator]] = []
+        for f in self.z_features:
+            robust = RobustZ(int(self.window), every, int(self.min_history))
+            self.streams_.append((f, robust, self._calibrator(Z_UNIT)))
+        for f in self.novelty_features:
+            self.streams_.append((f, Novelty(int(self.novelty_window), every), self._calibrator(NOVELTY_UNIT)))
+
+    def _calibrator(self, unit: float) -> TailCalibrator:
+        return TailCalibrator(
+            int(self.calibration_window),
+            int(self.reestimate_every),
+            min_history=int(self.calibration_min),
+            min_beta=unit,
+        )
 
     def _consume(self, X: Any, timestamps: Any) -> np.ndarray:
         x = np.asarray(X, dtype=float)
@@ -234,7 +260,10 @@ class AnomalyDetector:
             t = to_seconds(timestamps).reshape(-1)
             if t.size != x.size:
                 raise ConfigError(f"AnomalyDetector: {t.size} timestamps for {x.size} values")
-        self._check_order(t)
+        if self.unordered == "keep":
+            t = self._latest_so_far(t)
+        else:
+            self._check_order(t)
         finite = np.isfinite(x) & np.isfinite(t)
         scores = np.zeros(x.size)
         if finite.any():
@@ -243,6 +272,16 @@ class AnomalyDetector:
         if t.size and np.isfinite(t).any():
             self.last_timestamp_ = float(t[np.isfinite(t)][-1])
         return scores
+
+    def _latest_so_far(self, t: np.ndarray) -> np.ndarray:
+        """Each finite timestamp raised to the latest one seen before it (NaN stays NaN)."""
+        ok = np.isfinite(t)
+        if not ok.any():
+            return t
+        start = self.last_timestamp_ if self.last_timestamp_ is not None else -np.inf
+        out = t.copy()
+        out[ok] = np.maximum.accumulate(np.maximum(t[ok], start))
+        return out
 
     def _check_order(self, t: np.ndarray) -> None:
         ok = np.isfinite(t)
@@ -259,49 +298,35 @@ class AnomalyDetector:
             )
 
     def _score_finite(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        ok_all = np.ones(x.size, dtype=bool)
+        series: dict[str, tuple[np.ndarray, np.ndarray]] = {"value": (x, ok_all)}
         prev = self.last_value_ if self.last_value_ is not None else x[0]
-        diff = np.diff(np.concatenate(([prev], x)))
+        series["diff"] = (np.diff(np.concatenate(([prev], x))), ok_all)
         self.last_value_ = float(x[-1])
-        ones = np.ones(x.size, dtype=bool)
-        feats = {"value": (x, ones), "diff": (diff, ones)}
-        for name, seasonal in self.seasonal_.items():
-            res = seasonal.process(t, x)
-            ok = np.isfinite(res)
-            feats[name] = (np.where(ok, res, 0.0), ok)
-        z = []
-        for f, robust in self.robust_.items():
-            v, ok = feats[f]
-            zz = np.zeros(x.size)
-            zz[ok] = robust.process(v[ok])
-            z.append((zz, ok))
-        for f, novel in self.novel_.items():
-            v, ok = feats[f]
-            zz = np.zeros(x.size)
-            zz[ok] = novel.process(v[ok])
-            z.append((zz, ok))
-        p = np.concatenate([e.process(zc, ok) for e, (zc, ok) in zip(self.evidence_, z, strict=True)], axis=1)
-        point_p = np.minimum(1.0, p.shape[1] * p.min(axis=1))
-        raw = log_tail_score(point_p)
-        self.last_p_ = p
-        if self.use_likelihood:
-            tail = self.likelihood_.process(raw)
-            if self.point_evidence:
-                learned = self.likelihood_.seen - raw.size + np.arange(raw.size) >= self.learning_period
-                tail = np.where(learned, np.minimum(1.0, 2.0 * np.minimum(tail, point_p)), tail)
-        else:
-            tail = point_p
-        scores = np.clip(-np.log10(np.clip(tail, 1e-300, 1.0)) / self.score_scale, 0.0, 1.0) + 0.0
-        position = (self.n_finite_ if hasattr(self, "n_finite_") else 0) + np.arange(x.size)
-        scores[position < self.learning_period] = 0.0
+        if self.seasonal_ is not None:
+            res = self.seasonal_.process(t, x)
+            series["season"] = (res, np.isfinite(res))
+        p = np.ones((x.size, len(self.streams_)))
+        for k, (feature, transform, calibrator) in enumerate(self.streams_):
+            if feature not in series:
+                continue
+            v, ok = series[feature]
+            # Only where the series is defined: a stream that starts late is not judged against zeros.
+            p[ok, k] = calibrator.process(transform.process(v[ok]))
+        self.last_p_ = p  # per-stream p-values of the last block (diagnostics)
+        bonferroni = np.minimum(1.0, p.shape[1] * p.min(axis=1))
+        scores = np.clip(-np.log10(np.maximum(bonferroni, 1e-300)) / float(self.score_scale), 0.0, 1.0) + 0.0
+        position = self.n_finite_ + np.arange(x.size)
+        scores[position < int(self.learning_period)] = 0.0
         return self._suppress(scores)
 
     def _suppress(self, scores: np.ndarray) -> np.ndarray:
         out = scores.copy()
         cap = np.nextafter(float(self.threshold), 0.0)
         until = self.suppressed_until_
-        start = self.n_finite_ if hasattr(self, "n_finite_") else 0
-        for i in range(out.size):
-            pos = start + i
+        start = self.n_finite_
+        for i in np.flatnonzero(out >= min(cap, float(self.threshold))):
+            pos = start + int(i)
             if pos <= until:
                 out[i] = min(out[i], cap)
             elif out[i] >= self.threshold:
@@ -311,35 +336,21 @@ class AnomalyDetector:
         return out
 
 
-_SEASONS = {"day": 86400.0, "week": 604800.0}
-
 _PARAMS = (
     "threshold",
+    "season",
+    "novelty_window",
     "window",
     "calibration_window",
-    "season",
-    "short_window",
-    "long_window",
-    "learning_period",
-    "min_std",
-    "suppress",
-    "min_history",
-    "lags",
-    "refit_every",
-    "train_size",
-    "reestimate_every",
-    "point_evidence",
-    "seasons",
-    "drift",
-    "novelty_window",
+    "calibration_min",
     "z_features",
     "novelty_features",
-    "z_unit",
-    "novelty_unit",
-    "run_unit",
-    "calib_min",
-    "use_likelihood",
     "score_scale",
+    "suppress",
+    "learning_period",
+    "min_history",
+    "reestimate_every",
+    "unordered",
 )
 
 

@@ -136,3 +136,27 @@ def test_pools_run_drains_the_simulated_provider(tmp_path: Path, monkeypatch: py
     status = json.loads(capsys.readouterr().out)
     assert status["providers"][0]["accounts"][0]["succeeded_today"] == 12
     assert status["spend_today"] == pytest.approx(1.2)
+
+
+@pytest.mark.anyio
+async def test_generate_through_the_journaling_action_runner(database: Database) -> None:
+    from empire.agent.journal import ActionRunner
+    from empire.state import SqlStateStore
+
+    policy = load_policy(default_policy_path()).policy
+    queue = JobQueue(database, budget_limits(policy))
+    store = SqlStateStore(database)
+    clock = FakeClock(NOW)
+    runner = ActionRunner(store, {"generate": GenerateExecutor(queue, lambda: policy, clock)}, clock)
+    action = Generate("luna-waves", 3, "high", (Reason.release_cadence,), ("music-sim",), ("synthwave",), "w1", 0)
+    out = await runner.run(action)
+    assert out.status is OutcomeStatus.applied and out.state["enqueued"] == 3
+    (rec,) = await store.recent_actions("persona/luna-waves")
+    assert rec.state is ActionState.applied and rec.reason == "release_cadence"
+    assert len(await queue.list(persona="luna-waves")) == 3
+    # an intent left unfinished by a crash is settled by reading the jobs table back
+    stale = ActionRecord("gen-intent", "generate", action.subject, {**action.params(), "first": 0}, "release_cadence",
+                         ActionState.intent, NOW, NOW)  # fmt: skip
+    await store.write_intent(stale)
+    results = await runner.reconcile()
+    assert [r.settled_as for r in results] == [ActionState.applied]

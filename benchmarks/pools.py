@@ -115,6 +115,7 @@ def _summary(keys: list[str], books: dict[str, Any], succeeded: int, rpm: float,
         "over_limit": books["over_limit"], "duplicates": books["duplicates"],
         "lost": len(set(keys) - accepted_keys) + (len(keys) - succeeded),
         "server_errors": books["server_errors"], "unauthorized": books["unauthorized"],
+        "http_requests_per_job": round(books["requests"] / len(keys), 2),
         "overhead_ms_per_job": round(1000 * cpu / len(keys), 3),
     }  # fmt: skip
 

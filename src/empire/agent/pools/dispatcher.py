@@ -266,9 +266,10 @@ class Dispatcher:
     async def _follow(self, job: Job, lim: AccountLimits, pjid: str, t0: float, done: PollResult | None = None) -> None:
         adapter = self.adapters[lim.provider]
         interval, deadline = adapter.poll_interval(), t0 + adapter.job_timeout()
-        # first look when a job on this account usually finishes (latency EWMA), then every interval
+        # first look just after a job on this account usually finishes (latency EWMA): most jobs are
+        # then done at the first poll; after that, every interval
         expected = self.pools.states[lim.key].latency_ewma
-        wait = max(interval, 0.9 * expected - (time.monotonic() - t0)) if expected else interval
+        wait = max(interval, 1.1 * expected - (time.monotonic() - t0)) if expected else interval
         result = done
         while result is None or result.status == "running":
             if self.stopping:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from empire.errors import ConfigError
-from empire.models.anomaly_streams import Novelty, RobustZ, SeasonalResidual, TailCalibrator
+from empire.models.anomaly_streams import Novelty, RobustZ, Rolling, SeasonalResidual, TailCalibrator
 
 __all__ = ["DEFAULT_THRESHOLD", "FEATURES", "AnomalyDetector", "to_seconds"]
 
@@ -57,7 +57,7 @@ __all__ = ["DEFAULT_THRESHOLD", "FEATURES", "AnomalyDetector", "to_seconds"]
 DEFAULT_THRESHOLD = 0.5
 
 # Series a stream can be computed on: the value, its first difference, its seasonal residual.
-FEATURES = ("value", "diff", "season")
+FEATURES = ("value", "diff", "season", "mean", "std")
 
 # Tail-scale floors, in each stream's unit. Robust z: never claim a tail lighter than a Gaussian's
 # (mean excess of |z| over its 90th percentile is ~0.45). Novelty: no floor, a level never seen is
@@ -120,14 +120,18 @@ class AnomalyDetector:
         calibration_window: int = 1500,
         calibration_min: int = 100,
         z_features: tuple[str, ...] = ("season",),
-        novelty_features: tuple[str, ...] = ("value",),
+        novelty_features: tuple[str, ...] = ("value", "mean"),
         score_scale: float = 10.0,
         suppress: int = 200,
         learning_period: int = 300,
         min_history: int = 30,
         reestimate_every: int = 20,
         unordered: str = "error",
+        smooth: int = 144,
+        n_seasons: int = 1,
     ) -> None:
+        self.smooth = smooth
+        self.n_seasons = n_seasons
         self.threshold = threshold
         self.season = season
         self.novelty_window = novelty_window
@@ -231,7 +235,10 @@ class AnomalyDetector:
         self.suppressed_until_ = -1
         every = int(self.reestimate_every)
         wanted = set(self.z_features) | set(self.novelty_features)
-        self.seasonal_ = SeasonalResidual(float(self.season)) if self.season and "season" in wanted else None
+        self.rolling_ = Rolling(int(self.smooth)) if {"mean", "std"} & wanted else None
+        self.seasonal_ = (
+            SeasonalResidual(float(self.season), int(self.n_seasons)) if self.season and "season" in wanted else None
+        )
         # One (feature, strangeness transform, calibrator) per stream, in a fixed order.
         self.streams_: list[tuple[str, Any, TailCalibrator]] = []
         for f in self.z_features:
@@ -303,6 +310,9 @@ class AnomalyDetector:
         prev = self.last_value_ if self.last_value_ is not None else x[0]
         series["diff"] = (np.diff(np.concatenate(([prev], x))), ok_all)
         self.last_value_ = float(x[-1])
+        if self.rolling_ is not None:
+            mean, std = self.rolling_.process(x)
+            series["mean"], series["std"] = (mean, ok_all), (std, ok_all)
         if self.seasonal_ is not None:
             res = self.seasonal_.process(t, x)
             series["season"] = (res, np.isfinite(res))
@@ -351,6 +361,8 @@ _PARAMS = (
     "min_history",
     "reestimate_every",
     "unordered",
+    "smooth",
+    "n_seasons",
 )
 
 

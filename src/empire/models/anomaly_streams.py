@@ -102,16 +102,16 @@ class RobustZ(Periodic):
 
 
 class SeasonalResidual:
-    """Residual of each value from the same time one, two and three seasons earlier (median).
+    """Residual of each value from the same time ``1..n_seasons`` seasons earlier (their median).
 
     Looking the reference up by timestamp, not by row offset, keeps the phase right across gaps
     and irregular sampling: a reference counts when its timestamp is within half a sampling step
     of ``t - k * period``. Values with no reference yet give NaN.
     """
 
-    def __init__(self, period: float, n_seasons: int = 3) -> None:
+    def __init__(self, period: float, n_seasons: int = 1) -> None:
         self.period = float(period)
-        self.n_seasons = int(n_seasons)
+        self.n_seasons = max(1, int(n_seasons))
         self.t = np.empty(0)
         self.x = np.empty(0)
         self.step: float | None = None
@@ -259,3 +259,25 @@ class TailCalibrator(Periodic):
             tail_p = np.maximum(tail_p, count_ge / (1.0 + n))
             p[lo:hi] = np.where(c > u, np.minimum(rank_p, tail_p), rank_p)
         return p
+
+
+class Rolling:
+    """Mean and standard deviation of the last ``k`` values (fewer at the start), block-size independent."""
+
+    def __init__(self, k: int) -> None:
+        self.k = max(1, int(k))
+        self.tail = np.empty(0)
+
+    def process(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(x, dtype=float)
+        joined = np.concatenate([self.tail, x])
+        start = self.tail.size
+        c1 = np.concatenate(([0.0], np.cumsum(joined)))
+        c2 = np.concatenate(([0.0], np.cumsum(joined * joined)))
+        end = np.arange(start, joined.size) + 1
+        begin = np.maximum(end - self.k, 0)
+        n = end - begin
+        mean = (c1[end] - c1[begin]) / n
+        var = np.maximum((c2[end] - c2[begin]) / n - mean * mean, 0.0)
+        self.tail = joined[max(0, joined.size - (self.k - 1)) :].copy() if self.k > 1 else np.empty(0)
+        return mean, np.sqrt(var)

@@ -225,3 +225,31 @@ def test_novelty_history_slides_with_repeated_values() -> None:
     parts = Novelty(300, 20)
     pieces = np.concatenate([parts.process(c) for c in np.array_split(x, 37)])
     np.testing.assert_array_equal(pieces, d)
+
+
+def test_denser_spikes_are_detected_by_the_rolling_mean_stream() -> None:
+    # Spikes of the same height every 100 points, then every 20: no single value is new, the
+    # local mean is (as NAB's art_increase_spike_density).
+    n = 4000
+    t = T0 + STEP * np.arange(n)
+    x = np.zeros(n)
+    x[::100] = 20.0
+    x[3000:3400:20] = 20.0
+    s = AnomalyDetector(season=None).fit(x, timestamps=t).scores_
+    assert s[3000:3400].max() >= DEFAULT_THRESHOLD
+    assert (s[800:3000] >= DEFAULT_THRESHOLD).sum() == 0
+    without = AnomalyDetector(season=None, novelty_features=("value",)).fit(x, timestamps=t).scores_
+    assert without[3000:3400].max() < DEFAULT_THRESHOLD
+
+
+def test_rolling_stats_do_not_depend_on_block_size() -> None:
+    from empire.models.anomaly_streams import Rolling
+
+    x = np.random.default_rng(15).normal(0, 1, 500)
+    whole_mean, whole_std = Rolling(24).process(x)
+    parts = Rolling(24)
+    pieces = [parts.process(c) for c in np.array_split(x, 41)]
+    np.testing.assert_array_equal(np.concatenate([m for m, _ in pieces]), whole_mean)
+    np.testing.assert_array_equal(np.concatenate([s for _, s in pieces]), whole_std)
+    np.testing.assert_allclose(whole_mean[100], x[77:101].mean())
+    np.testing.assert_allclose(whole_std[100], x[77:101].std())

@@ -1,34 +1,39 @@
 """Streaming anomaly detection for one metric: a score in [0, 1] per point, strictly causal.
 
 Why this design: the daemon scores live metrics (queue depth, latency, CPU, generation cost) it
-has never seen before, with one threshold for all of them. So the detector asks two questions that
-mean the same on any metric, turns each answer into a p-value against the metric's own history,
-and reports how improbable the most surprising answer is:
+has never seen before, with one threshold for all of them. So the detector asks three questions
+that mean the same on any metric, turns each answer into a p-value against the metric's own
+history, and reports how improbable the most surprising answer is:
 
-1. *novelty* (``anomaly_streams.Novelty``): how far is the value from every value the metric took
-   in its last ``novelty_window`` points (in units of its spread)? A never-seen level (a record
-   low temperature, CPU stuck in a band it never visited, a latency above every past one, a
-   flat-lined counter at a new value) is the strongest, most general sign that something changed.
-   On the NAB development files it finds most anomalies on its own;
-2. *seasonal residual* (``SeasonalResidual`` + ``RobustZ``): how far is the value from the same
-   time one to three ``season`` periods earlier (median), as a robust z against recent residuals?
-   It sees values that are normal in level but wrong for the time of day (a daily peak that did
-   not happen, a night that looks like a day);
-3. each strangeness becomes a p-value against its own last ``calibration_window`` values
+1. *is this value new?* (``anomaly_streams.Novelty`` on the value): how far is it from every
+   value the metric took in its last ``novelty_window`` points, in units of its spread? A level
+   never seen before (a record-low temperature, a latency above every past one, CPU in a band it
+   never visited) is the most general sign that something changed. This is what discretizing
+   detectors (HTM's encoders, CAD OSE's contexts) react to, without their buckets;
+2. *is the local level new?* (novelty of the ``smooth``-point rolling mean): a sustained move to
+   a mean the metric never had (a burst of denser spikes, a machine running 20 degrees cooler, a
+   slow slide to a new low) is novel in the rolling mean long before any single point is: early
+   detection of regime changes, where each point alone still looks ordinary;
+3. *is it wrong for the time of day?* (``SeasonalResidual`` + ``RobustZ``): how far is the value
+   from the same time one ``season`` earlier, as a robust z against recent residuals? It sees
+   values normal in level but not at this hour (a daily peak that did not happen, a flat line
+   where there is usually a cycle);
+4. each strangeness becomes a p-value against its own last ``calibration_window`` values
    (``TailCalibrator``: conformal rank, plus a fitted exponential tail beyond the 90th percentile
    so that a value far beyond all past ones is rarer than "the largest seen"). Points where a
    stream is undefined (no seasonal reference yet) are neither scored nor learned from;
-4. the Bonferroni minimum ``p`` over the streams gives the score ``-log10(p) / score_scale``
+5. the Bonferroni minimum ``p`` over the streams gives the score ``-log10(p) / score_scale``
    clipped to [0, 1] (with the default scale 10, 0.5 means p = 1e-5), so one threshold means one
    false-alarm rate on every metric; scores are 0 for the first ``learning_period`` points;
-5. after a detection, scores are held just below the threshold for ``suppress`` points: one
+6. after a detection, scores are held just below the threshold for ``suppress`` points: one
    incident, one alert, and the next incident is a new detection.
 
 What was measured and left out (``benchmarks/anomaly.py``, NAB dev subset): a level z against the
-recent median, a z of the first difference, a weekly residual, a ``LocalOutlierFactor`` on lagged
-windows, a CUSUM of each stream's surprisal and Numenta's anomaly-likelihood smoothing each found
-a window or two but cost more in false alarms and Bonferroni dilution than they gained; the
-features stay selectable (``z_features``/``novelty_features``: ``value``, ``diff``, ``season``).
+recent median, a z of the first difference, a weekly residual, the median of three seasons as
+reference, novelty of the rolling standard deviation, a ``LocalOutlierFactor`` on lagged windows,
+a CUSUM of each stream's surprisal and Numenta's anomaly-likelihood smoothing each found a window
+or two but cost more in false alarms and Bonferroni dilution than they gained. The features stay
+selectable (``z_features``/``novelty_features`` from ``FEATURES``).
 
 ``AnomalyDetector`` follows the scikit-learn contract (hyperparameters in ``__init__``, learned
 state ending in ``_``): ``fit(X, timestamps=...)`` consumes a series and keeps its training scores
@@ -56,7 +61,8 @@ __all__ = ["DEFAULT_THRESHOLD", "FEATURES", "AnomalyDetector", "to_seconds"]
 # The score at and above which the daemon treats a point as anomalous (p ~ 1e-5 after Bonferroni).
 DEFAULT_THRESHOLD = 0.5
 
-# Series a stream can be computed on: the value, its first difference, its seasonal residual.
+# Series a stream can be computed on: the value, its first difference, its residual from one
+# season earlier, and its rolling mean and standard deviation over ``smooth`` points.
 FEATURES = ("value", "diff", "season", "mean", "std")
 
 # Tail-scale floors, in each stream's unit. Robust z: never claim a tail lighter than a Gaussian's
@@ -96,6 +102,9 @@ class AnomalyDetector:
     Parameters (all in points of the metric unless said otherwise):
         threshold: score at which ``predict`` flags a point and suppression starts.
         season: seasonal period in seconds for the ``season`` feature (``None`` disables it).
+        n_seasons: the seasonal reference is the median of the values ``1..n_seasons`` seasons
+            earlier (1: the same time yesterday).
+        smooth: points in the rolling mean and standard deviation (``mean``, ``std``).
         novelty_window: history of values the novelty stream compares each value with.
         window: history of residuals for the robust z of the ``z_features``.
         calibration_window: history of each stream's strangeness used for its p-value.
@@ -115,6 +124,8 @@ class AnomalyDetector:
         *,
         threshold: float = DEFAULT_THRESHOLD,
         season: float | None = 86400.0,
+        n_seasons: int = 1,
+        smooth: int = 144,
         novelty_window: int = 20000,
         window: int = 600,
         calibration_window: int = 1500,
@@ -127,13 +138,11 @@ class AnomalyDetector:
         min_history: int = 30,
         reestimate_every: int = 20,
         unordered: str = "error",
-        smooth: int = 144,
-        n_seasons: int = 1,
     ) -> None:
-        self.smooth = smooth
-        self.n_seasons = n_seasons
         self.threshold = threshold
         self.season = season
+        self.n_seasons = n_seasons
+        self.smooth = smooth
         self.novelty_window = novelty_window
         self.window = window
         self.calibration_window = calibration_window
@@ -210,7 +219,7 @@ class AnomalyDetector:
     def _validate(self) -> None:
         if not 0.0 < float(self.threshold) <= 1.0:
             raise ConfigError(f"AnomalyDetector.threshold: {self.threshold!r} is not in (0, 1]")
-        for name in ("window", "calibration_window", "novelty_window", "reestimate_every"):
+        for name in ("window", "calibration_window", "novelty_window", "reestimate_every", "smooth", "n_seasons"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"AnomalyDetector.{name}: must be a positive number of points")
         if float(self.score_scale) <= 0:
@@ -349,6 +358,8 @@ class AnomalyDetector:
 _PARAMS = (
     "threshold",
     "season",
+    "n_seasons",
+    "smooth",
     "novelty_window",
     "window",
     "calibration_window",
@@ -361,8 +372,6 @@ _PARAMS = (
     "min_history",
     "reestimate_every",
     "unordered",
-    "smooth",
-    "n_seasons",
 )
 
 

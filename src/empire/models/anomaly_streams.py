@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Novelty", "Periodic", "RobustZ", "SeasonalResidual", "TailCalibrator"]
+__all__ = ["Novelty", "Periodic", "RobustZ", "Rolling", "SeasonalResidual", "TailCalibrator"]
 
 # Strangeness values are capped so that downstream arithmetic never meets inf.
 Z_CAP = 1e6
@@ -140,10 +141,13 @@ class SeasonalResidual:
                 # The step is known from the 16th point on; batch and online must agree before it.
                 ok = (np.abs(jt[pick] - want) <= tol) & (pick < position) & (self.seen + position - start >= 15)
                 refs[:, k - 1] = np.where(ok, jx[pick], np.nan)
-        have = np.isfinite(refs).any(axis=1)
-        expected = np.full(x.size, np.nan)
-        if have.any():
-            expected[have] = np.nanmedian(refs[have], axis=1)
+        if self.n_seasons == 1:
+            expected = refs[:, 0]
+        else:
+            have = np.isfinite(refs).any(axis=1)
+            expected = np.full(x.size, np.nan)
+            if have.any():
+                expected[have] = np.nanmedian(refs[have], axis=1)
         keep_from = jt.searchsorted(jt[-1] - self.n_seasons * self.period - (self.step or 0.0)) if jt.size else 0
         self.t, self.x = jt[keep_from:].copy(), jx[keep_from:].copy()
         self.seen += x.size
@@ -262,22 +266,27 @@ class TailCalibrator(Periodic):
 
 
 class Rolling:
-    """Mean and standard deviation of the last ``k`` values (fewer at the start), block-size independent."""
+    """Mean and standard deviation of the last ``k`` values (fewer at the start).
+
+    Each window is summed on its own (no running cumulative sums), so the numbers are the same
+    to the last bit whatever the block size, and large values do not lose precision over time.
+    """
 
     def __init__(self, k: int) -> None:
         self.k = max(1, int(k))
         self.tail = np.empty(0)
+        self.seen = 0
 
     def process(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=float)
-        joined = np.concatenate([self.tail, x])
-        start = self.tail.size
-        c1 = np.concatenate(([0.0], np.cumsum(joined)))
-        c2 = np.concatenate(([0.0], np.cumsum(joined * joined)))
-        end = np.arange(start, joined.size) + 1
-        begin = np.maximum(end - self.k, 0)
-        n = end - begin
-        mean = (c1[end] - c1[begin]) / n
-        var = np.maximum((c2[end] - c2[begin]) / n - mean * mean, 0.0)
-        self.tail = joined[max(0, joined.size - (self.k - 1)) :].copy() if self.k > 1 else np.empty(0)
-        return mean, np.sqrt(var)
+        k = self.k
+        joined = np.concatenate([np.zeros(k - 1 - self.tail.size), self.tail, x])
+        rows = sliding_window_view(joined, k)
+        count = np.minimum(self.seen + np.arange(x.size) + 1, k)
+        valid = np.arange(k)[None, :] >= (k - count)[:, None]  # padding is at the start of a row
+        mean = rows.sum(axis=1) / count
+        dev = np.where(valid, rows - mean[:, None], 0.0)
+        std = np.sqrt((dev * dev).sum(axis=1) / count)
+        self.tail = joined[joined.size - (k - 1) :].copy() if k > 1 else np.empty(0)
+        self.seen += x.size
+        return mean, std

@@ -245,6 +245,12 @@ class DemandForecaster(BaseEstimator):
             random_state=self.random_state,
         )
 
+    def _fit_one(self, X: np.ndarray, target: np.ndarray) -> tuple[HistGradientBoostingRegressor, np.ndarray]:
+        """One boosted model on the columns that have data (a lag longer than the history is all
+        NaN, which the binning of scikit-learn 1.9 rejects); returns it with those columns."""
+        cols = np.flatnonzero(np.isfinite(X).any(axis=0))
+        return self._new_model().fit(X[:, cols], target), cols
+
     def _features(self, z: np.ndarray, ok: np.ndarray, ts: np.ndarray, window: int, step: float):
         return build_features(z, ok, ts, horizon=self.horizon_steps_, anchor_window=window, step=step)
 
@@ -286,14 +292,14 @@ class DemandForecaster(BaseEstimator):
             rows_a = train[np.isfinite(fm.anchor[train])]
             if len(rows_a) == 0:
                 continue
-            model = self._new_model().fit(fm.X[rows_a], z[rows_a] - fm.anchor[rows_a])
+            model, cols = self._fit_one(fm.X[rows_a], z[rows_a] - fm.anchor[rows_a])
             ok_val = np.isfinite(fm.anchor[val])
-            held[a, ok_val] = fm.anchor[val][ok_val] + model.predict(fm.X[val][ok_val])
+            held[a, ok_val] = fm.anchor[val][ok_val] + model.predict(fm.X[val][ok_val][:, cols])
         actual = y[val]
         errors = np.array([_mae(np.expm1(p), actual) for p in held])
         best = float(np.min(errors))
-        with np.errstate(divide="ignore"):
-            weights = np.where(np.isfinite(errors), (best / errors) ** self.blend_power, 0.0)
+        ratio = np.where(errors > 0, best / np.where(errors > 0, errors, 1.0), 1.0)
+        weights = np.where(np.isfinite(errors), ratio**self.blend_power, 0.0)
         if not np.isfinite(best) or weights.sum() == 0:
             weights = np.ones(len(mats))
         self.weights_ = weights / weights.sum()
@@ -304,10 +310,12 @@ class DemandForecaster(BaseEstimator):
         self.fallback_validation_mae_ = _mae(fallback[val], actual)
         self.anchor_validation_mae_ = tuple(float(e) for e in errors)
 
-        self.models_ = []
+        self.models_, self.feature_columns_ = [], []
         for fm in mats:
             rows_a = idx[np.isfinite(fm.anchor[idx])]
-            self.models_.append(self._new_model().fit(fm.X[rows_a], z[rows_a] - fm.anchor[rows_a]))
+            model, cols = self._fit_one(fm.X[rows_a], z[rows_a] - fm.anchor[rows_a])
+            self.models_.append(model)
+            self.feature_columns_.append(cols)
         self.feature_names_ = mats[0].names
         self.n_history_ = available
         return self
@@ -325,13 +333,13 @@ class DemandForecaster(BaseEstimator):
     def _predict_log_unlimited(self, y: np.ndarray, ok: np.ndarray, ts: np.ndarray, rows: slice) -> np.ndarray:
         preds = []
         z = np.log1p(y)
-        for window, model in zip(self.anchor_steps_, self.models_, strict=True):
+        for window, model, cols in zip(self.anchor_steps_, self.models_, self.feature_columns_, strict=True):
             fm = self._features(z, ok, ts, window, self.step_)
             X, anchor = fm.X[rows], fm.anchor[rows]
             p = np.full(len(anchor), np.nan)
             good = np.isfinite(anchor)
             if good.any():
-                p[good] = anchor[good] + model.predict(X[good])
+                p[good] = anchor[good] + model.predict(X[good][:, cols])
             preds.append(p)
         return _blend(np.vstack(preds), self.weights_)
 

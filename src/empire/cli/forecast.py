@@ -1,0 +1,218 @@
+"""`empire forecast`: walk the demand forecaster forward through a CSV and score it.
+
+Why a command: before trusting predictive scaling on a metric, an operator can check what the
+forecaster would have achieved on an export of that metric, with exactly the code the benchmark
+and the daemon use (``empire.models.forecast.walk_forward``), side by side with the naive forecasts
+any forecaster has to beat (last value, same time yesterday, same time last week).
+
+The input is resampled onto the ``--step`` grid by summing the samples within each step (as the
+reference baselines do for hourly series); a step is valid only when all its samples are there and,
+with ``--status-column``, all have status ``ok``. The model is fitted on the first
+``--train-fraction`` and refitted every ``--refit-every`` on the data before each block. A missing
+file, an unknown column (the available ones are listed), a value that is not a number, a timestamp
+that cannot be parsed, or a bad duration is a ``ConfigError``: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from empire.errors import ConfigError
+
+__all__ = ["register", "run"]
+
+_MISSING = {"", "nan", "NaN", "NA", "null", "None"}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "forecast",
+        help="walk-forward demand forecast of a CSV series, scored against naive baselines",
+        description="Fit the demand forecaster on the first part of a CSV series, forecast the rest "
+        "step by step from past data only, write the forecasts and print MAE/MASE next to the naive "
+        "baselines.",
+    )
+    p.add_argument("--input", required=True, type=Path, metavar="CSV", help="CSV file with a header row")
+    p.add_argument("--value-column", required=True, metavar="COL", help="the demand column")
+    p.add_argument("--status-column", metavar="COL", help="rows whose status is not 'ok' are gaps")
+    p.add_argument("--timestamp-column", default="timestamp", metavar="COL", help="default: timestamp")
+    p.add_argument("--step", default="1h", help="grid step; samples are summed per step (default: 1h)")
+    p.add_argument("--horizon", default="1h", help="how far ahead to forecast, a multiple of --step (default: 1h)")
+    p.add_argument("--train-fraction", default=0.8, type=float, help="share used for the first fit (default: 0.8)")
+    p.add_argument("--refit-every", default="7d", help="refit cadence in the test part; 0 = never (default: 7d)")
+    p.add_argument("--output", type=Path, metavar="CSV", help="write timestamp,actual,forecast,p10,p50,p90,...")
+    p.set_defaults(func=run)
+
+
+def _seconds(option: str, text: str) -> float:
+    from empire.policies.durations import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def _parse_time(text: str) -> float:
+    """Seconds since the epoch on the wall clock (an offset is dropped: demand follows local time)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    stamp = datetime.fromisoformat(text)
+    return (stamp.replace(tzinfo=None) - _EPOCH).total_seconds()
+
+
+def read_series(
+    path: Path, timestamp_column: str, value_column: str, status_column: str | None
+) -> tuple[list[float], list[float], list[bool]]:
+    """Sample times (epoch seconds), values and validity of a CSV; bad input is a ``ConfigError``."""
+    try:
+        f = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    with f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        for option, col in (
+            ("--timestamp-column", timestamp_column),
+            ("--value-column", value_column),
+            ("--status-column", status_column),
+        ):
+            if col is not None and col not in columns:
+                available = ", ".join(columns) if columns else "none (empty file)"
+                raise ConfigError(f"{path}: {option}: no column {col!r}; available columns: {available}")
+        times: list[float] = []
+        values: list[float] = []
+        valid: list[bool] = []
+        for row in reader:
+            line = reader.line_num
+            stamp = (row.get(timestamp_column) or "").strip()
+            try:
+                times.append(_parse_time(stamp))
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"{path}: line {line}: {timestamp_column} {stamp!r} is not a timestamp "
+                    "(expected ISO 8601 like 2024-05-01 13:00:00, or epoch seconds)"
+                ) from None
+            raw = (row.get(value_column) or "").strip()
+            if raw in _MISSING:
+                value = math.nan
+            else:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise ConfigError(f"{path}: line {line}: {value_column} {raw!r} is not a number") from None
+            ok = math.isfinite(value)
+            if status_column is not None:
+                ok = ok and (row.get(status_column) or "").strip().lower() == "ok"
+            values.append(value)
+            valid.append(ok)
+    if len(times) < 2:
+        raise ConfigError(f"{path}: need at least two rows of data, found {len(times)}")
+    return times, values, valid
+
+
+def _fmt(x: Any) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+def _write(path: Path, result: Any, quantile_name: Any) -> None:
+    import numpy as np
+
+    qcols = [quantile_name(q) for q in result.quantiles]
+    base = list(result.baselines)
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["timestamp", "actual", "forecast", *qcols, "method", *base])
+            for i, t in enumerate(result.timestamps):
+                stamp = np.datetime_as_string(t, unit="s").replace("T", " ")
+                w.writerow(
+                    [
+                        stamp,
+                        _fmt(result.actual[i]),
+                        _fmt(result.forecast[i]),
+                        *(_fmt(v) for v in result.quantile_forecasts[i]),
+                        result.method[i],
+                        *(_fmt(result.baselines[b][i]) for b in base),
+                    ]
+                )
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+_LABELS = {
+    "forecast": "empire forecaster",
+    "naive": "naive (last value)",
+    "seasonal_daily": "seasonal naive daily",
+    "seasonal_weekly": "seasonal naive weekly",
+    "seasonal_change": "fallback (seasonal change)",
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from empire.models.features import resample_sum
+    from empire.models.forecast import DemandForecaster, quantile_name, walk_forward
+
+    step = _seconds("--step", args.step)
+    horizon = _seconds("--horizon", args.horizon)
+    refit = _seconds("--refit-every", args.refit_every)
+    if step <= 0:
+        raise ConfigError("--step: must be positive")
+    if horizon < step or abs(horizon / step - round(horizon / step)) > 1e-9:
+        raise ConfigError(f"--horizon: {args.horizon} is not a whole number of --step {args.step}")
+    if not 0.0 < args.train_fraction < 1.0:
+        raise ConfigError(f"--train-fraction: must be between 0 and 1, got {args.train_fraction}")
+    times, values, valid = read_series(args.input, args.timestamp_column, args.value_column, args.status_column)
+    try:
+        grid, sums, ok = resample_sum(np.array(times), np.array(values), np.array(valid), step)
+    except ValueError as exc:
+        raise ConfigError(f"{args.input}: --step {args.step}: {exc}") from None
+    n_train = math.floor(args.train_fraction * len(grid))
+    if not 0 < n_train < len(grid):
+        raise ConfigError(
+            f"{args.input}: {len(grid)} steps of {args.step} leave no train or no test part "
+            f"at --train-fraction {args.train_fraction}"
+        )
+    stamps = grid.astype("datetime64[s]")
+    result = walk_forward(
+        sums,
+        stamps,
+        ok,
+        forecaster=DemandForecaster(horizon=horizon),
+        train_fraction=args.train_fraction,
+        refit_every=refit if refit > 0 else None,
+    )
+    if args.output is not None:
+        _write(args.output, result, quantile_name)
+
+    m = result.metrics
+    n_test = len(result.timestamps)
+    print(
+        f"{args.value_column}: step {args.step}, horizon {args.horizon}; train {result.n_train} steps, "
+        f"test {n_test} steps ({m['forecast']['n']} scored), {result.refits} fit(s)"
+    )
+    print(f"{'method':<28} {'MAE':>12} {'MASE_1':>8} {'MASE_d':>8}")
+    for name, label in _LABELS.items():
+        row = m[name]
+        print(f"{label:<28} {row['mae']:>12.2f} {row['mase_1']:>8.3f} {row['mase_d']:>8.3f}")
+    if "coverage" in m["forecast"] and len(result.quantiles) > 1:
+        lo, hi = quantile_name(min(result.quantiles)), quantile_name(max(result.quantiles))
+        print(f"actuals inside {lo}..{hi}: {m['forecast']['coverage']:.1%}")
+    methods, counts = np.unique(result.method.astype(str), return_counts=True)
+    used = ", ".join(f"{meth or 'none'} {c}" for meth, c in zip(methods, counts, strict=True))
+    print(f"forecast methods: {used}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.output is not None:
+        print(f"wrote {n_test} rows to {args.output}")
+    return 0

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "policy",
     "db",
     "detect",
+    "forecast",
     "run",
     "explain",
     "jobs",

@@ -191,6 +191,9 @@ class _Operator:
             message = "this EmpireConfig was not in force: the policy is unchanged"
         elif successor is not None and successor.ok:
             message = f"{successor.ref.describe()} takes over with policy version {outcome.version}"
+        elif successor is not None:
+            message = (f"{successor.ref.describe()} is next but its spec is invalid: the agent idles "
+                       f"(policy version {outcome.version}: dry run, no targets)")  # fmt: skip
         else:
             message = f"no EmpireConfig left: the agent idles (policy version {outcome.version}: dry run, no targets)"
         kopf.event(body, type="Normal", reason="PolicyWithdrawn", message=message)

@@ -207,14 +207,20 @@ def run_two_processes(n: int, rpm: float, redis_url: str) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--no-publish",
                "--max-in-flight", "300"]  # fmt: skip
         t0 = time.monotonic()
-        procs = [subprocess.Popen([*cmd, "--owner", f"bench-{i}"], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
-        outs = [p.communicate(timeout=600) for p in procs]
+        # output goes to files: a pipe nobody reads while waiting for the other process fills up and
+        # blocks its writer (mid-transaction, holding SQLite's lock: both processes would then hang)
+        logs = [(Path(tmp) / f"out-{i}.txt", Path(tmp) / f"err-{i}.txt") for i in range(2)]
+        procs = []
+        for i, (out_path, err_path) in enumerate(logs):
+            with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+                procs.append(subprocess.Popen([*cmd, "--owner", f"bench-{i}"], env=env, stdout=out_f, stderr=err_f))
+        for p in procs:
+            p.wait(timeout=600)
         wall = time.monotonic() - t0
-        for p, (_, err) in zip(procs, outs, strict=True):
+        for p, (_, err_path) in zip(procs, logs, strict=True):
             if p.returncode != 0:
-                raise RuntimeError(f"pools run failed: {err[-2000:]}")
-        per = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+                raise RuntimeError(f"pools run failed: {err_path.read_text()[-2000:]}")
+        per = [json.loads(out_path.read_text().strip().splitlines()[-1]) for out_path, _ in logs]
         books = stats(keys=True)
         out = _summary(keys, books, asyncio.run(_succeeded(db_url)), rpm, ACCOUNTS, _burst(rpm),
                        sum(p["cpu_seconds"] for p in per), wall)  # fmt: skip

@@ -37,10 +37,17 @@ def _env(tmp_path: Path, db_path: Path) -> dict[str, str]:
     return env
 
 
-def _start(policy: Path, env: dict[str, str], owner: str) -> subprocess.Popen[str]:
+def _start(policy: Path, env: dict[str, str], owner: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--lease", "2",
            "--no-publish", "--owner", owner, "--max-in-flight", "64"]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = policy.parent / owner  # files, not pipes: nobody reads while the process runs
+    with open(f"{logs}.out", "w") as out, open(f"{logs}.err", "w") as err:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+
+
+def _output(policy: Path, owner: str) -> tuple[str, str]:
+    logs = policy.parent / owner
+    return Path(f"{logs}.out").read_text(), Path(f"{logs}.err").read_text()
 
 
 async def _open(db_path: Path) -> Database:
@@ -85,7 +92,7 @@ def test_kill_9_mid_dispatch_then_restart_completes_every_job_exactly_once(tmp_p
         first = _start(policy, env, "replica-a")
         deadline = time.monotonic() + 60
         while fake.snapshot()["accepted"] < 60:
-            assert first.poll() is None, first.communicate()
+            assert first.poll() is None, _output(policy, "replica-a")
             assert time.monotonic() < deadline, "the first process never got going"
             time.sleep(0.02)
         first.send_signal(signal.SIGKILL)
@@ -96,7 +103,8 @@ def test_kill_9_mid_dispatch_then_restart_completes_every_job_exactly_once(tmp_p
         assert at_kill.get("succeeded", 0) < N
 
         second = _start(policy, env, "replica-b")
-        out, err = second.communicate(timeout=120)
+        second.wait(timeout=120)
+        out, err = _output(policy, "replica-b")
         assert second.returncode == 0, err
         stats = json.loads(out.strip().splitlines()[-1])
         books = fake.snapshot(with_keys=True)

@@ -55,17 +55,18 @@ def test_two_replicas_through_redis_stay_under_the_limits(tmp_path: Path, redis_
         env.update(EMPIRE_DATABASE_URL=f"sqlite:///{db_path}", EMPIRE_DATA_DIR=str(tmp_path / "data"),
                    EMPIRE_REDIS_URL=redis_url, TEST_KEY_A="key-a", TEST_KEY_B="key-b")  # fmt: skip
         cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--no-publish"]
-        procs = [
-            subprocess.Popen(
-                [*cmd, "--owner", f"replica-{i}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            for i in range(2)
-        ]
-        results = [p.communicate(timeout=120) for p in procs]
+        # files, not pipes: an unread pipe would block one process mid-transaction and hang both
+        logs = [(tmp_path / f"out-{i}.txt", tmp_path / f"err-{i}.txt") for i in range(2)]
+        procs = []
+        for i, (out_path, err_path) in enumerate(logs):
+            with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+                procs.append(subprocess.Popen([*cmd, "--owner", f"replica-{i}"], env=env, stdout=out_f, stderr=err_f))
+        for p in procs:
+            p.wait(timeout=120)
         books = fake.snapshot(with_keys=True)
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err
-    done = [json.loads(out.strip().splitlines()[-1])["succeeded"] for out, _ in results]
+    for p, (_, err_path) in zip(procs, logs, strict=True):
+        assert p.returncode == 0, err_path.read_text()
+    done = [json.loads(out.read_text().strip().splitlines()[-1])["succeeded"] for out, _ in logs]
     assert sum(done) == N and min(done) > 0  # both replicas worked
     assert books["accepted"] == N and books["duplicates"] == 0 and set(books["keys"]) == {f"rep-{i}" for i in range(N)}
     assert books["over_limit"] == 0

@@ -123,16 +123,24 @@ def redis_errors(url: str) -> Callable[[BaseException], Exception]:
     return classify
 
 
-def connect_redis(url: str, **kwargs: Any) -> Any:
-    """A `redis.asyncio.Redis` client for `url` (lazy: connects on first use)."""
+def connect_redis(url: str, max_connections: int = 64, wait: float = 10.0, **kwargs: Any) -> Any:
+    """A `redis.asyncio.Redis` client for `url` (lazy: connects on first use).
+
+    The pool *blocks* when all `max_connections` are in use (up to `wait` seconds) instead of
+    failing: hundreds of concurrent jobs asking for a slot at once must queue for a connection,
+    not error out (redis-py's default pool raises "Too many connections" past 100)."""
     try:
         import redis.asyncio as aioredis
     except ImportError:
         raise ConfigError("redis support is not installed: pip install 'empire[redis]'") from None
     try:
-        return aioredis.from_url(url, decode_responses=True, health_check_interval=30, **kwargs)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=wait, decode_responses=True, health_check_interval=30,
+            **kwargs,
+        )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"invalid redis URL {mask_url(url)}: {exc}") from None
+    return aioredis.Redis(connection_pool=pool)
 
 
 class RedisLimiter:
@@ -180,6 +188,7 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()
 
 
 @asynccontextmanager

@@ -358,7 +358,11 @@ class Dispatcher:
         st = self.pools.states[lim.key]
         st.in_flight += 1  # counted before the await: concurrent workers see it
         holder = f"{self.opt.owner}:{job.id}"
-        ok = await self.limiter.acquire_slot(lim.key, holder, lim.max_concurrent, self.opt.lease_seconds)
+        try:
+            ok = await self.limiter.acquire_slot(lim.key, holder, lim.max_concurrent, self.opt.lease_seconds)
+        except BaseException:
+            st.in_flight -= 1
+            raise
         if not ok and not force:
             st.in_flight -= 1
             return False

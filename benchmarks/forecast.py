@@ -128,7 +128,7 @@ def run_trace(path: Path, value: str, status: str | None, target: float) -> dict
         "meets_target": bool(ours <= target),
         "p10_p90_coverage": round(m["forecast"].get("coverage", float("nan")), 3),
         "refits": result.refits,
-        "methods": dict(Counter(str(m) for m in result.method)),
+        "methods": dict(Counter(str(x) for x in result.method)),
         "seconds": {"empire_fit_predict": round(ours_s, 2), "holt_winters_both_seasons": round(hw_s, 2)},
     }
 

@@ -221,6 +221,15 @@ def test_constant_series_forecast_the_constant() -> None:
         assert fc.quantile(0.9) == pytest.approx(level, abs=1e-6)
 
 
+def test_the_guard_prefers_a_fallback_that_did_better_on_the_holdout() -> None:
+    n = 24 * 10
+    y, ts = 100 + 50 * np.sin(2 * np.pi * np.arange(n) / 24), hourly(n)  # the fallback is exact here
+    fc = forecast_demand(y, ts, forecaster=fast())
+    assert fc.method == SEASONAL_CHANGE and "worse than the fallback" in fc.reason
+    assert fc.value == pytest.approx(100 + 50 * np.sin(2 * np.pi * n / 24))
+    assert forecast_demand(y, ts, forecaster=fast(), guard=False).method == MODEL
+
+
 def test_walk_forward_falls_back_while_the_history_is_short() -> None:
     n = 24 * 7
     y, ts = demand(n), hourly(n)

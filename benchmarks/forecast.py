@@ -53,7 +53,7 @@ HOUR = 3600.0
 def load(path: Path, value: str, status: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     times, values, valid = read_series(path, "timestamp", value, status)
     grid, sums, ok = resample_sum(np.array(times), np.array(values), np.array(valid), HOUR)
-    return grid.astype("datetime64[s]"), sums, ok
+    return np.round(grid).astype(np.int64).astype("datetime64[s]"), sums, ok
 
 
 def fill_gaps(y: np.ndarray, ok: np.ndarray) -> np.ndarray:

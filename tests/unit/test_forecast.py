@@ -330,3 +330,12 @@ def test_cli_missing_file_and_bad_timestamp(tmp_path: Path, capsys: pytest.Captu
     bad.write_text("timestamp,v\n2024-01-01 00:00:00,1\n2024-01-01 01:00:00,many\n")
     code, _, err = run_cli(capsys, "forecast", "--input", str(bad), "--value-column", "v")
     assert code == 2 and "'many' is not a number" in err
+
+
+def test_cli_series_too_short_to_score_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("timestamp,v\n" + "".join(f"2024-01-01 {h:02d}:00:00,{h}\n" for h in range(10)))
+    code, out, err = run_cli(capsys, "forecast", "--input", str(tiny), "--value-column", "v")
+    assert code == 1
+    assert "0 scored" in out and "last_value 2" in out and "need 72 valid steps" in out
+    assert "no test step could be scored" in err

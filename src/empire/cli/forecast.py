@@ -10,7 +10,8 @@ reference baselines do for hourly series); a step is valid only when all its sam
 with ``--status-column``, all have status ``ok``. The model is fitted on the first
 ``--train-fraction`` and refitted every ``--refit-every`` on the data before each block. A missing
 file, an unknown column (the available ones are listed), a value that is not a number, a timestamp
-that cannot be parsed, or a bad duration is a ``ConfigError``: one line, exit 2.
+that cannot be parsed, or a bad duration is a ``ConfigError``: one line, exit 2. A series too short
+for any test step to have the baselines' inputs (a week before it) runs but exits 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -183,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.input}: {len(grid)} steps of {args.step} leave no train or no test part "
             f"at --train-fraction {args.train_fraction}"
         )
-    stamps = grid.astype("datetime64[s]")
+    stamps = np.round(grid).astype(np.int64).astype("datetime64[s]")
     result = walk_forward(
         sums,
         stamps,
@@ -201,10 +203,11 @@ def run(args: argparse.Namespace) -> int:
         f"{args.value_column}: step {args.step}, horizon {args.horizon}; train {result.n_train} steps, "
         f"test {n_test} steps ({m['forecast']['n']} scored), {result.refits} fit(s)"
     )
-    print(f"{'method':<28} {'MAE':>12} {'MASE_1':>8} {'MASE_d':>8}")
-    for name, label in _LABELS.items():
-        row = m[name]
-        print(f"{label:<28} {row['mae']:>12.2f} {row['mase_1']:>8.3f} {row['mase_d']:>8.3f}")
+    if m["forecast"]["n"]:
+        print(f"{'method':<28} {'MAE':>12} {'MASE_1':>8} {'MASE_d':>8}")
+        for name, label in _LABELS.items():
+            row = m[name]
+            print(f"{label:<28} {row['mae']:>12.2f} {row['mase_1']:>8.3f} {row['mase_d']:>8.3f}")
     if "coverage" in m["forecast"] and len(result.quantiles) > 1:
         lo, hi = quantile_name(min(result.quantiles)), quantile_name(max(result.quantiles))
         print(f"actuals inside {lo}..{hi}: {m['forecast']['coverage']:.1%}")
@@ -215,4 +218,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if args.output is not None:
         print(f"wrote {n_test} rows to {args.output}")
+    if not m["forecast"]["n"]:
+        print(
+            "no test step could be scored: each needs a valid actual and valid values one step, one day "
+            "and one week before it (the baselines); give a longer series",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -29,6 +29,7 @@ Errors::
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ __all__ = [
     "seasonal_change",
     "walk_forward",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Which method produced a forecast (closed set: these are metric and CSV labels).
 MODEL = "gbm"
@@ -536,6 +539,11 @@ def walk_forward(
         try:
             model = clone(est).fit(y[:history], ts[:history], ok[:history])
             refits += 1
+            logger.debug(
+                "refit at %s on %d steps: holdout MAE %.4g (fallback %.4g), anchor weights %s",
+                ts[start], history, model.validation_mae_, model.fallback_validation_mae_,
+                np.round(model.weights_, 3),
+            )  # fmt: skip
             use_model = not (guard and model.validation_mae_ > model.fallback_validation_mae_)
             if not use_model:
                 notes.append(f"{ts[start]}: model worse than fallback on holdout; fallback used")

@@ -37,8 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from empire.cli.forecast import read_series
+from empire.models.evaluation import walk_forward
 from empire.models.features import resample_sum
-from empire.models.forecast import DemandForecaster, walk_forward
+from empire.models.forecast import DemandForecaster
 
 ROOT = Path(__file__).resolve().parent.parent
 

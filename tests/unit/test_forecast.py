@@ -16,6 +16,7 @@ from sklearn.exceptions import NotFittedError
 
 from empire.cli import main
 from empire.errors import PermanentError
+from empire.models.evaluation import walk_forward
 from empire.models.forecast import (
     LAST_VALUE,
     MODEL,
@@ -27,7 +28,6 @@ from empire.models.forecast import (
     forecast_demand,
     quantile_name,
     seasonal_change,
-    walk_forward,
 )
 
 HOUR = 3600.0

@@ -2,7 +2,7 @@
 
 Why a command: before trusting predictive scaling on a metric, an operator can check what the
 forecaster would have achieved on an export of that metric, with exactly the code the benchmark
-and the daemon use (``empire.models.forecast.walk_forward``), side by side with the naive forecasts
+and the daemon use (``empire.models.evaluation.walk_forward``), side by side with the naive forecasts
 any forecaster has to beat (last value, same time yesterday, same time last week).
 
 The input is resampled onto the ``--step`` grid by summing the samples within each step (as the
@@ -162,8 +162,9 @@ _LABELS = {
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from empire.models.evaluation import walk_forward
     from empire.models.features import resample_sum
-    from empire.models.forecast import DemandForecaster, quantile_name, walk_forward
+    from empire.models.forecast import DemandForecaster, quantile_name
 
     step = _seconds("--step", args.step)
     horizon = _seconds("--horizon", args.horizon)

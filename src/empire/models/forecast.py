@@ -18,8 +18,7 @@ Why this shape (numbers from ``benchmarks/forecast.py``, hourly traces, one-hour
   seen from the origin's time to the target's time one day and one week earlier (NASA 298, taxi
   2022, vs last value 361 and 4170); it needs one valid value. :func:`forecast_demand` tries the
   model and falls back, and the result says which method produced it and why.
-- **Walk-forward** (:func:`walk_forward`) refits on everything up to each refit origin and makes
-  every forecast only from data at or before its origin; the CLI and the benchmark share it.
+- **Walk-forward** evaluation lives in :mod:`empire.models.evaluation`.
 
 Errors::
 
@@ -32,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,12 +60,13 @@ __all__ = [
     "DemandForecast",
     "DemandForecaster",
     "InsufficientHistory",
-    "WalkForward",
     "fallback_forecast",
+    "fallback_quantiles",
     "forecast_demand",
+    "horizon_steps",
+    "prepare_series",
     "quantile_name",
     "seasonal_change",
-    "walk_forward",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def quantile_name(q: float) -> str:
     return f"p{round(q * 100, 3):g}"
 
 
-def _prepare(values: Any, timestamps: Any, valid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def prepare_series(values: Any, timestamps: Any, valid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Raw values, validity mask, datetime64 stamps and the step; shapes checked."""
     y = np.asarray(values, dtype=float).ravel()
     ts = np.asarray(timestamps, dtype="datetime64[s]").ravel()
@@ -130,7 +130,7 @@ def _prepare(values: Any, timestamps: Any, valid: Any) -> tuple[np.ndarray, np.n
     return np.where(ok, np.maximum(y, 0.0), np.nan), ok, ts, step_seconds(ts)
 
 
-def _horizon_steps(horizon: float, step: float) -> int:
+def horizon_steps(horizon: float, step: float) -> int:
     steps = horizon / step
     if steps < 1 - 1e-9 or abs(steps - round(steps)) > 1e-9:
         raise ValueError(f"horizon {horizon:g}s is not a whole number of {step:g}s steps")
@@ -192,7 +192,7 @@ def seasonal_change(y: np.ndarray, valid: np.ndarray, *, horizon: int, step: flo
     return np.where(np.isfinite(base), pred, np.nan), method
 
 
-def _fallback_quantiles(y: np.ndarray, pred: np.ndarray, history_end: int, quantiles: Sequence[float]) -> np.ndarray:
+def fallback_quantiles(y: np.ndarray, pred: np.ndarray, history_end: int, quantiles: Sequence[float]) -> np.ndarray:
     """Quantile offsets (log space) from the fallback's own errors on the history."""
     actual, past = y[:history_end], pred[:history_end]
     return _offsets(np.log1p(actual) - np.log1p(past), quantiles)
@@ -267,8 +267,8 @@ class DemandForecaster(BaseEstimator):
             raise ValueError("validation_fraction must be in (0, 1)")
         if not self.anchor_windows:
             raise ValueError("anchor_windows must name at least one anchor")
-        y, ok, ts, step = _prepare(values, timestamps, valid)
-        h = _horizon_steps(self.horizon, step)
+        y, ok, ts, step = prepare_series(values, timestamps, valid)
+        h = horizon_steps(self.horizon, step)
         self.step_ = step
         self.horizon_steps_ = h
         self.anchor_steps_ = tuple(1 if w <= 0 else steps_in(w, step) for w in self.anchor_windows)
@@ -352,7 +352,7 @@ class DemandForecaster(BaseEstimator):
 
     def _series(self, values: Any, timestamps: Any, valid: Any):
         self._check_fitted()
-        y, ok, ts, step = _prepare(values, timestamps, valid)
+        y, ok, ts, step = prepare_series(values, timestamps, valid)
         if not math.isclose(step, self.step_):
             raise ValueError(f"series step {step:g}s differs from the fitted step {self.step_:g}s")
         return y, ok, ts
@@ -413,8 +413,8 @@ def fallback_forecast(
     there are fewer than two). Raises :class:`InsufficientHistory` only when no valid value lies in
     the week before the origin.
     """
-    y, ok, ts, step = _prepare(values, timestamps, valid)
-    h = _horizon_steps(horizon, step)
+    y, ok, ts, step = prepare_series(values, timestamps, valid)
+    h = horizon_steps(horizon, step)
     ye, oke, tse = _extend(y, ok, ts, h, step)
     pred, method = seasonal_change(ye, oke, horizon=h, step=step)
     if not np.isfinite(pred[-1]):
@@ -423,7 +423,7 @@ def fallback_forecast(
             needed=1,
             available=0,
         )
-    offsets = _fallback_quantiles(ye, pred, len(y), quantiles)
+    offsets = fallback_quantiles(ye, pred, len(y), quantiles)
     median = float(pred[-1])
     qs = np.maximum(np.expm1(np.log1p(median) + offsets), 0.0)
     return DemandForecast(
@@ -463,141 +463,3 @@ def forecast_demand(
         )
         return fallback_forecast(values, timestamps, valid, horizon=est.horizon, quantiles=est.quantiles, reason=reason)
     return est.forecast(values, timestamps, valid)
-
-
-# -- walk-forward evaluation -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WalkForward:
-    """Forecasts for the test part of a series, the naive baselines on the same rows, and metrics.
-
-    ``metrics[name]`` has ``mae``, ``mase_1``, ``mase_d`` and ``n`` for ``forecast`` (ours) and
-    the baselines ``naive`` (last value), ``seasonal_daily``, ``seasonal_weekly`` and
-    ``seasonal_change`` (the fallback), all over the ``scored`` rows: valid target, every method
-    has a forecast. ``forecast`` also has ``coverage`` (share of actuals inside the outer quantiles).
-    """
-
-    timestamps: np.ndarray
-    actual: np.ndarray
-    forecast: np.ndarray
-    quantiles: tuple[float, ...]
-    quantile_forecasts: np.ndarray
-    method: np.ndarray
-    baselines: Mapping[str, np.ndarray]
-    scored: np.ndarray
-    metrics: Mapping[str, Mapping[str, float]]
-    scales: Mapping[str, float]
-    n_train: int
-    refits: int
-    notes: tuple[str, ...] = field(default=())
-
-
-def _scale(y: np.ndarray, lag_steps: int, end: int) -> float:
-    a, b = y[lag_steps:end], y[: max(end - lag_steps, 0)]
-    good = np.isfinite(a) & np.isfinite(b)
-    return float(np.mean(np.abs(a[good] - b[good]))) if good.any() else math.nan
-
-
-def walk_forward(
-    values: Any,
-    timestamps: Any,
-    valid: Any = None,
-    *,
-    forecaster: DemandForecaster | None = None,
-    train_fraction: float = 0.8,
-    refit_every: float | None = WEEK,
-    guard: bool = True,
-) -> WalkForward:
-    """Fit on the first ``train_fraction`` of the series, then forecast every later step.
-
-    A clone of ``forecaster`` is refitted every ``refit_every`` seconds (``None``: fit once) on all
-    data up to the first origin of its block, so each forecast of target ``T`` uses only data at
-    indices ``<= T - horizon``. Blocks where the model cannot be fitted (too short a history) or,
-    with ``guard``, did worse than the fallback on its holdout use :func:`seasonal_change`.
-    """
-    y, ok, ts, step = _prepare(values, timestamps, valid)
-    est = forecaster if forecaster is not None else DemandForecaster()
-    h = _horizon_steps(est.horizon, step)
-    n = len(y)
-    n_train = math.floor(train_fraction * n)
-    if not 0 < n_train < n:
-        raise ValueError(f"train_fraction {train_fraction} leaves no train or no test part of {n} steps")
-    qs = tuple(float(q) for q in est.quantiles)
-    block = n if refit_every is None else steps_in(refit_every, step)
-    fb_pred, fb_method = seasonal_change(y, ok, horizon=h, step=step)
-
-    forecast = np.full(n, np.nan)
-    qpred = np.full((n, len(qs)), np.nan)
-    method = np.full(n, "", dtype=object)
-    notes: list[str] = []
-    refits = 0
-    for start in range(n_train, n, block):
-        end = min(start + block, n)
-        history = max(start - h + 1, 0)  # indices <= the block's first origin
-        use_model = False
-        try:
-            model = clone(est).fit(y[:history], ts[:history], ok[:history])
-            refits += 1
-            logger.debug(
-                "refit at %s on %d steps: holdout MAE %.4g (fallback %.4g), anchor weights %s",
-                ts[start], history, model.validation_mae_, model.fallback_validation_mae_,
-                np.round(model.weights_, 3),
-            )  # fmt: skip
-            use_model = not (guard and model.validation_mae_ > model.fallback_validation_mae_)
-            if not use_model:
-                notes.append(f"{ts[start]}: model worse than fallback on holdout; fallback used")
-        except InsufficientHistory as exc:
-            notes.append(f"{ts[start]}: {exc}; fallback used")
-        if use_model:
-            med, quant = model.predict_rows(y[:end], ts[:end], ok[:end], slice(start, end))
-            forecast[start:end], qpred[start:end] = med, quant
-            method[start:end] = np.where(np.isfinite(med), MODEL, "")
-        missing = np.flatnonzero(~np.isfinite(forecast[start:end])) + start
-        if len(missing):
-            offsets = _fallback_quantiles(y, fb_pred, history, qs)
-            forecast[missing] = fb_pred[missing]
-            qpred[missing] = np.maximum(np.expm1(np.log1p(fb_pred[missing])[:, None] + offsets[None, :]), 0.0)
-            method[missing] = fb_method[missing]
-
-    test = slice(n_train, n)
-    day, week = steps_in(DAY, step), steps_in(WEEK, step)
-    baselines = {
-        "naive": lag(y, h)[test],
-        "seasonal_daily": lag(y, seasonal_lag(day, h))[test],
-        "seasonal_weekly": lag(y, seasonal_lag(week, h))[test],
-        "seasonal_change": fb_pred[test],
-    }
-    actual = y[test]
-    scored = ok[test] & np.isfinite(forecast[test])
-    for b in baselines.values():
-        scored &= np.isfinite(b)
-    scales = {"1": _scale(y[:n_train], 1, n_train), "d": _scale(y[:n_train], day, n_train)}
-    metrics: dict[str, dict[str, float]] = {}
-    for name, pred in {"forecast": forecast[test], **baselines}.items():
-        mae = float(np.mean(np.abs(pred[scored] - actual[scored]))) if scored.any() else math.nan
-        metrics[name] = {
-            "mae": mae,
-            "mase_1": mae / scales["1"] if scales["1"] else math.nan,
-            "mase_d": mae / scales["d"] if scales["d"] else math.nan,
-            "n": int(scored.sum()),
-        }
-    if scored.any() and qs:
-        q = qpred[test][scored]
-        inside = (actual[scored] >= q.min(axis=1)) & (actual[scored] <= q.max(axis=1))
-        metrics["forecast"]["coverage"] = float(inside.mean())
-    return WalkForward(
-        timestamps=ts[test],
-        actual=actual,
-        forecast=forecast[test],
-        quantiles=qs,
-        quantile_forecasts=qpred[test],
-        method=method[test],
-        baselines=baselines,
-        scored=scored,
-        metrics=metrics,
-        scales=scales,
-        n_train=n_train,
-        refits=refits,
-        notes=tuple(notes),
-    )

@@ -155,7 +155,12 @@ def test_capacity_breach_buffer():
     d = decide(
         t, obs(current=10, queue=500, cpu=0.7), TargetHistory(), NOW, forecast=Forecast("queue", 2000, 0.9, 3600)
     )
-    assert d.decision.desired == 12 and R.max_capacity_breach in d.decision.reasons
+    # AWS semantics: the effective maximum is the forecast capacity (40) plus 20 % of it (48), not max + 20 %
+    assert d.decision.desired == 40 and R.max_capacity_breach in d.decision.reasons
+    up = decide(
+        t, obs(current=10, queue=3000, cpu=0.7), TargetHistory(), NOW, forecast=Forecast("queue", 2000, 0.9, 3600)
+    )
+    assert up.decision.desired == 48 and R.clamped_max in up.decision.reasons  # reactive 60, capped at 48
 
 
 def test_decision_details_for_explain():

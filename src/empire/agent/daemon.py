@@ -51,6 +51,7 @@ AREA_MODULES: tuple[str, ...] = (
     "empire.agent.pools.setup",
     "empire.agent.tiering.setup",
     "empire.agent.alerting.setup",
+    "empire.agent.predictive",  # forecasts for targets with predictive.mode (issue 5)
 )
 
 

@@ -15,7 +15,13 @@ safety rules, learnt from what KEDA and HPA users complain about:
 * startup grace: within `startup_grace` after a scale-up, per-replica `average` signals are
   ignored (new pods warming up distort them, HPA's cpu-initialization-period) and nothing scales
   down; `total` signals may still scale up;
-* a forecast (issue 5 fills it) can raise the recommendation (`predicted_demand`), never lower it.
+* predictive scaling (`predictive.mode`): the forecast's replicas are `ceil(forecast / target)`
+  (`predictive.target`, default the signal's); with `forecast_and_scale` the recommendation is
+  max(reactive, predictive) (`predicted_demand`), so when both fall the target scales in through
+  the same scale-down window and policies; with `forecast_only` nothing changes, and what it would
+  have done is recorded (`forecast_only`, `details["forecast"]["would_scale_to"]`). Above
+  `max_replicas`, `honor` clamps; `increase_by_percent` lets the ceiling rise to the forecast plus
+  `max_capacity_buffer_percent` of it (`max_capacity_breach`), as AWS predictive scaling does.
 
 Stage 2 is `stabilizing.stabilize()`. `decide()` composes both and builds the `ScaleTo` action.
 """
@@ -103,9 +109,17 @@ def _forecast_replicas(target: Target, forecast: Forecast, current: int) -> int 
     signal = next((s for s in target.signals if s.name == forecast.signal), None)
     if signal is None or not math.isfinite(forecast.value) or forecast.value < 0:
         return None
+    per_replica = target.predictive.target or signal.target
     if signal.type == SignalType.total:
-        return math.ceil(forecast.value / signal.target)
-    return math.ceil(current * forecast.value / signal.target) if current > 0 else None
+        return math.ceil(forecast.value / per_replica - 1e-9)  # 70.0 / 7.0 is 10, not 11 after float noise
+    return math.ceil(current * forecast.value / per_replica) if current > 0 else None
+
+
+def _breach_ceiling(target: Target, forecast_replicas: int) -> int:
+    """AWS `MaxCapacityBreachBehavior: IncreaseMaxCapacity`: the effective maximum is the forecast
+    capacity plus `max_capacity_buffer_percent` of it, when that exceeds `max_replicas`."""
+    buffer = target.predictive.max_capacity_buffer_percent
+    return max(target.max_replicas, math.ceil(forecast_replicas * (1 + buffer / 100) - 1e-9))
 
 
 def recommend(
@@ -176,17 +190,20 @@ def recommend(
         forecast_replicas = _forecast_replicas(target, forecast, current)
         details["forecast"] = {"signal": forecast.signal, "value": forecast.value, "quantile": forecast.quantile,
                                "horizon_seconds": forecast.horizon_seconds, "replicas": forecast_replicas}  # fmt: skip
-        if (
-            target.predictive.mode == PredictiveMode.forecast_and_scale
-            and forecast_replicas is not None
-            and forecast_replicas > raw
-        ):
-            raw = forecast_replicas
-            reasons = [r for r in reasons if r != Reason.below_target] + [Reason.predicted_demand]
-            if raw > target.max_replicas and target.predictive.max_capacity_breach == "increase_by_percent":
-                buffer = target.predictive.max_capacity_buffer_percent
-                max_allowed = math.floor(target.max_replicas * (1 + buffer / 100))
-                reasons.append(Reason.max_capacity_breach)
+        breach = target.predictive.max_capacity_breach == "increase_by_percent"
+        if forecast_replicas is not None:
+            ceiling = _breach_ceiling(target, forecast_replicas) if breach else target.max_replicas
+            scale = target.predictive.mode == PredictiveMode.forecast_and_scale
+            if scale and forecast_replicas > raw:
+                raw = forecast_replicas
+                reasons = [r for r in reasons if r != Reason.below_target] + [Reason.predicted_demand]
+            elif not scale and forecast_replicas > raw:  # forecast_only: record what it would do, act on nothing
+                details["forecast"]["would_scale_to"] = max(target.min_replicas, min(forecast_replicas, ceiling))
+                reasons.append(Reason.forecast_only)
+            if scale and ceiling > target.max_replicas:
+                max_allowed = ceiling  # the reactive signals may use the raised ceiling too (AWS)
+                if raw > target.max_replicas:
+                    reasons.append(Reason.max_capacity_breach)
 
     if bad or grace:
         reasons.extend(bad_reasons)

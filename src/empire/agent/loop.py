@@ -200,9 +200,12 @@ class ControlLoop:
                     if d is not None:
                         decisions.append(d)
 
-            async with anyio.create_task_group() as tg:
-                for target in targets:
-                    tg.start_soon(one, target)
+            if len(targets) == 1:  # no task group for one target (the backtest's 86,400 ticks)
+                await one(targets[0])
+            else:
+                async with anyio.create_task_group() as tg:
+                    for target in targets:
+                        tg.start_soon(one, target)
             order = {t.name: i for i, t in enumerate(targets)}
             decisions.sort(key=lambda d: order.get(d.target, 0))
         if self.jobs is not None and self.drive_jobs:

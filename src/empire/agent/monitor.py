@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from empire.agent.alerting.metrics import AlertMetrics
     from empire.agent.metrics import LoopMetrics
     from empire.agent.pools.metrics import PoolMetrics
+    from empire.agent.predictive import PredictiveMetrics
     from empire.agent.tiering.metrics import TieringMetrics
 
 __all__ = ["Monitor"]
@@ -57,3 +58,9 @@ class Monitor:
         from empire.agent.pools.metrics import PoolMetrics
 
         return PoolMetrics(self.registry)
+
+    @cached_property
+    def predictive(self) -> PredictiveMetrics:
+        from empire.agent.predictive import PredictiveMetrics
+
+        return PredictiveMetrics(self.registry)

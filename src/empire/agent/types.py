@@ -47,6 +47,7 @@ class Reason(StrEnum):
     below_target = "below_target"  # every signal under target: fewer replicas
     within_tolerance = "within_tolerance"  # ratio inside the dead band: keep current
     predicted_demand = "predicted_demand"  # the forecast asked for more than the reactive signals
+    forecast_only = "forecast_only"  # the forecast asked for more, recorded only (predictive mode forecast_only)
     # -- scaling: safety rules
     signal_missing = "signal_missing"  # no value: never scale down on it
     signal_stale = "signal_stale"

@@ -144,8 +144,21 @@ class PredictivePolicy(StrictModel):
     scheduling_buffer: Duration = Field(
         default=timedelta(minutes=2), description="request capacity this long before it is needed"
     )
-    max_capacity_breach: Literal["honor", "increase_by_percent"] = "honor"
-    max_capacity_buffer_percent: int = Field(default=10, ge=0, le=100)
+    target: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "demand one replica serves when provisioning for the forecast (default: the signal's target); "
+            "set it to a replica's full capacity when `quantile` already supplies the headroom"
+        ),
+    )
+    max_capacity_breach: Literal["honor", "increase_by_percent"] = Field(
+        default="honor",
+        description="honor: never above max_replicas; increase_by_percent: up to the forecast plus a buffer (AWS)",
+    )
+    max_capacity_buffer_percent: int = Field(
+        default=10, ge=0, le=100, description="with increase_by_percent: effective max = forecast * (1 + buffer)"
+    )
     history: Duration = Field(default=timedelta(days=14), description="history fetched to fit the model")
     refit_every: Duration = Field(default=timedelta(hours=6))
 

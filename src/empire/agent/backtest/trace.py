@@ -1,0 +1,191 @@
+"""Demand traces for the backtest: one value per minute, with a validity mask.
+
+Why resample to minutes here and not in the simulator: the cluster model counts *minutes* (a minute
+is under-provisioned when its demand exceeds ready capacity), and the loop is evaluated once per
+minute, so every trace becomes requests per minute first:
+
+* a per-minute trace is used as is (missing minutes are gaps, not zeros);
+* a coarser trace (NYC taxi: passengers per 30 min) is divided by its step in minutes, anchored
+  at the middle of each interval and linearly interpolated between them (the rate changes smoothly
+  rather than in 30-minute stairs); `noise="poisson"` then draws each minute's count from a
+  Poisson law with that rate, which is what arrivals at that rate look like minute by minute;
+* a finer trace (per second) is summed per minute.
+
+A `status` column marks known-bad rows: any value other than `ok` (NASA: `not_logged`,
+`outage`) keeps the value for the controller to see (an empty value is a failed scrape) but the
+minute is not counted by the backtest.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from empire.agent.observers.replay import ReplayObserver, parse_timestamp
+from empire.errors import ConfigError
+
+__all__ = ["DEFAULT_TRACE", "DemandTrace", "default_trace_path", "load_trace", "synthetic_trace"]
+
+DEFAULT_TRACE = "nasa_http_per_minute.csv.gz"
+MINUTE = 60.0
+
+
+@dataclass(frozen=True)
+class DemandTrace:
+    """Requests per minute from `start`; `values` NaN where nothing was recorded; `ok` = counted."""
+
+    name: str
+    start: datetime
+    values: np.ndarray
+    ok: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def step(self) -> float:
+        return MINUTE
+
+    def at(self, i: int) -> datetime:
+        return self.start + timedelta(minutes=i)
+
+    @property
+    def valid_minutes(self) -> int:
+        return int(self.ok.sum())
+
+    def head(self, minutes: int) -> DemandTrace:
+        return DemandTrace(self.name, self.start, self.values[:minutes], self.ok[:minutes])
+
+    def observer(self, target: str = "", signal: str = "demand") -> ReplayObserver:
+        """The trace as the loop sees it: one `signal` row per minute (an empty value: a failed scrape)."""
+        rows = [(self.at(i), target, signal, None if math.isnan(v) else float(v)) for i, v in enumerate(self.values)]
+        return ReplayObserver(rows)
+
+
+def default_trace_path() -> Path:
+    return Path(str(resources.files("empire") / "data" / DEFAULT_TRACE))
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return path.open(newline="", encoding="utf-8")
+
+
+def _read_rows(path: Path, value_column: str | None, status_column: str | None, timestamp_column: str):
+    try:
+        with _open_text(path) as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or ())
+            if timestamp_column not in fields:
+                raise ConfigError(f"{path}: no {timestamp_column!r} column (columns: {', '.join(fields)})")
+            if value_column is None:
+                others = [f for f in fields if f not in (timestamp_column, "status", status_column)]
+                if not others:
+                    raise ConfigError(f"{path}: no value column besides {timestamp_column!r}")
+                value_column = others[0]
+            elif value_column not in fields:
+                raise ConfigError(f"{path}: no {value_column!r} column (columns: {', '.join(fields)})")
+            status_column = status_column or ("status" if "status" in fields else None)
+            if status_column is not None and status_column not in fields:
+                raise ConfigError(f"{path}: no {status_column!r} column (columns: {', '.join(fields)})")
+            times, values, ok = [], [], []
+            for n, row in enumerate(reader, start=2):
+                try:
+                    times.append(parse_timestamp(row[timestamp_column]).timestamp())
+                    raw = (row.get(value_column) or "").strip()
+                    values.append(float(raw) if raw else math.nan)
+                except (ValueError, TypeError) as exc:
+                    raise ConfigError(f"{path}:{n}: bad row: {exc}") from None
+                status = (row.get(status_column) or "ok").strip() if status_column else "ok"
+                ok.append(status == "ok")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read trace: {exc}") from None
+    if len(times) < 2:
+        raise ConfigError(f"{path}: a trace needs at least two rows")
+    order = np.argsort(times, kind="stable")
+    return np.asarray(times)[order], np.asarray(values)[order], np.asarray(ok)[order]
+
+
+def load_trace(
+    path: str | Path | None = None,
+    *,
+    value_column: str | None = None,
+    status_column: str | None = None,
+    timestamp_column: str = "timestamp",
+    scale: float = 1.0,
+    noise: str = "none",
+    seed: int = 0,
+) -> DemandTrace:
+    """Read a `timestamp,value[,status]` CSV (or .csv.gz; default: the shipped NASA trace) as minutes."""
+    p = Path(path) if path is not None else default_trace_path()
+    times, values, ok = _read_rows(p, value_column, status_column, timestamp_column)
+    step = float(np.median(np.diff(times)))
+    if step <= 0:
+        raise ConfigError(f"{p}: timestamps must increase")
+    ok &= np.isfinite(values)
+    start = times[0] - times[0] % MINUTE if step < MINUTE else times[0]
+    if math.isclose(step, MINUTE) or step < MINUTE:
+        n = int((times[-1] - start) // MINUTE) + 1
+        idx = ((times - start) // MINUTE).astype(int)
+        per = np.zeros(n)
+        seen = np.zeros(n, dtype=bool)
+        bad = np.zeros(n, dtype=bool)
+        np.add.at(per, idx[np.isfinite(values)], values[np.isfinite(values)])
+        seen[idx[np.isfinite(values)]] = True
+        bad[idx[~ok]] = True
+        minute_values = np.where(seen, per, np.nan)
+        minute_ok = seen & ~bad
+    else:
+        n = int((times[-1] + step - start) // MINUTE)
+        rate = values / (step / MINUTE)
+        mids = times + step / 2
+        grid = start + MINUTE * np.arange(n) + MINUTE / 2
+        finite = np.isfinite(rate)
+        minute_values = np.interp(grid, mids[finite], rate[finite])
+        row = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 1)
+        minute_ok = ok[row] & finite[row]
+        minute_values = np.where(finite[row], minute_values, np.nan)
+    minute_values = minute_values * scale
+    if noise == "poisson":
+        rng = np.random.default_rng(seed)
+        finite = np.isfinite(minute_values)
+        drawn = rng.poisson(np.where(finite, np.maximum(minute_values, 0.0), 0.0)).astype(float)
+        minute_values = np.where(finite, drawn, np.nan)
+    elif noise != "none":
+        raise ConfigError(f"noise must be 'none' or 'poisson', not {noise!r}")
+    name = p.name if path is not None else f"{p.name} (shipped NASA-HTTP trace)"
+    return DemandTrace(name, datetime.fromtimestamp(start, UTC), minute_values, minute_ok)
+
+
+def synthetic_trace(
+    days: float = 14,
+    *,
+    mean: float = 40.0,
+    amplitude: float = 0.6,
+    burst_every: float = 0.5,
+    seed: int = 0,
+    start: datetime = datetime(2026, 1, 5, tzinfo=UTC),
+) -> DemandTrace:
+    """A reproducible test trace: a daily cycle (trough at 04:00), weekends at 60 %, Poisson arrivals,
+    and flash crowds (x2-x4 for 10-60 minutes, about one every `burst_every` days)."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 1440)
+    minutes = np.arange(n)
+    hour = (minutes % 1440) / 60
+    daily = 1 + amplitude * np.sin(2 * np.pi * (hour - 10) / 24)
+    weekday = ((start.weekday() + minutes // 1440) % 7) < 5
+    rate = mean * daily * np.where(weekday, 1.0, 0.6)
+    for _ in range(rng.poisson(days / burst_every)):
+        at, length = int(rng.integers(0, n)), int(rng.integers(10, 60))
+        rate[at : at + length] *= rng.uniform(2, 4)
+    values = rng.poisson(rate).astype(float)
+    return DemandTrace(f"synthetic({days:g}d, seed {seed})", start, values, np.ones(n, dtype=bool))

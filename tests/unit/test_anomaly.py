@@ -253,3 +253,33 @@ def test_rolling_stats_do_not_depend_on_block_size() -> None:
     np.testing.assert_array_equal(np.concatenate([s for _, s in pieces]), whole_std)
     np.testing.assert_allclose(whole_mean[100], x[77:101].mean())
     np.testing.assert_allclose(whole_std[100], x[77:101].std())
+
+
+def test_conformal_novelty_p_values_are_calibrated_on_exchangeable_noise() -> None:
+    from empire.models.anomaly_streams import Novelty
+
+    x = np.random.default_rng(16).normal(0, 1, 6000)
+    p = Novelty(20000, 20, interior="conformal").process(x)[1000:]
+    assert p.min() > 0.0 and p.max() <= 1.0
+    assert (p <= 0.05).mean() <= 0.08  # roughly uniform: not a stream of false alarms
+    assert p.min() > 1e-6  # nothing in iid noise reaches the daemon's 1e-5 level
+
+
+def test_a_new_record_far_beyond_the_extremes_is_improbable_and_a_trend_is_not() -> None:
+    from empire.models.anomaly_streams import Novelty
+
+    rng = np.random.default_rng(17)
+    x = rng.normal(0, 1, 3000)
+    x[2500] = 12.0
+    p = Novelty(20000, 20, interior="arrival").process(x)
+    assert p[2500] < 1e-8
+    trend = 0.01 * np.arange(3000) + rng.normal(0, 0.1, 3000)  # a new record every few points
+    # With the default "arrival" interior (conformal gaps assume exchangeable data, not a trend).
+    assert Novelty(20000, 20, interior="arrival").process(trend)[1000:].min() > 1e-5
+
+
+def test_novelty_interior_is_validated() -> None:
+    with pytest.raises(ConfigError, match="novelty_interior"):
+        AnomalyDetector(novelty_interior="nearest").fit([1.0, 2.0])
+    s = AnomalyDetector(novelty_interior="conformal").fit(*seasonal_series(900)[::-1], timestamps=None).scores_
+    assert s.shape == (900,)

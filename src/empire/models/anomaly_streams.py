@@ -155,32 +155,68 @@ class SeasonalResidual:
 
 
 class Novelty:
-    """Distance of each value to the nearest of the last ``width`` values, in robust units.
+    """P-value that a value is new: outside every past value, or far from all of them.
 
-    Why: a value inside the range the metric has already visited is at distance ~0; a level never
-    seen before (a new record low of a temperature, a band of CPU values the metric never took, a
-    latency spike above every past one) is far from all of them. This is the signal that
-    discretizing detectors (HTM's encoders, CAD OSE's contexts) react to, without their buckets:
-    the unit is the spread (IQR / 1.349) of the history, so distances mean the same on any metric.
+    Why: a level never seen before (a record-low temperature, a latency above every past one, CPU
+    in a band it never visited) is the most general sign that a metric changed. This is what
+    discretizing detectors (HTM's encoders, CAD OSE's contexts) react to, without their buckets.
+    Two cases, each with its own probability model, against the last ``width`` values:
+
+    * a *record* (above the largest or below the smallest earlier value, by an excess ``e``):
+      ``p = r * exp(-e / beta)``, where ``r`` is how often arrivals were records lately (of the
+      last ``record_window`` points; a trending metric sets records all the time, a stationary
+      one rarely) and ``beta`` is the mean excess of the ``top`` most extreme values over the next
+      one on that side (the Renyi spacings of an exponential tail): exceeding the record by many
+      of the tail's own spacings is rare;
+    * an *interior* value at distance ``d`` from its nearest earlier value. ``"conformal"``: the
+      rank of ``d`` among the leave-one-out nearest-neighbour gaps of the history (valid for
+      exchangeable data; sparse tails have wide gaps, so a value there is not "new"), with an
+      exponential tail set by the ``top`` widest gaps for a value in a gap wider than any seen.
+      Not for trending metrics: the newest levels are always sparse.
+      ``"arrival"``: ``d`` (in spreads, IQR / 1.349) calibrated against the distances earlier
+      values had when they arrived (``TailCalibrator`` with no floor): for a smooth, autocorrelated
+      series (a rolling mean), whose path crosses every level between its extremes, where
+      leave-one-out gaps mean nothing.
 
     The history is a sorted array updated every ``every`` points (insert the new values, drop the
-    ones that left the window), so a memory of 20,000 points costs two array splices per segment.
-    Until ``min_history`` values are seen the distance is 0.
+    ones that left the window); values since the last update are compared exactly, so the update
+    lag never makes a value look new. Until ``min_history`` values are seen, p = 1.
     """
 
-    def __init__(self, width: int, every: int, min_history: int = 30) -> None:
+    def __init__(
+        self,
+        width: int,
+        every: int,
+        *,
+        interior: str = "arrival",
+        record_window: int = 1500,
+        top: int = 10,
+        calibration_window: int = 1500,
+        calibration_min: int = 100,
+        min_history: int = 30,
+    ) -> None:
+        if interior not in ("conformal", "arrival"):
+            raise ValueError(f"interior: {interior!r}")
         self.width = int(width)
         self.every = max(1, int(every))
-        self.min_history = int(min_history)
+        self.interior = interior
+        self.record_window = int(record_window)
+        self.top = max(1, int(top))
+        self.min_history = max(int(min_history), self.top + 2)
         self.fifo = np.empty(0)  # the last ``width`` values in arrival order, plus pending ones
         self.ordered = np.empty(0)  # the same values, sorted, as of the last update point
         self.pending = 0  # values at the end of ``fifo`` not yet in ``ordered``
         self.seen = 0
+        self.records = np.empty(0)  # 1.0 where an arrival was a record (last ``record_window``)
+        self.rate = 1.0  # record rate in force until the next update point
+        self.gaps: np.ndarray | None = None  # sorted leave-one-out gaps of ``ordered`` (cached)
+        self.arrival = TailCalibrator(calibration_window, every, min_history=calibration_min)
 
     def _update(self) -> None:
         new = np.sort(self.fifo[self.fifo.size - self.pending :])
         self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, new), new)
         self.pending = 0
+        self.gaps = None
         excess = self.fifo.size - self.width
         if excess > 0:
             old = np.sort(self.fifo[:excess])
@@ -196,26 +232,82 @@ class Novelty:
             scale = 1.2533 * float(np.abs(o - o[o.size // 2]).mean())
         return max(float(scale), 1e-9 * (1.0 + abs(float(o[-1]))))
 
+    def _loo_gaps(self) -> np.ndarray:
+        if self.gaps is None:
+            g = np.diff(self.ordered)
+            loo = np.concatenate(([g[0]], np.minimum(g[:-1], g[1:]), [g[-1]]))
+            self.gaps = np.sort(loo)
+        return self.gaps
+
+    def neighbours(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each value of a segment: distance to the nearest earlier value, and how far it is
+        above the largest / below the smallest earlier value (0 when inside the range).
+
+        "Earlier" is exact: the sorted history, the values since its last update and the values
+        before it in the segment (a small dense block).
+        """
+        o = self.ordered
+        recent = np.concatenate([self.fifo[self.fifo.size - self.pending :], c])
+        q = self.pending
+        j = np.clip(np.searchsorted(o, c), 1, o.size - 1)
+        near = np.minimum(np.abs(c - o[j - 1]), np.abs(c - o[j]))
+        near = np.where(c <= o[0], o[0] - c, np.where(c >= o[-1], c - o[-1], near))
+        if recent.size > 1:
+            # Point i of the segment sees recent[: q + i].
+            earlier = np.arange(recent.size)[None, :] < (q + np.arange(c.size))[:, None]
+            gap = np.where(earlier, np.abs(c[:, None] - recent[None, :]), np.inf)
+            near = np.minimum(near, gap.min(axis=1))
+            hi = np.maximum(np.where(earlier, recent[None, :], -np.inf).max(axis=1), o[-1])
+            lo = np.minimum(np.where(earlier, recent[None, :], np.inf).min(axis=1), o[0])
+        else:
+            hi, lo = np.full(c.size, o[-1]), np.full(c.size, o[0])
+        return near, np.maximum(c - hi, 0.0), np.maximum(lo - c, 0.0)
+
+    def _interior_p(self, near: np.ndarray) -> np.ndarray:
+        if self.interior == "arrival":
+            return self.arrival.process(near / self._scale())
+        gaps = self._loo_gaps()
+        n = gaps.size
+        count_ge = n - np.searchsorted(gaps, near, side="left")
+        rank_p = (1.0 + count_ge) / (1.0 + n)
+        # Beyond the ``top`` widest gaps: their spacings set an exponential tail, as for records.
+        k = self.top
+        u = float(gaps[-k - 1])
+        beta = max(float(gaps[-k:].mean()) - u, 1e-12 * (1.0 + abs(float(self.ordered[-1]))))
+        tail_p = np.maximum(k / (1.0 + n) * np.exp(-np.maximum(near - u, 0.0) / beta), count_ge / (1.0 + n))
+        return np.where(near > u, np.minimum(rank_p, tail_p), rank_p)
+
     def process(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
-        d = np.zeros(x.size)
+        p = np.ones(x.size)
         i = 0
         while i < x.size:
-            if self.seen % self.every == 0 and self.pending:
-                self._update()
+            if self.seen % self.every == 0:
+                if self.pending:
+                    self._update()
+                self.rate = (1.0 + self.records.sum()) / (1.0 + self.records.size)
             end = min(x.size, i + self.every - self.seen % self.every)
             c = x[i:end]
+            flags = np.zeros(c.size)
             o = self.ordered
-            if o.size >= max(self.min_history, 2):
-                j = np.clip(np.searchsorted(o, c), 1, o.size - 1)
-                near = np.minimum(np.abs(c - o[j - 1]), np.abs(c - o[j]))
-                near = np.where(c <= o[0], o[0] - c, np.where(c >= o[-1], c - o[-1], near))
-                d[i:end] = near / self._scale()
+            if o.size >= self.min_history:
+                k = self.top
+                floor = 1e-12 * (1.0 + abs(float(o[-1])) + abs(float(o[0])))
+                beta_hi = max(float(o[-k:].mean() - o[-k - 1]), floor)
+                beta_lo = max(float(o[k] - o[:k].mean()), floor)
+                near, above, below = self.neighbours(c)
+                record = (above > 0) | (below > 0)
+                flags = record.astype(float)
+                excess = np.where(above > 0, above / beta_hi, below / beta_lo)
+                p_record = np.minimum(1.0, self.rate * np.exp(-excess))
+                p_interior = self._interior_p(np.where(record, 0.0, near))
+                p[i:end] = np.where(record, p_record, p_interior)
+            self.records = np.concatenate([self.records, flags])[-self.record_window :]
             self.fifo = np.concatenate([self.fifo, c])
             self.pending += c.size
             self.seen += c.size
             i = end
-        return np.minimum(d, Z_CAP)
+        return p
 
 
 class TailCalibrator(Periodic):

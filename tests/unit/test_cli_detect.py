@@ -142,3 +142,15 @@ def test_unordered_keep_scores_every_row_in_file_order(tmp_path: Path) -> None:
     scores = np.array([float(r[1]) for r in rows])
     assert scores.size == 1200 and scores.min() >= 0.0 and scores.max() <= 1.0
     assert (scores[900:] >= 0.5).sum() == 0  # the clock step itself is not an anomaly of the metric
+
+
+def test_scores_are_written_rounded_down_so_a_held_point_stays_below_the_threshold(tmp_path: Path) -> None:
+    from empire.cli.detect import _format_score
+
+    assert _format_score(np.nextafter(0.5, 0.0)) == "0.499999"
+    assert _format_score(1.0) == "1.000000" and _format_score(0.0) == "0.000000"
+    src = tmp_path / "s.csv"
+    write_series(src, 1500, spike=1300)
+    assert main(["detect", str(src), "--output-dir", str(tmp_path / "o")]) == 0
+    scores = [r[1] for r in read_rows(tmp_path / "o" / "s.csv")[1:]]
+    assert "0.500000" not in scores  # held points print below the threshold, not at it

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
 from pathlib import Path
@@ -106,6 +107,12 @@ def _parse_stamps(path: Path, stamps: list[str]) -> np.ndarray:
     return out
 
 
+def _format_score(score: float) -> str:
+    """Six decimals, rounded down: a score just below a threshold (a suppressed point is held at
+    the largest float below it) must not print as the threshold itself."""
+    return f"{math.floor(score * 1e6) / 1e6:.6f}"
+
+
 def score_series(values: Any, seconds: Any, *, unordered: str = "error") -> np.ndarray:
     """Scores of one series with the daemon's default detector (timestamps in epoch seconds)."""
     import numpy as np
@@ -133,7 +140,7 @@ def detect_file(path: Path, out_dir: Path, timestamp_column: str, value_column: 
         w = csv.writer(f)
         w.writerow(["timestamp", "anomaly_score"])
         for ts, sc in zip(stamps, scores, strict=True):
-            w.writerow([ts, f"{sc:.6f}"])
+            w.writerow([ts, _format_score(sc)])
     return len(stamps)
 
 

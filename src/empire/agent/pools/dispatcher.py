@@ -271,6 +271,7 @@ class Dispatcher:
         expected = self.pools.states[lim.key].latency_ewma
         wait = max(interval, 1.1 * expected - (time.monotonic() - t0)) if expected else interval
         result = done
+        last_running = t0  # the job was surely not done before it was submitted
         while result is None or result.status == "running":
             if self.stopping:
                 raise _Stop
@@ -283,7 +284,10 @@ class Dispatcher:
             if self.stopping:
                 raise _Stop
             try:
+                asked = time.monotonic()
                 result = await adapter.poll(lim.name, pjid)
+                if result.status == "running":
+                    last_running = asked
             except TemporaryError as exc:
                 logger.debug("poll %s on %s: %s", job.id, lim.key, exc)
                 continue
@@ -294,7 +298,9 @@ class Dispatcher:
             self._failed(job, lim.provider, GenerationFailed(result.error or "failed"), ErrorClass.generation_failed)
             return
         latency = time.monotonic() - t0
-        self.pools.states[lim.key].observe_latency(latency)
+        # it finished between the last "running" answer and this one: learn the midpoint, not the
+        # moment we happened to look (that would feed our own polling delay back into the estimate)
+        self.pools.states[lim.key].observe_latency(((last_running - t0) + latency) / 2)
         payload: dict[str, Any] = {"meta": result.meta, "url": result.result_url, "account": lim.name}
         if self.publisher is not None:
             try:

@@ -110,3 +110,15 @@ def test_fixture_conformance() -> None:
         if det == "numenta":
             fixed = ns.score_all_profiles(scores, stamps, windows, threshold=0.5)
             assert tuple(round(cs.normalized, 2) for cs in fixed.values()) == (57.06, 42.06, 64.71)
+
+
+def test_per_file_breakdown_adds_up_to_the_corpus_score() -> None:
+    (report,) = ns.per_file({"a.csv": SCORES}, {"a.csv": STAMPS}, WINDOWS, threshold=0.5)
+    cs = ns.score_corpus({"a.csv": SCORES}, {"a.csv": STAMPS}, WINDOWS, "standard", threshold=0.5)
+    assert report.file == "a.csv" and report.raw == pytest.approx(cs.raw)
+    assert (report.tp, report.fp) == (1, 2)
+    ((offset, earned),) = report.windows
+    assert offset == 0.5  # row 12 of the window on rows 10..13
+    assert earned == pytest.approx(sigma(-(13 - 12 + 1) / 4) / sigma(-1.0))
+    (missed,) = ns.per_file({"a.csv": np.zeros(20)}, {"a.csv": STAMPS}, WINDOWS, threshold=0.5)
+    assert missed.windows == [None] and missed.raw == -1.0 and missed.tp == 0

@@ -268,10 +268,14 @@ class AnomalyDetector:
         # One (feature, transform, calibrator) per stream, in a fixed order; a novelty stream
         # gives p-values itself (calibrator None).
         self.streams_: list[tuple[str, Any, TailCalibrator | None]] = []
-        for f in self.z_features:
+        # Without a season there is no seasonal series: its streams are left out (not counted in
+        # the Bonferroni correction).
+        z_features = [f for f in self.z_features if f != "season" or self.seasonal_ is not None]
+        novelty_features = [f for f in self.novelty_features if f != "season" or self.seasonal_ is not None]
+        for f in z_features:
             robust = RobustZ(int(self.window), every, int(self.min_history))
             self.streams_.append((f, robust, self._calibrator(Z_UNIT)))
-        for f in self.novelty_features:
+        for f in novelty_features:
             # The rolling mean is a smooth path through every level between its extremes: its
             # interior novelty is judged against past arrivals, not leave-one-out gaps.
             novelty = Novelty(

@@ -97,6 +97,13 @@ async def test_policy_versions(store: StateStore) -> None:
     assert v2 is not None and v2["body"] == {"loop": {"dry_run": True}}
 
 
+async def test_policy_applied_at_the_same_instant_is_never_a_tie(store: StateStore) -> None:
+    for version in ("a", "b", "c", "b"):
+        await store.save_policy_version(version, f"cr generation {version}", {"v": version}, T0)
+    latest = await store.latest_policy_version()
+    assert latest is not None and latest["version"] == "b" and latest["source"] == "cr generation b"
+
+
 async def test_model_registry_keeps_one_in_use(store: StateStore) -> None:
     old = ModelRecord("forecast:api/queue", "demand", {"lags": 3}, {"mae": 10.0}, T0, blob=b"old", in_use=True)
     new = ModelRecord(

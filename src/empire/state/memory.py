@@ -7,7 +7,7 @@ and passes the same contract suite, so code tested against it behaves the same o
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from empire.state.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
@@ -60,9 +60,14 @@ class MemoryStateStore:
     async def save_policy_version(
         self, version: str, source: str, body: dict[str, Any], at: datetime, applied: bool = True
     ) -> bool:
+        if applied:
+            stamps = [p["applied_at"] for p in self.policies.values() if p["applied_at"] is not None]
+            if stamps and max(stamps) >= at:
+                at = max(stamps) + timedelta(microseconds=1)
         if version in self.policies:
             if applied:
                 self.policies[version]["applied_at"] = at
+                self.policies[version]["source"] = source
             return False
         self.policies[version] = {
             "version": version, "source": source, "body": body, "created_at": at,

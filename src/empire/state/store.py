@@ -8,10 +8,10 @@ a lost reply, or a second replica racing) returns the first row instead of creat
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from empire.state import tables as t
@@ -114,15 +114,23 @@ class SqlStateStore:
     async def save_policy_version(
         self, version: str, source: str, body: dict[str, Any], at: datetime, applied: bool = True
     ) -> bool:
-        """Record a policy version; True when it was new. Re-applying a known version only stamps it."""
+        """Record a policy version; True when it was new. Re-applying a known version stamps it (and
+        its new source). Applied times strictly increase, so "the latest applied" is never a tie even
+        when two applies share a clock reading."""
         async with self.db.begin() as conn:
+            if applied:
+                newest = (await conn.execute(select(func.max(t.policy_versions.c.applied_at)))).scalar()
+                if newest is not None and newest >= at:
+                    at = newest + timedelta(microseconds=1)
             exists = (
                 await conn.execute(select(t.policy_versions.c.version).where(t.policy_versions.c.version == version))
             ).first()
             if exists:
                 if applied:
                     await conn.execute(
-                        update(t.policy_versions).where(t.policy_versions.c.version == version).values(applied_at=at)
+                        update(t.policy_versions)
+                        .where(t.policy_versions.c.version == version)
+                        .values(applied_at=at, source=source)
                     )
                 return False
             await conn.execute(

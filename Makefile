@@ -6,13 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= out/demo
 
-.PHONY: demo test lint format bench clean help
+.PHONY: demo test lint format bench crd clean help
 
 help:
 	@echo "make demo   run the main job on the embedded default (creates $(VENV))"
 	@echo "make test   install test deps, start services on 127.0.0.1, lint, run pytest, stop services"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  run every benchmark (one JSON line each)"
+	@echo "make crd    regenerate deploy/crd.yaml and deploy/empireconfig.yaml after a policy schema change"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/*.py; do case $$b in */_*|*/nab_score.py) continue;; esac; \
 	  echo "== $$b" >&2; scripts/with-services.sh $(BIN)/python $$b || exit 1; done
+
+crd: $(VENV)/.installed-run
+	$(BIN)/empire operator crd > deploy/crd.yaml
+	$(BIN)/empire operator example > deploy/empireconfig.yaml
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -203,9 +203,9 @@ class Novelty:
         self.record_window = int(record_window)
         self.top = max(1, int(top))
         self.min_history = max(int(min_history), self.top + 2)
-        self.fifo = np.empty(0)  # the last ``width`` values in arrival order, plus pending ones
+        self.fifo = np.empty(0)  # the values in ``ordered``, in arrival order
         self.ordered = np.empty(0)  # the same values, sorted, as of the last update point
-        self.pending = 0  # values at the end of ``fifo`` not yet in ``ordered``
+        self.recent = np.empty(0)  # values since the last update, not yet in ``ordered``
         self.seen = 0
         self.records = np.empty(0)  # 1.0 where an arrival was a record (last ``record_window``)
         self.rate = 1.0  # record rate in force until the next update point
@@ -213,9 +213,10 @@ class Novelty:
         self.arrival = TailCalibrator(calibration_window, every, min_history=calibration_min)
 
     def _update(self) -> None:
-        new = np.sort(self.fifo[self.fifo.size - self.pending :])
+        new = np.sort(self.recent)
+        self.fifo = np.concatenate([self.fifo, self.recent])
         self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, new), new)
-        self.pending = 0
+        self.recent = np.empty(0)
         self.gaps = None
         excess = self.fifo.size - self.width
         if excess > 0:
@@ -247,8 +248,8 @@ class Novelty:
         before it in the segment (a small dense block).
         """
         o = self.ordered
-        recent = np.concatenate([self.fifo[self.fifo.size - self.pending :], c])
-        q = self.pending
+        recent = np.concatenate([self.recent, c])
+        q = self.recent.size
         j = np.clip(np.searchsorted(o, c), 1, o.size - 1)
         near = np.minimum(np.abs(c - o[j - 1]), np.abs(c - o[j]))
         near = np.where(c <= o[0], o[0] - c, np.where(c >= o[-1], c - o[-1], near))
@@ -283,7 +284,7 @@ class Novelty:
         i = 0
         while i < x.size:
             if self.seen % self.every == 0:
-                if self.pending:
+                if self.recent.size:
                     self._update()
                 self.rate = (1.0 + self.records.sum()) / (1.0 + self.records.size)
             end = min(x.size, i + self.every - self.seen % self.every)
@@ -303,8 +304,7 @@ class Novelty:
                 p_interior = self._interior_p(np.where(record, 0.0, near))
                 p[i:end] = np.where(record, p_record, p_interior)
             self.records = np.concatenate([self.records, flags])[-self.record_window :]
-            self.fifo = np.concatenate([self.fifo, c])
-            self.pending += c.size
+            self.recent = np.concatenate([self.recent, c])
             self.seen += c.size
             i = end
         return p

@@ -35,9 +35,9 @@ Trade-off, measured: with ``novelty_interior="arrival"`` (default) the NAB dev s
 75.5 and every single-knob change tested keeps it above 71; pure noise raises 7-9 alarms per
 10,000 points (Gaussian, Student-t, log-normal), 4.9 averaged over nine noise shapes.
 ``"conformal"`` gives 2.5 on the same series (none from the value stream on Gaussian noise) and
-scores 65.2, less robustly; it assumes a stationary metric. The
-rolling mean always uses ``"arrival"``: a smooth path crosses every level between its extremes,
-so leave-one-out gaps say nothing about it.
+scores 65.2, less robustly; it assumes a stationary metric. The rolling mean always uses
+``"arrival"``: a smooth path crosses every level between its extremes, so leave-one-out gaps say
+nothing about it.
 
 What was measured and left out (``benchmarks/anomaly.py``, NAB dev subset): a level z against the
 recent median, a z of the first difference, a weekly residual, the median of three seasons as

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,12 +26,15 @@ from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
 N = 160
 RPM, BURST, MAX = 1200, 4, 4
+START_IN = 6.0
 
 
 async def _enqueue(db_path: Path) -> None:
     db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
     try:
-        jobs = [NewJob(f"rep-{i}", "fake", {"prompt": f"song {i}"}) for i in range(N)]
+        # due in a few seconds: both processes are up and polling by then, and start together
+        due = datetime.now(UTC) + timedelta(seconds=START_IN)
+        jobs = [NewJob(f"rep-{i}", "fake", {"prompt": f"song {i}"}, None, not_before=due) for i in range(N)]
         await JobQueue(db).enqueue(jobs, datetime.now(UTC))
     finally:
         await db.close()

@@ -113,7 +113,7 @@ async def test_setup_plugs_tiering_into_the_daemon(world, database, tmp_path: Pa
     from empire.agent.tiering.setup import setup
 
     daemon = SimpleNamespace(
-        watcher=SimpleNamespace(current=SimpleNamespace(policy=SimpleNamespace(storage=world.policy))),
+        policy=lambda: SimpleNamespace(policy=SimpleNamespace(storage=world.policy)),
         settings=SimpleNamespace(data_dir=tmp_path, replica_id="r1", ingest_token=SecretStr("x"),
                                  http=SimpleNamespace(max_body_bytes=1000)),
         monitor=world.monitor, db=database, clock=world.clock, runner=world.runner,

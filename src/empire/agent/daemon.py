@@ -8,8 +8,14 @@ with nothing configured explains itself: "no metric source configured ... fallba
 Other areas plug in through `AREA_MODULES`: each listed module that exists and defines
 `setup(daemon: Daemon) -> None` is called after the core is built and may register executors
 (`daemon.runner.register`), periodic jobs (`daemon.jobs.add`), HTTP routes (`daemon.routes`),
-`/status` sections (`daemon.context.status_sections`) and background tasks
-(`daemon.background.append(async_fn)`; each runs in the daemon's task group until shutdown).
+`/status` sections (`daemon.context.status_sections`), background tasks
+(`daemon.background.append(async_fn)`; each runs in the daemon's task group until shutdown) and
+policy listeners (`daemon.policy_listeners.append(fn)`, called with each new `LoadedPolicy`).
+Areas read the policy in force with `daemon.policy()`, never from a file of their own.
+
+The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the policy file,
+hot-reloaded by `PolicyWatcher`) or `database` (the version the operator applied from an
+EmpireConfig, followed by `DbPolicySource`; idle and dry-run until the first one arrives).
 
 Shutdown: SIGTERM or SIGINT cancels the task group. The action in flight finishes inside the
 runner's shielded scope and is journaled; then the lease is released, the scheduler stopped and
@@ -40,10 +46,10 @@ from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
 from empire.config.settings import Settings, mask_url
 from empire.errors import TemporaryError
-from empire.policies.loading import PolicyWatcher, default_policy_path
+from empire.policies.loading import LoadedPolicy, PolicyWatcher, default_policy_path
 from empire.state.records import AuditRecord
 
-__all__ = ["AREA_MODULES", "Daemon", "build_daemon", "check_policy", "run_daemon"]
+__all__ = ["AREA_MODULES", "Daemon", "FilePolicySource", "build_daemon", "check_policy", "run_daemon"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,7 @@ class Daemon:
     monitor: Monitor
     db: Any
     store: Any
-    watcher: PolicyWatcher
+    source: Any  # FilePolicySource | DbPolicySource: `current`, `last_error`, `interval`, `async check()`
     observer: Observer
     workloads: WorkloadReader
     runner: ActionRunner
@@ -73,6 +79,60 @@ class Daemon:
     routes: list[BaseRoute] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    policy_listeners: list[Callable[[LoadedPolicy], None]] = field(default_factory=list)
+
+    def policy(self) -> LoadedPolicy:
+        """The policy in force (what the loop decides with)."""
+        return self.loop.policy
+
+    def apply_policy(self, loaded: LoadedPolicy) -> None:
+        """Swap a new policy in: the loop first, then every area's listener (one failing listener
+        is logged and does not keep the others, or the loop, on the old policy)."""
+        self.loop.set_policy(loaded)
+        for listener in self.policy_listeners:
+            try:
+                listener(loaded)
+            except Exception:
+                logger.exception("a policy listener failed on version %s", loaded.version)
+
+
+class FilePolicySource:
+    """`PolicyWatcher` behind the same async `check()` as `DbPolicySource`."""
+
+    def __init__(self, watcher: PolicyWatcher) -> None:
+        self.watcher = watcher
+        self.interval = watcher.interval
+
+    @property
+    def current(self) -> LoadedPolicy:
+        return self.watcher.current
+
+    @property
+    def last_error(self) -> str | None:
+        return self.watcher.last_error
+
+    @property
+    def where(self) -> str:
+        return str(self.watcher.path)
+
+    async def check(self) -> bool:
+        return self.watcher.check()
+
+
+async def _database_source(store: Any) -> Any:
+    """Follow the operator's applied policy; idle (no targets, dry run) until there is one."""
+    from empire.operator.handoff import DbPolicySource
+    from empire.operator.spec import IDLE_POLICY
+    from empire.policies import parse_policy, policy_version
+
+    source = DbPolicySource(store, interval=5.0)
+    source.where = "state database (policy_versions)"  # type: ignore[attr-defined]
+    await source.check()
+    if source.current is None:
+        idle = parse_policy(IDLE_POLICY)
+        source.current = LoadedPolicy(idle, policy_version(idle), "idle: no EmpireConfig applied yet", "")
+        logger.warning("policy source is the database and no EmpireConfig has been applied yet: idle, dry run")
+    return source
 
 
 async def _open_db(url: str, attempts: int = 5) -> Any:
@@ -94,14 +154,19 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
     from empire.agent.observers import NoSource, PrometheusObserver
     from empire.state import SqlStateStore
 
-    path = Path(policy_file or settings.policy_file or default_policy_path())
-    watcher = PolicyWatcher(path)  # a bad policy at start is a ConfigError: exit 2 with its errors
-    loaded = watcher.current
-    logger.info("policy %s (version %s): %d targets", loaded.source, loaded.version, len(loaded.policy.targets))
+    use_db = settings.policy_source == "database" and policy_file is None
+    if not use_db:  # a bad policy file at start is a ConfigError: exit 2 with its errors
+        source: Any = FilePolicySource(
+            PolicyWatcher(Path(policy_file or settings.policy_file or default_policy_path()))
+        )
     url = settings.database_url_value
     db = await _open_db(url)
     logger.info("state database %s", mask_url(url))
     store = SqlStateStore(db)
+    if use_db:
+        source = await _database_source(store)
+    loaded = source.current
+    logger.info("policy %s (version %s): %d targets", loaded.source, loaded.version, len(loaded.policy.targets))
     clock, monitor = SystemClock(), Monitor()
     info: dict[str, Any] = {}
 
@@ -139,13 +204,13 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
         monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs,
     )  # fmt: skip
-    watcher.on_change = loop.set_policy
     context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes)
-    context.status_sections["policy_reload_error"] = lambda: watcher.last_error
+    context.status_sections["policy_reload_error"] = lambda: source.last_error
     if loop.dry_run:
         logger.warning("dry run: decisions are journaled, no action is executed")
-    daemon = Daemon(settings, clock, monitor, db, store, watcher, observer, workloads, runner, jobs, loop, leader,
+    daemon = Daemon(settings, clock, monitor, db, store, source, observer, workloads, runner, jobs, loop, leader,
                     context, closers=closers)  # fmt: skip
+    (source.watcher if isinstance(source, FilePolicySource) else source).on_change = daemon.apply_policy
     for name in AREA_MODULES:
         try:
             module = importlib.import_module(name)
@@ -167,21 +232,21 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
 
 
 async def check_policy(daemon: Daemon) -> bool:
-    """Poll the policy file once. A valid change is swapped in (the loop wakes up); a rejected one
-    keeps the policy in force. Either way it is audited in the journal and counted in
+    """Poll the policy source once. A valid change is swapped in (the loop wakes up); a rejected
+    one keeps the policy in force. Either way it is audited in the journal and counted in
     `empire_policy_reloads_total{result}`; the rejection reason is also in `/status`."""
-    watcher, before = daemon.watcher, daemon.watcher.last_error
-    changed = watcher.check()
+    source, before = daemon.source, daemon.source.last_error
+    changed = await source.check()
     now = daemon.clock.now()
     record = None
     if changed:
         daemon.monitor.loop.policy_reloads.labels("applied").inc()
-        record = AuditRecord(now, daemon.settings.replica_id, "policy_applied", watcher.current.source,
-                             {"version": watcher.current.version})  # fmt: skip
-    elif watcher.last_error is not None and watcher.last_error != before:
+        record = AuditRecord(now, daemon.settings.replica_id, "policy_applied", source.current.source,
+                             {"version": source.current.version})  # fmt: skip
+    elif source.last_error is not None and source.last_error != before:
         daemon.monitor.loop.policy_reloads.labels("rejected").inc()
-        record = AuditRecord(now, daemon.settings.replica_id, "policy_rejected", str(watcher.path),
-                             {"error": watcher.last_error, "kept_version": watcher.current.version})  # fmt: skip
+        record = AuditRecord(now, daemon.settings.replica_id, "policy_rejected", source.where,
+                             {"error": source.last_error, "kept_version": source.current.version})  # fmt: skip
     if record is not None:
         try:
             await daemon.store.audit(record)
@@ -192,9 +257,11 @@ async def check_policy(daemon: Daemon) -> bool:
 
 async def _watch_policy(daemon: Daemon) -> None:
     while True:
-        await anyio.sleep(daemon.watcher.interval)
+        await anyio.sleep(daemon.source.interval)
         try:
             await check_policy(daemon)
+        except TemporaryError as exc:
+            logger.warning("policy poll failed; the policy in force stays: %s", exc)
         except Exception:
             logger.exception("policy watch failed; the policy in force stays")
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(default=None, description="shared rate limits and leader lease")
     policy_file: Path | None = Field(default=None, description="default: the shipped example policy")
+    policy_source: Literal["file", "database"] = Field(
+        default="file",
+        description="file: policy_file, hot-reloaded; database: the policy the operator applied (EmpireConfig)",
+    )
     replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     ingest_token: SecretStr | None = Field(default=None, description="bearer token for the write endpoints")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

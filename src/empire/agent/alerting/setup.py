@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def setup(daemon: Any) -> None:
     def policy() -> Policy:
-        return daemon.watcher.current.policy
+        return daemon.policy().policy
 
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     store = AlertStore(daemon.db)
@@ -43,11 +43,11 @@ def setup(daemon: Any) -> None:
                            leader=daemon.leader)  # fmt: skip
     daemon.runner.register(Alert, service.executor)
     rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store)
-    version = {"v": daemon.watcher.current.version}
+    version = {"v": daemon.policy().version}
 
     async def evaluate(now: Any) -> None:
-        if daemon.watcher.current.version != version["v"]:  # hot reload: new routes, receivers
-            version["v"] = daemon.watcher.current.version
+        if daemon.policy().version != version["v"]:  # hot reload: new routes, receivers
+            version["v"] = daemon.policy().version
             service.update_policy(policy().alerting, build_receivers(policy().alerting, client))
         await rules(now)
 

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def setup(daemon: Any) -> None:
     def policy() -> StoragePolicy:
-        return daemon.watcher.current.policy.storage
+        return daemon.policy().policy.storage
 
     storage = policy()
     backend = build_backend(storage, daemon.settings.data_dir)

@@ -118,7 +118,7 @@ async def test_setup_plugs_tiering_into_the_daemon(world, database, tmp_path: Pa
                                  http=SimpleNamespace(max_body_bytes=1000)),
         monitor=world.monitor, db=database, clock=world.clock, runner=world.runner,
         jobs=PeriodicJobs(world.clock, world.monitor), routes=[], context=SimpleNamespace(status_sections={}),
-        background=[], closers=[],
+        background=[], closers=[], services={},
     )  # fmt: skip
     setup(daemon)
     assert list(daemon.jobs.jobs) == ["tiering-sweep"]

@@ -11,6 +11,8 @@ Other areas plug in through `AREA_MODULES`: each listed module that exists and d
 `/status` sections (`daemon.context.status_sections`), background tasks
 (`daemon.background.append(async_fn)`; each runs in the daemon's task group until shutdown) and
 policy listeners (`daemon.policy_listeners.append(fn)`, called with each new `LoadedPolicy`).
+An area offers objects to the areas set up after it in `daemon.services` (tiering offers
+`"storage_backend"`; pools stores generated tracks through it).
 Areas read the policy in force with `daemon.policy()`, never from a file of their own.
 
 The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the policy file,
@@ -54,8 +56,8 @@ __all__ = ["AREA_MODULES", "Daemon", "FilePolicySource", "build_daemon", "check_
 logger = logging.getLogger(__name__)
 
 AREA_MODULES: tuple[str, ...] = (
+    "empire.agent.tiering.setup",  # before pools: generated tracks are stored through its backend
     "empire.agent.pools.setup",
-    "empire.agent.tiering.setup",
     "empire.agent.alerting.setup",
     "empire.agent.predictive",  # forecasts for targets with predictive.mode (issue 5)
 )
@@ -80,6 +82,7 @@ class Daemon:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     policy_listeners: list[Callable[[LoadedPolicy], None]] = field(default_factory=list)
+    services: dict[str, Any] = field(default_factory=dict)  # what one area offers the next, by name
 
     def policy(self) -> LoadedPolicy:
         """The policy in force (what the loop decides with)."""

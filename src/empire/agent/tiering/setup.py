@@ -50,6 +50,7 @@ def setup(daemon: Any) -> None:
 
     daemon.background.append(recover)
     daemon.closers.append(backend.aclose)
+    daemon.services["storage_backend"] = backend
     if daemon.settings.ingest_token is None:
         logger.info("tiering: ingest endpoint refuses all calls (EMPIRE_INGEST_TOKEN unset)")
     logger.info("tiering: %s, sweep every %s", backend, storage.sweep_every)

@@ -20,7 +20,8 @@ variance grows with the mean), so one residual distribution serves night and pea
 * `await service(target, now)` returns the `Forecast` for a target whose `predictive.mode` is not
   `off`, from the last few points of history (`Observer.history`: Prometheus `query_range`, or the
   replayed trace), or None while no model is fitted (the loop is then purely reactive);
-* `refit_due(now)` is a periodic job: every `refit_every` it fetches `predictive.history`, fits the
+* `refit_due(now)` is a periodic job: every `refit_every` (sooner while the history is young: as soon
+  as it has doubled since the last fit) it fetches `predictive.history`, fits the
   candidate (recent level) and the seasonal-naive fallback on all but the last `validation` span,
   compares their pinball loss at the policy's quantile on that recent span, and **never uses a model
   worse than the seasonal-naive fallback** (plain naive when the history is shorter than a season).
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from empire.agent.loop import jsonable
 from empire.agent.types import Forecast
 from empire.policies.scaling import PredictiveMode, SignalType, Target
 from empire.state.records import ModelRecord
@@ -56,7 +58,9 @@ __all__ = [
     "SEASONAL_NAIVE",
     "ForecastService",
     "LevelQuantileModel",
+    "ModelChoice",
     "PredictiveMetrics",
+    "choose_model",
     "pinball_loss",
     "setup",
 ]
@@ -158,6 +162,44 @@ class LevelQuantileModel:
         return model
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    chosen: LevelQuantileModel  # refitted on the whole history
+    other: LevelQuantileModel  # fitted on the training part only
+    baseline: str
+    losses: dict[str, float]
+    reason: str
+
+
+def choose_model(
+    y: np.ndarray, *, horizon: int, window: int, season: int, quantile: float, validation: int
+) -> ModelChoice:
+    """Fit the candidate (recent level) and the fallback on y[:-validation], score both by pinball loss
+    at `quantile` on the last `validation` steps, and keep the candidate only if it is not worse.
+
+    The fallback is seasonal naive (the same window one `season` earlier) when the training part holds
+    a season plus enough residuals, else plain naive (the last value). Pure: no I/O."""
+    y = np.asarray(y, dtype=float)
+    split = len(y) - validation
+    candidate = LevelQuantileModel(horizon, window, 0, CANDIDATE)
+    baseline = LevelQuantileModel(horizon, window, season, SEASONAL_NAIVE)
+    if season <= 0 or split - season - window < 200:
+        baseline = LevelQuantileModel(horizon, 1, 0, NAIVE)
+    losses: dict[str, float] = {}
+    for model in (candidate, baseline):
+        model.fit(y[:split])
+        pred = model.predict(y, quantile)[split - horizon : len(y) - horizon]
+        losses[model.kind] = pinball_loss(y[split:], pred, quantile)
+    use = math.isfinite(losses[CANDIDATE]) and not losses[CANDIDATE] > losses[baseline.kind]
+    chosen, other = (candidate, baseline) if use else (baseline, candidate)
+    chosen.fit(y)
+    reason = (f"{chosen.kind} pinball {losses[chosen.kind]:.4g} vs {other.kind} {losses[other.kind]:.4g} "
+              f"on the last {validation} steps")  # fmt: skip
+    if not use:
+        reason = f"candidate not used: worse than {baseline.kind} ({reason})"
+    return ModelChoice(chosen, other, baseline.kind, losses, reason)
+
+
 class PredictiveMetrics:
     """`Monitor.predictive`: what the forecaster predicts and which model it trusts."""
 
@@ -181,6 +223,7 @@ class _State:
     attempted_at: datetime | None = None
     restored: bool = False
     reason: str = "not fitted yet"
+    trained_on: timedelta | None = None  # the span of history the model in use was fitted on
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -215,7 +258,7 @@ class ForecastService:
         window: int = 10,
         season: timedelta = timedelta(days=1),
         validation: timedelta = timedelta(days=1),
-        min_history: timedelta = timedelta(hours=6),
+        min_history: timedelta = timedelta(minutes=30),
         retry_after: timedelta = timedelta(minutes=30),
     ) -> None:
         from empire.agent.monitor import Monitor
@@ -269,9 +312,11 @@ class ForecastService:
             state = self.states.setdefault(target.name, _State())
             if not state.restored:
                 await self._restore(target, state)
+            age = now - state.fitted_at if state.fitted_at is not None else None
+            young = state.trained_on is not None and state.trained_on < target.predictive.history
             due = (
-                state.model is None or state.fitted_at is None
-                or now - state.fitted_at >= target.predictive.refit_every
+                state.model is None or age is None or age >= target.predictive.refit_every
+                or (young and state.trained_on is not None and age >= state.trained_on)  # history doubled since
                 or state.model.horizon != self.horizon_steps(target)
             )  # fmt: skip
             if not due or (state.model is None and state.attempted_at and now - state.attempted_at < self.retry_after):
@@ -307,35 +352,26 @@ class ForecastService:
             return None
         season = round(self.season.total_seconds() / step)
         val = min(round(self.validation.total_seconds() / step), len(y) // 4)
-        split = len(y) - val
-        candidate = LevelQuantileModel(h, self.window, 0, CANDIDATE)
-        baseline = LevelQuantileModel(h, self.window, season, SEASONAL_NAIVE)
-        if split - season - self.window < 20 * 10:  # too little history for the seasonal fallback
-            baseline = LevelQuantileModel(h, 1, 0, NAIVE)
-        losses = {}
-        for model in (candidate, baseline):
-            model.fit(y[:split])
-            pred = model.predict(y, q)[split - h : len(y) - h]
-            losses[model.kind] = pinball_loss(y[split:], pred, q)
-            metrics.validation.labels(target.name, model.kind).set(losses[model.kind])
-        use_candidate = math.isfinite(losses[CANDIDATE]) and not losses[CANDIDATE] > losses[baseline.kind]
-        chosen, other = (candidate, baseline) if use_candidate else (baseline, candidate)
-        chosen.fit(y)
-        common = {"validation_steps": val, "train_steps": split, "step_seconds": step, "quantile": q,
-                  "losses": losses, "baseline": baseline.kind}  # fmt: skip
-        reason = (f"{chosen.kind} pinball {losses[chosen.kind]:.4g} vs {other.kind} {losses[other.kind]:.4g} "
-                  f"on the last {val} steps")  # fmt: skip
-        if not use_candidate:
-            reason = f"candidate not used: worse than {baseline.kind} ({reason})"
+        choice = choose_model(y, horizon=h, window=self.window, season=season, quantile=q, validation=val)
+        chosen, other, losses = choice.chosen, choice.other, choice.losses
+        for kind, loss in losses.items():
+            metrics.validation.labels(target.name, kind).set(loss)
+        common = {"validation_steps": val, "train_steps": len(y) - val, "step_seconds": step, "quantile": q,
+                  "losses": losses, "baseline": choice.baseline}  # fmt: skip
+        reason = choice.reason
+        use_candidate = chosen.kind == CANDIDATE
         name = f"demand/{target.name}"
-        await self.store.save_model(ModelRecord(name, other.kind, other.params(), {**common, "used": False},
-                                                now, None, in_use=False))  # fmt: skip
-        await self.store.save_model(ModelRecord(name, chosen.kind, chosen.to_record(), {**common, "used": True,
-                                                "reason": reason}, now, None, in_use=True))  # fmt: skip
+        await self.store.save_model(
+            ModelRecord(name, other.kind, other.params(), jsonable({**common, "used": False}), now, None, in_use=False)
+        )
+        await self.store.save_model(ModelRecord(name, chosen.kind, chosen.to_record(),
+                                                jsonable({**common, "used": True, "reason": reason}), now, None,
+                                                in_use=True))  # fmt: skip
         for kind in MODEL_KINDS:
             metrics.in_use.labels(target.name, kind).set(1 if kind == chosen.kind else 0)
         metrics.refits.labels(target.name, "candidate" if use_candidate else "fallback").inc()
         state.model, state.fitted_at, state.reason, state.metrics = chosen, now, reason, common
+        state.trained_on = timedelta(seconds=len(y) * step)
         logger.info("%s: forecast model refitted: %s", target.name, reason)
         return chosen
 
@@ -360,9 +396,9 @@ class ForecastService:
 
 def setup(daemon: Daemon) -> None:
     """Daemon area hook: forecasts for the loop, a refit job, a `/status` section."""
-    service = ForecastService(daemon.observer, daemon.store, lambda: daemon.loop.policy, monitor=daemon.monitor)
+    service = ForecastService(daemon.observer, daemon.store, daemon.policy, monitor=daemon.monitor)
     daemon.loop.forecaster = service
     daemon.jobs.add("predictive-refit", timedelta(minutes=5), service.refit_due)
     daemon.context.status_sections["predictive"] = service.status
-    modes = {t.name: t.predictive.mode.value for t in daemon.loop.policy.policy.targets}
+    modes = {t.name: t.predictive.mode.value for t in daemon.policy().policy.targets}
     logger.info("predictive scaling: %s", ", ".join(f"{k} {v}" for k, v in modes.items()) or "no targets")

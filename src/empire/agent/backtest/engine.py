@@ -18,8 +18,10 @@ and books, which checks that it is indeed never short.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -60,9 +62,9 @@ class BacktestSettings:
     tolerance: float = 0.1
     scale_down_window: float = 300.0
     # empire: predictive (forecast quantile over the scheduling buffer) + a reactive safety net
-    quantile: float = 0.98
+    quantile: float = 0.975
     scheduling_buffer: float | None = None  # default: the start-up delay
-    empire_utilization: float = 0.9
+    empire_utilization: float = 0.85
     empire_scale_down_window: float | None = None  # default: scheduling buffer + one tick
     history: float = 14 * 86400.0
     refit_every: float = 6 * 3600.0
@@ -191,7 +193,7 @@ async def _run_loop(name: str, trace: DemandTrace, s: BacktestSettings, progress
             progress(name, i + 1, n)
     details: dict[str, Any] = {"decisions": store.decision_count}
     if service is not None:
-        models = [m for m in store.models if m.in_use]
+        models = [m for m in store.models if m.metrics.get("used")]
         details["forecast"] = {
             "refits": len(models),
             "models_used": {k: sum(1 for m in models if m.kind == k) for k in sorted({m.kind for m in models})},
@@ -233,10 +235,26 @@ def run_backtest(
     settings: BacktestSettings | None = None,
     policies: tuple[str, ...] = POLICIES,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> dict[str, PolicyRun]:
-    """Every requested policy on the same trace and settings, in the order given."""
+    """Every requested policy on the same trace and settings (in `workers` processes), in the order given."""
     settings = settings or BacktestSettings()
     unknown = set(policies) - set(POLICIES)
     if unknown:
         raise ValueError(f"unknown policies {sorted(unknown)}; valid: {', '.join(POLICIES)}")
-    return {name: backtest_policy(name, trace, settings, progress) for name in policies}
+    loops = [p for p in policies if p != "oracle"]
+    runs: dict[str, PolicyRun] = {}
+    if workers > 1 and len(loops) > 1:
+        # all loop policies but the last in worker processes; the last here, reporting progress
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(min(workers - 1, len(loops) - 1), mp_context=ctx) as pool:
+            futures = {name: pool.submit(backtest_policy, name, trace, settings, None) for name in loops[:-1]}
+            runs[loops[-1]] = backtest_policy(loops[-1], trace, settings, progress)
+            for name, future in futures.items():
+                runs[name] = future.result()
+    else:
+        for name in loops:
+            runs[name] = backtest_policy(name, trace, settings, progress)
+    if "oracle" in policies:
+        runs["oracle"] = backtest_policy("oracle", trace, settings, progress)
+    return {name: runs[name] for name in policies}

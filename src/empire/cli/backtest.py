@@ -1,0 +1,145 @@
+"""`empire backtest`: replay a demand trace through the control loop; compare reactive, empire and oracle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from empire.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "backtest",
+        help="replay a demand trace through the loop on a simulated cluster: reactive vs empire vs oracle",
+        description=(
+            "Replay a per-minute demand trace (default: the shipped NASA-HTTP trace, Jul-Aug 1995) through the "
+            "real control loop on a fake clock and a simulated cluster (each ready replica serves CAPACITY "
+            "requests/min, a replica is ready STARTUP_DELAY after it is requested, removal is immediate), for "
+            "three policies in one run: reactive (HPA), empire (predictive + reactive) and oracle (perfect "
+            "foresight). Counts under-provisioned minutes, demand not served, replica-hours and scaling actions "
+            "over the minutes whose status is ok."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""trace: a CSV (or .csv.gz) with a header: timestamp,value[,status]; a coarser step (e.g. 30 min)
+is turned into requests per minute (divided by the step, interpolated); --noise poisson draws
+per-minute arrivals at that rate. Rows whose status is not 'ok' are replayed but not counted.
+
+examples:
+  empire backtest                                   the shipped NASA trace, reference settings
+  empire backtest --json out/bt.json --plot out/bt.png
+  empire backtest taxi.csv --scale 0.083 --noise poisson
+  empire backtest --capacity 20 --startup-delay 3m --quantile 0.95""",
+    )
+    p.add_argument("trace", nargs="?", metavar="TRACE.csv", help="demand trace (default: shipped NASA-HTTP)")
+    p.add_argument("--value-column", metavar="COL", help="default: the first column besides timestamp/status")
+    p.add_argument("--status-column", metavar="COL", help="default: 'status' when present")
+    p.add_argument("--timestamp-column", metavar="COL", default="timestamp")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply demand (default 1)")
+    p.add_argument("--noise", choices=("none", "poisson"), default="none", help="per-minute arrivals (default none)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --noise poisson")
+    p.add_argument("--days", type=float, help="only the first N days of the trace")
+    g = p.add_argument_group("cluster and reactive (HPA) baseline")
+    g.add_argument("--capacity", type=float, default=10.0, help="requests/min per ready replica (default 10)")
+    g.add_argument("--startup-delay", default="2m", help="request to ready (default 2m)")
+    g.add_argument("--min-replicas", type=int, default=1)
+    g.add_argument("--max-replicas", type=int, default=10_000)
+    g.add_argument("--target-utilization", type=float, default=0.7, help="HPA target (default 0.7)")
+    g.add_argument("--tolerance", type=float, default=0.1)
+    g.add_argument("--scale-down-window", default="5m", help="HPA scale-down stabilization (default 5m)")
+    e = p.add_argument_group("empire")
+    e.add_argument("--quantile", type=float, default=0.975, help="forecast quantile provisioned for (default 0.975)")
+    e.add_argument("--scheduling-buffer", help="forecast this far ahead (default: the start-up delay)")
+    e.add_argument("--empire-utilization", type=float, default=0.85, help="reactive safety net target (default 0.85)")
+    e.add_argument("--empire-scale-down-window", help="default: scheduling buffer + 1 minute")
+    o = p.add_argument_group("output")
+    o.add_argument("--policies", default="reactive,empire,oracle", help="comma-separated subset")
+    o.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    o.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity per policy (PNG)")
+    o.add_argument("--workers", type=int, default=2, help="processes (default 2: reactive beside empire)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+def _seconds(text: str | None, name: str) -> float | None:
+    if text is None:
+        return None
+    from pydantic import TypeAdapter, ValidationError
+
+    from empire.policies.durations import Duration
+
+    try:
+        return TypeAdapter(Duration).validate_python(text).total_seconds()
+    except ValidationError:
+        raise ConfigError(f"{name}: invalid duration {text!r}; use e.g. 90s, 2m, 1h") from None
+
+
+class ProgressBar:
+    """One line on stderr, redrawn in place on a terminal; a line per 10 % otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self._last_tenth = -1
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        frac = done / max(1, total)
+        bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
+        text = f"{name:<9}[{bar}] {frac:4.0%} {done:,}/{total:,} min  {time.monotonic() - self.started:5.1f}s"
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if done >= total else ""))
+            self.stream.flush()
+        elif int(frac * 10) != self._last_tenth:
+            self._last_tenth = int(frac * 10)
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from empire.agent.backtest import POLICIES, BacktestSettings, load_trace, run_backtest
+    from empire.agent.backtest.report import format_table, target_check, to_json, write_plot
+
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    bad = [p for p in policies if p not in POLICIES]
+    if bad or not policies:
+        raise ConfigError(f"--policies: unknown {', '.join(bad) or '(none)'}; valid: {', '.join(POLICIES)}")
+    for name, value in (("--quantile", args.quantile), ("--target-utilization", args.target_utilization),
+                        ("--empire-utilization", args.empire_utilization)):  # fmt: skip
+        if not 0 < value < 1 + (name != "--quantile"):
+            raise ConfigError(f"{name} must be between 0 and 1 (got {value})")
+    if args.capacity <= 0:
+        raise ConfigError("--capacity must be positive")
+    settings = BacktestSettings(
+        capacity=args.capacity, startup_delay=_seconds(args.startup_delay, "--startup-delay") or 0.0,
+        min_replicas=args.min_replicas, max_replicas=args.max_replicas, target_utilization=args.target_utilization,
+        tolerance=args.tolerance, scale_down_window=_seconds(args.scale_down_window, "--scale-down-window") or 0.0,
+        quantile=args.quantile, scheduling_buffer=_seconds(args.scheduling_buffer, "--scheduling-buffer"),
+        empire_utilization=args.empire_utilization,
+        empire_scale_down_window=_seconds(args.empire_scale_down_window, "--empire-scale-down-window"),
+    )  # fmt: skip
+    trace = load_trace(args.trace, value_column=args.value_column, status_column=args.status_column,
+                       timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed)  # fmt: skip
+    if args.days is not None:
+        trace = trace.head(max(1, int(args.days * 1440)))
+    started = time.monotonic()
+    progress = None if args.no_progress else ProgressBar()
+    try:
+        runs = run_backtest(trace, settings, policies, progress=progress, workers=max(1, args.workers))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    seconds = time.monotonic() - started
+    print(format_table(runs, trace, settings))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(to_json(runs, trace, settings, seconds), indent=2) + "\n", encoding="utf-8")
+        print(f"figures: {out}")
+    if args.plot:
+        print(f"plot: {write_plot(runs, trace, settings, args.plot)}")
+    check = target_check(runs)
+    return 0 if check is None or check["met"] else 1

@@ -31,6 +31,8 @@ demo: $(VENV)/.installed-run
 	@mkdir -p $(DEMO_DIR)
 	EMPIRE_DATA_DIR=$(DEMO_DIR)/data $(BIN)/empire policy validate src/empire/policies/defaults/policy.yaml
 	EMPIRE_DATA_DIR=$(DEMO_DIR)/data $(BIN)/empire db upgrade
+	@# 62 days of NASA-HTTP traffic, minute by minute, through the real loop: reactive (HPA) vs empire vs oracle
+	$(BIN)/empire backtest --json $(DEMO_DIR)/backtest.json --plot $(DEMO_DIR)/backtest.png
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

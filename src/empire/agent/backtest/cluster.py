@@ -39,6 +39,7 @@ class Books:
     under_minutes: int = 0
     unserved: float = 0.0
     replica_minutes: int = 0
+    replica_minutes_all: int = 0  # every minute, counted or not (the trace's gaps and outages too)
     actions: int = 0
     requested: list[int] = field(default_factory=list)
     ready: list[int] = field(default_factory=list)
@@ -46,6 +47,7 @@ class Books:
     def count(self, demand: float, ok: bool, requested: int, ready: int) -> None:
         self.requested.append(requested)
         self.ready.append(ready)
+        self.replica_minutes_all += requested
         if not ok:
             return
         self.minutes += 1
@@ -61,6 +63,7 @@ class Books:
             "under_provisioned_minutes": self.under_minutes,
             "unserved_demand": round(self.unserved, 1),
             "replica_hours": round(self.replica_minutes / 60, 1),
+            "replica_hours_all_minutes": round(self.replica_minutes_all / 60, 1),
             "scaling_actions": self.actions,
             "counted_minutes": self.minutes,
             "mean_replicas": round(float(req.mean()), 2),

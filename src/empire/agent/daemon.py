@@ -12,7 +12,9 @@ Other areas plug in through `AREA_MODULES`: each listed module that exists and d
 (`daemon.background.append(async_fn)`; each runs in the daemon's task group until shutdown) and
 policy listeners (`daemon.policy_listeners.append(fn)`, called with each new `LoadedPolicy`).
 An area offers objects to the areas set up after it in `daemon.services` (tiering offers
-`"storage_backend"`; pools stores generated tracks through it).
+`"storage_backend"`; pools stores generated tracks through it). The core offers
+`"secret_reader"` when a cluster is configured: the `KubernetesSecretReader` every area hands to
+`empire.config.secrets.resolve_secret` for `secret:` references.
 Areas read the policy in force with `daemon.policy()`, never from a file of their own.
 
 The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the policy file,
@@ -138,6 +140,19 @@ async def _database_source(store: Any) -> Any:
     return source
 
 
+def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -> Any:
+    """Reads `secret:` references from the agent's namespace (cached; closed with the daemon)."""
+    from empire.operator.secrets import KubernetesSecretReader
+
+    reader = KubernetesSecretReader(cluster, timeout=10.0)
+
+    async def close() -> None:
+        reader.close()
+
+    closers.append(close)
+    return reader
+
+
 async def _open_db(url: str, attempts: int = 5) -> Any:
     from empire.state import Database
 
@@ -152,7 +167,10 @@ async def _open_db(url: str, attempts: int = 5) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def build_daemon(settings: Settings, policy_file: str | Path | None = None, dry_run: bool = False) -> Daemon:
+async def build_daemon(
+    settings: Settings, policy_file: str | Path | None = None, dry_run: bool = False, *, clock: Clock | None = None
+) -> Daemon:
+    """Assemble the daemon. `clock` is for tests (a `FakeClock`); `empire run` uses the system clock."""
     from empire.agent.executors import DryRunExecutor, KubernetesScaler, load_cluster_config
     from empire.agent.observers import NoSource, PrometheusObserver
     from empire.state import SqlStateStore
@@ -170,8 +188,9 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
         source = await _database_source(store)
     loaded = source.current
     logger.info("policy %s (version %s): %d targets", loaded.source, loaded.version, len(loaded.policy.targets))
-    clock, monitor = SystemClock(), Monitor()
+    clock, monitor = clock or SystemClock(), Monitor()
     info: dict[str, Any] = {}
+    services: dict[str, Any] = {}
 
     closers: list[Callable[[], Awaitable[None]]] = [db.close]
     if settings.prometheus.url:
@@ -191,6 +210,7 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
         executor: Any = scaler
         workloads: Any = scaler
         closers.append(scaler.aclose)
+        services["secret_reader"] = _secret_reader(cluster, closers)
         info["cluster"] = f"{cluster.server} ({cluster.source})"
         logger.info("Kubernetes API %s via %s", cluster.server, cluster.source)
     else:
@@ -212,7 +232,7 @@ async def build_daemon(settings: Settings, policy_file: str | Path | None = None
     if loop.dry_run:
         logger.warning("dry run: decisions are journaled, no action is executed")
     daemon = Daemon(settings, clock, monitor, db, store, source, observer, workloads, runner, jobs, loop, leader,
-                    context, closers=closers)  # fmt: skip
+                    context, closers=closers, services=services)  # fmt: skip
     (source.watcher if isinstance(source, FilePolicySource) else source).on_change = daemon.apply_policy
     for name in AREA_MODULES:
         try:

@@ -1,55 +1,46 @@
-"""Resolving a receiver's `SecretRef` (Slack webhook URL, SMTP password) at send time, never earlier.
+"""Alerting's use of secrets: resolved at send time through `empire.config.secrets`, and kept out
+of HTTP client logs.
 
 Why at send time: a rotated secret (a new file in a mounted Kubernetes Secret, a restarted pod's
 environment) is picked up without a policy reload, and a missing secret fails the notifications
 of that one receiver (with a message naming *where* the secret should be) instead of the daemon.
-The value is returned to the receiver only: it is never logged, stored, or put in an error.
 
-`env` and `file` references are resolved here; `secret` (a Kubernetes Secret key) needs a reader
-from the operator, passed in as `kube_reader(name, key) -> str`.
+Why the redaction lives here and not in the shared resolver: a Slack webhook URL *is* the
+credential, and httpx logs every request URL at INFO. The receivers are the only code that puts a
+secret into a URL, so it is alerting's resolver that registers each value it hands out with the
+filter on the `httpx`/`httpcore` loggers. Provider keys and S3 credentials only ever travel in
+headers and client arguments, which nothing logs.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 
-from empire.errors import ConfigError
+from empire.config.secrets import SecretReader
+from empire.config.secrets import resolve_secret as resolve_ref
 from empire.policies.common import SecretRef
 
-__all__ = ["SecretResolver", "redact_in_logs", "resolve_secret"]
+__all__ = ["SecretResolver", "redact_in_logs", "resolve_secret", "resolver"]
 
 SecretResolver = Callable[[SecretRef], str]
 
 
-def resolve_secret(ref: SecretRef, kube_reader: Callable[[str, str], str] | None = None) -> str:
-    """The secret's value; a `ConfigError` naming the reference (not the value) when unavailable."""
-    if ref.env:
-        value = os.environ.get(ref.env)
-        if not value:
-            raise ConfigError(f"secret {ref.describe()}: the environment variable is not set")
-        value = value.strip()
-    elif ref.file:
-        try:
-            value = Path(ref.file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"secret {ref.describe()}: cannot read the file ({exc.strerror})") from None
-    else:
-        assert ref.secret is not None
-        if kube_reader is None:
-            raise ConfigError(f"secret {ref.describe()}: Kubernetes Secret references need the in-cluster reader")
-        value = kube_reader(ref.secret.name, ref.secret.key).strip()
-    if not value:
-        raise ConfigError(f"secret {ref.describe()} is empty")
+def resolve_secret(ref: SecretRef, kube_reader: SecretReader | None = None) -> str:
+    """The secret's value, registered for log redaction; a `ConfigError` naming the reference
+    (not the value) when unavailable."""
+    value = resolve_ref(ref, kubernetes=kube_reader).get_secret_value()
     redact_in_logs(value)
     return value
 
 
+def resolver(kube_reader: SecretReader | None = None) -> SecretResolver:
+    """A `SecretResolver` for `build_receivers` that can also read Kubernetes Secret references."""
+    return lambda ref: resolve_secret(ref, kube_reader)
+
+
 class _Redactor(logging.Filter):
-    """Replaces known secret values in log records of HTTP client libraries (httpx logs every
-    request URL at INFO, and a Slack webhook URL *is* the credential)."""
+    """Replaces known secret values in log records of HTTP client libraries."""
 
     def __init__(self) -> None:
         super().__init__()

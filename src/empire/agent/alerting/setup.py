@@ -22,6 +22,7 @@ import httpx
 from empire.agent.alerting.api import routes
 from empire.agent.alerting.job import AlertRulesJob
 from empire.agent.alerting.receivers import build_receivers
+from empire.agent.alerting.secrets import resolver
 from empire.agent.alerting.service import AlertService
 from empire.agent.alerting.store import AlertStore
 from empire.agent.types import Alert
@@ -37,9 +38,10 @@ def setup(daemon: Any) -> None:
         return daemon.policy().policy
 
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+    secrets = resolver(daemon.services.get("secret_reader"))  # Kubernetes Secret references when in a cluster
     store = AlertStore(daemon.db)
     alerting = policy().alerting
-    service = AlertService(store, alerting, build_receivers(alerting, client), daemon.clock, daemon.monitor,
+    service = AlertService(store, alerting, build_receivers(alerting, client, secrets), daemon.clock, daemon.monitor,
                            leader=daemon.leader)  # fmt: skip
     daemon.runner.register(Alert, service.executor)
     rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store)
@@ -48,7 +50,7 @@ def setup(daemon: Any) -> None:
     async def evaluate(now: Any) -> None:
         if daemon.policy().version != version["v"]:  # hot reload: new routes, receivers
             version["v"] = daemon.policy().version
-            service.update_policy(policy().alerting, build_receivers(policy().alerting, client))
+            service.update_policy(policy().alerting, build_receivers(policy().alerting, client, secrets))
         await rules(now)
 
     daemon.jobs.add("alert-rules", policy().loop.interval, evaluate)

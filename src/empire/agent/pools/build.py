@@ -22,8 +22,8 @@ from empire.agent.pools.providers.base import JobProvider
 from empire.agent.pools.providers.http import CallbackHub, HttpJobProvider
 from empire.agent.pools.providers.simulated import SimulatedProvider
 from empire.agent.pools.queue import JobQueue
-from empire.agent.pools.secrets import SecretReader, resolve_secret
 from empire.agent.ports import Clock, RateLimiter
+from empire.config.secrets import SecretReader, resolve_secret
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 from empire.state.database import Database

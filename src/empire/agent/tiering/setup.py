@@ -28,7 +28,7 @@ def setup(daemon: Any) -> None:
         return daemon.policy().policy.storage
 
     storage = policy()
-    backend = build_backend(storage, daemon.settings.data_dir)
+    backend = build_backend(storage, daemon.settings.data_dir, daemon.services.get("secret_reader"))
     metrics = daemon.monitor.tiering
     inventory = Inventory(daemon.db)
     mover = Mover(daemon.db, backend, storage, daemon.clock, metrics=metrics, actor=daemon.settings.replica_id)

@@ -16,10 +16,11 @@ def tier_roots(policy: StoragePolicy, data_dir: Path) -> dict[str, Path]:
     return {t.name: Path(t.root) if t.root else data_dir / "tiers" / t.name for t in policy.tiers}
 
 
-def build_backend(policy: StoragePolicy, data_dir: Path):  # -> StorageBackend
-    """The backend the policy names (S3 imports boto3 lazily: it is an optional dependency)."""
+def build_backend(policy: StoragePolicy, data_dir: Path, secrets=None):  # -> StorageBackend
+    """The backend the policy names (S3 imports boto3 lazily: it is an optional dependency).
+    `secrets` reads Kubernetes Secret references in the S3 credentials (`empire.config.secrets`)."""
     if policy.backend == "s3":
         from empire.agent.tiering.backends.s3 import S3Backend
 
-        return S3Backend.from_policy(policy)
+        return S3Backend.from_policy(policy, secrets)
     return LocalBackend(tier_roots(policy, data_dir))

@@ -15,44 +15,27 @@ happen inside botocore (standard retry mode); what still fails is classified Tem
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from empire.agent.tiering.backends.base import CHUNK, location_for, sha256_hex, validate_location
+from empire.config.secrets import SecretReader, resolve_secret_value
 from empire.errors import ConfigError, NotFoundError, PermanentError, TemporaryError
-from empire.policies.common import SecretRef
 from empire.policies.storage import S3Backend as S3Settings
 from empire.policies.storage import StoragePolicy
 
-__all__ = ["READABLE_STORAGE_CLASSES", "S3Backend", "resolve_secret"]
+__all__ = ["READABLE_STORAGE_CLASSES", "S3Backend"]
 
 READABLE_STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR",
                             "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE")  # fmt: skip
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _TEMPORARY = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
               "InternalError", "RequestTimeTooSkewed"}  # fmt: skip
-
-
-def resolve_secret(ref: SecretRef) -> str:
-    """Read a secret from the environment or a mounted file (Kubernetes Secrets: mount them as files)."""
-    if ref.env:
-        value = os.environ.get(ref.env)
-        if value is None:
-            raise ConfigError(f"secret {ref.describe()}: environment variable not set")
-        return value
-    if ref.file:
-        try:
-            return Path(ref.file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"secret {ref.describe()}: {exc.strerror}") from None
-    raise ConfigError(f"secret {ref.describe()}: mount the Kubernetes Secret as a file and use 'file:'")
 
 
 def _classify(exc: Exception, what: str) -> Exception:
@@ -83,7 +66,14 @@ def _classify(exc: Exception, what: str) -> Exception:
 
 
 class S3Backend:
-    def __init__(self, settings: S3Settings, storage_classes: dict[str, str | None], *, client: Any = None) -> None:
+    def __init__(
+        self,
+        settings: S3Settings,
+        storage_classes: dict[str, str | None],
+        *,
+        client: Any = None,
+        secrets: SecretReader | None = None,
+    ) -> None:
         for tier, sc in storage_classes.items():
             if sc is not None and sc not in READABLE_STORAGE_CLASSES:
                 raise ConfigError(
@@ -96,12 +86,13 @@ class S3Backend:
         self.storage_classes = dict(storage_classes)
         self.tier_names = tuple(storage_classes)
         self._client = client
+        self._secrets = secrets  # reads `secret:` references (the daemon's KubernetesSecretReader)
 
     @classmethod
-    def from_policy(cls, policy: StoragePolicy) -> S3Backend:
+    def from_policy(cls, policy: StoragePolicy, secrets: SecretReader | None = None) -> S3Backend:
         if policy.s3 is None:
             raise ConfigError("storage.backend is s3 but storage.s3 is missing")
-        return cls(policy.s3, {t.name: t.storage_class for t in policy.tiers})
+        return cls(policy.s3, {t.name: t.storage_class for t in policy.tiers}, secrets=secrets)
 
     def __repr__(self) -> str:
         return f"S3Backend(bucket={self.bucket!r}, endpoint={self.settings.endpoint_url!r})"
@@ -115,8 +106,8 @@ class S3Backend:
             s = self.settings
             kwargs: dict[str, Any] = {}
             if s.access_key_id is not None and s.secret_access_key is not None:
-                kwargs["aws_access_key_id"] = resolve_secret(s.access_key_id)
-                kwargs["aws_secret_access_key"] = resolve_secret(s.secret_access_key)
+                kwargs["aws_access_key_id"] = resolve_secret_value(s.access_key_id, kubernetes=self._secrets)
+                kwargs["aws_secret_access_key"] = resolve_secret_value(s.secret_access_key, kubernetes=self._secrets)
             config = Config(
                 retries={"mode": "standard", "max_attempts": 4},
                 s3={"addressing_style": s.addressing_style},

@@ -96,6 +96,13 @@ class HttpProviderSpec(StrictModel):
         default="result", description="dotted path of the object holding the result's metadata (title, score)"
     )
     job_timeout: Duration = Field(default=timedelta(minutes=30), description="give up polling one job after this")
+    callback_secret: SecretRef | None = Field(
+        default=None,
+        description="callback mode (no poll_url): the token the provider sends with each callback to "
+        "POST /v1/providers/<name>/callback; without it the endpoint refuses every callback",
+    )
+    callback_header: str = Field(default="Authorization", description="header carrying the callback token")
+    callback_scheme: str = Field(default="Bearer", description="prefix before the callback token; empty for none")
 
 
 class SimulatedProviderSpec(StrictModel):

@@ -46,6 +46,7 @@ __all__ = [
     "moves",
     "notifications",
     "policy_versions",
+    "pool_holds",
     "silences",
 ]
 
@@ -233,6 +234,18 @@ silences = Table(
     Column("created_by", String(128), nullable=False),
     Column("comment", Text, nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+pool_holds = Table(  # paused personas and drained accounts (alert remediations, `empire pools hold`)
+    "pool_holds",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # persona | account
+    Column("subject", String(256), primary_key=True),  # persona name | provider/account
+    Column("source", String(128), primary_key=True),  # the alert rule that asked, or "manual"
+    Column("held", Boolean, nullable=False),  # a subject is held while any of its sources holds it
+    Column("reason", String(64), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 policy_versions = Table(

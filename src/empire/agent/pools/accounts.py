@@ -3,6 +3,8 @@ limits from the policy and its live health, and the candidates routing chooses f
 
 Rebuilt on policy reload (`PoolRegistry.update`): limits change at once, health and counters of
 accounts that still exist carry over (a reload must not un-cool a rate-limited account).
+`drained` accounts ("provider/account": an alert's `drain_account`, `empire pools hold account`,
+or a provider whose adapter could not be built) are no candidates: routing falls back or waits.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class PoolRegistry:
         self.providers: dict[str, Provider] = {}
         self.limits: dict[str, AccountLimits] = {}
         self.states: dict[str, AccountState] = {}
+        self.drained: frozenset[str] = frozenset()
         self.update(providers)
 
     def update(self, providers: Iterable[Provider]) -> None:
@@ -83,6 +86,8 @@ class PoolRegistry:
             p = self.providers[name]
             cands = []
             for lim in self.accounts_of(name):
+                if lim.key in self.drained:
+                    continue
                 st = self.states[lim.key]
                 # half-open after a cooldown: one probe at a time until a success closes the breaker
                 limit = 1 if st.half_open and not st.cooling(now) else lim.max_concurrent

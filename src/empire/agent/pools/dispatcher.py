@@ -18,6 +18,10 @@ Rate limits: workers that chose the same account queue on its lock, and only the
 queue asks the limiter, so the limiter is asked once per token, not once per waiting job.
 The wall clock (`time.monotonic`, `anyio.sleep`) is used here, at the edge; every decision
 (routing, breaker, retry, budget) is a pure function the tests drive with a fake clock.
+
+Inside `empire run` (`pools.setup`) the daemon drains accounts (`set_drained`), holds paused
+personas' jobs in the queue (`JobQueue.held_personas`) and stops claiming while the agent is in
+dry run (`paused`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -106,6 +110,7 @@ class Dispatcher:
         self._flush_lock = anyio.Lock()
         self._holders: dict[str, set[str]] = {}
         self._busy = 0
+        self.paused: Callable[[], bool] | None = None  # True: claim nothing new (the daemon's dry run)
         self.stats = {"claimed": 0, "succeeded": 0, "dead": 0, "retried": 0, "rerouted": 0, "released": 0}
         self.cpu_seconds = 0.0
 
@@ -123,6 +128,14 @@ class Dispatcher:
             self.queue.limits = limits
         if self.metrics is not None:
             self.metrics.configure(providers)
+
+    def set_drained(self, accounts: frozenset[str]) -> None:
+        """Route no new job to these accounts ("provider/account"); jobs in flight there finish."""
+        if accounts != self.pools.drained:
+            logger.info("drained accounts: %s", ", ".join(sorted(accounts)) or "none")
+        self.pools.drained = frozenset(accounts)
+        if self.metrics is not None:
+            self.metrics.on_drained(accounts)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -163,6 +176,9 @@ class Dispatcher:
             while not self.stopping:
                 idle = self.opt.max_in_flight - self._busy
                 want = min(idle, self.opt.claim_batch)
+                if self.paused is not None and self.paused():
+                    await self._sleep(self.opt.idle_poll)
+                    continue
                 if want < min(self.opt.claim_batch, max(1, self.opt.max_in_flight // 8)):
                     self._worker_free = anyio.Event()
                     with anyio.move_on_after(self.opt.idle_poll):

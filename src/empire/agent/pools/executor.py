@@ -85,6 +85,8 @@ class GenerateExecutor:
 
     async def read_back(self, record: ActionRecord) -> ReadBack:
         p = record.params
+        if p.get("held"):  # a planner row for held-back work (`planning.py`): nothing was to be queued
+            return ReadBack(False, note="held back: nothing was queued")
         persona = record.subject.removeprefix("persona/")
         batch, first, count = str(p.get("batch", "")), int(p.get("first", 0)), int(p.get("count", 0))
         if not batch:

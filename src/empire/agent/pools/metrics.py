@@ -5,22 +5,33 @@ policy does not know is reported as "other" rather than minting a new series. `e
 `cause`, `state` and `priority` are fixed enums. No API key, prompt or job id is ever a label.
 The queue depth is `empire_jobs_queued{priority}`: the example policy scales the generator
 workers on `sum(empire_jobs_queued)`.
+
+Budgets: `empire_pool_budget_spend{provider,period}` / `empire_pool_budget_limit{provider,period}`
+and the global `empire_budget_spend{period}` / `empire_budget_limit{period}` (period: day | month;
+spend counts succeeded jobs plus what jobs in flight have reserved, as the budget guard does). A
+limit series exists only while the policy sets that limit, so `spend / limit > 0.9` (the
+PrometheusRule's `EmpireBudgetNearLimit`) only ever compares against a real budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.errors import ErrorClass
 from empire.agent.pools.health import CooldownCause
-from empire.agent.pools.model import JobPriority, JobState
-from empire.policies.generation import Provider
+from empire.agent.pools.model import JobPriority, JobState, Spend
+from empire.agent.types import Reason
+from empire.policies.generation import Budget, Provider
 
 __all__ = ["PoolMetrics"]
 
 OTHER = "other"
+PERIODS = ("day", "month")
+HELD_REASONS = (Reason.persona_paused, Reason.budget_deferred, Reason.budget_exhausted)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
@@ -51,6 +62,20 @@ class PoolMetrics:
                                    ["persona"], registry=registry)  # fmt: skip
         self.published = Counter("empire_content_published", "Results published as content objects",
                                  ["persona"], registry=registry)  # fmt: skip
+        self.budget_spend = Gauge("empire_pool_budget_spend", "Spend plus reservations this UTC day/month, per "
+                                  "provider (currency units)", ["provider", "period"], registry=registry)  # fmt: skip
+        self.budget_limit = Gauge("empire_pool_budget_limit", "The provider's budget for the period (only when set)",
+                                  ["provider", "period"], registry=registry)  # fmt: skip
+        self.total_spend = Gauge("empire_budget_spend", "Spend plus reservations this UTC day/month, all providers",
+                                 ["period"], registry=registry)  # fmt: skip
+        self.total_limit = Gauge("empire_budget_limit", "The global budget for the period (only when set)",
+                                 ["period"], registry=registry)  # fmt: skip
+        self.held = Gauge("empire_generation_held", "Tracks the planner held back in the current window, by reason",
+                          ["persona", "reason"], registry=registry)  # fmt: skip
+        self.drained = Gauge("empire_pool_account_drained", "1 while the account is drained (no new jobs)", acct,
+                             registry=registry)  # fmt: skip
+        self.paused = Gauge("empire_persona_paused", "1 while the persona is paused by a hold or the policy",
+                            ["persona"], registry=registry)  # fmt: skip
         self._accounts: set[tuple[str, str]] = set()
         self._providers: set[str] = set()
         self._personas: set[str] = set()
@@ -59,9 +84,18 @@ class PoolMetrics:
         """Set the closed label sets from the policy and create every series at zero."""
         self._accounts = {(p.name, a.name) for p in providers for a in p.accounts}
         self._providers = {p for p, _ in self._accounts}
+        for gauge in (self.budget_spend, self.budget_limit, self.drained):  # names the policy dropped
+            gauge.clear()
         if personas is not None:
             self._personas = set(personas)
+            self.held.clear()
+            self.paused.clear()
+        for persona in self._personas:
+            for r in HELD_REASONS:
+                self.held.labels(persona, r.value)
+            self.paused.labels(persona)
         for p, a in self._accounts:
+            self.drained.labels(p, a)
             self.in_flight.labels(p, a)
             self.submitted.labels(p, a)
             self.succeeded.labels(p, a)
@@ -122,3 +156,50 @@ class PoolMetrics:
             self.queued.labels(prio.name).set(n)
         for s, n in by_state.items():
             self.jobs.labels(s).set(n)
+
+    # -- budgets, held-back work, holds -----------------------------------------------------
+    def on_budget(self, limits: BudgetLimits, spend: Spend) -> None:
+        """Spend and limits per provider and globally (a limit the policy does not set has no series)."""
+        for p in sorted(self._providers):
+            day, month = spend.provider_day(p), spend.provider_month(p)
+            _set(self.budget_spend, (p, "day"), day)
+            _set(self.budget_spend, (p, "month"), month)
+            _limits(self.budget_limit, (p,), limits.providers.get(p))
+        _set(self.total_spend, ("day",), spend.day)
+        _set(self.total_spend, ("month",), spend.month)
+        _limits(self.total_limit, (), limits.total)
+
+    def on_held(self, held: Iterable[tuple[str, Reason, int]]) -> None:
+        """`(persona, reason, count)` of the last plan; every other series goes back to 0."""
+        counts: dict[tuple[str, str], int] = {}
+        for persona, reason, n in held:
+            key = (self._persona(persona), Reason(reason).value)
+            counts[key] = counts.get(key, 0) + n
+        for persona in self._personas | {k[0] for k in counts}:
+            for r in HELD_REASONS:
+                self.held.labels(persona, r.value).set(counts.get((persona, r.value), 0))
+
+    def on_holds(self, personas: Iterable[str], accounts: Iterable[str]) -> None:
+        """Paused personas and drained accounts ("provider/account") now."""
+        paused = {self._persona(p) for p in personas}
+        for persona in self._personas:
+            self.paused.labels(persona).set(1 if persona in paused else 0)
+        self.on_drained(accounts)
+
+    def on_drained(self, accounts: Iterable[str]) -> None:
+        drained = {tuple(a.split("/", 1)) for a in accounts}
+        for p, a in self._accounts:
+            self.drained.labels(p, a).set(1 if (p, a) in drained else 0)
+
+
+def _set(gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+    gauge.labels(*labels).set(value)
+
+
+def _limits(gauge: Gauge, labels: tuple[str, ...], budget: Budget | None) -> None:
+    for period, limit in (("day", budget.daily if budget else None), ("month", budget.monthly if budget else None)):
+        if limit is not None:
+            gauge.labels(*labels, period).set(limit)
+        else:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels, period)

@@ -7,6 +7,10 @@ week over last week) raises the window's target, capped by the persona's `trend_
 was already planned in the window (jobs with the window's key prefix) is subtracted, so planning
 every tick is idempotent: the same window never asks twice.
 
+A persona is paused by its policy (`paused: true`) or by a hold (`paused`: an alert's
+`pause_persona` remediation or `empire pools hold persona`, kept in the state DB); either way
+what its cadence asks for is held back with `persona_paused`.
+
 Budget guard, in priority order (high, normal, low): spend so far (succeeded + reserved in flight)
 plus the estimated cost of what is queued, plus what this plan adds, must fit every daily and
 monthly budget. When the projection passes a budget, low-priority personas are deferred entirely
@@ -18,7 +22,7 @@ the plan gives way, so that high-priority releases are the ones that get the mon
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -96,8 +100,10 @@ def plan_generation(
     spend: Spend,
     queued_cost: Mapping[str, float] | None = None,
     trend: Mapping[str, float] | None = None,
+    paused: Set[str] = frozenset(),
 ) -> GenerationPlan:
-    """`planned[persona]`: jobs already created in the persona's current window (see `key_prefix`)."""
+    """`planned[persona]`: jobs already created in the persona's current window (see `key_prefix`);
+    `paused`: personas held by a remediation or the operator, on top of the policy's `paused`."""
     queued_cost = queued_cost or {}
     trend = trend or {}
 
@@ -120,7 +126,7 @@ def plan_generation(
         need = max(0, target - done)
         if need == 0:
             continue
-        if p.paused:
+        if p.paused or p.name in paused:
             held.append(HeldBack(p.name, Reason.persona_paused, need))
             continue
         wants.append((p, done, need, boosted, batch_id(start)))

@@ -155,6 +155,7 @@ class JobQueue:
     def __init__(self, db: Database, limits: BudgetLimits | None = None) -> None:
         self.db = db
         self.limits = limits or BudgetLimits()
+        self.held_personas: frozenset[str] = frozenset()  # paused personas: their queued jobs wait
 
     # -- producing --------------------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> int:
@@ -211,6 +212,8 @@ class JobQueue:
                     .order_by(J.c.priority, J.c.not_before, J.c.id)
                     .limit(room if not self.limits.active else room * 4)
                 )
+                if self.held_personas:  # a lease that expired (a crash) is taken over above regardless
+                    q = q.where(or_(J.c.persona.is_(None), J.c.persona.not_in(sorted(self.held_personas))))
                 if pg:
                     q = q.with_for_update(skip_locked=True)
                 candidates = [_job(r) for r in (await conn.execute(q)).all()]

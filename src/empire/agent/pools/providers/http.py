@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,11 +73,36 @@ def fill_template(template: Any, values: dict[str, str]) -> Any:
 
 
 class CallbackHub:
-    """Where callback-mode providers' results arrive; the dispatcher's poll waits here."""
+    """Where callback-mode providers' results arrive; the dispatcher's poll waits here.
 
-    def __init__(self) -> None:
+    The endpoint (`pools.callbacks`) delivers here when this process is waiting for the job
+    (`expecting`: the provider accepted it here, so a callback racing our own bookkeeping is
+    not lost), and records the payload on the job's row in any case; `lookup` reads it back, so
+    the replica that owns the job finds a callback another replica received, also after a restart.
+    Memory is bounded: at most `max_pending` expected jobs are remembered (oldest dropped first).
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[str, str], Awaitable[dict[str, Any] | None]] | None = None,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.lookup = lookup
+        self.max_pending = max_pending
         self._results: dict[tuple[str, str], dict[str, Any]] = {}
         self._events: dict[tuple[str, str], anyio.Event] = {}
+        self._expected: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def expect(self, provider: str, job_id: str) -> None:
+        """The provider accepted `job_id` here: its callback is for this process."""
+        self._expected[(provider, job_id)] = None
+        while len(self._expected) > self.max_pending:
+            old, _ = self._expected.popitem(last=False)
+            self._results.pop(old, None)
+            self._events.pop(old, None)
+
+    def expecting(self, provider: str, job_id: str) -> bool:
+        return (provider, job_id) in self._expected
 
     def deliver(self, provider: str, job_id: str, payload: dict[str, Any]) -> None:
         key = (provider, job_id)
@@ -86,12 +113,17 @@ class CallbackHub:
 
     async def wait(self, provider: str, job_id: str, seconds: float) -> dict[str, Any] | None:
         key = (provider, job_id)
-        if key in self._results:
-            return self._results.pop(key)
-        ev = self._events.setdefault(key, anyio.Event())
-        with anyio.move_on_after(seconds):
-            await ev.wait()
-        return self._results.pop(key, None)
+        if key not in self._results:
+            ev = self._events.setdefault(key, anyio.Event())
+            with anyio.move_on_after(seconds):
+                await ev.wait()
+        payload = self._results.pop(key, None)
+        if payload is None and self.lookup is not None:
+            payload = await self.lookup(provider, job_id)
+        if payload is not None:
+            self._expected.pop(key, None)
+            self._events.pop(key, None)
+        return payload
 
 
 class HttpJobProvider:
@@ -182,7 +214,13 @@ class HttpJobProvider:
         if job_id in (None, ""):
             raise BadRequest(f"{self.name}/{account} submit: no job id at {self.spec.job_id_path!r}")
         status = self._parse_status(data, "submit")
+        if self.spec.poll_url is None:
+            self._callbacks.expect(self.name, str(job_id))
         return Submission(str(job_id), status if status.status != "running" else None)
+
+    @property
+    def callbacks(self) -> CallbackHub:
+        return self._callbacks
 
     async def poll(self, account: str, provider_job_id: str) -> PollResult:
         if self.spec.poll_url is None:

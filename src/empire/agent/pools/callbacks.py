@@ -1,0 +1,189 @@
+"""The callback endpoint for HTTP providers in callback mode (no `poll_url`).
+
+    POST /v1/providers/<provider>/callback     the provider's job status, as it would answer a poll
+
+Why so strict: like the ingest endpoint (`tiering.api`) it is a way in from outside that changes
+state (a result marks a paid job done). Each provider has its own token (`http.callback_secret`,
+a `SecretRef`), sent in `http.callback_header` (default `Authorization: Bearer <token>`) and
+compared in constant time; without a configured token every callback is refused (401). Only a
+provider in callback mode has the endpoint (404 otherwise), the body is a JSON object of at most
+`http.max_body_bytes` (413) holding the provider's job id at `job_id_path` (422 without it), and
+the job must be one of ours in flight (404 otherwise, so the provider retries a callback that
+raced our own bookkeeping). Accepted callbacks are recorded on the job's row (`jobs.result`) and
+audited in the same transaction, then handed to the waiting poll (`CallbackHub`). Error bodies are
+`{"error": "..."}` and never echo a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from empire.agent.pools.model import JobState
+from empire.agent.pools.providers.http import CallbackHub, dotted
+from empire.agent.ports import Clock
+from empire.config.secrets import SecretReader, resolve_secret
+from empire.errors import ConfigError, EmpireError, TemporaryError
+from empire.policies.generation import Provider
+from empire.policies.schema import Policy
+from empire.state import tables as t
+from empire.state.database import Database
+
+__all__ = ["callback_lookup", "callback_routes"]
+
+logger = logging.getLogger(__name__)
+
+J = t.jobs
+_IN_FLIGHT = (JobState.leased.value, JobState.submitted.value)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status, headers=headers)
+
+
+def callback_lookup(db: Database) -> Callable[[str, str], Any]:
+    """`CallbackHub.lookup`: a callback recorded on the job's row (by any replica)."""
+
+    async def lookup(provider: str, job_id: str) -> dict[str, Any] | None:
+        q = select(J.c.result).where(J.c.provider == provider, J.c.provider_job_id == job_id,
+                                     J.c.state.in_(_IN_FLIGHT))  # fmt: skip
+        async with db.connect() as conn:
+            row = (await conn.execute(q)).first()
+        cb = (row.result or {}).get("callback") if row is not None else None
+        if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
+            return dict(cb["payload"])
+        return None
+
+    return lookup
+
+
+def callback_routes(
+    policy: Callable[[], Policy],
+    hubs: Callable[[], dict[str, CallbackHub]],
+    db: Database,
+    clock: Clock,
+    *,
+    secrets: SecretReader | None = None,
+    max_body_bytes: int = 1_048_576,
+) -> list[Route]:
+    """Starlette routes for the daemon. `hubs()`: the callback hub of each HTTP provider adapter."""
+
+    def provider_of(name: str) -> Provider | None:
+        p = next((p for p in policy().providers if p.name == name), None)
+        return p if p is not None and p.kind == "http" and p.http is not None and p.http.poll_url is None else None
+
+    def authenticate(p: Provider, request: Request) -> JSONResponse | None:
+        assert p.http is not None
+        spec = p.http
+        challenge = {"WWW-Authenticate": f'Bearer realm="empire-callback-{p.name}"'}
+        if spec.callback_secret is None:
+            return _error(401, f"callbacks from {p.name} are disabled: no http.callback_secret configured",
+                          challenge)  # fmt: skip
+        try:
+            token = resolve_secret(spec.callback_secret, kubernetes=secrets).get_secret_value()
+        except ConfigError as exc:  # names the reference, never a value
+            logger.warning("provider %s callback refused: %s", p.name, exc)
+            return _error(503, "callback token unavailable on this replica; retry later", {"Retry-After": "30"})
+        except EmpireError as exc:
+            logger.warning("provider %s callback refused: reading its token failed: %s", p.name, exc)
+            return _error(503, "callback token unavailable on this replica; retry later", {"Retry-After": "30"})
+        expected = f"{spec.callback_scheme} {token}" if spec.callback_scheme else token
+        given = request.headers.get(spec.callback_header, "").strip()
+        if not given:
+            return _error(401, f"missing callback token ({spec.callback_header} header)", challenge)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return _error(401, "invalid callback token", challenge)
+        return None
+
+    async def read_json(request: Request) -> dict[str, Any] | JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return _error(415, f"expected Content-Type application/json, got {ctype or 'none'}")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return _error(413, f"body larger than {max_body_bytes} bytes")
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    return _error(413, f"body larger than {max_body_bytes} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _error(400, "client disconnected before the body was complete")
+        try:
+            data = json.loads(b"".join(chunks) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _error(400, f"malformed JSON: {exc}")
+        if not isinstance(data, dict):
+            return _error(422, "invalid body: a JSON object is expected")
+        return data
+
+    async def record(
+        p: Provider, job_id: str, payload: dict[str, Any], actor: str, now: datetime, local: bool
+    ) -> int | None:
+        """Write the callback on the job's row and audit it; the job's id, or None for no such job
+        (audited all the same when this process waits for it: its row is not written yet)."""
+        async with db.begin() as conn:
+            q = select(J.c.id, J.c.state).where(J.c.provider == p.name, J.c.provider_job_id == job_id,
+                                                J.c.state.in_(_IN_FLIGHT))  # fmt: skip
+            row = (await conn.execute(q)).first()
+            if row is None and not local:
+                return None
+            if row is not None:
+                await conn.execute(update(J).where(J.c.id == row.id, J.c.state.in_(_IN_FLIGHT)).values(
+                    result={"callback": {"job_id": job_id, "payload": payload, "at": now.isoformat()}},
+                    updated_at=now,
+                ))  # fmt: skip
+            status = str(dotted(payload, p.http.status_path) if p.http else "")[:64]
+            await conn.execute(insert(t.audit).values(
+                at=now, actor=actor, action="provider_callback",
+                subject=f"job/{row.id}" if row is not None else f"provider/{p.name}/{job_id[:200]}",
+                details={"provider": p.name, "provider_job_id": job_id[:256], "status": status},
+            ))  # fmt: skip
+            return int(row.id) if row is not None else None
+
+    async def callback(request: Request) -> JSONResponse:
+        name = request.path_params["provider"]
+        p = provider_of(name)
+        if p is None:
+            return _error(404, f"no provider {name!r} in callback mode (kind http without poll_url)")
+        if (denied := authenticate(p, request)) is not None:
+            return denied
+        body = await read_json(request)
+        if isinstance(body, JSONResponse):
+            return body
+        assert p.http is not None
+        job_id = dotted(body, p.http.job_id_path)
+        if job_id in (None, "") or isinstance(job_id, dict | list):
+            return _error(422, f"invalid body: no job id at {p.http.job_id_path!r}")
+        job_id = str(job_id)
+        host = request.client.host if request.client else "unknown"
+        hub = hubs().get(name)
+        local = hub is not None and hub.expecting(name, job_id)
+        try:
+            recorded = await record(p, job_id, body, f"http:{host}", clock.now(), local)
+        except TemporaryError as exc:
+            if not local:
+                logger.warning("provider callback not recorded: %s", exc)
+                return _error(503, "state database unavailable; retry later", {"Retry-After": "5"})
+            recorded = None
+        if recorded is None and not local:
+            return _error(404, f"no job of ours in flight on {name} with id {job_id!r}")
+        if local:
+            assert hub is not None
+            hub.deliver(name, job_id, body)
+        logger.info("provider %s called back for job %s (%s)", name, recorded if recorded is not None else job_id,
+                    "delivered" if local else "recorded")  # fmt: skip
+        return JSONResponse({"accepted": True, "job": recorded}, 200)
+
+    return [Route("/v1/providers/{provider}/callback", callback, methods=["POST"])]

@@ -1,0 +1,130 @@
+"""The generation planner as the daemon runs it: a periodic job (leader only, every `loop.interval`).
+
+Each run reads what the pure planner needs from the state DB (jobs already planned in each
+persona's window, spend, queued cost, the holds), calls `plan_generation`, and hands every
+`Generate` action to the one `ActionRunner` (journal with its reasons, execute, count). Planning
+every tick is idempotent: a window that already has its jobs asks for nothing.
+
+Held-back work (a paused persona, a budget that would be passed) is journaled too, as a
+`generate` row in state `skipped` whose reason is the hold (`persona_paused`, `budget_deferred`,
+`budget_exhausted`), once per window, reason and count (the idempotency key carries all three),
+so `empire explain`-style questions ("why was nothing generated for luna-waves today?") have an
+answer in the journal. It is also in `/status` ("pools.planner.held") and in the gauge
+`empire_generation_held{persona,reason}`. These rows are written straight to the journal rather
+than through the runner: nothing is executed for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from empire.agent.pools.build import plan_inputs
+from empire.agent.pools.holds import Holds, HoldStore
+from empire.agent.pools.metrics import PoolMetrics
+from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, plan_generation, window_start
+from empire.agent.pools.queue import JobQueue
+from empire.agent.ports import StateStore
+from empire.agent.types import Action, Generate, Outcome, action_key
+from empire.policies.schema import Policy
+from empire.state.records import ActionRecord, ActionState
+
+__all__ = ["GenerationPlanner"]
+
+logger = logging.getLogger(__name__)
+
+RunAction = Callable[[Action, datetime], Awaitable[Outcome]]
+
+
+class GenerationPlanner:
+    """`await planner(now)`: one planning pass. `last` describes it for `/status`."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        holds: HoldStore,
+        policy: Callable[[], Policy],
+        run: RunAction,
+        store: StateStore,
+        *,
+        metrics: PoolMetrics | None = None,
+        count_skipped: Callable[[str], None] | None = None,
+        replica: str | None = None,
+        trend: Callable[[datetime], Mapping[str, float]] | None = None,
+        on_holds: Callable[[Holds], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.holds = holds
+        self.policy = policy
+        self.run = run
+        self.store = store
+        self.metrics = metrics
+        self.count_skipped = count_skipped  # empire_actions_total{kind="generate", reason, result="skipped"}
+        self.replica = replica
+        self.trend = trend
+        self.on_holds = on_holds
+        self.last: dict[str, Any] | None = None
+
+    async def __call__(self, now: datetime) -> GenerationPlan:
+        pol = self.policy()
+        holds = await self.holds.active()
+        if self.on_holds is not None:
+            self.on_holds(holds)
+        inputs = await plan_inputs(self.queue, pol, now)
+        trend = self.trend(now) if self.trend is not None else None
+        plan = plan_generation(pol.personas, now, trend=trend, paused=holds.personas, **inputs)
+        done: list[dict[str, Any]] = []
+        for action in plan.actions:
+            out = await self.run(action, now)
+            done.append({"persona": action.persona, "count": action.count, "batch": action.batch,
+                         "first": action.first, "reasons": [r.value for r in action.reasons],
+                         "result": out.status.value, **({"error": out.error} if out.error else {})})  # fmt: skip
+        await self._journal_held(plan.held, pol, now, inputs["planned"])
+        if self.metrics is not None:
+            self.metrics.on_held((h.persona, h.reason, h.count) for h in plan.held)
+        self.last = {
+            "at": now.isoformat(),
+            "actions": done,
+            "held": [{"persona": h.persona, "reason": h.reason.value, "count": h.count} for h in plan.held],
+            "projected_spend_today": round(plan.projected_spend, 6),
+            "paused_personas": sorted(holds.personas),
+        }
+        if plan.actions or plan.held:
+            logger.info("generation plan: %s", "; ".join(
+                [f"{a.persona} +{a.count} ({', '.join(r.value for r in a.reasons)})" for a in plan.actions]
+                + [f"{h.persona} {h.count} held ({h.reason.value})" for h in plan.held]
+            ))  # fmt: skip
+        return plan
+
+    async def _journal_held(
+        self, held: tuple[HeldBack, ...], pol: Policy, now: datetime, planned: Mapping[str, int]
+    ) -> None:
+        personas = {p.name: p for p in pol.personas}
+        for h in held:
+            p = personas.get(h.persona)
+            if p is None:
+                continue
+            batch = batch_id(window_start(now, p.cadence.every))
+            action = Generate(h.persona, h.count, p.priority.value, (h.reason,), p.providers, p.genres, batch,
+                              planned.get(h.persona, 0))  # fmt: skip
+            key = action_key(action.kind, action.subject, window_start(now, p.cadence.every),
+                             f"held-{h.reason.value}-{h.count}")  # fmt: skip
+            try:
+                if await self.store.action_by_key(key) is not None:
+                    continue  # this window's hold with this reason and count is journaled already
+                params = {**action.params(), "reasons": [h.reason.value], "held": True}
+                rec = await self.store.write_intent(ActionRecord(
+                    idempotency_key=key, kind=action.kind, subject=action.subject, params=params,
+                    reason=h.reason.value, state=ActionState.intent, created_at=now, updated_at=now,
+                    replica=self.replica,
+                ))  # fmt: skip
+                if rec.id is not None and rec.state is ActionState.intent:
+                    await self.store.finish_action(rec.id, ActionState.skipped, now, h.reason.value)
+            except Exception as exc:  # the journal being down must not stop the plan
+                logger.warning("could not journal held-back generation for %s: %s", h.persona, exc)
+                continue
+            if self.count_skipped is not None:
+                self.count_skipped(h.reason.value)
+            logger.info("generation for %s: %d tracks held back (%s)", h.persona, h.count, h.reason.value)

@@ -166,3 +166,15 @@ def test_max_capacity_breach_honor_and_increase_by_percent():
     only = target(mode="forecast_only", target=10, max_capacity_breach="increase_by_percent")
     d = decide(only, obs(35, 19), TargetHistory(), NOW, forecast).decision
     assert d.desired == 19 and d.details["forecast"]["would_scale_to"] == 30
+
+
+def test_one_origin_forecast_matches_the_series_forecast():
+    """The per-tick path (mean of the level window, then the quantile) equals `predict` at that origin."""
+    rng = np.random.default_rng(6)
+    y = rng.poisson(rng.uniform(5, 80, 4 * 1440).repeat(1)).astype(float)
+    for model in (LevelQuantileModel(2, 10, 0, CANDIDATE), LevelQuantileModel(3, 10, 1440, SEASONAL_NAIVE)):
+        model.fit(y)
+        t = len(y) - 1
+        first, last = model.window_back()
+        level = float(np.mean(y[t - first : t - last + 1]))
+        assert model.from_level(level, 0.9) == pytest.approx(model.predict(y, 0.9)[t])

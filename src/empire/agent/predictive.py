@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 CANDIDATE, SEASONAL_NAIVE, NAIVE = "recent_level", "seasonal_naive", "naive"
 MODEL_KINDS = (CANDIDATE, SEASONAL_NAIVE, NAIVE)
+_CHUNK = 10_000  # steps per history query
 _LEVELS = np.concatenate([np.linspace(0.0, 0.9, 91), np.linspace(0.9, 1.0, 201)[1:]])  # fine in the tail
 
 
@@ -106,11 +107,6 @@ class LevelQuantileModel:
         self.season = season
         self.kind = kind
 
-    @property
-    def context(self) -> int:
-        """Trailing steps `levels()` needs to know the level at the last origin."""
-        return self.window if self.season == 0 else self.season + self.window
-
     def levels(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=float)
         trailing = _trailing_mean(y, self.window)
@@ -137,6 +133,16 @@ class LevelQuantileModel:
         self.residual_quantiles_ = np.quantile(res, _LEVELS)
         self.n_residuals_ = len(res)
         return self
+
+    def window_back(self) -> tuple[int, int]:
+        """The steps, counted back from the origin, whose mean is the level: (first, last)."""
+        if self.season == 0:
+            return self.window - 1, 0
+        return self.season - self.horizon + self.window // 2, self.season - self.horizon - (self.window - 1) // 2
+
+    def from_level(self, level: float, q: float) -> float:
+        """The quantile forecast for a level (what `predict` does at one origin)."""
+        return max(math.sqrt(max(level, 0.0)) + self.offset(q), 0.0) ** 2
 
     def offset(self, q: float) -> float:
         return float(np.interp(q, _LEVELS, self.residual_quantiles_))
@@ -289,13 +295,13 @@ class ForecastService:
         if model is None or model.horizon != self.horizon_steps(target):
             return None
         step = self.step()
-        n = model.context
+        first, last = model.window_back()  # only the steps the level is the mean of
         query = _history_query(self.observer, target, signal.name, signal.query)
-        points = await self.observer.history(query, now - timedelta(seconds=step * (n - 1)), now, step)
-        y = _grid(points, now, step, n)
-        value = float(model.predict(y, target.predictive.quantile)[-1])
-        if not math.isfinite(value):
+        start, end = now - timedelta(seconds=step * first), now - timedelta(seconds=step * last)
+        values = [v for _, v in await self.observer.history(query, start, end, step) if math.isfinite(v)]
+        if not values:
             return None
+        value = model.from_level(sum(values) / len(values), target.predictive.quantile)
         metrics = self.monitor.predictive
         metrics.demand.labels(target.name).set(value)
         per_replica = target.predictive.target or signal.target
@@ -338,7 +344,11 @@ class ForecastService:
         step, h, q = self.step(), self.horizon_steps(target), target.predictive.quantile
         n = max(1, int(target.predictive.history.total_seconds() // step))
         query = _history_query(self.observer, target, signal.name, signal.query)
-        points = await self.observer.history(query, now - timedelta(seconds=step * (n - 1)), now, step)
+        points: list[tuple[datetime, float]] = []
+        for first in range(n - 1, -1, -_CHUNK):  # Prometheus answers at most 11,000 points per series
+            last = max(first - _CHUNK + 1, 0)
+            chunk_start, chunk_end = now - timedelta(seconds=step * first), now - timedelta(seconds=step * last)
+            points.extend(await self.observer.history(query, chunk_start, chunk_end, step))
         y = _grid(points, now, step, n)
         valid = int(np.isfinite(y).sum())
         first = int(np.argmax(np.isfinite(y))) if valid else n

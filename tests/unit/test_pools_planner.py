@@ -74,6 +74,16 @@ def test_paused_persona_is_held() -> None:
     assert [(h.persona, h.reason, h.count) for h in plan.held] == [("mid", Reason.persona_paused, 2)]
 
 
+def test_a_hold_pauses_like_the_policy() -> None:
+    p = policy()
+    plan = plan_generation(p.personas, NOW, {"mid": 1}, limits(p), Spend(), paused={"mid", "lo"})
+    assert counts(plan) == {"hi": 4}
+    assert {(h.persona, h.reason, h.count) for h in plan.held} == {
+        ("mid", Reason.persona_paused, 1),
+        ("lo", Reason.persona_paused, 6),
+    }
+
+
 def test_budget_guard_defers_low_priority_and_never_plans_past_the_budget() -> None:
     # music jobs reserve 2.0 (its dearest account), voice 0.5; daily budget 13, 2 already spent
     p = policy(daily=13.0)

@@ -51,6 +51,8 @@ examples:
     g.add_argument("--target-utilization", type=float, default=0.7, help="HPA target (default 0.7)")
     g.add_argument("--tolerance", type=float, default=0.1)
     g.add_argument("--scale-down-window", default="5m", help="HPA scale-down stabilization (default 5m)")
+    g.add_argument("--observation-lag", default="0s",
+                   help="a minute's demand is seen this long after the minute starts (default 0s: at once)")  # fmt: skip
     e = p.add_argument_group("empire")
     e.add_argument("--quantile", type=float, default=0.975, help="forecast quantile provisioned for (default 0.975)")
     e.add_argument("--scheduling-buffer", help="forecast this far ahead (default: the start-up delay)")
@@ -121,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         quantile=args.quantile, scheduling_buffer=_seconds(args.scheduling_buffer, "--scheduling-buffer"),
         empire_utilization=args.empire_utilization,
         empire_scale_down_window=_seconds(args.empire_scale_down_window, "--empire-scale-down-window"),
+        observation_lag=_seconds(args.observation_lag, "--observation-lag") or 0.0,
     )  # fmt: skip
     trace = load_trace(args.trace, value_column=args.value_column, status_column=args.status_column,
                        timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed)  # fmt: skip

@@ -66,6 +66,7 @@ class BacktestSettings:
     scheduling_buffer: float | None = None  # default: the start-up delay
     empire_utilization: float = 0.85
     empire_scale_down_window: float | None = None  # default: scheduling buffer + one tick
+    observation_lag: float = 0.0  # seconds before a minute's demand is visible (0: the reference convention)
     history: float = 14 * 86400.0
     refit_every: float = 6 * 3600.0
 
@@ -171,7 +172,7 @@ async def _run_loop(name: str, trace: DemandTrace, s: BacktestSettings, progress
     books.actions = 0
     store = _LeanStore()
     monitor = Monitor(CollectorRegistry())
-    observer = trace.observer()
+    observer = trace.observer(lag=s.observation_lag)
     runner = ActionRunner(store, {ScaleTo: cluster}, clock, monitor, replica="backtest")
     jobs = PeriodicJobs(clock, monitor)
     loop = ControlLoop(policy=loaded, observer=observer, workloads=cluster, runner=runner, store=store, clock=clock,

@@ -64,9 +64,12 @@ class DemandTrace:
     def head(self, minutes: int) -> DemandTrace:
         return DemandTrace(self.name, self.start, self.values[:minutes], self.ok[:minutes])
 
-    def observer(self, target: str = "", signal: str = "demand") -> ReplayObserver:
-        """The trace as the loop sees it: one `signal` row per minute (an empty value: a failed scrape)."""
-        rows = [(self.at(i), target, signal, None if math.isnan(v) else float(v)) for i, v in enumerate(self.values)]
+    def observer(self, target: str = "", signal: str = "demand", lag: float = 0.0) -> ReplayObserver:
+        """The trace as the loop sees it: one `signal` row per minute (an empty value: a failed scrape),
+        visible `lag` seconds after the minute starts (0: the tick at minute t sees minute t)."""
+        shift = timedelta(seconds=lag)
+        rows = [(self.at(i) + shift, target, signal, None if math.isnan(v) else float(v))
+                for i, v in enumerate(self.values)]  # fmt: skip
         return ReplayObserver(rows)
 
 

@@ -261,7 +261,7 @@ class ForecastService:
         *,
         monitor: Monitor | None = None,
         step: float | None = None,
-        window: int = 10,
+        level_window: timedelta = timedelta(minutes=10),
         season: timedelta = timedelta(days=1),
         validation: timedelta = timedelta(days=1),
         min_history: timedelta = timedelta(minutes=30),
@@ -272,7 +272,7 @@ class ForecastService:
         self.observer, self.store, self.policy = observer, store, policy
         self.monitor = monitor or Monitor()
         self.fixed_step = step
-        self.window, self.season, self.validation = window, season, validation
+        self.level_window, self.season, self.validation = level_window, season, validation
         self.min_history, self.retry_after = min_history, retry_after
         self.states: dict[str, _State] = {}
 
@@ -362,7 +362,8 @@ class ForecastService:
             return None
         season = round(self.season.total_seconds() / step)
         val = min(round(self.validation.total_seconds() / step), len(y) // 4)
-        choice = choose_model(y, horizon=h, window=self.window, season=season, quantile=q, validation=val)
+        window = max(1, round(self.level_window.total_seconds() / step))
+        choice = choose_model(y, horizon=h, window=window, season=season, quantile=q, validation=val)
         chosen, other, losses = choice.chosen, choice.other, choice.losses
         for kind, loss in losses.items():
             metrics.validation.labels(target.name, kind).set(loss)

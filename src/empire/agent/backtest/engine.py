@@ -66,6 +66,7 @@ class BacktestSettings:
     scheduling_buffer: float | None = None  # default: the start-up delay
     empire_utilization: float = 0.85
     empire_scale_down_window: float | None = None  # default: scheduling buffer + one tick
+    level_window: float = 600.0  # seconds of recent demand averaged into the forecast's level
     observation_lag: float = 0.0  # seconds before a minute's demand is visible (0: the reference convention)
     history: float = 14 * 86400.0
     refit_every: float = 6 * 3600.0
@@ -179,7 +180,9 @@ async def _run_loop(name: str, trace: DemandTrace, s: BacktestSettings, progress
                        monitor=monitor, replica="backtest", jobs=jobs, drive_jobs=True)  # fmt: skip
     service = None
     if name == "empire":
-        service = ForecastService(observer, store, lambda: loop.policy, monitor=monitor)
+        service = ForecastService(
+            observer, store, lambda: loop.policy, monitor=monitor, level_window=timedelta(seconds=s.level_window)
+        )
         loop.forecaster = service
         jobs.add("predictive-refit", timedelta(minutes=5), service.refit_due)
     started = time.perf_counter()

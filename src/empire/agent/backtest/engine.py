@@ -250,7 +250,7 @@ def run_backtest(
     runs: dict[str, PolicyRun] = {}
     if workers > 1 and len(loops) > 1:
         # all loop policies but the last in worker processes; the last here, reporting progress
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        ctx = multiprocessing.get_context("spawn")  # a clean child: no inherited threads or locks
         with ProcessPoolExecutor(min(workers - 1, len(loops) - 1), mp_context=ctx) as pool:
             futures = {name: pool.submit(backtest_policy, name, trace, settings, None) for name in loops[:-1]}
             runs[loops[-1]] = backtest_policy(loops[-1], trace, settings, progress)

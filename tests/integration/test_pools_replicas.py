@@ -57,7 +57,10 @@ def test_two_replicas_through_redis_stay_under_the_limits(tmp_path: Path, redis_
         env = {k: v for k, v in os.environ.items() if not k.startswith("EMPIRE_")}
         env.update(EMPIRE_DATABASE_URL=f"sqlite:///{db_path}", EMPIRE_DATA_DIR=str(tmp_path / "data"),
                    EMPIRE_REDIS_URL=redis_url, TEST_KEY_A="key-a", TEST_KEY_B="key-b")  # fmt: skip
-        cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--no-publish"]
+        # each process carries at most the accounts' combined concurrency (2 x 4), so neither can lease the
+        # whole queue in its first claims before the other one's first poll (that made "both worked" a race)
+        cmd = [sys.executable, "-m", "empire.cli", "pools", "run", "--policy", str(policy), "--drain", "--no-publish",
+               "--max-in-flight", str(2 * MAX)]  # fmt: skip
         # files, not pipes: an unread pipe would block one process mid-transaction and hang both
         logs = [(tmp_path / f"out-{i}.txt", tmp_path / f"err-{i}.txt") for i in range(2)]
         procs = []

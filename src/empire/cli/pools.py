@@ -1,14 +1,21 @@
-"""`empire pools status|run`: the provider pools' limits, load and spend; run the dispatcher alone.
+"""`empire pools status|run|hold|release`: the provider pools' limits, load, spend and holds.
 
 `status` reads the policy and the state DB (and Redis, when configured, for the shared slots in
-use): it works while the daemon runs. `run` runs only the generation dispatcher (no control
-loop): for a dedicated generation worker, or to drain the queue (`--drain`) and exit.
+use): it works while the daemon runs. `empire run` runs the dispatcher on every replica already;
+`run` runs only the generation dispatcher (no control loop): for a dedicated generation worker,
+or to drain the queue (`--drain`) and exit. Either way finished tracks go to the hottest storage
+tier (through the policy's storage backend) and into the tiering inventory.
+
+`hold` pauses a persona (the planner holds its cadence back, its queued jobs wait) or drains an
+account (no new jobs; those in flight finish); `release` lifts every hold on it, including one an
+alert remediation set. Holds live in the state DB: every replica follows them within seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -22,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   empire pools status                       accounts, in-flight jobs, today's spend against the budgets
   empire pools status --format json
   empire pools run --drain                  run queued jobs until none is left, then exit
+  empire pools hold persona luna-waves      pause a persona (release with: empire pools release persona ...)
+  empire pools hold account music-sim/main-1   route no new jobs to an account
   EMPIRE_REDIS_URL=redis://... empire pools run    a replica sharing account limits through Redis""",
     )
     psub = p.add_subparsers(dest="pools_command", metavar="SUBCOMMAND")
@@ -38,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--owner", help="lease owner id (default: EMPIRE_REPLICA_ID)")
     r.add_argument("--no-publish", action="store_true", help="record results only; store no content objects")
     r.set_defaults(func=run)
+    for name, verb in (("hold", "pause a persona or drain an account"), ("release", "lift every hold on it")):
+        h = psub.add_parser(name, help=verb)
+        h.add_argument("kind", choices=("persona", "account"))
+        h.add_argument("name", metavar="NAME", help="persona name, or PROVIDER/ACCOUNT")
+        h.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the example)")
+        h.set_defaults(func=hold if name == "hold" else release)
 
 
 def _money(x: float | None) -> str:
@@ -50,6 +65,7 @@ def status(args: argparse.Namespace) -> int:
     from empire.agent.clock import SystemClock
     from empire.agent.pools.budget import day_start
     from empire.agent.pools.context import open_pools
+    from empire.agent.pools.holds import HoldStore
     from empire.config import load_settings
 
     async def go() -> dict[str, Any]:
@@ -59,6 +75,7 @@ def status(args: argparse.Namespace) -> int:
             done = await pc.queue.done_since(day_start(now))
             spend = await pc.queue.spend(now)
             counts = await pc.queue.counts()
+            holds = [h.describe() for h in await HoldStore(pc.db).list()]
             providers = []
             for p in pc.policy.providers:
                 accounts = []
@@ -86,7 +103,7 @@ def status(args: argparse.Namespace) -> int:
                     queue[("high", "normal", "low")[prio]] += n
             return {"at": now.isoformat(), "shared_limits": pc.shared, "providers": providers,
                     "spend_today": spend.day, "spend_month": spend.month, "budget": pc.policy.budget.model_dump(),
-                    "queue": queue, "jobs": by_state}  # fmt: skip
+                    "queue": queue, "jobs": by_state, "holds": holds}  # fmt: skip
 
     out = anyio.run(go)
     if args.format == "json":
@@ -99,6 +116,13 @@ def status(args: argparse.Namespace) -> int:
     print(f"queue: {q['high']} high, {q['normal']} normal, {q['low']} low waiting; "
           + ", ".join(f"{n} {s}" for s, n in sorted(out["jobs"].items())))  # fmt: skip
     print(f"limits: {'shared through Redis' if out['shared_limits'] else 'per process (no EMPIRE_REDIS_URL)'}")
+    for kind, what in (("persona", "paused personas"), ("account", "drained accounts")):
+        held: dict[str, list[str]] = {}
+        for h in out["holds"]:
+            if h["kind"] == kind:
+                held.setdefault(h["subject"], []).append(f"{h['source']} since {h['updated_at'][:19]}Z")
+        if held:
+            print(f"{what}: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in sorted(held.items())))
     for p in out["providers"]:
         pb = p["budget"]
         fb = f", fallback {', '.join(p['fallback'])}" if p["fallback"] else ""
@@ -108,7 +132,8 @@ def status(args: argparse.Namespace) -> int:
             f"  {'ACCOUNT':<16} {'REQ/MIN':>8} {'MAX':>5} {'COST':>8} {'IN FLIGHT':>9} {'DONE TODAY':>10} {'SPENT':>10}"
         )
         for a in p["accounts"]:
-            flag = "" if a["enabled"] else "  (disabled)"
+            drained = any(h["kind"] == "account" and h["subject"] == f"{p['name']}/{a['name']}" for h in out["holds"])
+            flag = ("" if a["enabled"] else "  (disabled)") + ("  (drained)" if drained else "")
             slots = f" ({a['shared_slots_in_use']} slots held)" if a["shared_slots_in_use"] is not None else ""
             print(f"  {a['name']:<16} {a['requests_per_minute']:>8g} {a['max_concurrent']:>5} "
                   f"{_money(a['cost_per_job']):>8} {a['in_flight']:>9} {a['succeeded_today']:>10} "
@@ -122,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.clock import SystemClock
+    from empire.agent.executors import load_cluster_config
     from empire.agent.monitor import Monitor
-    from empire.agent.pools.build import build_dispatcher
     from empire.agent.pools.context import open_pools
     from empire.agent.pools.dispatcher import DispatcherOptions
-    from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink
+    from empire.agent.pools.publish import StorageContentSink
+    from empire.agent.pools.runtime import PoolsRuntime
+    from empire.agent.tiering.backends import build_backend
     from empire.config import load_settings
     from empire.errors import ConfigError
 
@@ -134,18 +161,29 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-in-flight must be >= 1 and --lease > 0")
     settings = load_settings()
     clock = SystemClock()
+    secrets = None
+    cluster = load_cluster_config(settings.kubernetes)
+    if cluster is not None:
+        from empire.operator.secrets import KubernetesSecretReader
+
+        secrets = KubernetesSecretReader(cluster)
 
     async def go() -> dict[str, Any]:
         async with open_pools(settings, args.policy) as pc:
             metrics = Monitor().pools
-            publisher = None
+            backend = sink = None
             if not args.no_publish:
-                sink = DirectoryContentSink(pc.db, settings.data_dir / "content")
-                publisher = ContentPublisher(pc.db, sink, lambda: pc.policy.compliance, clock, metrics.on_content)
+                backend = build_backend(pc.policy.storage, settings.data_dir, secrets)
+                sink = StorageContentSink(pc.db, backend, pc.policy.storage.tiers[0].name)
             opts = DispatcherOptions(owner=args.owner or settings.replica_id, max_in_flight=args.max_in_flight,
                                      lease_seconds=args.lease, stop_when_empty=args.drain)  # fmt: skip
-            d = build_dispatcher(pc.policy, pc.db, opts, pc.limiter, metrics, publisher, clock=clock)
+            rt = PoolsRuntime(lambda: pc.policy, pc.db, clock, pc.limiter, opts, sink, metrics=metrics,
+                              secrets=secrets)  # fmt: skip
+            for name, error in rt.adapter_errors.items():
+                print(f"provider {name} unavailable: {error}", file=sys.stderr)
+            d = rt.dispatcher
             try:
+                await rt.refresh(clock.now())
                 async with anyio.create_task_group() as tg:
 
                     async def on_signal() -> None:
@@ -155,11 +193,67 @@ def run(args: argparse.Namespace) -> int:
                                 return
 
                     tg.start_soon(on_signal)
+                    tg.start_soon(rt.refresh_forever)
                     await d.run()
                     tg.cancel_scope.cancel()
             finally:
-                await d.aclose()
+                await rt.aclose()
+                if backend is not None:
+                    await backend.aclose()
             return {**d.stats, "cpu_seconds": round(d.cpu_seconds, 3)}
 
-    print(json.dumps(anyio.run(go)))
+    try:
+        print(json.dumps(anyio.run(go)))
+    finally:
+        if secrets is not None:
+            secrets.close()
     return 0
+
+
+def _hold(args: argparse.Namespace, held: bool) -> int:
+    import getpass
+
+    import anyio
+
+    from empire.agent.clock import SystemClock
+    from empire.agent.pools.holds import MANUAL, HoldKind, HoldStore
+    from empire.config import load_settings
+    from empire.errors import ConfigError
+    from empire.policies.loading import default_policy_path, load_policy
+    from empire.state.database import Database
+
+    settings = load_settings()
+    policy = load_policy(args.policy or settings.policy_file or default_policy_path()).policy
+    kind = HoldKind(args.kind)
+    known = ({p.name for p in policy.personas} if kind is HoldKind.persona
+             else {f"{p.name}/{a.name}" for p in policy.providers for a in p.accounts})  # fmt: skip
+    if held and args.name not in known:
+        raise ConfigError(f"no {kind.value} {args.name!r} in the policy (known: {', '.join(sorted(known)) or 'none'})")
+    actor = f"cli:{getpass.getuser()}"
+
+    async def go() -> int:
+        db = await Database.open(settings.database_url_value)
+        try:
+            store, now = HoldStore(db), SystemClock().now()
+            if held:
+                return int(await store.set(kind, args.name, MANUAL, True, reason="manual", actor=actor, at=now))
+            return await store.release_all(kind, args.name, actor=actor, at=now)
+        finally:
+            await db.close()
+
+    n = anyio.run(go)
+    what = "paused" if kind is HoldKind.persona else "drained"
+    if held:
+        print(f"{kind.value} {args.name} {what}" + ("" if n else " (it already was)")
+              + "; every replica follows within seconds")  # fmt: skip
+    else:
+        print(f"{kind.value} {args.name}: {n} hold(s) released" if n else f"{kind.value} {args.name} was not held")
+    return 0
+
+
+def hold(args: argparse.Namespace) -> int:
+    return _hold(args, True)
+
+
+def release(args: argparse.Namespace) -> int:
+    return _hold(args, False)

@@ -201,9 +201,7 @@ class Dispatcher:
 
     async def _nothing_pending(self) -> bool:
         await self._flush()
-        counts = await self.queue.counts()
-        open_states = {JobState.queued, JobState.failed, JobState.leased, JobState.submitted}
-        return not any(n for (s, _), n in counts.items() if s in open_states)
+        return await self.queue.open_jobs() == 0  # paused personas' jobs wait for their release, not for us
 
     async def _sleep(self, seconds: float) -> None:
         with anyio.move_on_after(max(0.0, seconds)):

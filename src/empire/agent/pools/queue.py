@@ -370,6 +370,15 @@ class JobQueue:
         async with self.db.connect() as conn:
             return {(s, int(p)): int(n) for s, p, n in (await conn.execute(q)).all()}
 
+    async def open_jobs(self) -> int:
+        """Jobs not final yet (queued, failed, leased, submitted), held personas' queued ones left out."""
+        q = select(func.count()).select_from(J).where(J.c.state.in_([*_CLAIMABLE, *_ACTIVE]))
+        if self.held_personas:
+            q = q.where(or_(J.c.state.in_(_ACTIVE), J.c.persona.is_(None),
+                            J.c.persona.not_in(sorted(self.held_personas))))  # fmt: skip
+        async with self.db.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
     async def in_flight(self) -> dict[tuple[str, str | None], int]:
         """Jobs leased or submitted per (provider, account)."""
         q = select(J.c.provider, J.c.account, func.count()).where(J.c.state.in_(_ACTIVE))

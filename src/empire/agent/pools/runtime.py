@@ -66,7 +66,7 @@ class PoolsRuntime:
         clock: Clock,
         limiter: RateLimiter,
         options: DispatcherOptions,
-        sink: ContentSink,
+        sink: ContentSink | None,
         *,
         metrics: PoolMetrics | None = None,
         secrets: SecretReader | None = None,
@@ -91,8 +91,10 @@ class PoolsRuntime:
         if metrics is not None:
             metrics.configure(pol.providers, [p.name for p in pol.personas])
         self.queue = JobQueue(db, budget_limits(pol))
-        self.publisher = ContentPublisher(db, sink, lambda: self.policy().compliance, clock,
-                                          metrics.on_content if metrics else None)  # fmt: skip
+        self.publisher = None
+        if sink is not None:  # None: record results only (`empire pools run --no-publish`)
+            self.publisher = ContentPublisher(db, sink, lambda: self.policy().compliance, clock,
+                                              metrics.on_content if metrics else None)  # fmt: skip
         self.dispatcher = Dispatcher(pol.providers, adapters, self.queue, limiter, options, metrics=metrics,
                                      publisher=self.publisher, clock=clock)  # fmt: skip
         self.dispatcher.paused = paused

@@ -36,6 +36,7 @@ async def test_slack_posts_the_message_and_keeps_the_webhook_url_secret(
 ) -> None:
     hook = FakeWebhook()
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # `empire` CLI tests earlier in the run quiet httpx
     with hook.serve() as base:
         secret_url = f"{base}/services/T000/B000/XXXXsecretXXXX"
         monkeypatch.setenv("TEST_SLACK_URL", secret_url)

@@ -8,8 +8,8 @@ Called by `empire.agent.daemon.build_daemon` through `AREA_MODULES`:
 * `GET /alerts`, a `/status` section ("alerting") and the `empire_alert*` metrics.
 
 Remediation actions other than scaling (`pause_persona`, `drain_account`) are journaled like any
-action; they are executed when the generation area registers executors for them, and journaled as
-failed ("no executor registered") until then, which `empire explain` shows.
+action and executed by the generation area's `HoldExecutor` (`pools/holds.py`): the hold is kept
+in the state DB, so it outlives a restart, and every replica's dispatcher follows it.
 """
 
 from __future__ import annotations

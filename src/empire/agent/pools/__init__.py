@@ -5,6 +5,8 @@ Public surface (everything else is an implementation module):
 - `Dispatcher`, `DispatcherOptions`, `build_dispatcher`, `build_adapters`: running jobs;
 - `LocalLimiter` (and `empire.state.redis.RedisLimiter`): the `RateLimiter` port;
 - `plan_generation`, `GenerateExecutor`: personas' cadence -> `Generate` actions -> jobs;
+- `HoldStore`, `HoldExecutor`: paused personas and drained accounts (alert remediations), durable;
+- `PoolsRuntime`, `GenerationPlanner`: the pools as `empire run` runs them (`pools.setup`);
 - `ContentPublisher`, `ContentSink`, `StorageContentSink`, `DirectoryContentSink`,
   `check_compliance`: results -> content objects;
 - `PoolMetrics` (`Monitor.pools`).
@@ -17,9 +19,11 @@ from empire.agent.pools.compliance import ComplianceResult, check_compliance
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
 from empire.agent.pools.errors import ErrorClass
 from empire.agent.pools.executor import GenerateExecutor
+from empire.agent.pools.holds import HoldExecutor, Holds, HoldStore
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.model import Job, JobPriority, JobState, NewJob, Spend
 from empire.agent.pools.planner import GenerationPlan, plan_generation
+from empire.agent.pools.planning import GenerationPlanner
 from empire.agent.pools.publish import (
     ContentMeta,
     ContentPublisher,
@@ -28,6 +32,7 @@ from empire.agent.pools.publish import (
     StorageContentSink,
 )
 from empire.agent.pools.queue import JobQueue
+from empire.agent.pools.runtime import PoolsRuntime
 
 __all__ = [
     "BudgetLimits",
@@ -41,6 +46,10 @@ __all__ = [
     "ErrorClass",
     "GenerateExecutor",
     "GenerationPlan",
+    "GenerationPlanner",
+    "HoldExecutor",
+    "HoldStore",
+    "Holds",
     "Job",
     "JobPriority",
     "JobQueue",
@@ -48,6 +57,7 @@ __all__ = [
     "LocalLimiter",
     "NewJob",
     "PoolMetrics",
+    "PoolsRuntime",
     "Spend",
     "StorageContentSink",
     "TokenBucket",

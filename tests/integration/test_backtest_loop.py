@@ -18,8 +18,9 @@ from empire.agent.backtest.report import target_check
 from empire.agent.clock import FakeClock
 from empire.agent.monitor import Monitor
 from empire.agent.observers.replay import ReplayObserver
-from empire.agent.predictive import CANDIDATE, SEASONAL_NAIVE, ForecastService
+from empire.agent.predictive import ForecastService
 from empire.cli import main
+from empire.models.shortterm import CANDIDATE, SEASONAL_NAIVE
 from empire.policies.loading import load_policy_text
 from empire.state.memory import MemoryStateStore
 

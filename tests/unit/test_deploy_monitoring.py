@@ -123,7 +123,12 @@ def test_dashboard_covers_each_area() -> None:
     wanted = {
         "desired vs current replicas": {"empire_desired_replicas", "empire_current_replicas"},
         "decision reasons": {"empire_decisions_total"},
-        "forecast vs actual": {"empire_forecast_replicas", "empire_forecast_demand", "empire_current_replicas"},
+        "forecast vs actual": {
+            "empire_forecast_replicas",
+            "empire_forecast_demand",
+            "empire_forecast_horizon_demand",
+            "empire_current_replicas",
+        },
         "alerts": {"empire_alerts_firing"},
         "pool throughput": {"empire_pool_succeeded_total"},
         "pool cooldowns": {"empire_pool_account_cooling", "empire_pool_cooldowns_total"},

@@ -188,8 +188,9 @@ def recommend(
     max_allowed = target.max_replicas
     if forecast is not None and target.predictive.mode != PredictiveMode.off:
         forecast_replicas = _forecast_replicas(target, forecast, current)
-        details["forecast"] = {"signal": forecast.signal, "value": forecast.value, "quantile": forecast.quantile,
-                               "horizon_seconds": forecast.horizon_seconds, "replicas": forecast_replicas}  # fmt: skip
+        details["forecast"] = {**forecast.details, "signal": forecast.signal, "value": forecast.value,
+                               "quantile": forecast.quantile, "horizon_seconds": forecast.horizon_seconds,
+                               "replicas": forecast_replicas}  # fmt: skip
         breach = target.predictive.max_capacity_breach == "increase_by_percent"
         if forecast_replicas is not None:
             ceiling = _breach_ceiling(target, forecast_replicas) if breach else target.max_replicas

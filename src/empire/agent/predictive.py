@@ -1,25 +1,26 @@
-"""Predictive scaling: the forecaster service behind `ControlLoop.forecaster` (issue 5).
+"""Predictive scaling: the forecaster service behind `ControlLoop.forecaster` (issue 5), and the area hook.
 
-Why a short-horizon quantile model of its own: a replica asked for now is ready `scheduling_buffer`
-later, so what scaling needs is *the demand `scheduling_buffer` from now, at a high quantile*, fresh
-every tick. Hourly models (`empire.models.forecast`) answer a different question (the next hour's
-total); per-minute demand is dominated by bursty noise (NASA-HTTP: variance about 6x the mean), so
-at a few minutes' horizon the recent level carries nearly all the signal and the quantile is what
-matters. `LevelQuantileModel` is that model, with the scikit-learn contract (hyperparameters in
-`__init__`, `fit` returns self, learned state ends in `_`):
+Two forecasts, two questions, one policy block (`predictive`):
 
-    forecast(t + h) at quantile q = (sqrt(level_t) + Q_q(residuals))^2
-
-where the level is the mean of a window of past steps (`season=0`), or of the same window one
-season earlier (the seasonal-naive fallback), and the residuals are out-of-sample
-`sqrt(y[t+h]) - sqrt(level_t)` on the history: the square root stabilises count noise (Poisson
-variance grows with the mean), so one residual distribution serves night and peak.
+* **`scheduling_buffer` ahead, for scaling.** A replica asked for now is ready `scheduling_buffer`
+  later, so scaling needs the demand that far ahead at the policy's quantile, fresh every tick.
+  `ForecastService` serves it with the short-horizon `LevelQuantileModel`
+  (`empire.models.shortterm`: recent level plus out-of-sample quantiles of the residuals); the
+  backtest's figures come from this path alone.
+* **`horizon` ahead, for people and alert rules.** `empire.agent.horizon.HorizonForecasts` fits the
+  gradient-boosted `DemandForecaster` on the same signal resampled to a step derived from the
+  horizon (5 minutes for 1 h) and serves a forecast *path* up to `predictive.horizon` (and up to
+  each predicted_breach rule's horizon): metrics, `/status`, the decision's details, and the input
+  of `predicted_breach` rules. Scaling never acts on it.
 
 `ForecastService` (one per daemon or backtest run):
 
 * `await service(target, now)` returns the `Forecast` for a target whose `predictive.mode` is not
   `off`, from the last few points of history (`Observer.history`: Prometheus `query_range`, or the
-  replayed trace), or None while no model is fitted (the loop is then purely reactive);
+  replayed trace), or None while no model is fitted (the loop is then purely reactive). With a
+  `HorizonForecasts` attached (the daemon), the forecast also carries the horizon forecast
+  (`details["horizon"]`), which `decide()` records in the decision: in `forecast_only` mode the
+  decision then shows what both forecasts would have asked for;
 * `refit_due(now)` is a periodic job: every `refit_every` (sooner while the history is young: as soon
   as it has doubled since the last fit) it fetches `predictive.history`, fits the
   candidate (recent level) and the seasonal-naive fallback on all but the last `validation` span,
@@ -41,9 +42,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from empire.agent.horizon import HorizonForecasts, HorizonPath, history_query
 from empire.agent.loop import jsonable
 from empire.agent.types import Forecast
-from empire.policies.scaling import PredictiveMode, SignalType, Target
+from empire.models.forecast import quantile_name
+from empire.models.shortterm import CANDIDATE, MODEL_KINDS, LevelQuantileModel, choose_model
+from empire.policies.durations import format_duration
+from empire.policies.scaling import PredictiveMode, Signal, SignalType, Target
 from empire.state.records import ModelRecord
 
 if TYPE_CHECKING:
@@ -52,158 +57,10 @@ if TYPE_CHECKING:
     from empire.agent.ports import Observer, StateStore
     from empire.policies.loading import LoadedPolicy
 
-__all__ = [
-    "CANDIDATE",
-    "NAIVE",
-    "SEASONAL_NAIVE",
-    "ForecastService",
-    "LevelQuantileModel",
-    "ModelChoice",
-    "PredictiveMetrics",
-    "choose_model",
-    "pinball_loss",
-    "setup",
-]
+__all__ = ["ForecastService", "PredictiveMetrics", "horizon_details", "setup"]
 
 logger = logging.getLogger(__name__)
-
-CANDIDATE, SEASONAL_NAIVE, NAIVE = "recent_level", "seasonal_naive", "naive"
-MODEL_KINDS = (CANDIDATE, SEASONAL_NAIVE, NAIVE)
 _CHUNK = 10_000  # steps per history query
-_LEVELS = np.concatenate([np.linspace(0.0, 0.9, 91), np.linspace(0.9, 1.0, 201)[1:]])  # fine in the tail
-
-
-def pinball_loss(actual: np.ndarray, forecast: np.ndarray, q: float) -> float:
-    """Mean quantile (pinball) loss over the rows where both are finite; NaN when there are none."""
-    ok = np.isfinite(actual) & np.isfinite(forecast)
-    if not ok.any():
-        return math.nan
-    diff = actual[ok] - forecast[ok]
-    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
-
-
-def _trailing_mean(y: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the valid values among y[i-window+1 .. i] (NaN when none is valid)."""
-    ok = np.isfinite(y)
-    vals = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
-    cnt = np.concatenate([[0], np.cumsum(ok)])
-    idx = np.arange(len(y)) + 1
-    lo = np.maximum(idx - window, 0)
-    n = cnt[idx] - cnt[lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (vals[idx] - vals[lo]) / np.maximum(n, 1), np.nan)
-
-
-class LevelQuantileModel:
-    """Quantile forecast of y[t + horizon] from a level and out-of-sample residuals (see module doc).
-
-    `window` steps are averaged: the last ones (`season=0`), or the ones centred on the target's time
-    one `season` (in steps) earlier. `fit(y)` takes a regular series (NaN = missing); `predict(y, q)`
-    gives, for every origin t, the quantile forecast of y[t + horizon] from y[.. t] only."""
-
-    def __init__(self, horizon: int = 2, window: int = 10, season: int = 0, kind: str = CANDIDATE) -> None:
-        self.horizon = horizon
-        self.window = window
-        self.season = season
-        self.kind = kind
-
-    def levels(self, y: np.ndarray) -> np.ndarray:
-        y = np.asarray(y, dtype=float)
-        trailing = _trailing_mean(y, self.window)
-        if self.season == 0:
-            return trailing
-        # centred on c = t + h - season: the trailing mean ending at c + (window - 1) // 2
-        shift = self.horizon - self.season + (self.window - 1) // 2
-        out = np.full(len(y), np.nan)
-        src = np.arange(len(y)) + shift
-        inside = (src >= 0) & (src < len(y))
-        out[inside] = trailing[src[inside]]
-        return out
-
-    def fit(self, y: np.ndarray) -> LevelQuantileModel:
-        y = np.asarray(y, dtype=float)
-        h = self.horizon
-        level = self.levels(y)[: len(y) - h] if len(y) > h else np.array([])
-        actual = y[h:]
-        with np.errstate(invalid="ignore"):
-            res = np.sqrt(np.maximum(actual, 0.0)) - np.sqrt(np.maximum(level, 0.0))
-        res = res[np.isfinite(res) & np.isfinite(actual) & np.isfinite(level)]
-        if len(res) < 20:
-            raise ValueError(f"{self.kind}: {len(res)} usable residuals, need at least 20")
-        self.residual_quantiles_ = np.quantile(res, _LEVELS)
-        self.n_residuals_ = len(res)
-        return self
-
-    def window_back(self) -> tuple[int, int]:
-        """The steps, counted back from the origin, whose mean is the level: (first, last)."""
-        if self.season == 0:
-            return self.window - 1, 0
-        return self.season - self.horizon + self.window // 2, self.season - self.horizon - (self.window - 1) // 2
-
-    def from_level(self, level: float, q: float) -> float:
-        """The quantile forecast for a level (what `predict` does at one origin)."""
-        return max(math.sqrt(max(level, 0.0)) + self.offset(q), 0.0) ** 2
-
-    def offset(self, q: float) -> float:
-        return float(np.interp(q, _LEVELS, self.residual_quantiles_))
-
-    def predict(self, y: np.ndarray, q: float) -> np.ndarray:
-        level = self.levels(np.asarray(y, dtype=float))
-        return np.maximum(np.sqrt(np.maximum(level, 0.0)) + self.offset(q), 0.0) ** 2
-
-    def params(self) -> dict[str, Any]:
-        return {"horizon": self.horizon, "window": self.window, "season": self.season, "kind": self.kind}
-
-    def to_record(self) -> dict[str, Any]:
-        return {**self.params(), "residual_quantiles": [round(float(v), 6) for v in self.residual_quantiles_],
-                "n_residuals": self.n_residuals_}  # fmt: skip
-
-    @classmethod
-    def from_record(cls, params: dict[str, Any]) -> LevelQuantileModel:
-        model = cls(int(params["horizon"]), int(params["window"]), int(params["season"]), str(params["kind"]))
-        model.residual_quantiles_ = np.asarray(params["residual_quantiles"], dtype=float)
-        model.n_residuals_ = int(params.get("n_residuals", 0))
-        if len(model.residual_quantiles_) != len(_LEVELS):
-            raise ValueError("stored model has a different quantile grid")
-        return model
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    chosen: LevelQuantileModel  # refitted on the whole history
-    other: LevelQuantileModel  # fitted on the training part only
-    baseline: str
-    losses: dict[str, float]
-    reason: str
-
-
-def choose_model(
-    y: np.ndarray, *, horizon: int, window: int, season: int, quantile: float, validation: int
-) -> ModelChoice:
-    """Fit the candidate (recent level) and the fallback on y[:-validation], score both by pinball loss
-    at `quantile` on the last `validation` steps, and keep the candidate only if it is not worse.
-
-    The fallback is seasonal naive (the same window one `season` earlier) when the training part holds
-    a season plus enough residuals, else plain naive (the last value). Pure: no I/O."""
-    y = np.asarray(y, dtype=float)
-    split = len(y) - validation
-    candidate = LevelQuantileModel(horizon, window, 0, CANDIDATE)
-    baseline = LevelQuantileModel(horizon, window, season, SEASONAL_NAIVE)
-    if season <= 0 or split - season - window < 200:
-        baseline = LevelQuantileModel(horizon, 1, 0, NAIVE)
-    losses: dict[str, float] = {}
-    for model in (candidate, baseline):
-        model.fit(y[:split])
-        pred = model.predict(y, quantile)[split - horizon : len(y) - horizon]
-        losses[model.kind] = pinball_loss(y[split:], pred, quantile)
-    use = math.isfinite(losses[CANDIDATE]) and not losses[CANDIDATE] > losses[baseline.kind]
-    chosen, other = (candidate, baseline) if use else (baseline, candidate)
-    chosen.fit(y)
-    reason = (f"{chosen.kind} pinball {losses[chosen.kind]:.4g} vs {other.kind} {losses[other.kind]:.4g} "
-              f"on the last {validation} steps")  # fmt: skip
-    if not use:
-        reason = f"candidate not used: worse than {baseline.kind} ({reason})"
-    return ModelChoice(chosen, other, baseline.kind, losses, reason)
 
 
 class PredictiveMetrics:
@@ -220,6 +77,22 @@ class PredictiveMetrics:
                                 ["target", "model"], registry=registry)  # fmt: skip
         self.in_use = Gauge("empire_forecast_model_in_use", "1 for the model in use", ["target", "model"],
                             registry=registry)  # fmt: skip
+        # The horizon forecast (empire.agent.horizon): label values come from the policy (targets, signals,
+        # its horizons) and the fixed quantiles p10/p50/p90 plus the policy's, so the sets are closed.
+        self.horizon_demand = Gauge(
+            "empire_forecast_horizon_demand",
+            "Demand forecast `horizon` after the last complete step, per quantile (what predicted_breach rules read)",
+            ["target", "signal", "quantile", "horizon"], registry=registry,
+        )  # fmt: skip
+        self.horizon_mae = Gauge(
+            "empire_forecast_horizon_validation_mae",
+            "Holdout MAE of the horizon model (gbm) and of its seasonal fallback; the model is used only if not worse",
+            ["target", "signal", "horizon", "model"], registry=registry,
+        )  # fmt: skip
+        self.horizon_refits = Counter(
+            "empire_forecast_horizon_refits", "Horizon model refits by result (model|fallback|short_history|error)",
+            ["target", "signal", "result"], registry=registry,
+        )  # fmt: skip
 
 
 @dataclass
@@ -233,12 +106,6 @@ class _State:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _history_query(observer: Any, target: Target, signal: str, query: str) -> str:
-    from empire.agent.observers.replay import ReplayObserver
-
-    return f"{target.name}/{signal}" if isinstance(observer, ReplayObserver) else query
-
-
 def _grid(points: list[tuple[datetime, float]], end: datetime, step: float, n: int) -> np.ndarray:
     """Place (time, value) points on the n-step grid ending at `end` (NaN where nothing fell)."""
     y = np.full(n, np.nan)
@@ -248,6 +115,34 @@ def _grid(points: list[tuple[datetime, float]], end: datetime, step: float, n: i
         if 0 <= i < n:
             y[i] = value
     return y
+
+
+def horizon_details(
+    target: Target, signal: Signal, path: HorizonPath, now: datetime, short_term: float
+) -> dict[str, Any] | None:
+    """The horizon forecast as a decision records it: the point at `predictive.horizon` (quantiles,
+    which method made it) and, for a `total` signal, the replicas it would ask for at the policy's
+    quantile (`would_scale_to`: within min/max replicas). Scaling does not act on it. PURE."""
+    want = target.predictive.horizon.total_seconds()
+    anchors = [p for p in path.anchors() if p.seconds <= want + 1e-9] or path.anchors()
+    if not anchors:
+        return None
+    point = anchors[-1]
+    q = target.predictive.quantile
+    value = point.value(q)
+    lag = (now - path.origin).total_seconds()
+    out: dict[str, Any] = {
+        "horizon": format_duration(timedelta(seconds=point.seconds)), "in_seconds": point.seconds - lag,
+        "at": (path.origin + timedelta(seconds=point.seconds)).isoformat(), "method": point.method,
+        "quantiles": {quantile_name(k): v for k, v in point.quantiles.items()}, "value": value,
+        "short_term_value": short_term,
+    }  # fmt: skip
+    per_replica = target.predictive.target or signal.target
+    if value is not None and signal.type == SignalType.total:
+        need = math.ceil(value / per_replica - 1e-9)
+        out["replicas"] = need
+        out["would_scale_to"] = max(target.min_replicas, min(need, target.max_replicas))
+    return out
 
 
 class ForecastService:
@@ -266,6 +161,7 @@ class ForecastService:
         validation: timedelta = timedelta(days=1),
         min_history: timedelta = timedelta(minutes=30),
         retry_after: timedelta = timedelta(minutes=30),
+        horizon: HorizonForecasts | None = None,
     ) -> None:
         from empire.agent.monitor import Monitor
 
@@ -275,6 +171,7 @@ class ForecastService:
         self.level_window, self.season, self.validation = level_window, season, validation
         self.min_history, self.retry_after = min_history, retry_after
         self.states: dict[str, _State] = {}
+        self.horizon = horizon  # the daemon attaches one; the backtest does not
 
     # -- per tick ---------------------------------------------------------------------------------
     def step(self) -> float:
@@ -296,7 +193,7 @@ class ForecastService:
             return None
         step = self.step()
         first, last = model.window_back()  # only the steps the level is the mean of
-        query = _history_query(self.observer, target, signal.name, signal.query)
+        query = history_query(self.observer, target.name, signal.name, signal.query)
         start, end = now - timedelta(seconds=step * first), now - timedelta(seconds=step * last)
         values = [v for _, v in await self.observer.history(query, start, end, step) if math.isfinite(v)]
         if not values:
@@ -307,7 +204,18 @@ class ForecastService:
         per_replica = target.predictive.target or signal.target
         if signal.type == SignalType.total:
             metrics.replicas.labels(target.name).set(math.ceil(value / per_replica - 1e-9))
-        return Forecast(signal.name, value, target.predictive.quantile, model.horizon * step, model.kind)
+        details: dict[str, Any] = {}
+        if self.horizon is not None:
+            try:
+                path = await self.horizon.path(target.name, signal.name, now)
+                info = horizon_details(target, signal, path, now, value) if path is not None else None
+            except Exception as exc:  # the horizon forecast is informational: never fail the scaling one
+                logger.warning("%s: horizon forecast unavailable: %s", target.name, exc)
+                info = None
+            if info is not None:
+                details["horizon"] = info
+        q = target.predictive.quantile
+        return Forecast(signal.name, value, q, model.horizon * step, model.kind, details)
 
     # -- refits -----------------------------------------------------------------------------------
     async def refit_due(self, now: datetime) -> None:
@@ -343,7 +251,7 @@ class ForecastService:
         assert signal is not None
         step, h, q = self.step(), self.horizon_steps(target), target.predictive.quantile
         n = max(1, int(target.predictive.history.total_seconds() // step))
-        query = _history_query(self.observer, target, signal.name, signal.query)
+        query = history_query(self.observer, target.name, signal.name, signal.query)
         points: list[tuple[datetime, float]] = []
         for first in range(n - 1, -1, -_CHUNK):  # Prometheus answers at most 11,000 points per series
             last = max(first - _CHUNK + 1, 0)
@@ -406,10 +314,21 @@ class ForecastService:
 
 
 def setup(daemon: Daemon) -> None:
-    """Daemon area hook: forecasts for the loop, a refit job, a `/status` section."""
-    service = ForecastService(daemon.observer, daemon.store, daemon.policy, monitor=daemon.monitor)
+    """Daemon area hook: forecasts for the loop, the horizon forecasts (for alert rules too), refit jobs,
+    `/status` sections `predictive` and `forecast_horizon`. The alerting area finds the horizon
+    forecasts in `daemon.services["forecast_horizon"]`."""
+    horizon = HorizonForecasts(daemon.observer, daemon.store, daemon.policy, monitor=daemon.monitor)
+    service = ForecastService(daemon.observer, daemon.store, daemon.policy, monitor=daemon.monitor, horizon=horizon)
     daemon.loop.forecaster = service
+    daemon.services["forecast_horizon"] = horizon
     daemon.jobs.add("predictive-refit", timedelta(minutes=5), service.refit_due)
+    every = min(daemon.policy().policy.loop.interval, timedelta(minutes=1))  # paths move once per grid step (>= 1m)
+    daemon.jobs.add("predictive-horizon", every, horizon.run)
     daemon.context.status_sections["predictive"] = service.status
+    daemon.context.status_sections["forecast_horizon"] = horizon.status
     modes = {t.name: t.predictive.mode.value for t in daemon.policy().policy.targets}
     logger.info("predictive scaling: %s", ", ".join(f"{k} {v}" for k, v in modes.items()) or "no targets")
+    keys = horizon.specs()
+    if keys:
+        logger.info("horizon forecasts: %s", ", ".join(
+            f"{t}/{s} ({', '.join(sorted({who for _, who in spec.asked}))})" for (t, s), spec in keys.items()))  # fmt: skip

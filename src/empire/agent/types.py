@@ -309,6 +309,9 @@ class Forecast:
     quantile: float
     horizon_seconds: float
     model: str | None = None
+    # What else the forecaster wants on the record (the horizon forecast): `decide()` copies it into
+    # `details["forecast"]` untouched; it never changes a decision.
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

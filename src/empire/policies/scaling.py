@@ -139,10 +139,24 @@ class PredictivePolicy(StrictModel):
     signal: Name | None = Field(
         default=None, description="signal whose demand is forecast (default: the first 'total' signal)"
     )
-    horizon: Duration = Field(default=timedelta(hours=1), description="how far ahead to forecast")
-    quantile: float = Field(default=0.9, gt=0, lt=1, description="forecast quantile used for capacity")
+    horizon: Duration = Field(
+        default=timedelta(hours=1),
+        description=(
+            "how far ahead the demand forecast looks for people and alert rules: a gradient-boosted model on "
+            "the signal resampled to a step of about a twelfth of it (5m for 1h), exported as "
+            "empire_forecast_horizon_demand, shown in /status and in each decision; predicted_breach rules on "
+            "this signal read its path. Scaling does not act on it (see scheduling_buffer)"
+        ),
+    )
+    quantile: float = Field(
+        default=0.9, gt=0, lt=1, description="forecast quantile used for capacity (and read by predicted_breach rules)"
+    )
     scheduling_buffer: Duration = Field(
-        default=timedelta(minutes=2), description="request capacity this long before it is needed"
+        default=timedelta(minutes=2),
+        description=(
+            "how far ahead scaling forecasts: capacity is requested this long before it is needed (set it to the "
+            "pods' start-up time); a short-term quantile model refitted every refit_every, fresh every tick"
+        ),
     )
     target: float | None = Field(
         default=None,
@@ -159,8 +173,10 @@ class PredictivePolicy(StrictModel):
     max_capacity_buffer_percent: int = Field(
         default=10, ge=0, le=100, description="with increase_by_percent: effective max = forecast * (1 + buffer)"
     )
-    history: Duration = Field(default=timedelta(days=14), description="history fetched to fit the model")
-    refit_every: Duration = Field(default=timedelta(hours=6))
+    history: Duration = Field(default=timedelta(days=14), description="history fetched to fit the models")
+    refit_every: Duration = Field(
+        default=timedelta(hours=6), description="refit both models (scheduling_buffer and horizon) this often"
+    )
 
 
 class FallbackMode(StrEnum):

@@ -2,8 +2,14 @@
 
 It is a periodic job (`PeriodicJobs`, every `loop.interval`) rather than a stage inside the loop,
 so the loop's code stays about scaling; it reads what the tick saw and decided (`loop.status`),
-scores the watched signals (`AnomalyScorer`), asks the forecaster for predicted breaches, calls the
-pure `rules.evaluate()`, and hands every action to the one `ActionRunner` (journal, execute, count).
+scores the watched signals (`AnomalyScorer`), gathers the forecast paths for predicted breaches, calls
+the pure `rules.evaluate()`, and hands every action to the one `ActionRunner` (journal, execute, count).
+
+* A predicted_breach rule reads the path of its (target, signal) from the horizon forecasts
+  (`empire.agent.horizon`, offered by the predictive area as `services["forecast_horizon"]`): one
+  point per grid step up to the rule's own horizon, a real model forecast at that horizon, at the
+  target's `predictive.quantile`; plus the scaling forecast (`scheduling_buffer` ahead) when the
+  target's scaling is predictive. A target whose scaling is not predictive still gets the path.
 
 * An alert whose action failed (for example the DB was down) keeps its rule's previous state, so
   the next run tries again instead of believing it fired.
@@ -61,8 +67,9 @@ def observations_from_loop(loop: Any) -> tuple[dict[str, Observation], dict[str,
 
 class AlertRulesJob:
     def __init__(self, policy: Callable[[], Policy], loop: Any, runner: ActionRunner, store: AlertStore,
-                 scorer: AnomalyScorer | None = None) -> None:  # fmt: skip
+                 scorer: AnomalyScorer | None = None, horizon: Callable[[], Any] | None = None) -> None:  # fmt: skip
         self.policy = policy
+        self.horizon = horizon  # () -> HorizonForecasts | None (looked up per run: set up after alerting)
         self.loop = loop
         self.runner = runner
         self.store = store
@@ -72,11 +79,11 @@ class AlertRulesJob:
         self.last_results: list[dict[str, Any]] = []
 
     async def _forecasts(self, pol: Policy, now: datetime) -> dict[tuple[str, str], list[Forecast]]:
-        forecaster = getattr(self.loop, "forecaster", None)
-        if forecaster is None:
-            return {}
+        keys = {(r.target, r.signal) for r in pol.alerting.rules if r.kind == RuleKind.predicted_breach}
         out: dict[tuple[str, str], list[Forecast]] = {}
-        for target in {r.target for r in pol.alerting.rules if r.kind == RuleKind.predicted_breach}:
+        forecaster = getattr(self.loop, "forecaster", None)
+        horizon = self.horizon() if self.horizon is not None else None
+        for target in sorted({t for t, _ in keys}) if forecaster is not None else ():
             try:
                 f = await forecaster(pol.target(target), now)
             except Exception as exc:
@@ -84,6 +91,14 @@ class AlertRulesJob:
                 continue
             if f is not None:
                 out.setdefault((target, f.signal), []).append(f)
+        for target, signal in sorted(keys) if horizon is not None else ():
+            try:
+                path = await horizon.path(target, signal, now)
+            except Exception as exc:
+                logger.warning("alerting: horizon forecast of %s/%s unavailable: %s", target, signal, exc)
+                continue
+            if path is not None:
+                out.setdefault((target, signal), []).extend(path.forecasts(now))
         return out
 
     async def __call__(self, now: datetime) -> None:

@@ -10,8 +10,10 @@ alerting on a fake clock. Three kinds of rule:
   `threshold`; the score flags single points, so such an alert keeps firing for `keep_firing_for`
   (default 15 minutes) after the last anomalous point: one incident, one alert;
 * `predicted_breach`: the demand forecast (a path of `Forecast` quantiles at increasing horizons,
-  from `empire.models.forecast`) crosses `threshold` within `horizon` (default 60 minutes): the
-  alert fires before the breach, while there is still time to act.
+  from `empire.agent.horizon`) crosses `threshold` within `horizon` (default 60 minutes): the
+  alert fires before the breach, while there is still time to act. The alert says when
+  (`breach_in`), at which quantile, and which model made the crossing point (`forecast_model`;
+  `interpolated` when it lies between two forecasts).
 
 Like Prometheus: the condition must hold for `for` before the alert fires (it is *pending* until
 then); when the condition stops holding the alert resolves; when the signal has no data the state
@@ -156,6 +158,8 @@ def _condition(rule: AlertRule, inputs: RuleInputs) -> tuple[bool | None, float 
         peak = max(path, key=lambda f: f.value) if rule.direction == "above" else min(path, key=lambda f: f.value)
         return False, peak.value, {}
     extra = {"breach_in": f"{round(hit.horizon_seconds / 60)}m", "forecast_quantile": f"p{round(hit.quantile * 100)}"}
+    if hit.model:  # e.g. gbm, seasonal_change, or interpolated (a point between two forecasts)
+        extra["forecast_model"] = hit.model
     return True, hit.value, extra
 
 

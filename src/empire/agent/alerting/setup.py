@@ -44,7 +44,9 @@ def setup(daemon: Any) -> None:
     service = AlertService(store, alerting, build_receivers(alerting, client, secrets), daemon.clock, daemon.monitor,
                            leader=daemon.leader)  # fmt: skip
     daemon.runner.register(Alert, service.executor)
-    rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store)
+    # predicted_breach rules read the horizon forecasts the predictive area offers (it is set up after us)
+    rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store,
+                          horizon=lambda: daemon.services.get("forecast_horizon"))  # fmt: skip
     version = {"v": daemon.policy().version}
 
     async def evaluate(now: Any) -> None:

@@ -326,6 +326,7 @@ def setup(daemon: Daemon) -> None:
     daemon.jobs.add("predictive-horizon", every, horizon.run)
     daemon.context.status_sections["predictive"] = service.status
     daemon.context.status_sections["forecast_horizon"] = horizon.status
+    daemon.closers.append(horizon.aclose)  # closers run in reverse: before the state DB closes
     modes = {t.name: t.predictive.mode.value for t in daemon.policy().policy.targets}
     logger.info("predictive scaling: %s", ", ".join(f"{k} {v}" for k, v in modes.items()) or "no targets")
     keys = horizon.specs()

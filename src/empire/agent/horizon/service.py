@@ -53,6 +53,7 @@ __all__ = ["HorizonForecasts", "history_query"]
 logger = logging.getLogger(__name__)
 
 _CHUNK = 10_000  # samples per query_range (Prometheus answers at most 11,000 points per series)
+_CLOSE_WAIT = 60.0  # seconds a shutdown waits for a refit in flight
 
 
 def history_query(observer: Any, target: str, signal: str, query: str) -> str:
@@ -111,20 +112,42 @@ class HorizonForecasts:
         self.retry_after = retry_after
         self.states: dict[Key, _KeyState] = {}
         self._lock: anyio.Lock | None = None
+        self._closing = False
+        self._running = 0
+        self._drained: anyio.Event | None = None
 
     def specs(self) -> dict[Key, HorizonSpec]:
         return horizon_specs(self.policy().policy)
 
     async def run(self, now: datetime) -> None:
         """The periodic job: refit what is due, then bring every path up to date (errors are per key)."""
-        specs = self.specs()
-        self._forget(specs)
-        for key, spec in specs.items():
-            await self.refit_if_due(spec, now)
-            try:
-                await self.path(*key, now)
-            except Exception as exc:
-                logger.warning("%s/%s: horizon forecast unavailable: %s", *key, exc)
+        if self._closing:
+            return
+        self._running += 1
+        try:
+            specs = self.specs()
+            self._forget(specs)
+            for key, spec in specs.items():
+                if self._closing:
+                    return
+                await self.refit_if_due(spec, now)
+                try:
+                    await self.path(*key, now)
+                except Exception as exc:
+                    logger.warning("%s/%s: horizon forecast unavailable: %s", *key, exc)
+        finally:
+            self._running -= 1
+            if not self._running and self._drained is not None:
+                self._drained.set()
+
+    async def aclose(self) -> None:
+        """At shutdown, before the state DB closes: start nothing new and let a run in flight finish
+        (a fit in a worker thread cannot be interrupted; the scheduler does not wait for its jobs)."""
+        self._closing = True
+        if self._running:
+            self._drained = anyio.Event()
+            with anyio.move_on_after(_CLOSE_WAIT):
+                await self._drained.wait()
 
     # -- fitting ----------------------------------------------------------------------------------------
     def _state(self, spec: HorizonSpec) -> _KeyState:
@@ -168,6 +191,8 @@ class HorizonForecasts:
         fits = await anyio.to_thread.run_sync(
             partial(fit_leads, y[first:], ts[first:], spec.step, spec.leads, spec.quantiles, self.template)
         )
+        if self._closing:  # shutting down while the models were fitted: do not write to a closing DB
+            return None
         blob = await anyio.to_thread.run_sync(dump_models, [f.model for f in fits])
         longest = fits[-1]
         span = (n - first) * spec.step

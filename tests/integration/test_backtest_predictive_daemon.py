@@ -80,7 +80,11 @@ def test_empire_run_forecasts_from_prometheus_history(tmp_path: Path):
             assert any(q == "sum(queue_gen)" for q, _ in prom.queries)  # instant queries still drive the loop
         finally:
             proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=90)  # a loaded 2-core machine can be slow to start every area
+            try:
+                code = proc.wait(timeout=90)  # a loaded 2-core machine can be slow to start every area
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never leave a daemon behind
+                raise
     out = log.read_text()
     assert code == 0, out
     assert "predictive scaling: gen forecast_and_scale" in out and "gen: forecast model refitted" in out

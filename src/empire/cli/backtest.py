@@ -83,9 +83,10 @@ def _seconds(text: str | None, name: str) -> float | None:
 class ProgressBar:
     """One line on stderr, redrawn in place on a terminal; a line per 10 % otherwise."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        # Resolved per instance, not at import: sys.stderr may be swapped (pytest capture, redirection).
+        self.stream, self.width = stream if stream is not None else sys.stderr, width
+        self.tty = self.stream.isatty()
         self.started = time.monotonic()
         self._last_tenth = -1
 

@@ -24,6 +24,7 @@ __all__ = [
     "CooldownPolicy",
     "HttpProviderSpec",
     "Persona",
+    "PersonaTrend",
     "Priority",
     "Provider",
     "RetryPolicy",
@@ -152,6 +153,15 @@ class Cadence(StrictModel):
     every: Duration = Field(default=timedelta(days=1))
 
 
+class PersonaTrend(StrictModel):
+    """A metric that boosts a persona's cadence when it grows: factor = query / baseline, never
+    below 1, capped by `trend_boost_max`. Both are PromQL instant queries returning one series."""
+
+    query: str = Field(min_length=1, description="current level, e.g. sum(rate(streams_total{persona='x'}[7d]))")
+    baseline: str = Field(min_length=1, description="reference level, e.g. the same query with 'offset 7d'")
+    every: Duration = Field(default=timedelta(minutes=15), description="how often the trend is re-read")
+
+
 class Persona(StrictModel):
     name: Name
     genres: tuple[str, ...] = Field(min_length=1)
@@ -160,6 +170,7 @@ class Persona(StrictModel):
     priority: Priority = Priority.normal
     paused: bool = False
     prompt_template: str = Field(default="{genre} track by {persona}")
+    trend: PersonaTrend | None = Field(default=None, description="metric-driven cadence boost (needs Prometheus)")
     trend_boost_max: float = Field(default=2.0, ge=1, description="cap on the metric-driven cadence boost")
 
 

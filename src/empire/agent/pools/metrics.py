@@ -76,6 +76,8 @@ class PoolMetrics:
                              registry=registry)  # fmt: skip
         self.paused = Gauge("empire_persona_paused", "1 while the persona is paused by a hold or the policy",
                             ["persona"], registry=registry)  # fmt: skip
+        self.trend = Gauge("empire_persona_trend_factor", "The cadence boost the persona's trend metric gives "
+                           "(1 = none; before the trend_boost_max cap)", ["persona"], registry=registry)  # fmt: skip
         self._accounts: set[tuple[str, str]] = set()
         self._providers: set[str] = set()
         self._personas: set[str] = set()
@@ -90,10 +92,12 @@ class PoolMetrics:
             self._personas = set(personas)
             self.held.clear()
             self.paused.clear()
+            self.trend.clear()
         for persona in self._personas:
             for r in HELD_REASONS:
                 self.held.labels(persona, r.value)
             self.paused.labels(persona)
+            self.trend.labels(persona).set(1.0)
         for p, a in self._accounts:
             self.drained.labels(p, a)
             self.in_flight.labels(p, a)
@@ -190,6 +194,11 @@ class PoolMetrics:
         drained = {tuple(a.split("/", 1)) for a in accounts}
         for p, a in self._accounts:
             self.drained.labels(p, a).set(1 if (p, a) in drained else 0)
+
+    def on_trend(self, factors: dict[str, float]) -> None:
+        for persona, factor in factors.items():
+            if persona in self._personas:
+                self.trend.labels(persona).set(factor)
 
 
 def _set(gauge: Gauge, labels: tuple[str, ...], value: float) -> None:

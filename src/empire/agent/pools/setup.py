@@ -30,6 +30,7 @@ from empire.agent.pools.holds import HoldExecutor
 from empire.agent.pools.planning import GenerationPlanner
 from empire.agent.pools.publish import DirectoryContentSink, StorageContentSink
 from empire.agent.pools.runtime import PoolsRuntime
+from empire.agent.pools.trends import TrendReader
 from empire.agent.ports import RateLimiter
 from empire.agent.types import DrainAccount, Generate, PausePersona
 from empire.policies.loading import LoadedPolicy
@@ -80,12 +81,14 @@ def setup(daemon: Any) -> None:
     daemon.runner.register(DrainAccount, holds)
 
     actions = daemon.monitor.loop.actions
+    trends = TrendReader(daemon.observer, policy, metrics.on_trend)
     planner = GenerationPlanner(
         runtime.queue, runtime.holds_store, policy, lambda a, now: daemon.runner.run(a, at=now), daemon.store,
         metrics=metrics, count_skipped=lambda reason: actions.labels("generate", reason, "skipped").inc(),
-        replica=s.replica_id, on_holds=runtime.apply_holds,
+        replica=s.replica_id, on_holds=runtime.apply_holds, trend=trends.factors,
     )  # fmt: skip
     daemon.services["generation_planner"] = planner
+    daemon.jobs.add("persona-trends", pol.loop.interval, trends)  # reads each persona's trend every trend.every
     daemon.jobs.add("generation-plan", pol.loop.interval, planner)
 
     def on_policy(loaded: LoadedPolicy) -> None:
@@ -93,9 +96,10 @@ def setup(daemon: Any) -> None:
         runtime.apply_policy(new)
         if isinstance(sink, StorageContentSink):
             sink.tier = new.storage.tiers[0].name
-        job = daemon.jobs.jobs.get("generation-plan")
-        if job is not None and job.interval != new.loop.interval:
-            daemon.jobs.add("generation-plan", new.loop.interval, planner)
+        for name, fn in (("persona-trends", trends), ("generation-plan", planner)):
+            job = daemon.jobs.jobs.get(name)
+            if job is not None and job.interval != new.loop.interval:
+                daemon.jobs.add(name, new.loop.interval, fn)
 
     daemon.policy_listeners.append(on_policy)
     daemon.routes.extend(
@@ -104,7 +108,7 @@ def setup(daemon: Any) -> None:
     )  # fmt: skip
     daemon.context.status_sections["pools"] = lambda: {
         **runtime.status(), "limits": limits_where, "content": f"{sink.backend!r} tier {sink.tier}",
-        "planner": planner.last,
+        "planner": planner.last, "trends": trends.status(),
     }  # fmt: skip
     daemon.background.append(runtime.run)
     daemon.background.append(runtime.refresh_forever)

@@ -16,21 +16,20 @@ audited in the same transaction, then handed to the waiting poll (`CallbackHub`)
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from empire.agent.pools.model import JobState
 from empire.agent.pools.providers.http import CallbackHub, dotted
 from empire.agent.ports import Clock
+from empire.agent.webio import json_error, read_json_body, tokens_match
 from empire.config.secrets import SecretReader, resolve_secret
 from empire.errors import ConfigError, EmpireError, TemporaryError
 from empire.policies.generation import Provider
@@ -47,7 +46,7 @@ _IN_FLIGHT = (JobState.leased.value, JobState.submitted.value)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status, headers=headers)
+    return json_error(status, message, headers=headers)
 
 
 def callback_lookup(db: Database) -> Callable[[str, str], Any]:
@@ -100,30 +99,14 @@ def callback_routes(
         given = request.headers.get(spec.callback_header, "").strip()
         if not given:
             return _error(401, f"missing callback token ({spec.callback_header} header)", challenge)
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not tokens_match(given, expected):
             return _error(401, "invalid callback token", challenge)
         return None
 
     async def read_json(request: Request) -> dict[str, Any] | JSONResponse:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return _error(415, f"expected Content-Type application/json, got {ctype or 'none'}")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body_bytes:
-            return _error(413, f"body larger than {max_body_bytes} bytes")
-        chunks, size = [], 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_body_bytes:
-                    return _error(413, f"body larger than {max_body_bytes} bytes")
-                chunks.append(chunk)
-        except ClientDisconnect:
-            return _error(400, "client disconnected before the body was complete")
-        try:
-            data = json.loads(b"".join(chunks) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _error(400, f"malformed JSON: {exc}")
+        data = await read_json_body(request, max_body_bytes)
+        if isinstance(data, JSONResponse):
+            return data
         if not isinstance(data, dict):
             return _error(422, "invalid body: a JSON object is expected")
         return data

@@ -14,20 +14,19 @@ is written to the audit table in the same transaction as the change. Error bodie
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from empire.agent.ports import Clock
 from empire.agent.tiering.inventory import AccessEvent, Inventory, RevenueFigure
+from empire.agent.webio import json_error, read_json_body, tokens_match
 from empire.errors import NotFoundError, TemporaryError
 
 __all__ = ["MAX_BATCH", "routes"]
@@ -65,10 +64,7 @@ class RevenueBody(_Strict):
 def _error(
     status: int, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if details:
-        body["details"] = details
-    return JSONResponse(body, status, headers=headers)
+    return json_error(status, message, details, headers)
 
 
 def routes(
@@ -91,30 +87,14 @@ def routes(
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
             return _error(401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge)
-        if not hmac.compare_digest(given.strip().encode(), expected):
+        if not tokens_match(given, expected):
             return _error(401, "invalid bearer token", headers=challenge)
         return None
 
     async def read_json(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return _error(415, f"expected Content-Type application/json, got {ctype or 'none'}")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body_bytes:
-            return _error(413, f"body larger than {max_body_bytes} bytes")
-        chunks, size = [], 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_body_bytes:
-                    return _error(413, f"body larger than {max_body_bytes} bytes")
-                chunks.append(chunk)
-        except ClientDisconnect:
-            return _error(400, "client disconnected before the body was complete")
-        try:
-            data = json.loads(b"".join(chunks) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _error(400, f"malformed JSON: {exc}")
+        data = await read_json_body(request, max_body_bytes)
+        if isinstance(data, JSONResponse):
+            return data
         try:
             return model.model_validate(data)
         except ValidationError as exc:

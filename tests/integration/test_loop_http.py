@@ -14,6 +14,7 @@ from starlette.routing import Route
 from empire.agent.clock import SystemClock
 from empire.agent.executors import DryRunExecutor
 from empire.agent.http import AppContext, build_app
+from empire.agent.monitor import Monitor
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import Sample
 from empire.cli import main
@@ -154,3 +155,41 @@ async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_p
     finally:
         for close in daemon.closers:
             await close()
+
+
+async def test_shutdown_lets_a_job_in_flight_finish_before_the_database_closes():
+    wall = PeriodicJobs(SystemClock(), Monitor())
+    started, release, finished = anyio.Event(), anyio.Event(), []
+
+    async def refit(now):
+        started.set()
+        await release.wait()
+        finished.append(now)  # e.g. the model written to the registry
+
+    wall.add("refit", timedelta(hours=1), refit)
+    wall.start()
+    with anyio.fail_after(5):
+        await started.wait()
+
+    async def close_soon():
+        release.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wall.aclose)
+        tg.start_soon(close_soon)
+    assert len(finished) == 1
+
+
+async def test_shutdown_cancels_a_job_past_its_grace():
+    wall = PeriodicJobs(SystemClock(), Monitor())
+    started = anyio.Event()
+
+    async def stuck(now):
+        started.set()
+        await anyio.sleep_forever()
+
+    wall.add("stuck", timedelta(hours=1), stuck)
+    wall.start()
+    with anyio.fail_after(5):
+        await started.wait()
+        await wall.aclose(grace=0.05)

@@ -326,7 +326,7 @@ async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event
             await daemon.loop.run()
     finally:
         with anyio.CancelScope(shield=True):
-            daemon.jobs.shutdown()
+            await daemon.jobs.aclose()
             try:
                 await daemon.leader.release()
             except Exception as exc:

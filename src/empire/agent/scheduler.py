@@ -19,6 +19,7 @@ stops the loop or the other jobs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class PeriodicJobs:
         self._scheduler: Any = None
         self._is_leader: Callable[[], bool] = lambda: True
         self._created = clock.now()
+        self._running: set[asyncio.Task[Any]] = set()  # wall-clock runs in flight
 
     def add(
         self,
@@ -123,7 +125,14 @@ class PeriodicJobs:
         from apscheduler.triggers.interval import IntervalTrigger
 
         async def call() -> None:
-            await self.run_job(job)
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
+            try:
+                await self.run_job(job)
+            finally:
+                if task is not None:
+                    self._running.discard(task)
 
         start = self.clock.now() + job.first_delay
         self._scheduler.add_job(
@@ -133,6 +142,25 @@ class PeriodicJobs:
         )  # fmt: skip
 
     def shutdown(self) -> None:
+        """Stop scheduling new runs (runs in flight go on; `aclose` waits for them)."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+
+    async def aclose(self, grace: float = 15.0) -> None:
+        """Stop scheduling, let the runs in flight finish (a refit writing its model, a sweep
+        finishing a move) before the caller closes the database under them, then shut down. Past
+        `grace` seconds they are cancelled. (apscheduler's own shutdown cancels running coroutine
+        jobs at once, so it comes last.)"""
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        running = set(self._running)
+        if running:
+            logger.info("waiting for %d periodic job(s) in flight", len(running))
+            _done, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                logger.warning("periodic job still running after %.0fs at shutdown: cancelled", grace)
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        self.shutdown()

@@ -124,3 +124,30 @@ async def test_audit_trail(store: StateStore) -> None:
     await store.audit(AuditRecord(T0, "cli", "jobs.cancel", "job/7"))
     rows = await store.recent_audit()
     assert [r.action for r in rows] == ["jobs.cancel", "content.touch"] and rows[1].details == {"n": 1}
+
+
+async def test_prune_keeps_recent_history_unfinished_intents_and_models_in_use(store: StateStore) -> None:
+    day = timedelta(days=1)
+    for i in range(5):
+        await store.record_decision(DecisionRecord("api", T0 - i * day, 2, 3, 3, ("above_target",)))
+    old_applied = await store.write_intent(intent("old-applied", T0 - 30 * day))
+    await store.finish_action(old_applied.id, ActionState.applied, T0 - 30 * day)
+    await store.write_intent(intent("old-unfinished", T0 - 30 * day))
+    await store.write_intent(intent("new", T0))
+    await store.audit(AuditRecord(T0 - 400 * day, "cli", "old", "x"))
+    await store.audit(AuditRecord(T0, "cli", "new", "x"))
+    for i in range(6):  # the in-use model is the oldest one: it must survive
+        await store.save_model(ModelRecord("m", "k", {}, {}, T0 + timedelta(hours=i), blob=b"x", in_use=(i == 0)))
+
+    counts = await store.prune(
+        decisions_before=T0 - 2 * day + timedelta(seconds=1), actions_before=T0 - day,
+        audit_before=T0 - 365 * day, models_kept=2,
+    )  # fmt: skip
+    assert counts == {"decisions": 3, "actions": 1, "audit": 1, "models": 3}
+    assert [d.at for d in await store.recent_decisions("api")] == [T0, T0 - day]
+    assert {a.idempotency_key for a in await store.recent_actions(limit=10)} == {"old-unfinished", "new"}
+    assert [a.action for a in await store.recent_audit()] == ["new"]
+    in_use = await store.latest_model("m")
+    assert in_use is not None and in_use.created_at == T0
+    newest = await store.latest_model("m", in_use_only=False)
+    assert newest is not None and newest.created_at == T0 + timedelta(hours=5)

@@ -82,3 +82,24 @@ async def test_policy_file_argument_overrides_the_database_source(settings, tmp_
         assert daemon.policy().source == str(path) and daemon.policy().policy.loop.interval.total_seconds() == 30
     finally:
         await _close(daemon)
+
+
+async def test_retention_job_prunes_old_history(settings) -> None:
+    from datetime import timedelta
+
+    from empire.state.records import DecisionRecord
+
+    daemon = await build_daemon(settings)
+    try:
+        now = datetime(2026, 5, 20, tzinfo=UTC)
+        for days in (0, 13, 15, 40):
+            await daemon.store.record_decision(
+                DecisionRecord("gen", now - timedelta(days=days), 1, 1, 1, ("no_change",))
+            )
+        job = daemon.jobs.jobs["retention"]
+        assert job.interval == timedelta(hours=1)
+        await job.func(now)
+        left = [d.at for d in await daemon.store.recent_decisions("gen")]
+        assert left == [now, now - timedelta(days=13)]  # EMPIRE_RETENTION__DECISIONS_DAYS defaults to 14
+    finally:
+        await _close(daemon)

@@ -33,6 +33,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,7 @@ async def build_daemon(
     info["leader_election"] = leader.name
     runner = ActionRunner(store, {ScaleTo: executor}, clock, monitor, replica=settings.replica_id, leader=leader)
     jobs = PeriodicJobs(clock, monitor)
+    jobs.add("retention", timedelta(hours=1), retention_job(store, settings), first_delay=timedelta(minutes=5))
     loop = ControlLoop(
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
         monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs,
@@ -252,6 +254,25 @@ async def build_daemon(
             except Exception:
                 logger.exception("area %s failed to set up; the loop runs without it", name)
     return daemon
+
+
+def retention_job(store: Any, settings: Settings) -> Callable[[datetime], Awaitable[None]]:
+    """The hourly prune of old decisions, settled journal rows, audit rows and superseded models
+    (`EMPIRE_RETENTION__*`), so the state DB does not grow without bound."""
+    r = settings.retention
+
+    def cutoff(now: datetime, days: float) -> datetime | None:
+        return now - timedelta(days=days) if days > 0 else None
+
+    async def prune(now: datetime) -> None:
+        counts = await store.prune(
+            decisions_before=cutoff(now, r.decisions_days), actions_before=cutoff(now, r.actions_days),
+            audit_before=cutoff(now, r.audit_days), models_kept=r.models_kept,
+        )  # fmt: skip
+        if any(counts.values()):
+            logger.info("retention: pruned %s", ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+
+    return prune
 
 
 async def check_policy(daemon: Daemon) -> bool:

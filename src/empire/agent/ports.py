@@ -75,6 +75,15 @@ class StateStore(Protocol):
 
     async def recent_audit(self, limit: int = 50) -> list[AuditRecord]: ...
 
+    async def prune(
+        self,
+        *,
+        decisions_before: datetime | None = None,
+        actions_before: datetime | None = None,
+        audit_before: datetime | None = None,
+        models_kept: int | None = None,
+    ) -> dict[str, int]: ...
+
 
 @runtime_checkable
 class Observer(Protocol):

@@ -77,6 +77,18 @@ class LeaderSettings(_Section):
     renew_every: float = Field(default=5.0, gt=0)
 
 
+class RetentionSettings(_Section):
+    """How long the state DB keeps history (the agent prunes hourly; 0 keeps everything).
+
+    A decision row is written every tick for every target (about 5,800 a day per target at 15 s),
+    and every model refit stores a fitted model, so without pruning the database only grows."""
+
+    decisions_days: float = Field(default=14, ge=0, description="decision rows (what `empire explain` shows)")
+    actions_days: float = Field(default=90, ge=0, description="settled journal rows; intents are never pruned")
+    audit_days: float = Field(default=365, ge=0)
+    models_kept: int = Field(default=3, ge=1, description="newest fitted models kept per name, plus the one in use")
+
+
 class Settings(BaseSettings):
     """Everything the process needs to know about its environment."""
 
@@ -106,6 +118,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     leader: LeaderSettings = Field(default_factory=LeaderSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -101,3 +101,37 @@ class MemoryStateStore:
 
     async def recent_audit(self, limit: int = 50) -> list[AuditRecord]:
         return list(reversed(self.audits))[:limit]
+
+    async def prune(
+        self,
+        *,
+        decisions_before: datetime | None = None,
+        actions_before: datetime | None = None,
+        audit_before: datetime | None = None,
+        models_kept: int | None = None,
+    ) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        if decisions_before is not None:
+            keep = [d for d in self.decisions if d.at >= decisions_before]
+            counts["decisions"], self.decisions = len(self.decisions) - len(keep), keep
+        if actions_before is not None:
+            doomed = [
+                k for k, a in self.actions.items() if a.updated_at < actions_before and a.state != ActionState.intent
+            ]
+            for k in doomed:
+                del self.actions[k]
+            counts["actions"] = len(doomed)
+        if audit_before is not None:
+            keep_audit = [a for a in self.audits if a.at >= audit_before]
+            counts["audit"], self.audits = len(self.audits) - len(keep_audit), keep_audit
+        if models_kept is not None:
+            ranked = sorted(self.models, key=lambda m: (m.created_at, m.id or 0), reverse=True)
+            seen: dict[str, int] = {}
+            keep_models = []
+            for m in ranked:
+                seen[m.name] = seen.get(m.name, 0) + 1
+                if m.in_use or seen[m.name] <= models_kept:
+                    keep_models.append(m)
+            counts["models"] = len(self.models) - len(keep_models)
+            self.models = sorted(keep_models, key=lambda m: m.id or 0)
+        return counts

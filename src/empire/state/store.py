@@ -11,7 +11,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from empire.state import tables as t
@@ -190,3 +190,43 @@ class SqlStateStore:
             AuditRecord(id=r.id, at=r.at, actor=r.actor, action=r.action, subject=r.subject, details=dict(r.details))
             for r in rows
         ]
+
+    async def prune(
+        self,
+        *,
+        decisions_before: datetime | None = None,
+        actions_before: datetime | None = None,
+        audit_before: datetime | None = None,
+        models_kept: int | None = None,
+    ) -> dict[str, int]:
+        """Delete history older than the cutoffs; keep the in-use model and the newest `models_kept`
+        per name. Unfinished intents are never deleted (restart reconciliation needs them)."""
+        counts: dict[str, int] = {}
+        async with self.db.begin() as conn:
+            if decisions_before is not None:
+                r = await conn.execute(delete(t.decisions).where(t.decisions.c.at < decisions_before))
+                counts["decisions"] = r.rowcount or 0
+            if actions_before is not None:
+                r = await conn.execute(
+                    delete(t.actions).where(
+                        t.actions.c.updated_at < actions_before,
+                        t.actions.c.state.not_in([s.value for s in UNFINISHED]),
+                    )
+                )
+                counts["actions"] = r.rowcount or 0
+            if audit_before is not None:
+                r = await conn.execute(delete(t.audit).where(t.audit.c.at < audit_before))
+                counts["audit"] = r.rowcount or 0
+            if models_kept is not None:
+                m = t.model_registry.c
+                ranked = select(
+                    m.id,
+                    m.in_use,
+                    func.row_number()
+                    .over(partition_by=m.name, order_by=(m.created_at.desc(), m.id.desc()))
+                    .label("rn"),
+                ).subquery()
+                doomed = select(ranked.c.id).where(ranked.c.rn > models_kept, ranked.c.in_use.is_(False))
+                r = await conn.execute(delete(t.model_registry).where(m.id.in_(doomed)))
+                counts["models"] = r.rowcount or 0
+        return counts

@@ -10,9 +10,9 @@ from empire.agent.alerting.matching import fingerprint
 from empire.agent.alerting.notification import AlertInstance, Notification, render_text, title
 from empire.agent.alerting.outbox import Backoff
 from empire.agent.alerting.receivers.alertmanager import postable_alerts
-from empire.agent.alerting.receivers.common import retry_after
 from empire.agent.alerting.receivers.email import email_message
 from empire.agent.alerting.receivers.slack import slack_message
+from empire.agent.retrying import parse_retry_after
 from empire.policies import PolicyError, parse_policy
 from empire.policies.alerting import EmailReceiver
 
@@ -72,8 +72,8 @@ def test_backoff(attempts: int, after: float | None, delay: float) -> None:
 
 def test_retry_after_header_forms() -> None:
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    assert retry_after("7") == 7 and retry_after(None) is None and retry_after("soon") is None
-    assert retry_after("Sun, 01 Mar 2026 12:00:30 GMT", now) == 30
+    assert parse_retry_after("7") == 7 and parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Sun, 01 Mar 2026 12:00:30 GMT", now) == 30
 
 
 @pytest.mark.parametrize(

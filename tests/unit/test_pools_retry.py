@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,9 +19,9 @@ from empire.agent.pools.errors import (
     error_class_of,
     error_from_exception,
     error_from_status,
-    parse_retry_after,
 )
 from empire.agent.pools.retry import Verdict, backoff_delay, decide_retry
+from empire.agent.retrying import parse_retry_after
 from empire.errors import PermanentError, TemporaryError
 from empire.policies.generation import RetryPolicy
 
@@ -54,7 +54,9 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after("-3") == 0.0
     assert parse_retry_after(None) is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now_epoch=1445412470.0) == pytest.approx(10.0)
+    assert parse_retry_after(
+        "Wed, 21 Oct 2015 07:28:00 GMT", datetime.fromtimestamp(1445412470.0, UTC)
+    ) == pytest.approx(10.0)
     assert parse_retry_after("soon") is None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -29,19 +30,24 @@ T = TypeVar("T")
 MAX_DELAY = 30.0
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds (`7`) or an HTTP date, never
+    negative; None when absent or unreadable. `now` (aware) anchors a date; default: the wall clock.
+    The one parser for every adapter (Prometheus, Kubernetes, providers, alert receivers)."""
     if not value:
         return None
+    text = value.strip()
     try:
-        return max(0.0, float(value))
+        return max(0.0, float(text))
     except ValueError:
         pass
     try:
-        from datetime import UTC, datetime
-
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def transport_error(exc: httpx.HTTPError, what: str) -> TemporaryError:

@@ -18,7 +18,6 @@ Account-level errors (429, 401/403) are not the job's fault, so they do not use 
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 import httpx
@@ -37,7 +36,6 @@ __all__ = [
     "error_class_of",
     "error_from_exception",
     "error_from_status",
-    "parse_retry_after",
 ]
 
 
@@ -97,24 +95,6 @@ def error_class_of(exc: BaseException) -> ErrorClass:
     if isinstance(exc, PermanentError):
         return ErrorClass.bad_request
     return ErrorClass.unknown
-
-
-def parse_retry_after(value: str | None, now_epoch: float | None = None) -> float | None:
-    """`Retry-After: 7` or an HTTP date -> seconds (>= 0); None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if now_epoch is None:
-        return None
-    return max(0.0, when.timestamp() - now_epoch)
 
 
 def error_from_status(status: int, what: str, retry_after: float | None = None) -> EmpireError:

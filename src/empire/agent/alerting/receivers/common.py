@@ -9,32 +9,12 @@ The messages name the receiver and the status, never the URL: for Slack the URL 
 
 from __future__ import annotations
 
-import email.utils
-from datetime import UTC, datetime
-
 import httpx
 
+from empire.agent.retrying import parse_retry_after
 from empire.errors import PermanentError, TemporaryError
 
-__all__ = ["classify_response", "classify_transport_error", "retry_after"]
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+__all__ = ["classify_response", "classify_transport_error"]
 
 
 def classify_transport_error(what: str, exc: httpx.HTTPError) -> TemporaryError:
@@ -50,5 +30,5 @@ def classify_response(what: str, response: httpx.Response) -> None:
     body = response.text[:200].strip().replace("\n", " ") if response.content else ""
     detail = f"{what}: HTTP {code}" + (f": {body}" if body else "")
     if code in (408, 425, 429) or code >= 500:
-        raise TemporaryError(detail, retry_after(response.headers.get("retry-after")))
+        raise TemporaryError(detail, parse_retry_after(response.headers.get("retry-after")))
     raise PermanentError(detail)

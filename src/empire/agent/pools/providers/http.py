@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,9 +33,9 @@ from empire.agent.pools.errors import (
     ConnectionFailed,
     ProviderTimeout,
     error_from_status,
-    parse_retry_after,
 )
 from empire.agent.pools.providers.base import JobRequest, PollResult, Submission
+from empire.agent.retrying import parse_retry_after
 from empire.policies.generation import HttpProviderSpec
 
 __all__ = ["CallbackHub", "HttpJobProvider", "dotted", "fill_template"]
@@ -185,7 +184,7 @@ class HttpJobProvider:
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionFailed(f"{where}: connection failed ({type(exc).__name__})") from None
         if status >= 400:
-            raise error_from_status(status, where, parse_retry_after(retry_after, time.time()))
+            raise error_from_status(status, where, parse_retry_after(retry_after))
         return status, body
 
     def _json(self, body: bytes, what: str, account: str) -> Any:

@@ -106,12 +106,15 @@ def test_trace_coarser_step_becomes_an_interpolated_rate(tmp_path: Path):
 def test_trace_errors_name_the_problem(tmp_path: Path):
     path = tmp_path / "bad.csv"
     path.write_text("time,value\n1,2\n")
-    with pytest.raises(ConfigError, match="no 'timestamp' column"):
+    with pytest.raises(ConfigError, match="no column 'timestamp'; available columns: time, value"):
         load_trace(path)
     path.write_text("timestamp,value\n2026-01-01T00:00:00Z,abc\n2026-01-01T00:01:00Z,1\n")
-    with pytest.raises(ConfigError, match=r"bad.csv:2: bad row"):
+    with pytest.raises(ConfigError, match=r"bad.csv: line 2: value 'abc' is not a number"):
         load_trace(path)
-    with pytest.raises(ConfigError, match="no 'demand' column"):
+    path.write_text("timestamp,value\nyesterday,3\n2026-01-01T00:01:00Z,1\n")
+    with pytest.raises(ConfigError, match=r"bad.csv:2: bad timestamp"):
+        load_trace(path)
+    with pytest.raises(ConfigError, match="no column 'demand'"):
         load_trace(path, value_column="demand")
 
 

@@ -35,7 +35,6 @@ __all__ = ["UNORDERED", "register", "run", "score_series"]
 UNORDERED = ("error", "keep")
 
 # Spellings of a missing value that score 0 instead of failing the file.
-_MISSING = {"", "nan", "NaN", "NA", "null", "None"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,32 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_series(path: Path, timestamp_column: str, value_column: str) -> tuple[list[str], list[float]]:
     """The timestamp strings and float values of one CSV; bad input is a ``ConfigError``."""
-    try:
-        f = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    with f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        for col in (timestamp_column, value_column):
-            if col not in columns:
-                available = ", ".join(columns) if columns else "none (empty file)"
-                raise ConfigError(f"{path}: no column {col!r}; available columns: {available}")
-        stamps: list[str] = []
-        values: list[float] = []
-        for row in reader:
-            raw = (row.get(value_column) or "").strip()
-            if raw in _MISSING:
-                value = float("nan")
-            else:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    line = reader.line_num
-                    raise ConfigError(f"{path}: line {line}: {value_column} {raw!r} is not a number") from None
-            stamps.append((row.get(timestamp_column) or "").strip())
-            values.append(value)
-    return stamps, values
+    from empire.seriesio import read_series_csv
+
+    series = read_series_csv(path, timestamp_column=timestamp_column, value_column=value_column, status_column=None)
+    return series.timestamps, series.values
 
 
 def _parse_stamps(path: Path, stamps: list[str]) -> np.ndarray:

@@ -28,7 +28,6 @@ from empire.errors import ConfigError
 
 __all__ = ["register", "run"]
 
-_MISSING = {"", "nan", "NaN", "NA", "null", "None"}
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -75,50 +74,25 @@ def read_series(
     path: Path, timestamp_column: str, value_column: str, status_column: str | None
 ) -> tuple[list[float], list[float], list[bool]]:
     """Sample times (epoch seconds), values and validity of a CSV; bad input is a ``ConfigError``."""
-    try:
-        f = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    with f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        for option, col in (
-            ("--timestamp-column", timestamp_column),
-            ("--value-column", value_column),
-            ("--status-column", status_column),
-        ):
-            if col is not None and col not in columns:
-                available = ", ".join(columns) if columns else "none (empty file)"
-                raise ConfigError(f"{path}: {option}: no column {col!r}; available columns: {available}")
-        times: list[float] = []
-        values: list[float] = []
-        valid: list[bool] = []
-        for row in reader:
-            line = reader.line_num
-            stamp = (row.get(timestamp_column) or "").strip()
-            try:
-                times.append(_parse_time(stamp))
-            except (ValueError, TypeError):
-                raise ConfigError(
-                    f"{path}: line {line}: {timestamp_column} {stamp!r} is not a timestamp "
-                    "(expected ISO 8601 like 2024-05-01 13:00:00, or epoch seconds)"
-                ) from None
-            raw = (row.get(value_column) or "").strip()
-            if raw in _MISSING:
-                value = math.nan
-            else:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    raise ConfigError(f"{path}: line {line}: {value_column} {raw!r} is not a number") from None
-            ok = math.isfinite(value)
-            if status_column is not None:
-                ok = ok and (row.get(status_column) or "").strip().lower() == "ok"
-            values.append(value)
-            valid.append(ok)
+    from empire.seriesio import read_series_csv
+
+    series = read_series_csv(
+        path, timestamp_column=timestamp_column, value_column=value_column, status_column=status_column,
+        options=("--timestamp-column", "--value-column", "--status-column"),
+    )  # fmt: skip
+    times: list[float] = []
+    for i, stamp in enumerate(series.timestamps):
+        try:
+            times.append(_parse_time(stamp))
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{path}: line {series.line(i)}: {timestamp_column} {stamp!r} is not a timestamp "
+                "(expected ISO 8601 like 2024-05-01 13:00:00, or epoch seconds)"
+            ) from None
+    valid = [ok and math.isfinite(v) for ok, v in zip(series.ok, series.values, strict=True)]
     if len(times) < 2:
         raise ConfigError(f"{path}: need at least two rows of data, found {len(times)}")
-    return times, values, valid
+    return times, series.values, valid
 
 
 def _fmt(x: Any) -> str:

@@ -18,9 +18,6 @@ minute is not counted by the backtest.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +28,7 @@ import numpy as np
 
 from empire.agent.observers.replay import ReplayObserver, parse_timestamp
 from empire.errors import ConfigError
+from empire.seriesio import AUTO, read_series_csv
 
 __all__ = ["DEFAULT_TRACE", "DemandTrace", "default_trace_path", "load_trace", "synthetic_trace"]
 
@@ -77,45 +75,20 @@ def default_trace_path() -> Path:
     return Path(str(resources.files("empire") / "data" / DEFAULT_TRACE))
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open(newline="", encoding="utf-8")
-
-
 def _read_rows(path: Path, value_column: str | None, status_column: str | None, timestamp_column: str):
-    try:
-        with _open_text(path) as fh:
-            reader = csv.DictReader(fh)
-            fields = list(reader.fieldnames or ())
-            if timestamp_column not in fields:
-                raise ConfigError(f"{path}: no {timestamp_column!r} column (columns: {', '.join(fields)})")
-            if value_column is None:
-                others = [f for f in fields if f not in (timestamp_column, "status", status_column)]
-                if not others:
-                    raise ConfigError(f"{path}: no value column besides {timestamp_column!r}")
-                value_column = others[0]
-            elif value_column not in fields:
-                raise ConfigError(f"{path}: no {value_column!r} column (columns: {', '.join(fields)})")
-            status_column = status_column or ("status" if "status" in fields else None)
-            if status_column is not None and status_column not in fields:
-                raise ConfigError(f"{path}: no {status_column!r} column (columns: {', '.join(fields)})")
-            times, values, ok = [], [], []
-            for n, row in enumerate(reader, start=2):
-                try:
-                    times.append(parse_timestamp(row[timestamp_column]).timestamp())
-                    raw = (row.get(value_column) or "").strip()
-                    values.append(float(raw) if raw else math.nan)
-                except (ValueError, TypeError) as exc:
-                    raise ConfigError(f"{path}:{n}: bad row: {exc}") from None
-                status = (row.get(status_column) or "ok").strip() if status_column else "ok"
-                ok.append(status == "ok")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read trace: {exc}") from None
+    series = read_series_csv(
+        path, timestamp_column=timestamp_column, value_column=value_column, status_column=status_column or AUTO
+    )
+    times = []
+    for i, stamp in enumerate(series.timestamps):
+        try:
+            times.append(parse_timestamp(stamp).timestamp())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}:{series.line(i)}: bad timestamp: {exc}") from None
     if len(times) < 2:
         raise ConfigError(f"{path}: a trace needs at least two rows")
     order = np.argsort(times, kind="stable")
-    return np.asarray(times)[order], np.asarray(values)[order], np.asarray(ok)[order]
+    return np.asarray(times)[order], np.asarray(series.values)[order], np.asarray(series.ok)[order]
 
 
 def load_trace(

@@ -24,15 +24,14 @@ __all__ = ["build_parser", "main"]
 
 # Command groups in the order `empire --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "version",
-    "config",
-    "policy",
-    "db",
-    "detect",
-    "forecast",
-    "backtest",
     "run",
     "explain",
+    "backtest",
+    "policy",
+    "config",
+    "db",
+    "forecast",
+    "detect",
     "jobs",
     "pools",
     "content",
@@ -40,13 +39,18 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alerts",
     "silence",
     "operator",
+    "version",
 )
 
 EPILOG = """\
 examples:
-  empire policy validate policy.yaml     check a policy file; one 'path: message' line per error
-  empire policy show policy.yaml         the effective policy, defaults filled in
-  empire db upgrade                      create or migrate the state database
+  empire backtest                        replay 62 days of real traffic: HPA vs empire vs perfect foresight
+  empire run                             the agent on the embedded default (SQLite, no cluster: dry run)
+  empire run --policy policy.yaml        ... with your policy (hot-reloaded; EMPIRE_* settings for peers)
+  empire explain generator --last 5      why it scaled generator: every reason and clamp, from the journal
+  empire policy validate policy.yaml     check a policy file; one 'file:line: path: message' per error
+  empire jobs list --state dead          generation jobs that gave up, with their last error
+  empire tiers plan                      what would move between storage tiers, and the monthly saving
 
 settings come from EMPIRE_* environment variables (see 'empire config show')."""
 

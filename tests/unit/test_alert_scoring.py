@@ -70,3 +70,17 @@ def test_real_detector_flags_a_spike_after_warming_on_history() -> None:
     normal = scorer.score(pol, obs(302.0, at))[("gen", "queue")]
     spike = scorer.score(pol, obs(2500.0, at + timedelta(seconds=15)))[("gen", "queue")]
     assert normal < 0.5 <= 0.9 <= spike
+
+
+def test_scores_are_exported_per_watched_signal_only() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from empire.agent.alerting.metrics import AlertMetrics
+
+    reg = CollectorRegistry()
+    metrics = AlertMetrics(reg)
+    scorer = AnomalyScorer(factory=Stub)
+    metrics.set_anomaly_scores(scorer.score(policy(0.9), obs(400.0, T0)))
+    assert reg.get_sample_value("empire_anomaly_score", {"target": "gen", "signal": "queue"}) == 0.4
+    metrics.set_anomaly_scores(scorer.score(policy(), obs(900.0, T0 + timedelta(minutes=1))))  # rule removed
+    assert reg.get_sample_value("empire_anomaly_score", {"target": "gen", "signal": "queue"}) is None

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from empire.agent.alerting.matching import fingerprint
+from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.rules import RuleInputs, RuleStatus, evaluate, restore_state
 from empire.agent.alerting.scoring import AnomalyScorer
 from empire.agent.alerting.store import AlertStore
@@ -67,13 +68,15 @@ def observations_from_loop(loop: Any) -> tuple[dict[str, Observation], dict[str,
 
 class AlertRulesJob:
     def __init__(self, policy: Callable[[], Policy], loop: Any, runner: ActionRunner, store: AlertStore,
-                 scorer: AnomalyScorer | None = None, horizon: Callable[[], Any] | None = None) -> None:  # fmt: skip
+                 scorer: AnomalyScorer | None = None, horizon: Callable[[], Any] | None = None,
+                 metrics: AlertMetrics | None = None) -> None:  # fmt: skip
         self.policy = policy
         self.horizon = horizon  # () -> HorizonForecasts | None (looked up per run: set up after alerting)
         self.loop = loop
         self.runner = runner
         self.store = store
         self.scorer = scorer or AnomalyScorer()
+        self.metrics = metrics
         self.state: dict[str, RuleStatus] = {}
         self.restored = False
         self.last_results: list[dict[str, Any]] = []
@@ -109,8 +112,10 @@ class AlertRulesJob:
             self.restored = True
         observations, desired = observations_from_loop(self.loop)
         histories = getattr(self.loop, "histories", {})
-        inputs = RuleInputs(observations, self.scorer.score(pol, observations), await self._forecasts(pol, now),
-                            dict(histories), desired)  # fmt: skip
+        scores = self.scorer.score(pol, observations)
+        if self.metrics is not None:
+            self.metrics.set_anomaly_scores(scores)
+        inputs = RuleInputs(observations, scores, await self._forecasts(pol, now), dict(histories), desired)
         ev = evaluate(pol, inputs, self.state, now)
         histories.update(ev.histories)
         state = dict(ev.state)

@@ -38,6 +38,10 @@ class AlertMetrics:
             "empire_alert_task_errors", "Failed passes of the dispatcher / delivery tasks (retried at the next poll)",
             ["task", "error_class"], registry=registry,
         )  # fmt: skip
+        self.anomaly_score = Gauge(
+            "empire_anomaly_score", "Latest anomaly score (0-1) of each signal an anomaly rule watches",
+            ["target", "signal"], registry=registry,
+        )  # fmt: skip
         self.delivery_latency = Histogram(
             "empire_alert_delivery_latency_seconds", "From queued to accepted by the receiver",
             buckets=(0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400), registry=registry,
@@ -47,6 +51,12 @@ class AlertMetrics:
         self.firing.clear()
         for (severity, rule), n in counts.items():
             self.firing.labels(severity, rule).set(n)
+
+    def set_anomaly_scores(self, scores: Mapping[tuple[str, str], float]) -> None:
+        """Only the signals watched now (policy names: a closed set); a dropped rule drops its series."""
+        self.anomaly_score.clear()
+        for (target, signal), score in scores.items():
+            self.anomaly_score.labels(target, signal).set(score)
 
     def set_muted(self, counts: Mapping[str, int]) -> None:
         for reason in ("silenced", "inhibited"):

@@ -46,7 +46,7 @@ def setup(daemon: Any) -> None:
     daemon.runner.register(Alert, service.executor)
     # predicted_breach rules read the horizon forecasts the predictive area offers (it is set up after us)
     rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store,
-                          horizon=lambda: daemon.services.get("forecast_horizon"))  # fmt: skip
+                          horizon=lambda: daemon.services.get("forecast_horizon"), metrics=daemon.monitor.alerts)  # fmt: skip
     version = {"v": daemon.policy().version}
 
     async def evaluate(now: Any) -> None:

@@ -81,10 +81,9 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
 
 
 def explain(args: argparse.Namespace) -> int:
-    import anyio
-
+    from empire.cli.common import with_database
     from empire.config import load_settings
-    from empire.state import Database, SqlStateStore
+    from empire.state import SqlStateStore
 
     settings = load_settings()
     if args.last < 1:
@@ -92,26 +91,22 @@ def explain(args: argparse.Namespace) -> int:
 
         raise ConfigError("--last must be at least 1")
 
-    async def go() -> tuple[list[Any], dict[int, list[Any]]]:
-        db = await Database.open(settings.database_url_value)
-        try:
-            store = SqlStateStore(db)
-            decisions = await store.recent_decisions(args.target, limit=args.last)
-            acts: dict[int, list[Any]] = {}
-            for a in await store.recent_actions(args.target, limit=max(50, args.last * 4)):
-                if a.decision_id is not None:
-                    acts.setdefault(a.decision_id, []).append(a)
-            if not decisions:
-                known = sorted({d.target for d in await store.recent_decisions(limit=500)})
-                raise NotFoundError(
-                    f"no decisions recorded for target {args.target!r} "
-                    f"(targets with decisions: {', '.join(known) or 'none yet; is empire run running?'})"
-                )
-            return decisions, acts
-        finally:
-            await db.close()
+    async def go(db: Any) -> tuple[list[Any], dict[int, list[Any]]]:
+        store = SqlStateStore(db)
+        decisions = await store.recent_decisions(args.target, limit=args.last)
+        acts: dict[int, list[Any]] = {}
+        for a in await store.recent_actions(args.target, limit=max(50, args.last * 4)):
+            if a.decision_id is not None:
+                acts.setdefault(a.decision_id, []).append(a)
+        if not decisions:
+            known = sorted({d.target for d in await store.recent_decisions(limit=500)})
+            raise NotFoundError(
+                f"no decisions recorded for target {args.target!r} "
+                f"(targets with decisions: {', '.join(known) or 'none yet; is empire run running?'})"
+            )
+        return decisions, acts
 
-    decisions, acts = anyio.run(go)
+    decisions, acts = with_database(go, url=settings.database_url_value)
     if args.format == "json":
         out = [
             {"at": d.at.isoformat(), "current": d.current, "recommended": d.recommended, "desired": d.desired,

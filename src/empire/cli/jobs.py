@@ -46,20 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(fn: Any) -> Any:
-    import anyio
-
     from empire.agent.pools.queue import JobQueue
-    from empire.config import load_settings
-    from empire.state import Database
+    from empire.cli.common import with_database
 
-    async def go() -> Any:
-        db = await Database.open(load_settings().database_url_value)
-        try:
-            return await fn(JobQueue(db))
-        finally:
-            await db.close()
-
-    return anyio.run(go)
+    return with_database(lambda db: fn(JobQueue(db)))
 
 
 def list_jobs(args: argparse.Namespace) -> int:

@@ -213,14 +213,12 @@ def run(args: argparse.Namespace) -> int:
 def _hold(args: argparse.Namespace, held: bool) -> int:
     import getpass
 
-    import anyio
-
     from empire.agent.clock import SystemClock
     from empire.agent.pools.holds import MANUAL, HoldKind, HoldStore
+    from empire.cli.common import with_database
     from empire.config import load_settings
     from empire.errors import ConfigError
     from empire.policies.loading import default_policy_path, load_policy
-    from empire.state.database import Database
 
     settings = load_settings()
     policy = load_policy(args.policy or settings.policy_file or default_policy_path()).policy
@@ -231,17 +229,13 @@ def _hold(args: argparse.Namespace, held: bool) -> int:
         raise ConfigError(f"no {kind.value} {args.name!r} in the policy (known: {', '.join(sorted(known)) or 'none'})")
     actor = f"cli:{getpass.getuser()}"
 
-    async def go() -> int:
-        db = await Database.open(settings.database_url_value)
-        try:
-            store, now = HoldStore(db), SystemClock().now()
-            if held:
-                return int(await store.set(kind, args.name, MANUAL, True, reason="manual", actor=actor, at=now))
-            return await store.release_all(kind, args.name, actor=actor, at=now)
-        finally:
-            await db.close()
+    async def go(db: Any) -> int:
+        store, now = HoldStore(db), SystemClock().now()
+        if held:
+            return int(await store.set(kind, args.name, MANUAL, True, reason="manual", actor=actor, at=now))
+        return await store.release_all(kind, args.name, actor=actor, at=now)
 
-    n = anyio.run(go)
+    n = with_database(go, url=settings.database_url_value)
     what = "paused" if kind is HoldKind.persona else "drained"
     if held:
         print(f"{kind.value} {args.name} {what}" + ("" if n else " (it already was)")

@@ -15,8 +15,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
-
 from empire.errors import ConfigError
 
 EPILOG = """examples:
@@ -76,19 +74,9 @@ def check_matchers(texts: list[str]) -> list[str]:
 
 def _run(fn: Any) -> Any:
     from empire.agent.alerting.store import AlertStore
-    from empire.config import load_settings
-    from empire.state import Database
+    from empire.cli.common import with_database
 
-    url = load_settings().database_url_value
-
-    async def go() -> Any:
-        db = await Database.open(url)
-        try:
-            return await fn(AlertStore(db))
-        finally:
-            await db.close()
-
-    return anyio.run(go)
+    return with_database(lambda db: fn(AlertStore(db)))
 
 
 def _fmt(dt: datetime) -> str:

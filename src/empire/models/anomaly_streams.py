@@ -16,6 +16,7 @@ Nothing here reads a clock or does I/O: timestamps come in as float seconds.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ def sorted_quantile(ordered: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
 
 
-class Periodic:
+class Periodic(abc.ABC):
     """The last ``width`` inputs, summarized every ``every`` points by ``summarize``.
 
     ``segments(x)`` feeds a block and returns ``(lo, hi, summary)`` slices of it: the summary in
@@ -50,8 +51,9 @@ class Periodic:
         self.seen = 0
         self.summary: Any = None
 
-    def summarize(self, history: np.ndarray) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def summarize(self, history: np.ndarray) -> Any:
+        """The summary of `history` (the inputs before a segment) that scores the segment."""
 
     def segments(self, x: np.ndarray) -> list[tuple[int, int, Any]]:
         joined = np.concatenate([self.buf, np.asarray(x, dtype=float)])

@@ -19,8 +19,7 @@ Connection failures surface as `TemporaryError` (retry), bad URLs and refused au
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from empire.config.settings import mask_url
@@ -189,13 +188,3 @@ class RedisLimiter:
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._client.connection_pool.disconnect()
-
-
-@asynccontextmanager
-async def redis_limiter(url: str, prefix: str = PREFIX) -> AsyncIterator[RedisLimiter]:
-    limiter = RedisLimiter(url, prefix)
-    try:
-        await limiter.ping()
-        yield limiter
-    finally:
-        await limiter.aclose()

@@ -349,10 +349,6 @@ class HorizonForecasts:
                 metrics.horizon_mae.remove(*key, *labels)
 
     # -- reading ----------------------------------------------------------------------------------------
-    def latest(self, target: str, signal: str) -> HorizonPath | None:
-        st = self.states.get((target, signal))
-        return st.path if st is not None else None
-
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for (target, signal), spec in self.specs().items():

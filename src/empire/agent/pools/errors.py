@@ -54,10 +54,6 @@ class ErrorClass(StrEnum):
         """The account, not the job, is at fault: re-route without spending an attempt."""
         return self in (ErrorClass.rate_limited, ErrorClass.auth)
 
-    @property
-    def permanent(self) -> bool:
-        return self in (ErrorClass.auth, ErrorClass.bad_request)
-
 
 class RateLimited(TemporaryError):
     error_class = ErrorClass.rate_limited

@@ -54,10 +54,6 @@ class AccountState:
     def cooling(self, now: float) -> bool:
         return now < self.open_until
 
-    def ready_at(self, now: float) -> float:
-        """Earliest time this account could take a job (ignoring concurrency)."""
-        return max(now, self.open_until, self.token_ready_at, self.slots_full_until)
-
     def observe_latency(self, seconds: float) -> None:
         self.latency_ewma = seconds if self.latency_ewma is None else (
             EWMA_ALPHA * seconds + (1 - EWMA_ALPHA) * self.latency_ewma

@@ -43,12 +43,6 @@ class JobPriority(IntEnum):
     normal = 1
     low = 2
 
-    @classmethod
-    def parse(cls, value: str | int) -> JobPriority:
-        if isinstance(value, int):
-            return cls(value)
-        return cls[value]
-
 
 @dataclass(frozen=True)
 class NewJob:

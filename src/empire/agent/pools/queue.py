@@ -402,16 +402,6 @@ class JobQueue:
         async with self.db.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
-    async def created_since(self, since: datetime) -> dict[str, int]:
-        """Jobs per persona created since `since` (cancelled ones excluded): what cadence has planned."""
-        q = (
-            select(J.c.persona, func.count())
-            .where(J.c.created_at >= since, J.c.state != JobState.cancelled.value, J.c.persona.is_not(None))
-            .group_by(J.c.persona)
-        )
-        async with self.db.connect() as conn:
-            return {p: int(n) for p, n in (await conn.execute(q)).all()}
-
     async def queued_cost(self) -> dict[str, float]:
         """Estimated cost of the jobs waiting per provider (for the planner's projection)."""
         q = select(J.c.provider, func.count()).where(J.c.state.in_(_CLAIMABLE)).group_by(J.c.provider)

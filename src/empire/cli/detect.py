@@ -34,8 +34,6 @@ __all__ = ["UNORDERED", "register", "run", "score_series"]
 # What to do with timestamps that go backwards (see the module docstring).
 UNORDERED = ("error", "keep")
 
-# Spellings of a missing value that score 0 instead of failing the file.
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

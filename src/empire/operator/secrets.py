@@ -1,9 +1,9 @@
-"""Read Kubernetes Secrets named by the policy (`{secret: {name, key}}`), for the agent's resolvers.
+"""Read Kubernetes Secrets named by the policy (`{secret: {name, key}}`), for the agent's resolver.
 
-The pools and alerting resolvers (`empire.agent.pools.secrets`, `empire.agent.alerting.secrets`)
-take a reader `(name, key) -> str` for `secret:` references; this is it. Synchronous, because
-those resolvers are, and cached for `ttl` seconds, so a provider rebuilt on every policy reload
-does not hit the API each time while a rotated Secret is still picked up within a minute.
+The one resolver (`empire.config.secrets.resolve_secret`, used by the pools, alerting and the S3
+backend) takes a reader `(name, key) -> str` for `secret:` references; this is it. Synchronous,
+because the resolver is, and cached for `ttl` seconds, so a provider rebuilt on every policy
+reload does not hit the API each time while a rotated Secret is still picked up within a minute.
 
 Only `get` on the named Secrets is needed (RBAC `resourceNames`; see `deploy/rbac.yaml`), never
 `list`. Values never appear in errors, logs or reprs: messages name the Secret and the key only.

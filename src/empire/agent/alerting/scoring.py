@@ -7,8 +7,8 @@ sample that is not newer than the last one scored is not fed again (the detector
 point once, in time order). A detector's own `threshold` is the lowest threshold of the rules on
 its signal, so its post-detection suppression never hides a point a rule would alert on.
 
-`warm(key, points)` fits a detector on history (e.g. `Observer.history`) so that a restart does
-not wait for the likelihood's learning period before scores mean something.
+`warm(key, threshold, points)` fits a detector on history (e.g. `Observer.history`) so that a
+restart does not wait out the detector's `learning_period` (its first points score 0) again.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from empire.agent.types import (
 )
 from empire.policies.scaling import FallbackMode, PredictiveMode, Signal, SignalType, Target
 
-__all__ = ["ANNOTATION_PAUSED", "ANNOTATION_PIN", "Decided", "decide", "recommend"]
+__all__ = ["ANNOTATION_PAUSED", "ANNOTATION_PIN", "Decided", "decide", "is_paused", "pinned_replicas", "recommend"]
 
 ANNOTATION_PAUSED = "empire.io/paused"
 ANNOTATION_PIN = "empire.io/pin-replicas"
@@ -63,6 +63,17 @@ def _annotation_pin(annotations: dict[str, str]) -> int | None:
     if raw is None or not raw.strip().isdigit():
         return None  # a malformed annotation is ignored rather than acted on
     return int(raw.strip())
+
+
+def pinned_replicas(target: Target, annotations: dict[str, str]) -> int | None:
+    """The exact replica count the workload annotation (first) or the policy pins, else None."""
+    pin = _annotation_pin(annotations)
+    return pin if pin is not None else target.pin_replicas
+
+
+def is_paused(target: Target, annotations: dict[str, str]) -> bool:
+    """Paused by the policy or by the workload annotation (`"true"`, `"1"` or `"yes"`)."""
+    return target.paused or annotations.get(ANNOTATION_PAUSED, "").strip().lower() in ("true", "1", "yes")
 
 
 def _signal_replicas(signal: Signal, value: float, current: int, tolerance: float) -> tuple[int | None, float, bool]:
@@ -131,14 +142,13 @@ def recommend(
 ) -> Recommendation:
     """Stage 1: the raw recommendation with its reasons. See the module docstring for the rules."""
     current = obs.current_replicas
-    paused = target.paused or obs.annotations.get(ANNOTATION_PAUSED, "").strip().lower() in ("true", "1", "yes")
+    paused = is_paused(target, obs.annotations)
     tail = (Reason.paused,) if paused else ()
     base: dict[str, Any] = {"target": target.name, "at": now, "current": current, "paused": paused}
     if current is None:
         return Recommendation(**base, replicas=None, reasons=(Reason.workload_unknown, *tail), hold=True)
 
-    pin = _annotation_pin(obs.annotations)
-    pin = pin if pin is not None else target.pin_replicas
+    pin = pinned_replicas(target, obs.annotations)
     if pin is not None:
         return Recommendation(
             **base, replicas=pin, reasons=(Reason.pinned, *tail), bypass_stabilization=True, details={"pin": pin}

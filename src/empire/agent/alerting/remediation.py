@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from empire.agent.deciding import ANNOTATION_PAUSED, ANNOTATION_PIN
+from empire.agent.deciding import is_paused, pinned_replicas
 from empire.agent.stabilizing import TargetHistory, stabilize
 from empire.agent.types import Action, DrainAccount, Observation, PausePersona, Reason, Recommendation, ScaleTo
 from empire.policies.alerting import AlertRule
@@ -60,7 +60,7 @@ def remediate(
         return Remediated((), note=f"unknown target {rem.scale.target!r}: not scaled")
     obs = observations.get(target.name)
     annotations = obs.annotations if obs else {}
-    if target.pin_replicas is not None or ANNOTATION_PIN in annotations:
+    if pinned_replicas(target, annotations) is not None:
         return Remediated((), note=f"{target.name} is pinned: not scaled")
     current = desired.get(target.name, obs.current_replicas if obs else None)
     if current is None:
@@ -73,7 +73,7 @@ def remediate(
     st = stabilize(target, rec, histories.get(target.name, TargetHistory()), now)
     if st.desired == current:
         return Remediated((), (target.name, st.history), f"{target.name} already at {current} replicas")
-    paused = target.paused or annotations.get(ANNOTATION_PAUSED, "").strip().lower() == "true"
+    paused = is_paused(target, annotations)
     wl = target.workload
     scale = ScaleTo(
         target.name, wl.namespace, wl.kind, wl.name, st.desired, current,

@@ -91,9 +91,5 @@ class GenerateExecutor:
         batch, first, count = str(p.get("batch", "")), int(p.get("first", 0)), int(p.get("count", 0))
         if not batch:
             return ReadBack(None, note="no batch in the journaled action: cannot tell")
-        keys = [job_key(persona, batch, first + i) for i in range(count)]
-        found = 0
-        for k in keys:
-            if await self.queue.get(k) is not None:
-                found += 1
+        found = await self.queue.count_keys([job_key(persona, batch, first + i) for i in range(count)])
         return ReadBack(found == count, {"found": found, "count": count})

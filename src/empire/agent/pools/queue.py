@@ -396,6 +396,11 @@ class JobQueue:
         async with self.db.connect() as conn:
             return {(p, a): (int(n), float(c or 0.0)) for p, a, n, c in (await conn.execute(q)).all()}
 
+    async def count_keys(self, keys: Sequence[str]) -> int:
+        """How many of these idempotency keys are in the queue (any state)."""
+        async with self.db.connect() as conn:
+            return await self._count_keys(conn, list(keys))
+
     async def count_prefix(self, prefix: str) -> int:
         """Jobs whose key starts with `prefix` (what the planner already created in a window)."""
         q = select(func.count()).select_from(J).where(J.c.idempotency_key.startswith(prefix, autoescape=True))

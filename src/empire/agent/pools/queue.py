@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits, day_start, month_start
-from empire.agent.pools.model import ACTIVE_STATES, CLAIMABLE_STATES, Job, JobState, NewJob, Spend
+from empire.agent.pools.model import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATES, Job, JobState, NewJob, Spend
 from empire.state import tables as t
 from empire.state.database import Database
 
@@ -322,7 +322,7 @@ class JobQueue:
 
     # -- operator actions (CLI) -----------------------------------------------------------
     async def cancel(self, job_id: int, now: datetime) -> bool:
-        final = [s.value for s in (JobState.succeeded, JobState.dead, JobState.cancelled)]
+        final = [s.value for s in FINAL_STATES]
         async with self.db.begin() as conn:
             res = await conn.execute(
                 update(J).where(J.c.id == job_id, J.c.state.not_in(final)).values(

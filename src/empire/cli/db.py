@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import anyio
+if TYPE_CHECKING:
+    from empire.state import Database
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,41 +29,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def upgrade(args: argparse.Namespace) -> int:
+    from empire.cli.common import with_database
     from empire.config import load_settings, mask_url
-    from empire.state import Database
 
-    settings = load_settings()
-    url = settings.database_url_value
+    url = load_settings().database_url_value
 
-    async def go() -> str | None:
-        db = await Database.open(url, migrate=False)
-        try:
-            await db.upgrade(args.revision)
-            return await db.current_revision()
-        finally:
-            await db.close()
+    async def go(db: Database) -> str | None:
+        await db.upgrade(args.revision)
+        return await db.current_revision()
 
-    rev = anyio.run(go)
+    rev = with_database(go, url=url, migrate=False)
     print(f"{mask_url(url)}: at revision {rev}")
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
+    from empire.cli.common import with_database
     from empire.config import load_settings, mask_url
-    from empire.state import Database
     from empire.state.migrations import head_revision
 
-    settings = load_settings()
-    url = settings.database_url_value
-
-    async def go() -> str | None:
-        db = await Database.open(url, migrate=False)
-        try:
-            return await db.current_revision()
-        finally:
-            await db.close()
-
-    rev = anyio.run(go)
+    url = load_settings().database_url_value
+    rev = with_database(lambda db: db.current_revision(), url=url, migrate=False)
     head = head_revision()
     state = "up to date" if rev == head else f"behind (newest is {head}; run 'empire db upgrade')"
     print(f"{mask_url(url)}: revision {rev or 'none'}, {state}")

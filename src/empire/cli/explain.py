@@ -82,10 +82,8 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
 
 def explain(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
-    from empire.config import load_settings
     from empire.state import SqlStateStore
 
-    settings = load_settings()
     if args.last < 1:
         from empire.errors import ConfigError
 
@@ -106,7 +104,7 @@ def explain(args: argparse.Namespace) -> int:
             )
         return decisions, acts
 
-    decisions, acts = with_database(go, url=settings.database_url_value)
+    decisions, acts = with_database(go)
     if args.format == "json":
         out = [
             {"at": d.at.isoformat(), "current": d.current, "recommended": d.recommended, "desired": d.desired,

@@ -11,6 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from empire.cli.common import print_table, utc_time
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,10 +44,6 @@ def _run(fn: Any) -> Any:
     return with_database(lambda db: fn(AlertStore(db)))
 
 
-def _fmt(dt: datetime | None) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M:%SZ") if dt else "-"
-
-
 def list_(args: argparse.Namespace) -> int:
     from empire.agent.alerting.muting import mute_reasons
 
@@ -67,11 +65,9 @@ def list_(args: argparse.Namespace) -> int:
         rows = [("SEVERITY", "ALERT", "TARGET", "STATE", "SINCE", "SUMMARY")]
         for a in alerts:
             status = a.status + (" (silenced)" if a.fingerprint in silenced and a.firing else "")
-            rows.append((a.severity, a.rule, a.labels.get("target", "-"), status, _fmt(a.starts_at),
+            rows.append((a.severity, a.rule, a.labels.get("target", "-"), status, utc_time(a.starts_at),
                          a.annotations.get("summary", "")))  # fmt: skip
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+        print_table(rows)
     if depth:
         print("outbox: " + ", ".join(f"{k} {v} pending" for k, v in sorted(depth.items())))
     return 0
@@ -87,7 +83,7 @@ def outbox(args: argparse.Namespace) -> int:
         return 0
     for i in items:
         err = f"  last error: {i.last_error}" if i.last_error else ""
-        when = f"sent {_fmt(i.sent_at)}" if i.sent_at else f"next try {_fmt(i.next_attempt_at)}"
+        when = f"sent {utc_time(i.sent_at)}" if i.sent_at else f"next try {utc_time(i.next_attempt_at)}"
         print(f"#{i.id} {i.state:7} {i.receiver:16} {i.payload.get('status', '?'):8} attempts={i.attempts} "
-              f"queued {_fmt(i.created_at)} {when}  {i.group_key}{err}")  # fmt: skip
+              f"queued {utc_time(i.created_at)} {when}  {i.group_key}{err}")  # fmt: skip
     return 0

@@ -1,13 +1,15 @@
-"""What several command groups share: running a coroutine against the state database.
+"""What several command groups share: running a coroutine against the state database, and tables.
 
-Commands that read or change state (`jobs`, `alerts`, `silence`, `explain`, `pools hold`, `db`) open the
-database from the settings, run, and close it, so a connection never outlives the command and an
-unreachable database is the same one-line, exit-3 error everywhere.
+Commands that read or change state (`jobs`, `alerts`, `silence`, `explain`, `pools hold`, `db`)
+open the database from the settings, run, and close it, so a connection never outlives the command
+and an unreachable database is the same one-line, exit-3 error everywhere. `alerts` and `silence`
+print their tables and times the same way (`print_table`, `utc_time`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -15,7 +17,7 @@ import anyio
 if TYPE_CHECKING:
     from empire.state import Database
 
-__all__ = ["with_database"]
+__all__ = ["print_table", "utc_time", "with_database"]
 
 T = TypeVar("T")
 
@@ -36,3 +38,16 @@ def with_database(fn: Callable[[Database], Awaitable[T]], *, url: str | None = N
             await db.close()
 
     return anyio.run(go)
+
+
+def utc_time(dt: datetime | None) -> str:
+    """`2026-03-01 18:00:00Z` (the stored UTC time), or `-` when there is none."""
+    return dt.strftime("%Y-%m-%d %H:%M:%SZ") if dt else "-"
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print rows (the first is the header) in columns as wide as their widest cell, two spaces
+    apart; the last column is left unpadded (free text: summaries, comments)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])

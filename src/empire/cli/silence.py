@@ -15,6 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from empire.cli.common import print_table, utc_time
 from empire.errors import ConfigError
 
 EPILOG = """examples:
@@ -79,10 +80,6 @@ def _run(fn: Any) -> Any:
     return with_database(lambda db: fn(AlertStore(db)))
 
 
-def _fmt(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def add(args: argparse.Namespace) -> int:
     from empire.policies.durations import format_duration, parse_duration
 
@@ -102,7 +99,7 @@ def add(args: argparse.Namespace) -> int:
         raise ConfigError("--comment must say why")
     author = args.author or getpass.getuser()
     s = _run(lambda store: store.add_silence(matchers, start, end, author, args.comment.strip(), now))
-    print(f"silence {s.id} added: {' '.join(s.matchers)} from {_fmt(s.starts_at)} until {_fmt(s.ends_at)} "
+    print(f"silence {s.id} added: {' '.join(s.matchers)} from {utc_time(s.starts_at)} until {utc_time(s.ends_at)} "
           f"({format_duration(s.ends_at - s.starts_at)}) by {s.created_by}")  # fmt: skip
     return 0
 
@@ -119,16 +116,14 @@ def list_(args: argparse.Namespace) -> int:
         print("no silences" + ("" if args.all else " (active or pending; --all shows expired ones)"))
         return 0
     rows = [("ID", "STATE", "STARTS", "ENDS", "BY", "MATCHERS", "COMMENT")]
-    rows += [(s.id[:8], s.state(now), _fmt(s.starts_at), _fmt(s.ends_at), s.created_by, " ".join(s.matchers),
+    rows += [(s.id[:8], s.state(now), utc_time(s.starts_at), utc_time(s.ends_at), s.created_by, " ".join(s.matchers),
               s.comment) for s in silences]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    print_table(rows)
     return 0
 
 
 def expire(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     s = _run(lambda store: store.expire_silence(args.id, now))
-    print(f"silence {s.id} expired at {_fmt(s.ends_at)}: {' '.join(s.matchers)}")
+    print(f"silence {s.id} expired at {utc_time(s.ends_at)}: {' '.join(s.matchers)}")
     return 0

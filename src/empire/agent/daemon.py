@@ -51,7 +51,7 @@ from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
 from empire.config.settings import Settings, mask_url
 from empire.errors import TemporaryError
-from empire.policies.loading import LoadedPolicy, PolicyWatcher, default_policy_path
+from empire.policies.loading import LoadedPolicy, PolicyWatcher
 from empire.state.records import AuditRecord
 
 __all__ = ["AREA_MODULES", "Daemon", "FilePolicySource", "build_daemon", "check_policy", "run_daemon"]
@@ -178,9 +178,7 @@ async def build_daemon(
 
     use_db = settings.policy_source == "database" and policy_file is None
     if not use_db:  # a bad policy file at start is a ConfigError: exit 2 with its errors
-        source: Any = FilePolicySource(
-            PolicyWatcher(Path(policy_file or settings.policy_file or default_policy_path()))
-        )
+        source: Any = FilePolicySource(PolicyWatcher(settings.policy_path(policy_file)))
     url = settings.database_url_value
     db = await _open_db(url)
     logger.info("state database %s", mask_url(url))

@@ -218,10 +218,10 @@ def _hold(args: argparse.Namespace, held: bool) -> int:
     from empire.cli.common import with_database
     from empire.config import load_settings
     from empire.errors import ConfigError
-    from empire.policies.loading import default_policy_path, load_policy
+    from empire.policies.loading import load_policy
 
     settings = load_settings()
-    policy = load_policy(args.policy or settings.policy_file or default_policy_path()).policy
+    policy = load_policy(settings.policy_path(args.policy)).policy
     kind = HoldKind(args.kind)
     known = ({p.name for p in policy.personas} if kind is HoldKind.persona
              else {f"{p.name}/{a.name}" for p in policy.providers for a in p.accounts})  # fmt: skip

@@ -162,6 +162,13 @@ class Settings(BaseSettings):
                 return driver + url[len(plain) :]
         return url
 
+    def policy_path(self, override: str | Path | None = None) -> Path:
+        """The policy file to read: `override` (a `--policy` flag), else `policy_file`, else the
+        commented example shipped with the package."""
+        from empire.policies.loading import default_policy_path
+
+        return Path(override or self.policy_file or default_policy_path())
+
     def describe(self) -> dict[str, Any]:
         """A printable view: secrets masked, URLs with passwords hidden."""
         out = self.model_dump(mode="json")

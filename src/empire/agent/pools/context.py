@@ -12,7 +12,7 @@ from empire.agent.pools.build import budget_limits
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import RateLimiter
 from empire.config.settings import Settings
-from empire.policies.loading import default_policy_path, load_policy
+from empire.policies.loading import load_policy
 from empire.policies.schema import Policy
 from empire.state.database import Database
 
@@ -31,8 +31,7 @@ class PoolsContext:
 
 @asynccontextmanager
 async def open_pools(settings: Settings, policy_file: str | None = None) -> AsyncIterator[PoolsContext]:
-    path = policy_file or settings.policy_file or default_policy_path()
-    policy = load_policy(path).policy
+    policy = load_policy(settings.policy_path(policy_file)).policy
     async with AsyncExitStack() as stack:
         db = await Database.open(settings.database_url_value)
         stack.push_async_callback(db.close)

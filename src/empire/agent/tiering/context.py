@@ -38,9 +38,9 @@ class TieringContext:
 
 @asynccontextmanager
 async def open_tiering(settings: Settings, policy_file: str | Path | None = None) -> AsyncIterator[TieringContext]:
-    from empire.policies import default_policy_path, load_policy
+    from empire.policies import load_policy
 
-    loaded = load_policy(policy_file or settings.policy_file or default_policy_path())
+    loaded = load_policy(settings.policy_path(policy_file))
     policy = loaded.policy.storage
     db = await Database.open(settings.database_url_value)
     backend = None

@@ -57,8 +57,7 @@ class KubernetesSecretReader:
         self.ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, dict[str, str]]] = {}
-        self._client = httpx.Client(base_url=config.server, timeout=timeout, verify=config.verify(), transport=transport,
-                                    headers={"Accept": "application/json", "User-Agent": "empire"})  # fmt: skip
+        self._client = httpx.Client(**config.client_options(timeout, transport))
 
     def __repr__(self) -> str:
         return f"KubernetesSecretReader(namespace={self.namespace!r}, server={self.config.server!r})"
@@ -82,12 +81,8 @@ class KubernetesSecretReader:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         path = f"/api/v1/namespaces/{self.namespace}/secrets/{name}"
-        headers = {}
-        token = self.config.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         try:
-            resp = self._client.get(path, headers=headers)
+            resp = self._client.get(path)
         except httpx.HTTPError as exc:
             raise TemporaryError(f"kubernetes API {self.config.server}: {type(exc).__name__}") from None
         if resp.status_code in (401, 403):

@@ -9,6 +9,8 @@ In-cluster: `KUBERNETES_SERVICE_HOST/PORT`, the token and CA under
 because projected service-account tokens rotate. Kubeconfig: `$KUBECONFIG` (first file) or
 `~/.kube/config`, the named or current context; token, tokenFile, client certificates (file or
 inline data) and basic auth are supported; `exec` credential plugins are not (a clear ConfigError).
+`ClusterConfig.client_options()` is how every httpx client of the API is built (the scaler, the
+Secret reader), so they send the same credentials, TLS settings and headers.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import os
 import ssl
 import tempfile
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from empire.errors import ConfigError
@@ -57,6 +61,13 @@ class ClusterConfig:
                 raise ConfigError(f"cannot read the service-account token {self.token_file}: {exc}") from None
         return self.token
 
+    def client_options(self, timeout: float, transport: Any = None) -> dict[str, Any]:
+        """Keyword arguments for an `httpx.Client` or `httpx.AsyncClient` of this API server."""
+        return {
+            "base_url": self.server, "timeout": timeout, "verify": self.verify(), "auth": _ApiAuth(self),
+            "transport": transport, "headers": {"Accept": "application/json", "User-Agent": "empire"},
+        }  # fmt: skip
+
     def verify(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
             return True
@@ -73,6 +84,23 @@ class ClusterConfig:
                 key.write_bytes(self.key_data)
                 ctx.load_cert_chain(str(cert), str(key))
         return ctx
+
+
+class _ApiAuth(httpx.Auth):
+    """The cluster's credentials on each request: basic auth when the kubeconfig user has a
+    username, else the bearer token, looked up per request (`bearer_token()` follows rotation)."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        c = self.config
+        if c.username:
+            pair = f"{c.username}:{c.password or ''}".encode()
+            request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        elif token := c.bearer_token():
+            request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 def _in_cluster(sa_dir: Path) -> ClusterConfig:

@@ -61,11 +61,7 @@ class KubernetesScaler:
         self.config = config
         self.attempts = attempts
         self._sleep = sleep
-        auth = httpx.BasicAuth(config.username, config.password or "") if config.username else None
-        self._client = httpx.AsyncClient(
-            base_url=config.server, timeout=timeout, verify=config.verify(), auth=auth, transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "empire"},
-        )  # fmt: skip
+        self._client = httpx.AsyncClient(**config.client_options(timeout, transport))
 
     def __repr__(self) -> str:
         return f"KubernetesScaler({self.config.server!r}, {self.config.source})"
@@ -74,12 +70,7 @@ class KubernetesScaler:
         await self._client.aclose()
 
     async def _request(self, method: str, path: str, verb: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {}
-        token = self.config.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if body is not None:
-            headers["Content-Type"] = "application/merge-patch+json"
+        headers = {"Content-Type": "application/merge-patch+json"} if body is not None else {}
         try:
             resp = await self._client.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:

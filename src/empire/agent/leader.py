@@ -169,9 +169,10 @@ class RedisLeader(_Base):
 
     def _redis(self) -> Any:
         if self._client is None:
-            import redis.asyncio as aioredis
+            from empire.state.redis import connect_redis
 
-            self._client = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+            self._client = connect_redis(self.url, max_connections=4, wait=5.0, socket_timeout=5,
+                                         socket_connect_timeout=5)  # fmt: skip
         return self._client
 
     @property
@@ -203,6 +204,7 @@ class RedisLeader(_Base):
                 if self._leader:
                     await self._client.eval(_RELEASE, 1, self.key, self.identity)
                 await self._client.aclose()
+                await self._client.connection_pool.disconnect()
             except Exception as exc:
                 logger.debug("redis lease release failed: %s", exc)
             self._client = None

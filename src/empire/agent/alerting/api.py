@@ -20,6 +20,7 @@ from starlette.routing import Route
 from empire.agent.alerting.muting import Silence
 from empire.agent.alerting.store import AlertStore
 from empire.agent.ports import Clock
+from empire.agent.webio import json_error
 
 if TYPE_CHECKING:
     from empire.agent.alerting.service import AlertService
@@ -43,11 +44,11 @@ def routes(store: AlertStore, clock: Clock, service: AlertService | None = None)
         q = request.query_params
         state_arg = q.get("state", "firing")
         if state_arg not in _STATES:
-            return JSONResponse({"error": f"state must be one of {', '.join(_STATES)}"}, status_code=400)
+            return json_error(400, f"state must be one of {', '.join(_STATES)}")
         try:
             limit = max(1, min(1000, int(q.get("limit", "100"))))
         except ValueError:
-            return JSONResponse({"error": "limit must be an integer"}, status_code=400)
+            return json_error(400, "limit must be an integer")
         now = clock.now()
         rows = await store.list_alerts(_STATES[state_arg], q.get("target"), limit)
         muted = dict(service.last_plan.muted) if service is not None and service.last_plan is not None else {}

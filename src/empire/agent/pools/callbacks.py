@@ -45,10 +45,6 @@ J = t.jobs
 _IN_FLIGHT = (JobState.leased.value, JobState.submitted.value)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return json_error(status, message, headers=headers)
-
-
 def callback_lookup(db: Database) -> Callable[[str, str], Any]:
     """`CallbackHub.lookup`: a callback recorded on the job's row (by any replica)."""
 
@@ -85,22 +81,26 @@ def callback_routes(
         spec = p.http
         challenge = {"WWW-Authenticate": f'Bearer realm="empire-callback-{p.name}"'}
         if spec.callback_secret is None:
-            return _error(401, f"callbacks from {p.name} are disabled: no http.callback_secret configured",
-                          challenge)  # fmt: skip
+            return json_error(401, f"callbacks from {p.name} are disabled: no http.callback_secret configured",
+                              headers=challenge)  # fmt: skip
         try:
             token = resolve_secret(spec.callback_secret, kubernetes=secrets).get_secret_value()
         except ConfigError as exc:  # names the reference, never a value
             logger.warning("provider %s callback refused: %s", p.name, exc)
-            return _error(503, "callback token unavailable on this replica; retry later", {"Retry-After": "30"})
+            return json_error(
+                503, "callback token unavailable on this replica; retry later", headers={"Retry-After": "30"}
+            )
         except EmpireError as exc:
             logger.warning("provider %s callback refused: reading its token failed: %s", p.name, exc)
-            return _error(503, "callback token unavailable on this replica; retry later", {"Retry-After": "30"})
+            return json_error(
+                503, "callback token unavailable on this replica; retry later", headers={"Retry-After": "30"}
+            )
         expected = f"{spec.callback_scheme} {token}" if spec.callback_scheme else token
         given = request.headers.get(spec.callback_header, "").strip()
         if not given:
-            return _error(401, f"missing callback token ({spec.callback_header} header)", challenge)
+            return json_error(401, f"missing callback token ({spec.callback_header} header)", headers=challenge)
         if not tokens_match(given, expected):
-            return _error(401, "invalid callback token", challenge)
+            return json_error(401, "invalid callback token", headers=challenge)
         return None
 
     async def read_json(request: Request) -> dict[str, Any] | JSONResponse:
@@ -108,7 +108,7 @@ def callback_routes(
         if isinstance(data, JSONResponse):
             return data
         if not isinstance(data, dict):
-            return _error(422, "invalid body: a JSON object is expected")
+            return json_error(422, "invalid body: a JSON object is expected")
         return data
 
     async def record(
@@ -139,7 +139,7 @@ def callback_routes(
         name = request.path_params["provider"]
         p = provider_of(name)
         if p is None:
-            return _error(404, f"no provider {name!r} in callback mode (kind http without poll_url)")
+            return json_error(404, f"no provider {name!r} in callback mode (kind http without poll_url)")
         if (denied := authenticate(p, request)) is not None:
             return denied
         body = await read_json(request)
@@ -148,7 +148,7 @@ def callback_routes(
         assert p.http is not None
         job_id = dotted(body, p.http.job_id_path)
         if job_id in (None, "") or isinstance(job_id, dict | list):
-            return _error(422, f"invalid body: no job id at {p.http.job_id_path!r}")
+            return json_error(422, f"invalid body: no job id at {p.http.job_id_path!r}")
         job_id = str(job_id)
         host = request.client.host if request.client else "unknown"
         hub = hubs().get(name)
@@ -158,10 +158,10 @@ def callback_routes(
         except TemporaryError as exc:
             if not local:
                 logger.warning("provider callback not recorded: %s", exc)
-                return _error(503, "state database unavailable; retry later", {"Retry-After": "5"})
+                return json_error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
             recorded = None
         if recorded is None and not local:
-            return _error(404, f"no job of ours in flight on {name} with id {job_id!r}")
+            return json_error(404, f"no job of ours in flight on {name} with id {job_id!r}")
         if local:
             assert hub is not None
             hub.deliver(name, job_id, body)

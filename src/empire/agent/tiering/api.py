@@ -61,12 +61,6 @@ class RevenueBody(_Strict):
     figures: list[RevenueItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-def _error(
-    status: int, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return json_error(status, message, details, headers)
-
-
 def routes(
     inventory: Inventory,
     *,
@@ -82,13 +76,13 @@ def routes(
     def authenticate(request: Request) -> JSONResponse | None:
         challenge = {"WWW-Authenticate": 'Bearer realm="empire-ingest"'}
         if expected is None:
-            return _error(401, "ingest endpoint disabled: no ingest token configured (EMPIRE_INGEST_TOKEN)",
-                          headers=challenge)  # fmt: skip
+            return json_error(401, "ingest endpoint disabled: no ingest token configured (EMPIRE_INGEST_TOKEN)",
+                              headers=challenge)  # fmt: skip
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
-            return _error(401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge)
+            return json_error(401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge)
         if not tokens_match(given, expected):
-            return _error(401, "invalid bearer token", headers=challenge)
+            return json_error(401, "invalid bearer token", headers=challenge)
         return None
 
     async def read_json(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
@@ -100,8 +94,8 @@ def routes(
         except ValidationError as exc:
             details = [{"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
                        for e in exc.errors(include_url=False)[:20]]  # fmt: skip
-            return _error(422, "invalid body: " + "; ".join(f"{d['path']}: {d['message']}" for d in details[:3]),
-                          details)  # fmt: skip
+            return json_error(422, "invalid body: " + "; ".join(f"{d['path']}: {d['message']}" for d in details[:3]),
+                              details)  # fmt: skip
 
     def actor(request: Request) -> str:
         host = request.client.host if request.client else "unknown"
@@ -111,10 +105,10 @@ def routes(
         try:
             updated = await write()
         except NotFoundError as exc:
-            return _error(404, f"{exc}; nothing was changed")
+            return json_error(404, f"{exc}; nothing was changed")
         except TemporaryError as exc:
             logger.warning("ingest failed temporarily: %s", exc)
-            return _error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
+            return json_error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
         return JSONResponse({"updated": updated})
 
     async def access(request: Request) -> JSONResponse:
@@ -127,7 +121,7 @@ def routes(
         now = clock.now()
         events = [AccessEvent(e.id, (e.at or now).astimezone(UTC), e.count) for e in body.events]
         if any(e.at > now + timedelta(minutes=5) for e in events):
-            return _error(422, "invalid body: an access event is in the future")
+            return json_error(422, "invalid body: an access event is in the future")
         return await apply(lambda: inventory.record_access(events, half_life(), actor=actor(request), at=now))
 
     async def revenue(request: Request) -> JSONResponse:
@@ -139,7 +133,7 @@ def routes(
         assert isinstance(body, RevenueBody)
         figures = [RevenueFigure(f.id, f.amount, f.mode) for f in body.figures]
         if any(f.mode == "set" and f.amount < 0 for f in figures):
-            return _error(422, "invalid body: revenue to date cannot be negative (use mode 'add' for corrections)")
+            return json_error(422, "invalid body: revenue to date cannot be negative (use mode 'add' for corrections)")
         return await apply(lambda: inventory.record_revenue(figures, actor=actor(request), at=clock.now()))
 
     return [

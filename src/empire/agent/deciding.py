@@ -46,7 +46,16 @@ from empire.agent.types import (
 )
 from empire.policies.scaling import FallbackMode, PredictiveMode, Signal, SignalType, Target
 
-__all__ = ["ANNOTATION_PAUSED", "ANNOTATION_PIN", "Decided", "decide", "is_paused", "pinned_replicas", "recommend"]
+__all__ = [
+    "ANNOTATION_PAUSED",
+    "ANNOTATION_PIN",
+    "Decided",
+    "decide",
+    "is_paused",
+    "pinned_replicas",
+    "recommend",
+    "total_replicas",
+]
 
 ANNOTATION_PAUSED = "empire.io/paused"
 ANNOTATION_PIN = "empire.io/pin-replicas"
@@ -116,13 +125,20 @@ def _estimate(signal: Signal, obs: Observation, current: int, tolerance: float, 
     )  # fmt: skip
 
 
+def total_replicas(target: Target, signal: Signal, demand: float) -> int:
+    """Replicas a forecast `demand` of a `total` signal needs: one per `predictive.target` (default
+    the signal's target), rounded up."""
+    per_replica = target.predictive.target or signal.target
+    return math.ceil(demand / per_replica - 1e-9)  # 70.0 / 7.0 is 10, not 11 after float noise
+
+
 def _forecast_replicas(target: Target, forecast: Forecast, current: int) -> int | None:
     signal = next((s for s in target.signals if s.name == forecast.signal), None)
     if signal is None or not math.isfinite(forecast.value) or forecast.value < 0:
         return None
-    per_replica = target.predictive.target or signal.target
     if signal.type == SignalType.total:
-        return math.ceil(forecast.value / per_replica - 1e-9)  # 70.0 / 7.0 is 10, not 11 after float noise
+        return total_replicas(target, signal, forecast.value)
+    per_replica = target.predictive.target or signal.target
     return math.ceil(current * forecast.value / per_replica) if current > 0 else None
 
 

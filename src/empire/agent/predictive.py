@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from empire.agent.deciding import total_replicas
 from empire.agent.horizon import HorizonForecasts, HorizonPath, history_query
 from empire.agent.loop import jsonable
 from empire.agent.types import Forecast
@@ -137,9 +138,8 @@ def horizon_details(
         "quantiles": {quantile_name(k): v for k, v in point.quantiles.items()}, "value": value,
         "short_term_value": short_term,
     }  # fmt: skip
-    per_replica = target.predictive.target or signal.target
     if value is not None and signal.type == SignalType.total:
-        need = math.ceil(value / per_replica - 1e-9)
+        need = total_replicas(target, signal, value)
         out["replicas"] = need
         out["would_scale_to"] = max(target.min_replicas, min(need, target.max_replicas))
     return out
@@ -201,9 +201,8 @@ class ForecastService:
         value = model.from_level(sum(values) / len(values), target.predictive.quantile)
         metrics = self.monitor.predictive
         metrics.demand.labels(target.name).set(value)
-        per_replica = target.predictive.target or signal.target
         if signal.type == SignalType.total:
-            metrics.replicas.labels(target.name).set(math.ceil(value / per_replica - 1e-9))
+            metrics.replicas.labels(target.name).set(total_replicas(target, signal, value))
         details: dict[str, Any] = {}
         if self.horizon is not None:
             try:

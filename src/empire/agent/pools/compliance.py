@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from empire.policies.generation import CompliancePolicy
@@ -29,17 +30,21 @@ def _norm(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.lower()).split())
 
 
-def _trigrams(text: str) -> set[str]:
+@lru_cache(maxsize=8192)  # a persona's recent releases are compared with every new result
+def _trigrams(text: str) -> frozenset[str]:
     t = f"  {_norm(text)} "
-    return {t[i : i + 3] for i in range(len(t) - 2)}
+    return frozenset(t[i : i + 3] for i in range(len(t) - 2))
+
+
+def _jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
+    if not ta or not tb:
+        return 0.0
+    return len(ta & tb) / len(ta | tb)
 
 
 def similarity(a: str, b: str) -> float:
     """Jaccard similarity of character trigrams, 0..1."""
-    ta, tb = _trigrams(a), _trigrams(b)
-    if not ta or not tb:
-        return 0.0
-    return len(ta & tb) / len(ta | tb)
+    return _jaccard(_trigrams(a), _trigrams(b))
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,9 @@ def _banned_in(text: str, terms: Iterable[str]) -> list[str]:
 
 def _closest(text: str, recent: Iterable[str]) -> tuple[float, str]:
     best, match = 0.0, ""
+    mine = _trigrams(text)
     for r in recent:
-        s = similarity(text, r)
+        s = _jaccard(mine, _trigrams(r))
         if s > best:
             best, match = s, r
     return best, match

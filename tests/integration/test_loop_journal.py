@@ -126,3 +126,32 @@ async def test_reconcile_reads_back_and_never_reapplies(database):
     assert [x.record.subject for x in await r.reconcile()] == ["unreadable"]
     audit = await store.recent_audit()
     assert {a.subject for a in audit if a.action == "reconcile"} == {"took", "lost"}
+
+
+class Slow(Recorder):
+    """An executor whose write lands but whose answer never arrives (a hung API call)."""
+
+    async def execute(self, action):
+        import anyio
+
+        self.applied[action.subject] = action.replicas
+        await anyio.Event().wait()
+
+
+async def test_a_timed_out_action_is_settled_by_read_back_not_guessed(database):
+    store = SqlStateStore(database)
+    ex = Slow(store)
+    out = await runner(store, ex, timeout=0.01).run(scale())
+    assert out.status == OutcomeStatus.applied  # the write landed: journaled as applied, not "failed"
+    (row,) = await store.recent_actions("web")
+    assert row.state == ActionState.applied and "timed out" in row.error and "took effect" in row.error
+
+
+async def test_a_timed_out_action_that_did_not_land_is_a_temporary_failure(database):
+    store = SqlStateStore(database)
+    ex = Slow(store)
+    ex.applied = type("Forgetful", (dict,), {"__setitem__": lambda *a: None})()
+    out = await runner(store, ex, timeout=0.01).run(scale())
+    assert (out.status, out.error_class) == (OutcomeStatus.failed, "temporary")
+    (row,) = await store.recent_actions("web")
+    assert row.state == ActionState.failed and "timed out after 0.01s" in row.error

@@ -19,7 +19,7 @@ from empire.agent.tiering.backends import LocalBackend
 from empire.agent.tiering.executor import RetierExecutor, TieringSweep
 from empire.agent.tiering.inventory import AccessEvent, ContentObject, Inventory
 from empire.agent.tiering.mover import Mover
-from empire.agent.types import Retier
+from empire.agent.types import Reason, Retier
 from empire.policies.storage import StoragePolicy
 from empire.state import SqlStateStore
 from empire.state.records import ActionState
@@ -129,3 +129,25 @@ async def test_setup_plugs_tiering_into_the_daemon(world, database, tmp_path: Pa
     # the default local roots are <data_dir>/tiers/<tier>, where the fixture put the files
     assert daemon.context.status_sections["tiering"]()["last_sweep"]["results"] == {"applied": 2}
     assert (await world.inv.get("old-big")).tier == "archive"
+
+
+async def test_a_move_that_outlasts_the_runner_timeout_is_journaled_as_applied(world) -> None:
+    """A started move is shielded: the runner's timeout (a guard against hung executors) must not
+    turn a completed move into a 'failed' journal entry. The runner's timeout is wall-clock, so this
+    test spends 50 ms of it."""
+    import anyio
+
+    class SlowBackend(LocalBackend):
+        async def copy(self, *a, **kw):
+            await anyio.sleep(0.05)
+            return await super().copy(*a, **kw)
+
+    slow = SlowBackend(world.backend.roots)
+    mover = Mover(world.mover.db, slow, world.policy, world.clock)
+    runner = ActionRunner(world.store, {Retier: RetierExecutor(mover, world.inv)}, world.clock,
+                          Monitor(CollectorRegistry()), replica="r1", timeout=0.01)  # fmt: skip
+    out = await runner.run(Retier("quiet", "hot", "warm", 2 * MB, (Reason.idle_demotion,)))
+    assert out.status.value == "applied"
+    assert (await world.inv.get("quiet")).tier == "warm"
+    (row,) = await world.store.recent_actions("object/quiet")
+    assert row.state == ActionState.applied

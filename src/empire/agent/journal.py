@@ -144,7 +144,7 @@ class ActionRunner:
         self._inflight.add(stored.id)
         try:
             with anyio.CancelScope(shield=True):
-                out = await self._execute(action)
+                out = await self._execute(action, stored)
                 out = Outcome(out.status, out.reason, out.error, out.error_class, out.state, stored.id)
                 await self._finish(stored, out)
         finally:
@@ -156,7 +156,7 @@ class ActionRunner:
         )  # fmt: skip
         return self._count(action, out, cause)
 
-    async def _execute(self, action: Action) -> Outcome:
+    async def _execute(self, action: Action, stored: ActionRecord) -> Outcome:
         if Reason.paused in action.reasons:
             return Outcome(OutcomeStatus.skipped, Reason.paused)
         if self.dry_run:
@@ -169,17 +169,35 @@ class ActionRunner:
             with anyio.fail_after(self.timeout):
                 return await executor.execute(action)
         except TimeoutError:
-            msg = f"executor timed out after {self.timeout:g}s"
-            return Outcome(OutcomeStatus.failed, Reason.execution_failed, msg, "temporary")
+            return await self._settle_timeout(executor, stored)
         except (TemporaryError, PermanentError) as exc:
             return Outcome(OutcomeStatus.failed, Reason.execution_failed, str(exc), error_class(exc))
         except Exception as exc:
             logger.exception("executor for %s raised unexpectedly", action.kind)
             return Outcome(OutcomeStatus.failed, Reason.execution_failed, f"{type(exc).__name__}: {exc}", "internal")
 
+    async def _settle_timeout(self, executor: Executor, stored: ActionRecord) -> Outcome:
+        """A timed-out action may still have taken effect (the request landed, the answer did not):
+        read the world back rather than journal a guess. Unreadable -> failed, temporary."""
+        msg = f"executor timed out after {self.timeout:g}s"
+        try:
+            with anyio.fail_after(self.timeout):
+                rb = await executor.read_back(stored)
+        except Exception as exc:
+            return Outcome(
+                OutcomeStatus.failed, Reason.execution_failed, f"{msg}; read-back failed: {exc}", "temporary"
+            )
+        note = f"{msg}; read back: {rb.note}" if rb.note else msg
+        if rb.applied:
+            return Outcome(OutcomeStatus.applied, error=f"{note}: it took effect", state=rb.state)
+        return Outcome(OutcomeStatus.failed, Reason.execution_failed, note, "temporary", state=rb.state)
+
     async def _finish(self, stored: ActionRecord, out: Outcome) -> None:
         state = _STATE_FOR[out.status]
-        error = f"{out.error_class}: {out.error}" if out.error else (out.reason.value if out.reason else None)
+        if out.error:
+            error = f"{out.error_class}: {out.error}" if out.error_class else out.error
+        else:
+            error = out.reason.value if out.reason else None
         try:
             assert stored.id is not None
             await self.store.finish_action(stored.id, state, self.clock.now(), error)

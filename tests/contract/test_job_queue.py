@@ -152,3 +152,17 @@ async def test_spend_counts_succeeded_by_day_and_month_plus_in_flight(database: 
     assert s.day == pytest.approx(1.25 + 2.0) and s.month == pytest.approx(1.0 + 1.25 + 2.0)
     assert await q.in_flight() == {("p", None): 1}
     assert (await q.done_since(now - timedelta(hours=1)))[("p", None)] == (1, 1.25)
+
+
+async def test_cancelling_a_submitted_job_keeps_its_cost_in_the_budget(database: object) -> None:
+    """The provider has a submitted job and may bill it: cancelling it must not free budget that
+    could then be spent twice. A job cancelled before submission frees its reservation."""
+    limits = BudgetLimits(providers={"p": Budget(daily=3.0)}, cost_estimate={"p": 1.5})
+    q = JobQueue(database, limits)  # type: ignore[arg-type]
+    await q.enqueue(jobs(4), T0)
+    a, b = await q.claim("r", T0, 5, 60)
+    await q.apply([Submitted(a.id, "r", "p", "acct", "pj-1", 1.5, T0)])
+    assert await q.cancel(a.id, T0) and await q.cancel(b.id, T0)
+    assert (await q.spend(T0)).provider_day("p") == pytest.approx(1.5)  # a may be billed; b was never sent
+    assert len(await q.claim("r", T0, 5, 60)) == 1  # 1.5 billed + 1.5 reserved = the 3.0 budget
+    assert (await q.spend(T0)).provider_day("p") <= 3.0

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   empire jobs list --state dead             the dead-letter queue, with each job's last error
   empire jobs show 42                       one job in full (by id or idempotency key)
   empire jobs retry 42 57                   dead/failed/cancelled jobs back in the queue, attempts reset
-  empire jobs cancel 42                     stop a job (a running generation is not billed again)""",
+  empire jobs cancel 42                     stop a job; one already submitted keeps its cost in the
+                                            budget (the provider may still bill it)""",
     )
     psub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
     psub.required = True
@@ -102,8 +103,12 @@ def _each(args: argparse.Namespace, verb: str) -> int:
         if job is None:
             print(f"job {job_id}: not found")
             failed += 1
+        elif ok and verb == "retry":
+            print(f"job {job_id}: queued again")
         elif ok:
-            print(f"job {job_id}: {'queued again' if verb == 'retry' else 'cancelled'}")
+            billed = job.state.value == "submitted"
+            note = f" (submitted to {job.provider}: its cost stays counted against the budget)" if billed else ""
+            print(f"job {job_id}: cancelled{note}")
         else:
             print(f"job {job_id}: is {job.state.value}, cannot {verb}")
             failed += 1

@@ -322,11 +322,14 @@ class JobQueue:
 
     # -- operator actions (CLI) -----------------------------------------------------------
     async def cancel(self, job_id: int, now: datetime) -> bool:
+        """Cancel a job that is not final. A job already *submitted* keeps its cost in the budget:
+        the provider has it and may bill it (we do not ask it to stop), so the budget stays safe."""
         final = [s.value for s in FINAL_STATES]
+        billable = case((J.c.state == JobState.submitted.value, J.c.cost), else_=None)
         async with self.db.begin() as conn:
             res = await conn.execute(
                 update(J).where(J.c.id == job_id, J.c.state.not_in(final)).values(
-                    state=JobState.cancelled.value, lease_owner=None, lease_expires_at=None, cost=None,
+                    state=JobState.cancelled.value, lease_owner=None, lease_expires_at=None, cost=billable,
                     updated_at=now, finished_at=now,
                 )
             )  # fmt: skip
@@ -421,7 +424,9 @@ class JobQueue:
     async def _spend(conn: Any, now: datetime) -> Spend:
         d0, m0 = day_start(now), month_start(now)
         active = J.c.state.in_(_ACTIVE)
-        done = J.c.state == JobState.succeeded.value
+        # billed: succeeded, or cancelled after submission (cancel keeps the cost only then)
+        done = or_(J.c.state == JobState.succeeded.value,
+                   and_(J.c.state == JobState.cancelled.value, J.c.cost.is_not(None)))  # fmt: skip
         cost = func.coalesce(J.c.cost, 0.0)
         q = (
             select(

@@ -81,8 +81,8 @@ class FakeKubernetes:
         self.forbidden.add(verb)
 
     @contextlib.contextmanager
-    def serve(self) -> Iterator[str]:
-        with serve_in_thread(self.app) as url:
+    def serve(self, tls: dict[str, Any] | None = None) -> Iterator[str]:
+        with serve_in_thread(self.app, tls=tls) as url:
             yield url
 
     # -- handlers -------------------------------------------------------------------------------

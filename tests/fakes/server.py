@@ -23,14 +23,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, port: int = 0) -> Iterator[str]:
-    """Yield the base URL (http://127.0.0.1:PORT) while `app` is served; stop it afterwards."""
+def serve_in_thread(app: Any, port: int = 0, tls: dict[str, Any] | None = None) -> Iterator[str]:
+    """Yield the base URL (http://127.0.0.1:PORT) while `app` is served; stop it afterwards.
+
+    `tls`: uvicorn's ssl_* options (ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs); the
+    URL is then https://127.0.0.1:PORT (test certificates carry that IP as their subject name)."""
     import uvicorn
 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_level="error", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level="error", lifespan="off", access_log=False, **(tls or {}))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -40,7 +43,8 @@ def serve_in_thread(app: Any, port: int = 0) -> Iterator[str]:
             raise RuntimeError("fake server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        port_ = sock.getsockname()[1]
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port_}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -4,7 +4,7 @@ Retrying lives in adapters only (the core never retries). A response or transpor
 
     TemporaryError(delay)   429 and 5xx (delay from Retry-After), 409 when the caller says so,
                             timeouts, refused or reset connections, garbage bodies from a proxy
-    PermanentError          the rest of 4xx: retrying cannot help
+    PermanentError          the rest of 4xx, an untrusted TLS certificate: retrying cannot help
 
 `retry()` tries a coroutine `attempts` times, sleeping the peer's Retry-After (capped) or an
 exponential backoff between TemporaryErrors; the last TemporaryError propagates.
@@ -13,6 +13,7 @@ exponential backoff between TemporaryErrors; the last TemporaryError propagates.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,7 +24,7 @@ import httpx
 
 from empire.errors import PermanentError, TemporaryError
 
-__all__ = ["parse_retry_after", "retry", "transport_error"]
+__all__ = ["parse_retry_after", "retry", "transport_error", "untrusted_certificate"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +51,21 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def transport_error(exc: httpx.HTTPError, what: str) -> TemporaryError:
+def untrusted_certificate(exc: BaseException) -> bool:
+    """True when a connection failed because the peer's TLS certificate is not trusted (wrong CA,
+    wrong host name, expired): a configuration problem that no retry fixes."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+def transport_error(exc: httpx.HTTPError, what: str) -> TemporaryError | PermanentError:
+    if untrusted_certificate(exc):
+        return PermanentError(f"{what}: TLS certificate not trusted ({exc}); check the CA bundle "
+                              "(kubeconfig certificate-authority, or the service-account ca.crt)")  # fmt: skip
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
     return TemporaryError(f"{what} {kind}: {type(exc).__name__}: {exc}".rstrip(": "))
 

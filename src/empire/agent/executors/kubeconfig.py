@@ -8,7 +8,8 @@ In-cluster: `KUBERNETES_SERVICE_HOST/PORT`, the token and CA under
 `/var/run/secrets/kubernetes.io/serviceaccount/`. The token is re-read at most once a minute
 because projected service-account tokens rotate. Kubeconfig: `$KUBECONFIG` (first file) or
 `~/.kube/config`, the named or current context; token, tokenFile, client certificates (file or
-inline data) and basic auth are supported; `exec` credential plugins are not (a clear ConfigError).
+inline data), basic auth and `exec` credential plugins (`kubeexec.ExecPlugin`: EKS, GKE, AKS, OIDC)
+are supported; the removed `auth-provider` plugins are refused with a clear ConfigError.
 `ClusterConfig.client_options()` is how every httpx client of the API is built (the scaler, the
 Secret reader), so they send the same credentials, TLS settings and headers.
 """
@@ -20,14 +21,16 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import yaml
 
+from empire.agent.executors.kubeexec import ExecPlugin
 from empire.errors import ConfigError
 
 __all__ = ["SERVICE_ACCOUNT_DIR", "ClusterConfig", "load_cluster_config"]
@@ -50,9 +53,12 @@ class ClusterConfig:
     cert_data: bytes | None = field(default=None, repr=False)
     key_data: bytes | None = field(default=None, repr=False)
     insecure: bool = False
+    exec_plugin: ExecPlugin | None = None
     _token_read_at: float = 0.0
 
     def bearer_token(self) -> str | None:
+        if self.exec_plugin is not None:
+            return self.exec_plugin.token()
         if self.token_file is not None and (self.token is None or time.monotonic() - self._token_read_at > 60):
             try:
                 self.token = self.token_file.read_text().strip()
@@ -88,19 +94,40 @@ class ClusterConfig:
 
 class _ApiAuth(httpx.Auth):
     """The cluster's credentials on each request: basic auth when the kubeconfig user has a
-    username, else the bearer token, looked up per request (`bearer_token()` follows rotation)."""
+    username, else the bearer token, looked up per request (`bearer_token()` follows rotation).
+    With an exec plugin, a 401 fetches a new token and the request is sent once more; the async
+    flow runs the plugin in a worker thread so the event loop never waits on a subprocess."""
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def _sign(self, request: httpx.Request, token: str | None) -> None:
         c = self.config
         if c.username:
             pair = f"{c.username}:{c.password or ''}".encode()
             request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        elif token := c.bearer_token():
+        elif token:
             request.headers["Authorization"] = f"Bearer {token}"
-        yield request
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        plugin = self.config.exec_plugin
+        self._sign(request, None if self.config.username else self.config.bearer_token())
+        response = yield request
+        if response.status_code == 401 and plugin is not None:
+            self._sign(request, plugin.refresh())
+            yield request
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        plugin, token = self.config.exec_plugin, None
+        if plugin is not None and not self.config.username:
+            token = plugin.token() if plugin.fresh() else await anyio.to_thread.run_sync(plugin.token)
+        elif not self.config.username:
+            token = self.config.bearer_token()
+        self._sign(request, token)
+        response = yield request
+        if response.status_code == 401 and plugin is not None:
+            self._sign(request, await anyio.to_thread.run_sync(plugin.refresh))
+            yield request
 
 
 def _in_cluster(sa_dir: Path) -> ClusterConfig:
@@ -143,13 +170,16 @@ def _from_kubeconfig(path: Path, context: str | None) -> ClusterConfig:
     ctx = _named(doc.get("contexts", []), ctx_name, "context", path)
     cluster = _named(doc.get("clusters", []), ctx.get("cluster", ""), "cluster", path)
     user = _named(doc.get("users", []), ctx.get("user", ""), "user", path) if ctx.get("user") else {}
-    if "exec" in user or "auth-provider" in user:
+    if "auth-provider" in user:
         raise ConfigError(
-            f"{path}: user {ctx.get('user')!r} uses an exec/auth-provider plugin, which empire does not run; "
-            "use a token (e.g. a service-account token) in the kubeconfig"
+            f"{path}: user {ctx.get('user')!r} uses an auth-provider plugin (removed in Kubernetes 1.26); "
+            "use its exec plugin instead (e.g. gke-gcloud-auth-plugin, kubelogin) or a token"
         )
     if not cluster.get("server"):
         raise ConfigError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
+    plugin = None
+    if user.get("exec"):
+        plugin = ExecPlugin.from_kubeconfig(user["exec"], f"kubeconfig {path} user {ctx.get('user')!r}", cluster)
 
     def rel(p: str | None) -> str | None:
         return None if p is None else str((path.parent / p) if not os.path.isabs(p) else Path(p))
@@ -165,7 +195,7 @@ def _from_kubeconfig(path: Path, context: str | None) -> ClusterConfig:
         ca_file=rel(cluster.get("certificate-authority")), ca_data=ca_data.decode() if ca_data else None,
         cert_file=rel(user.get("client-certificate")), key_file=rel(user.get("client-key")),
         cert_data=b64(user.get("client-certificate-data")), key_data=b64(user.get("client-key-data")),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        insecure=bool(cluster.get("insecure-skip-tls-verify")), exec_plugin=plugin,
     )  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """What every HTTP receiver shares: classifying failures by how to retry them, without leaking URLs.
 
     httpx.TimeoutException, httpx.TransportError (refused, reset, DNS)  -> TemporaryError
+    an untrusted TLS certificate                                        -> PermanentError
     HTTP 429, 5xx, 408                                                  -> TemporaryError(Retry-After)
     other HTTP 4xx (bad payload, revoked webhook, no permission)        -> PermanentError
 
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import httpx
 
-from empire.agent.retrying import parse_retry_after
+from empire.agent.retrying import parse_retry_after, untrusted_certificate
 from empire.errors import PermanentError, TemporaryError
 
 __all__ = ["classify_response", "classify_transport_error"]
 
 
-def classify_transport_error(what: str, exc: httpx.HTTPError) -> TemporaryError:
+def classify_transport_error(what: str, exc: httpx.HTTPError) -> TemporaryError | PermanentError:
+    if untrusted_certificate(exc):
+        return PermanentError(f"{what}: TLS certificate not trusted")
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
     return TemporaryError(f"{what}: {kind} ({type(exc).__name__})")
 

@@ -154,3 +154,14 @@ def test_scores_are_written_rounded_down_so_a_held_point_stays_below_the_thresho
     assert main(["detect", str(src), "--output-dir", str(tmp_path / "o")]) == 0
     scores = [r[1] for r in read_rows(tmp_path / "o" / "s.csv")[1:]]
     assert "0.500000" not in scores  # held points print below the threshold, not at it
+
+
+def test_output_onto_its_own_input_is_refused_and_the_input_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "metrics.csv"
+    src.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,2\n")
+    before = src.read_text()
+    assert main(["detect", str(src), "--output-dir", str(tmp_path)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert src.read_text() == before

@@ -96,3 +96,20 @@ def test_missing_file_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "empire.cli", "version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("empire ")
+
+
+def test_every_command_and_subcommand_help_has_examples() -> None:
+    """The README promises `--help` with examples on every command: walk the whole parser tree."""
+    import argparse
+
+    from empire.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: str):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, f"{path} {name}")
+
+    missing = [path for path, p in walk(build_parser(), "empire") if "examples:" not in p.format_help()]
+    assert missing == []

@@ -67,7 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(f"empire.cli.{name}").register(sub)
+    _inherit_examples(parser, "empire")
     return parser
+
+
+def _inherit_examples(parser: argparse.ArgumentParser, path: str) -> None:
+    """Give each subcommand without its own examples its group's: the lines that name it, or all.
+
+    Why: `empire jobs retry --help` should teach as much as `empire jobs --help`, and the examples
+    are written once, per group."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, child in action.choices.items():
+            child_path = f"{path} {name}"
+            if child.epilog is None and parser.epilog and path != "empire":
+                lines = parser.epilog.splitlines()
+                mine = [line for line in lines[1:] if line.strip().startswith(child_path)]
+                child.epilog = "\n".join([lines[0], *mine]) if mine else parser.epilog
+                child.formatter_class = argparse.RawDescriptionHelpFormatter
+            _inherit_examples(child, child_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

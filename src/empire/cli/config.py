@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="show the effective settings",
         description="Show the settings read from EMPIRE_* variables and EMPIRE_CONFIG_FILE.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=VARIABLES,
+        epilog="examples:\n  empire config show                     # the effective settings as JSON, secrets masked\n"
+        "  EMPIRE_DATABASE_URL=postgresql+asyncpg://empire@db/empire empire config show\n\n" + VARIABLES,
     )
     psub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     psub.required = True

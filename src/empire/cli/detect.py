@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score metric CSV files for anomalies",
         description="Score each INPUT.csv with the anomaly detector and write "
         "DIR/<name> with columns timestamp,anomaly_score (one row per input row).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  empire detect metrics/*.csv --output-dir scores/         # scores/<name>.csv per input, in [0, 1]
+  empire detect queue.csv --value-column depth --output-dir scores/
+  empire detect sensor.csv --unordered keep --output-dir scores/   # timestamps that go backwards""",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT.csv", help="CSV files with a header row")
     p.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="where results go")
@@ -129,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"inputs: several files named {', '.join(dupes)} would overwrite each other's output")
+    clobbered = [str(p) for p in args.inputs if (out_dir / p.name).resolve() == p.resolve()]
+    if clobbered:
+        raise ConfigError(f"--output-dir {out_dir}: the output would overwrite the input {', '.join(clobbered)}; "
+                          "choose another directory")  # fmt: skip
     total = len(args.inputs)
     for k, path in enumerate(args.inputs, 1):
         t0 = time.perf_counter()

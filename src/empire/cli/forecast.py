@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit the demand forecaster on the first part of a CSV series, forecast the rest "
         "step by step from past data only, write the forecasts and print MAE/MASE next to the naive "
         "baselines.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  empire forecast --input nasa_http_hourly.csv --value-column requests --status-column status --output preds.csv
+  empire forecast --input nyc_taxi.csv --value-column value --step 1h --horizon 3h   # 30-min rows summed per hour
+  empire forecast --input queue.csv --value-column depth --step 5m --horizon 1h --refit-every 1d""",
     )
     p.add_argument("--input", required=True, type=Path, metavar="CSV", help="CSV file with a header row")
     p.add_argument("--value-column", required=True, metavar="COL", help="the demand column")

@@ -9,7 +9,11 @@ from empire import __version__
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("version", help="print the version", description="Print empire's version.")
+    p = sub.add_parser(
+        "version", help="print the version", description="Print empire's version.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  empire version                         # e.g. empire 0.1.0 (Python 3.11.7)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 

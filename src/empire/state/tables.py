@@ -187,6 +187,8 @@ moves = Table(
     Column("error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("owner", String(200)),  # the process running the move (tiering.owner.process_owner)
+    Column("lease_expires_at", UTCDateTime),  # renewed at each step; recovery waits for it
     Index(None, "step"),
 )
 

@@ -18,6 +18,14 @@ longer match the inventory checksum (changed or corrupted on disk) aborts the mo
 quarantines the object for an operator; a failed copy (disk full, store unreachable) aborts and
 leaves the source in place. Moves run with bounded concurrency under a shared bytes/s budget.
 
+Several processes may share one state DB (replicas, `empire tiers apply` beside the daemon), so
+each move row carries its owner and a lease (default 5 minutes) renewed at every step and while
+bytes flow. Every journal write is a compare-and-set on the owner: a mover that lost its move
+stops without touching a file. Recovery takes over only moves whose lease expired, or whose owner
+ran on this host and is gone (`owner.owner_is_dead_here`), and claims each by the same
+compare-and-set, so two recoveries, or a recovery and a live move, never act on one move. A
+rollback never deletes the location the object's row points at.
+
 `fault(point)` is a test hook called at each point in `FAULT_POINTS` (the fault-injection test
 SIGKILLs the process there); it is None in production.
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -36,6 +45,7 @@ from empire.agent.ports import Clock, StorageBackend
 from empire.agent.tiering.budget import ByteBudget
 from empire.agent.tiering.inventory import audit
 from empire.agent.tiering.metrics import TieringMetrics
+from empire.agent.tiering.owner import owner_is_dead_here, process_owner
 from empire.agent.tiering.planner import PlannedMove
 from empire.agent.types import Reason
 from empire.errors import ConfigError, EmpireError, NotFoundError
@@ -78,6 +88,10 @@ class _Move:
     size: int
 
 
+class _Lost(Exception):
+    """Another process's recovery owns this move now: stop, touch nothing."""
+
+
 class _Abort(Exception):
     def __init__(self, message: str, quarantine: bool = False) -> None:
         super().__init__(message)
@@ -96,6 +110,7 @@ class Mover:
         budget: ByteBudget | None = None,
         fault: Callable[[str], None] | None = None,
         actor: str = "tiering",
+        lease: timedelta = timedelta(minutes=5),
     ) -> None:
         self.db = db
         self.backend = backend
@@ -104,6 +119,8 @@ class Mover:
         self.metrics = metrics
         self.budget = budget or ByteBudget(policy.max_bytes_per_second, clock)
         self.fault = fault
+        self.lease = lease
+        self.owner = process_owner()
         self.actor = actor
         self._limiter = anyio.CapacityLimiter(policy.max_concurrent_moves)
         self._active: set[str] = set()
@@ -159,12 +176,19 @@ class Mover:
         return result
 
     async def recover(self) -> list[MoveResult]:
-        """Finish or roll back every unfinished move not running in this process. Safe to repeat."""
+        """Finish or roll back every unfinished move whose owner is gone (see the module docstring).
+        A move another live process runs is left alone. Safe to repeat, and to run concurrently."""
         results = []
-        for m in await self._unfinished():
-            if m[0].object_id in self._active:
+        now = self.clock.now()
+        for move, step, owner, lease in await self._unfinished():
+            if move.object_id in self._active or owner == self.owner:
                 continue
-            move, step = m
+            if not (lease is None or lease <= now or owner_is_dead_here(owner)):
+                logger.info("move %s of %s is leased by %s until %s (it may be running): not recovered yet",
+                            move.id, move.object_id, owner, lease.isoformat())  # fmt: skip
+                continue
+            if not await self._take_over(move, step, owner):
+                continue  # another recovery got there first, or the move went on
             logger.warning("recovering move %s of %s interrupted at step %s", move.id, move.object_id, step)
             self._active.add(move.object_id)
             try:
@@ -184,10 +208,14 @@ class Mover:
     # ------------------------------------------------------------------ the steps
     async def _run(self, move: _Move) -> MoveResult:
         first = True
+        renewed = self.clock.now()
 
         async def progress(n: int) -> None:
-            nonlocal first
+            nonlocal first, renewed
             await self.budget.acquire(n)
+            if self.clock.now() - renewed > self.lease / 3:  # a long copy keeps its lease
+                renewed = self.clock.now()
+                await self._step(move, None)
             if self.metrics is not None:
                 self.metrics.bytes_moved.labels(move.from_tier, move.to_tier).inc(n)
             if first:
@@ -202,15 +230,25 @@ class Mover:
             except EmpireError as exc:
                 raise _Abort(f"copy to {move.to_tier} failed: {exc}") from exc
             self._hit("copy_done")
-            await self._step(move.id, "copied")
+            await self._step(move, "copied")
             self._hit("copied")
         except _Abort as abort:
             return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
+        except _Lost:
+            return self._lost(move)
         return await self._resume(move, "copied")
+
+    def _lost(self, move: _Move) -> MoveResult:
+        msg = "taken over by another process's recovery; this process stopped and touched nothing more"
+        logger.warning("move %s of %s: %s", move.id, move.object_id, msg)
+        return MoveResult(move.object_id, move.from_tier, move.to_tier, "failed", move.reason, error=msg,
+                          move_id=move.id)  # fmt: skip
 
     async def _abort_or_leave(self, move: _Move, error: str, *, quarantine: bool) -> MoveResult:
         try:
             return await self._abort(move, error, quarantine=quarantine)
+        except _Lost:
+            return self._lost(move)
         except EmpireError as exc:  # the target could not be cleaned up: recovery finishes the rollback
             logger.warning("move %s of %s left for recovery: %s", move.id, move.object_id, exc)
             return MoveResult(move.object_id, move.from_tier, move.to_tier, "failed", move.reason,
@@ -223,7 +261,7 @@ class Mover:
                 raise _Abort("interrupted before the copy was complete: rolled back")
             if step == "copied":
                 await self._verify(move)
-                await self._step(move.id, "verified")
+                await self._step(move, "verified")
                 self._hit("verified")
                 step = "verified"
             if step == "verified":
@@ -231,7 +269,12 @@ class Mover:
                 self._hit("switched")
         except _Abort as abort:
             return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
-        return await self._finish(move)  # switched: from here on only forward
+        except _Lost:
+            return self._lost(move)
+        try:
+            return await self._finish(move)  # switched: from here on only forward
+        except _Lost:
+            return self._lost(move)
 
     async def _finish(self, move: _Move) -> MoveResult:
         try:
@@ -241,7 +284,7 @@ class Mover:
             return MoveResult(move.object_id, move.from_tier, move.to_tier, "done", move.reason, move.size,
                               error=f"source not deleted yet ({exc}); the next recovery retries", move_id=move.id)  # fmt: skip
         self._hit("source_deleted")
-        await self._step(move.id, "done")
+        await self._step(move, "done")
         self._hit("done")
         logger.info("moved %s %s -> %s (%s, %d bytes)", move.object_id, move.from_tier, move.to_tier,
                     move.reason.value, move.size)  # fmt: skip
@@ -300,22 +343,33 @@ class Mover:
                     insert(t.moves).values(
                         object_id=object_id, from_tier=row.tier, to_tier=to_tier, src_location=row.location,
                         dst_location=dst, step="planned", reason=reason.value, created_at=now, updated_at=now,
+                        owner=self.owner, lease_expires_at=now + self.lease,
                     ).returning(t.moves.c.id)
                 )
             ).scalar_one()  # fmt: skip
         return _Move(int(move_id), object_id, row.tier, to_tier, row.location, dst, reason, row.checksum, int(row.size))
 
-    async def _step(self, move_id: int, step: str, error: str | None = None) -> None:
+    def _mine(self, move: _Move) -> Any:
+        return and_(t.moves.c.id == move.id, t.moves.c.owner == self.owner)
+
+    async def _own(self, conn: Any, move: _Move, **values: Any) -> None:
+        """Compare-and-set on the move's owner, renewing the lease; `_Lost` when it is not ours."""
+        now = self.clock.now()
+        values = {**values, "updated_at": now, "lease_expires_at": now + self.lease}
+        result = await conn.execute(update(t.moves).where(self._mine(move)).values(**values))
+        if result.rowcount != 1:
+            raise _Lost()
+
+    async def _step(self, move: _Move, step: str | None) -> None:
+        """Journal `step` (None: only renew the lease)."""
         async with self.db.begin() as conn:
-            values: dict[str, Any] = {"step": step, "updated_at": self.clock.now()}
-            if error is not None:
-                values["error"] = error
-            await conn.execute(update(t.moves).where(t.moves.c.id == move_id).values(**values))
+            await self._own(conn, move, **({"step": step} if step else {}))
 
     async def _switch(self, move: _Move) -> None:
         now = self.clock.now()
         c = t.content_objects.c
         async with self.db.begin() as conn:
+            await self._own(conn, move, step="switched")  # rolled back with the pointer if that fails
             result = await conn.execute(
                 update(t.content_objects)
                 .where(and_(c.id == move.object_id, c.status == "moving", c.tier == move.from_tier,
@@ -324,22 +378,29 @@ class Mover:
             )  # fmt: skip
             if result.rowcount != 1:
                 raise _Abort("object changed during the move (pointer no longer on the source)")
-            await conn.execute(update(t.moves).where(t.moves.c.id == move.id).values(step="switched", updated_at=now))
 
     async def _abort(self, move: _Move, error: str, *, quarantine: bool = False) -> MoveResult:
-        """Delete the target, put the object back to active (or quarantined) at its source."""
-        await self.backend.delete(move.to_tier, move.dst)
-        now = self.clock.now()
+        """Delete the target, put the object back to active (or quarantined) at its source.
+
+        Only while this process owns the move (the lease just renewed covers the delete), and never
+        the location the object's row points at: that copy may be the only one."""
         c = t.content_objects.c
+        async with self.db.begin() as conn:
+            await self._own(conn, move)
+            row = (await conn.execute(select(c.tier, c.location).where(c.id == move.object_id))).first()
+        if row is not None and (row.tier, row.location) == (move.to_tier, move.dst):
+            logger.error("move %s of %s: the object's row points at the target; not deleting it", move.id,
+                         move.object_id)  # fmt: skip
+        else:
+            await self.backend.delete(move.to_tier, move.dst)
+        now = self.clock.now()
         status = "quarantined" if quarantine else "active"
         async with self.db.begin() as conn:
+            await self._own(conn, move, step="aborted", error=error)
             await conn.execute(
                 update(t.content_objects)
                 .where(and_(c.id == move.object_id, c.status == "moving"))
                 .values(status=status)
-            )
-            await conn.execute(
-                update(t.moves).where(t.moves.c.id == move.id).values(step="aborted", error=error, updated_at=now)
             )
             if quarantine:
                 await audit(conn, now, self.actor, "content.quarantined", f"object/{move.object_id}", error=error)
@@ -348,7 +409,19 @@ class Mover:
         return MoveResult(move.object_id, move.from_tier, move.to_tier, "aborted", move.reason, error=error,
                           move_id=move.id)  # fmt: skip
 
-    async def _unfinished(self) -> list[tuple[_Move, str]]:
+    async def _take_over(self, move: _Move, step: str, owner: str | None) -> bool:
+        """Claim an orphaned move: a compare-and-set on its owner and step, so one claimant wins."""
+        m = t.moves.c
+        now = self.clock.now()
+        same_owner = m.owner.is_(None) if owner is None else m.owner == owner
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(t.moves).where(and_(m.id == move.id, m.step == step, same_owner))
+                .values(owner=self.owner, lease_expires_at=now + self.lease, updated_at=now)
+            )  # fmt: skip
+        return result.rowcount == 1
+
+    async def _unfinished(self) -> list[tuple[_Move, str, str | None, datetime | None]]:
         m, c = t.moves.c, t.content_objects.c
         q = (
             select(t.moves, c.checksum, c.size)
@@ -372,6 +445,8 @@ class Mover:
                     int(r.size),
                 ),
                 r.step,
+                r.owner,
+                r.lease_expires_at,
             )
             for r in rows
         ]

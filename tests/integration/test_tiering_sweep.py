@@ -51,7 +51,8 @@ async def world(database, tmp_path: Path):
     mover = Mover(database, backend, policy, clock, metrics=monitor.tiering)
     store = SqlStateStore(database)
     runner = ActionRunner(store, {Retier: RetierExecutor(mover, inv)}, clock, monitor, replica="r1")
-    sweep = TieringSweep(inv, mover, lambda a, now: runner.run(a, at=now), lambda: policy, monitor.tiering)
+    sweep = TieringSweep(inv, mover, lambda a, now: runner.run(a, at=now), lambda: policy, monitor.tiering,
+                         lambda: not runner.dry_run)  # fmt: skip
     await add(inv, backend, "old-big", 3 * MB, idle_days=200)  # -> archive
     await add(inv, backend, "quiet", 2 * MB, idle_days=45)  # -> warm
     await add(inv, backend, "fresh", 2 * MB, idle_days=2)  # stays hot
@@ -151,3 +152,26 @@ async def test_a_move_that_outlasts_the_runner_timeout_is_journaled_as_applied(w
     assert (await world.inv.get("quiet")).tier == "warm"
     (row,) = await world.store.recent_actions("object/quiet")
     assert row.state == ActionState.applied
+
+
+async def test_dry_run_leaves_interrupted_moves_for_a_live_run(world) -> None:
+    """Recovery copies, switches and deletes like a move: a dry run (`tiers apply --dry-run`,
+    `loop.dry_run`) must not do it; the next live sweep does."""
+
+    class Crash(BaseException):
+        pass
+
+    def crash(point: str) -> None:
+        if point == "copied":
+            raise Crash
+
+    dead = Mover(world.mover.db, world.backend, world.policy, world.clock, fault=crash)
+    with pytest.raises(Crash):
+        await dead.move("quiet", "warm", Reason.idle_demotion)
+    world.clock.advance(301)  # its lease has run out
+    world.runner.dry_run = True
+    assert (await world.sweep(world.clock.now())).recovered == 0
+    assert (await world.inv.get("quiet")).status == "moving"
+    world.runner.dry_run = False
+    assert (await world.sweep(world.clock.now())).recovered == 1
+    assert (await world.inv.get("quiet")).tier == "warm"

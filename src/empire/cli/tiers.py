@@ -118,8 +118,9 @@ def apply(args: argparse.Namespace) -> int:
             if args.limit:
                 policy = policy.model_copy(update={"max_moves_per_sweep": args.limit})
             tc.mover.set_policy(policy)
+            dry_run = args.dry_run or tc.dry_run_policy
             runner = ActionRunner(SqlStateStore(tc.db), {Retier: RetierExecutor(tc.mover, tc.inventory)}, tc.clock,
-                                  Monitor(), dry_run=args.dry_run or tc.dry_run_policy,
+                                  Monitor(), dry_run=dry_run,
                                   replica=f"cli:{settings.replica_id}", timeout=24 * 3600)  # fmt: skip
             lines: list[str] = []
 
@@ -129,7 +130,7 @@ def apply(args: argparse.Namespace) -> int:
                 lines.append(f"{action.object_id}: {action.from_tier} -> {action.to_tier} {out.status.value}{note}")
                 return out
 
-            sweep = TieringSweep(tc.inventory, tc.mover, run, lambda: policy)
+            sweep = TieringSweep(tc.inventory, tc.mover, run, lambda: policy, recover=lambda: not dry_run)
             report = await sweep(tc.clock.now())
             return report, lines
 

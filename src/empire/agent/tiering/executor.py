@@ -96,7 +96,9 @@ class TieringSweep:
     """`async def sweep(now)` for the periodic-job registry.
 
     `run_action(action, now)` is the journaling runner (`ActionRunner.run(action, at=now)`);
-    `policy()` returns the storage policy in force (it may be reloaded between sweeps)."""
+    `policy()` returns the storage policy in force (it may be reloaded between sweeps);
+    `recover()` says whether to finish interrupted moves first: not in dry-run mode, which
+    touches no file (recovery copies, switches and deletes like a move)."""
 
     def __init__(
         self,
@@ -105,8 +107,10 @@ class TieringSweep:
         run_action: Callable[[Retier, datetime], Awaitable[Outcome]],
         policy: Callable[[], StoragePolicy],
         metrics: TieringMetrics | None = None,
+        recover: Callable[[], bool] = lambda: True,
     ) -> None:
         self.inventory = inventory
+        self.recover = recover
         self.mover = mover
         self.run_action = run_action
         self.policy = policy
@@ -118,7 +122,8 @@ class TieringSweep:
         if policy is not self.mover.policy:
             self.mover.set_policy(policy)
         report = SweepReport(at=now)
-        report.recovered = len(await self.mover.recover())
+        if self.recover():
+            report.recovered = len(await self.mover.recover())
         planned = await self.inventory.plan(policy, now, policy.max_moves_per_sweep)
         report.planned = len(planned)
         report.monthly_saving = sum(p.monthly_saving for p in planned)

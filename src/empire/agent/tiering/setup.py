@@ -33,7 +33,11 @@ def setup(daemon: Any) -> None:
     inventory = Inventory(daemon.db)
     mover = Mover(daemon.db, backend, storage, daemon.clock, metrics=metrics, actor=daemon.settings.replica_id)
     daemon.runner.register(Retier, RetierExecutor(mover, inventory))
-    sweep = TieringSweep(inventory, mover, lambda a, now: daemon.runner.run(a, at=now), policy, metrics)
+
+    def live() -> bool:
+        return not daemon.runner.dry_run
+
+    sweep = TieringSweep(inventory, mover, lambda a, now: daemon.runner.run(a, at=now), policy, metrics, live)
     daemon.jobs.add("tiering-sweep", storage.sweep_every, sweep)
     daemon.routes.extend(
         routes(inventory, token=daemon.settings.ingest_token, clock=daemon.clock,
@@ -44,6 +48,9 @@ def setup(daemon: Any) -> None:
     }  # fmt: skip
 
     async def recover() -> None:
+        if not live():
+            logger.info("tiering: dry run: interrupted moves are left for a live run to recover")
+            return
         results = await mover.recover()
         if results:
             logger.warning("tiering: recovered %d interrupted moves at start", len(results))

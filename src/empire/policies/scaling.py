@@ -26,6 +26,8 @@ __all__ = [
     "PredictiveMode",
     "PredictivePolicy",
     "RatePolicy",
+    "ScaleDownRules",
+    "ScaleUpRules",
     "ScalingRules",
     "SelectPolicy",
     "Signal",
@@ -91,6 +93,11 @@ class SelectPolicy(StrEnum):
 
 
 class ScalingRules(StrictModel):
+    """The rules of one direction. The policy uses `ScaleUpRules` / `ScaleDownRules`, which differ
+    only in their defaults: a partial block takes each missing field from its direction's default,
+    as HPA's defaulting does (`behavior: {scale_down: {stabilization_window: 60s}}` keeps the
+    scale-down rate policy)."""
+
     stabilization_window: Duration = Field(description="0s to 1h")
     select: SelectPolicy = SelectPolicy.max
     policies: tuple[RatePolicy, ...] = ()
@@ -104,28 +111,37 @@ class ScalingRules(StrictModel):
         return self
 
 
-def _default_up() -> ScalingRules:
-    return ScalingRules(
-        stabilization_window=timedelta(0),
-        select=SelectPolicy.max,
-        policies=(
-            RatePolicy(type=RatePolicyType.percent, value=100, period=timedelta(seconds=15)),
-            RatePolicy(type=RatePolicyType.pods, value=4, period=timedelta(seconds=15)),
+_HPA_PERIOD = timedelta(seconds=15)
+
+
+class ScaleUpRules(ScalingRules):
+    """scale_up, HPA's defaults: no window; double or +4 pods per 15 s, whichever is more."""
+
+    stabilization_window: Duration = Field(default=timedelta(0), description="0s to 1h (default 0s: act at once)")
+    policies: tuple[RatePolicy, ...] = Field(
+        default=(
+            RatePolicy(type=RatePolicyType.percent, value=100, period=_HPA_PERIOD),
+            RatePolicy(type=RatePolicyType.pods, value=4, period=_HPA_PERIOD),
         ),
+        description="default: 100 % or 4 pods per 15s",
     )
 
 
-def _default_down() -> ScalingRules:
-    return ScalingRules(
-        stabilization_window=timedelta(seconds=300),
-        select=SelectPolicy.max,
-        policies=(RatePolicy(type=RatePolicyType.percent, value=100, period=timedelta(seconds=15)),),
+class ScaleDownRules(ScalingRules):
+    """scale_down, HPA's defaults: keep the highest recommendation of the last 5m; then 100 % per 15 s."""
+
+    stabilization_window: Duration = Field(default=timedelta(minutes=5), description="0s to 1h (default 5m)")
+    policies: tuple[RatePolicy, ...] = Field(
+        default=(RatePolicy(type=RatePolicyType.percent, value=100, period=_HPA_PERIOD),),
+        description="default: 100 % per 15s",
     )
 
 
 class Behavior(StrictModel):
-    scale_up: ScalingRules = Field(default_factory=_default_up)
-    scale_down: ScalingRules = Field(default_factory=_default_down)
+    """HPA v2 `behavior`: each direction, and each field within it, defaults on its own."""
+
+    scale_up: ScaleUpRules = Field(default_factory=ScaleUpRules)
+    scale_down: ScaleDownRules = Field(default_factory=ScaleDownRules)
 
 
 class PredictiveMode(StrEnum):

@@ -113,3 +113,18 @@ def test_every_command_and_subcommand_help_has_examples() -> None:
 
     missing = [path for path, p in walk(build_parser(), "empire") if "examples:" not in p.format_help()]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("var", "value"), [("EMPIRE_REDIS_URL", "garbage:hunter2"), ("EMPIRE_PROMETHEUS__URL", "notaurl")]
+)
+def test_run_with_a_malformed_peer_url_exits_2_before_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], var: str, value: str
+) -> None:
+    """Not a daemon that logs "leader election failed" every tick and `--once` exiting 0."""
+    monkeypatch.setenv(var, value)
+    monkeypatch.setenv("EMPIRE_HTTP__PORT", "0")
+    assert main(["run", "--once"]) == 2
+    err = capsys.readouterr().err
+    assert f"{var}: not a URL (no scheme://); valid forms: " in err
+    assert "Traceback" not in err and "hunter2" not in err

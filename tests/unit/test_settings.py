@@ -80,3 +80,87 @@ def test_mask_url() -> None:
     assert mask_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert mask_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert mask_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+REDIS_FORMS = "valid forms: redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/redis.sock"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("garbage", "not a URL (no scheme://)"),
+        ("localhost:6379", "not a URL (no scheme://)"),
+        ("http://redis:6379/0", "unsupported scheme 'http'"),
+        ("REDIS://redis:6379", "unsupported scheme 'REDIS'"),  # redis-py compares the scheme as written
+        ("redis://", "no host"),
+        ("redis://:hunter2@redis:abc/0", "the port is not a number from 1 to 65535 (percent-encode"),
+        ("redis://:hun#ter2@redis:6379/0", "no host (percent-encode / ? # @ : in a password)"),
+        ("redis://redis:6379/zero", "the database number (the path after host:port) is not a whole number"),
+        ("redis://redis:6379/?db=x", "the db= query value is not a whole number"),
+        ("unix://", "no socket path"),
+    ],
+)
+def test_bad_redis_url_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, value: str, problem: str) -> None:
+    """Found here, not as "leader election failed" on every tick of a daemon that never acts."""
+    monkeypatch.setenv("EMPIRE_REDIS_URL", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"EMPIRE_REDIS_URL: {problem}" in message
+    assert REDIS_FORMS in message
+    assert "hunter2" not in message and "hun#ter2" not in message and "ter2" not in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["redis://redis:6379/0", "redis://:pw@redis", "rediss://user:pw@redis:6380/2", "redis://[::1]:6379",
+     "unix:///run/redis.sock", "unix:///run/redis.sock?db=3", "redis://redis:6379/?db=1"],
+)  # fmt: skip
+def test_good_redis_urls_pass(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("EMPIRE_REDIS_URL", value)
+    s = load_settings()
+    assert s.redis_url is not None and s.redis_url.get_secret_value() == value
+
+
+def test_empty_peer_urls_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMPIRE_REDIS_URL", "")
+    monkeypatch.setenv("EMPIRE_PROMETHEUS__URL", "")
+    s = load_settings()
+    assert s.redis_url is None and s.prometheus.url is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("notaurl", "not a URL (no scheme://)"),
+        ("prometheus:9090", "not a URL (no scheme://)"),
+        ("ftp://prom", "unsupported scheme 'ftp'"),
+        ("http://", "no host"),
+        ("http://prom:90x", "the port is not a number from 1 to 65535"),
+    ],
+)
+def test_bad_prometheus_url_is_a_settings_error(monkeypatch: pytest.MonkeyPatch, value: str, problem: str) -> None:
+    """Not "metric source unreachable" at every tick."""
+    monkeypatch.setenv("EMPIRE_PROMETHEUS__URL", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"EMPIRE_PROMETHEUS__URL: {problem}; valid forms: http://host[:port][/path] or https://" in str(info.value)
+
+
+def test_prometheus_url_in_the_file_is_checked_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "empire.yaml"
+    f.write_text("prometheus: {url: 'ftp://prom:9090'}\n")
+    monkeypatch.setenv("EMPIRE_CONFIG_FILE", str(f))
+    with pytest.raises(ConfigError, match="EMPIRE_PROMETHEUS__URL: unsupported scheme 'ftp'"):
+        load_settings()
+
+
+def test_rejected_values_are_not_echoed_even_by_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings() built directly (not through load_settings) must not print the URL either."""
+    from pydantic import ValidationError
+
+    from empire.config import Settings
+
+    with pytest.raises(ValidationError) as info:
+        Settings(redis_url="redis://:hunter2@redis:abc/0")
+    assert "hunter2" not in str(info.value)

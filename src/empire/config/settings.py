@@ -23,6 +23,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from empire.config.urls import check_http_url, check_redis_url
 from empire.errors import ConfigError
 
 __all__ = ["KubernetesSettings", "PrometheusSettings", "Settings", "load_settings", "mask_url"]
@@ -44,7 +45,8 @@ def mask_url(url: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a rejected value may be a credential (a URL with a password).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class PrometheusSettings(_Section):
@@ -55,6 +57,14 @@ class PrometheusSettings(_Section):
     timeout: float = Field(default=10.0, gt=0, description="seconds per request")
     retries: int = Field(default=2, ge=0)
     verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None  # unset, as the daemon always read an empty value
+        check_http_url(v)
+        return v
 
 
 class KubernetesSettings(_Section):
@@ -98,6 +108,7 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         validate_default=True,
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="SQLite DB, tiers, file lock")
@@ -130,6 +141,14 @@ class Settings(BaseSettings):
         allowed = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
         if scheme not in allowed:
             raise ValueError(f"unsupported database URL scheme {scheme!r} (valid: {', '.join(allowed)})")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip():
+            return None  # an empty EMPIRE_REDIS_URL means no Redis, not a URL redis-py rejects later
+        check_redis_url(v.get_secret_value())
         return v
 
     @classmethod

@@ -1,0 +1,86 @@
+"""Shape checks for the peer URLs in Settings (Redis, Prometheus), run once when settings load.
+
+Why at load time and not where the URL is used: a Redis URL the client cannot parse surfaced deep
+inside the daemon, as a traceback from the pools setup and then "leader election failed ... not
+acting this tick" on every tick, while the process stayed up and `run --once` exited 0; a bad
+Prometheus URL read as "metric source unreachable". Checked here, it is one line naming the
+variable, what is wrong and the valid forms, and exit code 2, before anything starts.
+
+Messages never echo the URL, which may carry a password: at most its scheme, which cannot.
+Only the shape is checked (scheme, host, port, database number); whether the peer answers is
+the adapters' business (a `TemporaryError` when it does not).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import SplitResult, parse_qs, urlsplit
+
+__all__ = ["HTTP_FORMS", "REDIS_FORMS", "check_http_url", "check_redis_url"]
+
+REDIS_FORMS = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/redis.sock[?db=N]"
+HTTP_FORMS = "http://host[:port][/path] or https://host[:port][/path]"
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_ENCODE_HINT = "(percent-encode / ? # @ : in a password)"
+
+
+def _scheme(url: str) -> str:
+    """The scheme as written, or a description of its absence. Never more of the URL than that."""
+    head, sep, _ = url.partition("://")
+    if not sep:
+        return ""
+    return head if _SCHEME.fullmatch(head) else "?"
+
+
+def _describe_scheme(scheme: str) -> str:
+    if scheme == "":
+        return "not a URL (no scheme://)"
+    if scheme == "?":
+        return "not a URL (malformed scheme)"
+    return f"unsupported scheme {scheme!r}"
+
+
+def _host_and_port(url: str, parts: SplitResult) -> str | None:
+    """What is wrong with the host:port part, or None. A password with a reserved character in
+    it splits the URL in the wrong place, and shows up here as a missing host or a bad port."""
+    hint = f" {_ENCODE_HINT}" if "@" in url else ""
+    if not parts.hostname:
+        return f"no host{hint}"
+    try:
+        port = parts.port
+    except ValueError:
+        return f"the port is not a number from 1 to 65535{hint}"
+    if port == 0:
+        return "the port is not a number from 1 to 65535"
+    return None
+
+
+def check_redis_url(url: str) -> None:
+    """Raise `ValueError` (what is wrong; the valid forms) unless redis-py can use `url`."""
+    scheme = _scheme(url)
+    if scheme not in ("redis", "rediss", "unix"):  # lower case only: redis-py compares as written
+        raise ValueError(f"{_describe_scheme(scheme)}; valid forms: {REDIS_FORMS}")
+    parts = urlsplit(url)
+    if scheme == "unix":
+        problem = None if parts.path not in ("", "/") else "no socket path"
+    else:
+        problem = _host_and_port(url, parts)
+        if problem is None and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            problem = "the database number (the path after host:port) is not a whole number"
+    if problem is None:
+        db = parse_qs(parts.query).get("db")
+        if db and not db[0].isdigit():
+            problem = "the db= query value is not a whole number"
+    if problem:
+        raise ValueError(f"{problem}; valid forms: {REDIS_FORMS}")
+
+
+def check_http_url(url: str) -> None:
+    """Raise `ValueError` unless `url` is http:// or https:// with a host (and a valid port)."""
+    scheme = _scheme(url)
+    if scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{_describe_scheme(scheme)}; valid forms: {HTTP_FORMS}")
+    problem = _host_and_port(url, urlsplit(url))
+    if problem:
+        raise ValueError(f"{problem}; valid forms: {HTTP_FORMS}")

@@ -128,3 +128,28 @@ def test_run_with_a_malformed_peer_url_exits_2_before_starting(
     err = capsys.readouterr().err
     assert f"{var}: not a URL (no scheme://); valid forms: " in err
     assert "Traceback" not in err and "hunter2" not in err
+
+
+def test_bad_setting_is_one_line_per_problem(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EMPIRE_HTTP__PORT", "abc")
+    assert main(["config", "show"]) == 2
+    assert capsys.readouterr().err == (
+        "empire: error: invalid settings: EMPIRE_HTTP__PORT: Input should be a valid integer, "
+        "unable to parse string as an integer\n"
+    )
+    monkeypatch.setenv("EMPIRE_REDIS_URL", "garbage")
+    assert main(["config", "show"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("empire: error: invalid settings: EMPIRE_") for line in lines)
+
+
+def test_a_policy_with_several_problems_prints_each_as_an_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loop: {intervall: 5s}\ntargets:\n  - name: api\n    workload: {name: api}\n    max_replicas: -1\n")
+    assert main(["policy", "show", str(bad)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 2 and all(line.startswith(f"empire: error: {bad}:") for line in lines)

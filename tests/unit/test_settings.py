@@ -164,3 +164,24 @@ def test_rejected_values_are_not_echoed_even_by_pydantic(monkeypatch: pytest.Mon
     with pytest.raises(ValidationError) as info:
         Settings(redis_url="redis://:hunter2@redis:abc/0")
     assert "hunter2" not in str(info.value)
+
+
+def test_each_problem_is_one_self_contained_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README promises a one-line error per problem: no header line standing alone."""
+    monkeypatch.setenv("EMPIRE_HTTP__PORT", "abc")
+    monkeypatch.setenv("EMPIRE_LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("invalid settings: EMPIRE_") for line in lines)
+    assert "invalid settings: EMPIRE_HTTP__PORT: Input should be a valid integer" in lines[0] + lines[1]
+
+
+def test_unparseable_config_file_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "empire.yaml"
+    f.write_text("http: [\n")
+    monkeypatch.setenv("EMPIRE_CONFIG_FILE", str(f))
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith("invalid settings: ") and "\n" not in str(info.value)

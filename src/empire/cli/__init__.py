@@ -102,13 +102,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TemporaryError as exc:
-        print(f"empire: temporary failure: {exc}", file=sys.stderr)
+        _print_error("empire: temporary failure: ", exc)
         return 3
     except EmpireError as exc:
-        print(f"empire: error: {exc}", file=sys.stderr)
+        _print_error("empire: error: ", exc)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _print_error(prefix: str, exc: BaseException) -> None:
+    """One line per problem, each with the prefix: an error with several problems (invalid
+    settings, a policy file) never leaves a bare header line or a line that does not say `empire`."""
+    for line in str(exc).splitlines() or [""]:
+        print(f"{prefix}{line}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -198,7 +198,10 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings once; a bad value becomes a `ConfigError` naming the variable."""
+    """Read settings once; a bad value becomes a `ConfigError` naming the variable.
+
+    The message has one self-contained line per problem (`invalid settings: VAR: message`), so the
+    CLI's `empire: error: ` prefix makes each a one-line error that greps and reads alone."""
     config_file = os.environ.get("EMPIRE_CONFIG_FILE")
     if config_file and not Path(config_file).is_file():
         raise ConfigError(f"EMPIRE_CONFIG_FILE={config_file}: no such file")
@@ -209,7 +212,7 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors(include_url=False):
             parts = [str(p) for p in err["loc"]]
             var = "EMPIRE_" + "__".join(p.upper() for p in parts)
-            lines.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+            lines.append(f"invalid settings: {var}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None
     except Exception as exc:  # pydantic-settings parse errors (bad JSON in a complex env value, bad YAML)
-        raise ConfigError(f"invalid settings: {exc}") from None
+        raise ConfigError(f"invalid settings: {' '.join(str(exc).split())}") from None

@@ -84,7 +84,7 @@ def test_wrong_type_and_negative_replicas_name_the_path() -> None:
 
 def test_min_above_max_is_rejected() -> None:
     lines = errors(MINIMAL_TARGET.replace("max_replicas: 10", "max_replicas: 2\n    min_replicas: 5"))
-    assert lines == ["p.yaml:3: targets[0]: min_replicas (5) must be <= max_replicas (2)"]
+    assert lines == ["p.yaml:6: targets[0].min_replicas: 5 is above max_replicas (2)"]
 
 
 def test_bad_duration_explains_the_format() -> None:
@@ -116,7 +116,8 @@ alerting:
     routes: [{matchers: ['severity="critical"'], receiver: slack}]
 """
     lines = errors(text)
-    assert "p.yaml:9: alerting: route names unknown receiver(s) slack (defined: dashboard)" in lines
+    # The exact path and line of the reference, what is wrong, the valid choices.
+    assert "p.yaml:12: alerting.route.routes[0].receiver: unknown receiver 'slack' (valid: dashboard)" in lines
 
 
 def test_persona_provider_reference_is_checked() -> None:
@@ -129,7 +130,9 @@ personas:
     genres: [synthwave]
     providers: [music, musik]
 """
-    assert errors(text) == ["p.yaml:8: personas[0].providers[1]: unknown provider 'musik' (valid: music)"]
+    assert errors(text) == [
+        "p.yaml:8: personas[0].providers[1]: unknown provider 'musik'; did you mean 'music'? (valid: music)"
+    ]
 
 
 def test_alert_rule_references_target_and_signal() -> None:
@@ -149,7 +152,7 @@ alerting:
 
 def test_duplicate_names_are_rejected() -> None:
     text = MINIMAL_TARGET + MINIMAL_TARGET.replace("targets:\n", "")
-    assert errors(text) == ["p.yaml:2: targets: name 'api' is used more than once"]
+    assert errors(text) == ["p.yaml:9: targets[1].name: name 'api' is already used by targets[0]"]
 
 
 def test_secret_reference_needs_exactly_one_source() -> None:

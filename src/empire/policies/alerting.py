@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from empire.policies.common import Name, SecretRef, StrictModel
 from empire.policies.durations import Duration
+from empire.policies.errors import Issue, raise_issues, unknown_choice
 
 __all__ = [
     "AlertRule",
@@ -248,11 +249,22 @@ class AlertingPolicy(StrictModel):
     @model_validator(mode="after")
     def _checks(self) -> AlertingPolicy:
         names = [r.name for r in self.receivers]
+        issues: list[Issue] = []
         if self.route.receiver is None:
-            raise ValueError("route.receiver is required at the root of the routing tree")
-        missing = sorted(self.route.receivers() - set(names))
-        if missing:
-            raise ValueError(
-                f"route names unknown receiver(s) {', '.join(missing)} (defined: {', '.join(names) or 'none'})"
+            issues.append(
+                Issue("route.receiver", f"required at the root of the routing tree (valid: {', '.join(names)})")
             )
+        issues.extend(_route_issues(self.route, "route", names))
+        if issues:
+            raise_issues(issues)
         return self
+
+
+def _route_issues(route: Route, path: str, receivers: list[str]) -> list[Issue]:
+    """Every route (depth first, in file order) whose receiver is not defined, at its exact path."""
+    out: list[Issue] = []
+    if route.receiver is not None and route.receiver not in receivers:
+        out.append(Issue(f"{path}.receiver", unknown_choice("receiver", route.receiver, receivers)))
+    for i, child in enumerate(route.routes):
+        out.extend(_route_issues(child, f"{path}.routes[{i}]", receivers))
+    return out

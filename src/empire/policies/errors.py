@@ -11,15 +11,25 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from empire.errors import ConfigError
 
-__all__ = ["Issue", "PolicyError", "format_loc", "issues_from_validation_error"]
+__all__ = [
+    "Issue",
+    "PolicyError",
+    "duplicate_name_issues",
+    "format_loc",
+    "issues_from_validation_error",
+    "raise_issues",
+    "unknown_choice",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,41 @@ class PolicyError(ConfigError):
         self.issues = issues
         self.source = source
         super().__init__("\n".join(i.render(source) for i in issues))
+
+
+def unknown_choice(kind: str, value: str, valid: Sequence[str], of: str = "") -> str:
+    """`unknown receiver 'dd'; did you mean 'd'? (valid: d, slack)`: what was wrong, the nearest
+    valid name (as for unknown keys) and every valid one. `of` names the owner (`target 'api'`)."""
+    close = difflib.get_close_matches(value, list(valid), n=1, cutoff=0.6)
+    owner = f" of {of}" if of else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {value!r}{owner}{hint} (valid: {', '.join(valid) if valid else 'none defined'})"
+
+
+def duplicate_name_issues(path: str, names: Sequence[str]) -> list[Issue]:
+    """One issue per repeated name, at `<path>[i].name`, naming the first item that used it."""
+    first: dict[str, int] = {}
+    out: list[Issue] = []
+    for i, name in enumerate(names):
+        if name in first:
+            out.append(Issue(f"{path}[{i}].name", f"name {name!r} is already used by {path}[{first[name]}]"))
+        else:
+            first[name] = i
+    return out
+
+
+def raise_issues(issues: list[Issue]) -> NoReturn:
+    """Raise from a model validator with exact field paths, relative to that model.
+
+    A plain `ValueError` is reported at the model's own path (`alerting: ...`); these issues are
+    reported at `<model path>.<issue path>` (`alerting.route.routes[0].receiver: ...`), each with
+    its own line number.
+    """
+    raise PydanticCustomError(
+        "policy_references",
+        "{summary}",
+        {"summary": "; ".join(f"{i.path}: {i.message}" for i in issues), "issues": issues},
+    )
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
@@ -125,7 +170,8 @@ def issues_from_validation_error(exc: ValidationError, root: type[BaseModel], te
         ctx = err.get("ctx") or {}
         if err["type"] == "policy_references":
             for sub in ctx.get("issues", []):
-                issues.append(Issue(sub.path, sub.message, _line_of(text, _parse_path(sub.path))))
+                full = loc + _parse_path(sub.path)
+                issues.append(Issue(format_loc(full), sub.message, _line_of(text, full)))
             continue
         message = err["msg"]
         if err["type"] == "extra_forbidden":

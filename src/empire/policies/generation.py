@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from empire.policies.common import Name, SecretRef, StrictModel, find_duplicates
+from empire.policies.common import Name, SecretRef, StrictModel
 from empire.policies.durations import Duration
+from empire.policies.errors import Issue, duplicate_name_issues, raise_issues
 
 __all__ = [
     "Account",
@@ -133,12 +134,17 @@ class Provider(StrictModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Provider:
+        issues: list[Issue] = []
         if self.kind == "http" and self.http is None:
-            raise ValueError("kind 'http' needs an 'http' section (submit_url, ...)")
-        if dups := find_duplicates([a.name for a in self.accounts]):
-            raise ValueError(f"account names must be unique, repeated: {', '.join(dups)}")
-        if self.name in self.fallback:
-            raise ValueError("a provider cannot be its own fallback")
+            issues.append(Issue("http", "required when kind is 'http' (submit_url, ...)"))
+        issues.extend(duplicate_name_issues("accounts", [a.name for a in self.accounts]))
+        issues.extend(
+            Issue(f"fallback[{j}]", "a provider cannot be its own fallback")
+            for j, fb in enumerate(self.fallback)
+            if fb == self.name
+        )
+        if issues:
+            raise_issues(issues)
         return self
 
 

@@ -15,8 +15,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from empire.policies.common import Name, StrictModel, find_duplicates
+from empire.policies.common import Name, StrictModel
 from empire.policies.durations import Duration
+from empire.policies.errors import Issue, duplicate_name_issues, raise_issues, unknown_choice
 
 __all__ = [
     "SEED_TARGETS",
@@ -210,7 +211,7 @@ class FallbackPolicy(StrictModel):
     @model_validator(mode="after")
     def _replicas_for_fixed(self) -> FallbackPolicy:
         if self.mode == FallbackMode.fixed and self.replicas is None:
-            raise ValueError("mode 'fixed' needs replicas")
+            raise_issues([Issue("replicas", "required when mode is 'fixed'")])
         return self
 
 
@@ -232,20 +233,22 @@ class Target(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Target:
+        issues: list[Issue] = []
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
-        if dups := find_duplicates([s.name for s in self.signals]):
-            raise ValueError(f"signal names must be unique, repeated: {', '.join(dups)}")
+            issues.append(Issue("min_replicas", f"{self.min_replicas} is above max_replicas ({self.max_replicas})"))
         names = [s.name for s in self.signals]
+        issues.extend(duplicate_name_issues("signals", names))
         if self.predictive.signal is not None and self.predictive.signal not in names:
-            raise ValueError(
-                f"predictive.signal {self.predictive.signal!r} is not a signal of this target "
-                f"(valid: {', '.join(names)})"
+            issues.append(
+                Issue("predictive.signal", unknown_choice("signal", self.predictive.signal, names, of="this target"))
             )
+        span = f"{self.min_replicas}..{self.max_replicas}"
         if self.pin_replicas is not None and not self.min_replicas <= self.pin_replicas <= self.max_replicas:
-            raise ValueError("pin_replicas must lie within min_replicas..max_replicas")
+            issues.append(Issue("pin_replicas", f"must lie within min_replicas..max_replicas ({span})"))
         if self.fallback.replicas is not None and not self.min_replicas <= self.fallback.replicas <= self.max_replicas:
-            raise ValueError("fallback.replicas must lie within min_replicas..max_replicas")
+            issues.append(Issue("fallback.replicas", f"must lie within min_replicas..max_replicas ({span})"))
+        if issues:
+            raise_issues(issues)
         return self
 
     def demand_signal(self) -> Signal | None:

@@ -15,12 +15,18 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
 
 from empire.policies.alerting import AlertingPolicy
-from empire.policies.common import StrictModel, find_duplicates
+from empire.policies.common import StrictModel
 from empire.policies.durations import Duration
-from empire.policies.errors import Issue, PolicyError, issues_from_validation_error
+from empire.policies.errors import (
+    Issue,
+    PolicyError,
+    duplicate_name_issues,
+    issues_from_validation_error,
+    raise_issues,
+    unknown_choice,
+)
 from empire.policies.generation import Budget, CompliancePolicy, Persona, Provider
 from empire.policies.scaling import Target
 from empire.policies.storage import StoragePolicy
@@ -49,11 +55,7 @@ class Policy(StrictModel):
     def _references(self) -> Policy:
         issues = reference_issues(self)
         if issues:
-            raise PydanticCustomError(
-                "policy_references",
-                "{summary}",
-                {"summary": "; ".join(f"{i.path}: {i.message}" for i in issues), "issues": issues},
-            )
+            raise_issues(issues)
         return self
 
     def target(self, name: str) -> Target:
@@ -69,12 +71,8 @@ class Policy(StrictModel):
         raise KeyError(name)
 
 
-def _choices(names: list[str]) -> str:
-    return ", ".join(names) if names else "none defined"
-
-
 def reference_issues(p: Policy) -> list[Issue]:
-    """Cross-section checks: names unique, every reference resolves."""
+    """Cross-section checks: names unique, every reference resolves; each issue at its exact path."""
     out: list[Issue] = []
     for section, items in (
         ("targets", p.targets),
@@ -83,78 +81,47 @@ def reference_issues(p: Policy) -> list[Issue]:
         ("alerting.receivers", p.alerting.receivers),
         ("alerting.rules", p.alerting.rules),
     ):
-        for dup in find_duplicates([i.name for i in items]):
-            out.append(Issue(section, f"name {dup!r} is used more than once"))
+        out.extend(duplicate_name_issues(section, [i.name for i in items]))
     providers = [x.name for x in p.providers]
     targets = {t.name: t for t in p.targets}
     personas = [x.name for x in p.personas]
+
+    def check(path: str, kind: str, value: str, valid: list[str], of: str = "") -> bool:
+        if value in valid:
+            return True
+        out.append(Issue(path, unknown_choice(kind, value, valid, of=of)))
+        return False
+
     for i, prov in enumerate(p.providers):
         for j, fb in enumerate(prov.fallback):
-            if fb not in providers:
-                out.append(
-                    Issue(
-                        f"providers[{i}].fallback[{j}]",
-                        f"unknown provider {fb!r} (valid: {_choices(providers)})",
-                    )
-                )
+            check(f"providers[{i}].fallback[{j}]", "provider", fb, providers)
     for i, per in enumerate(p.personas):
         for j, ref in enumerate(per.providers):
-            if ref not in providers:
-                out.append(
-                    Issue(
-                        f"personas[{i}].providers[{j}]",
-                        f"unknown provider {ref!r} (valid: {_choices(providers)})",
-                    )
-                )
+            check(f"personas[{i}].providers[{j}]", "provider", ref, providers)
     for i, rule in enumerate(p.alerting.rules):
         path = f"alerting.rules[{i}]"
-        if rule.target not in targets:
-            out.append(Issue(f"{path}.target", f"unknown target {rule.target!r} (valid: {_choices(list(targets))})"))
-        else:
+        if check(f"{path}.target", "target", rule.target, list(targets)):
             signals = [s.name for s in targets[rule.target].signals]
-            if rule.signal not in signals:
-                out.append(
-                    Issue(
-                        f"{path}.signal",
-                        f"unknown signal {rule.signal!r} of target {rule.target!r} (valid: {_choices(signals)})",
-                    )
-                )
+            check(f"{path}.signal", "signal", rule.signal, signals, of=f"target {rule.target!r}")
         rem = rule.remediation
         if rem is None:
             continue
-        if rem.scale is not None and rem.scale.target not in targets:
-            out.append(
-                Issue(
-                    f"{path}.remediation.scale.target",
-                    f"unknown target {rem.scale.target!r} (valid: {_choices(list(targets))})",
-                )
+        if rem.scale is not None:
+            check(f"{path}.remediation.scale.target", "target", rem.scale.target, list(targets))
+        if rem.pause_persona is not None:
+            check(f"{path}.remediation.pause_persona", "persona", rem.pause_persona, personas)
+        if (d := rem.drain_account) is not None and check(
+            f"{path}.remediation.drain_account.provider", "provider", d.provider, providers
+        ):
+            accounts = [a.name for a in p.provider(d.provider).accounts]
+            check(
+                f"{path}.remediation.drain_account.account",
+                "account",
+                d.account,
+                accounts,
+                of=f"provider {d.provider!r}",
             )
-        if rem.pause_persona is not None and rem.pause_persona not in personas:
-            out.append(
-                Issue(
-                    f"{path}.remediation.pause_persona",
-                    f"unknown persona {rem.pause_persona!r} (valid: {_choices(personas)})",
-                )
-            )
-        if rem.drain_account is not None:
-            d = rem.drain_account
-            if d.provider not in providers:
-                out.append(
-                    Issue(
-                        f"{path}.remediation.drain_account.provider",
-                        f"unknown provider {d.provider!r} (valid: {_choices(providers)})",
-                    )
-                )
-            else:
-                accounts = [a.name for a in p.provider(d.provider).accounts]
-                if d.account not in accounts:
-                    out.append(
-                        Issue(
-                            f"{path}.remediation.drain_account.account",
-                            f"unknown account {d.account!r} of provider {d.provider!r} (valid: {_choices(accounts)})",
-                        )
-                    )
-    return out  # fmt: skip
+    return out
 
 
 def parse_policy(data: Any, source: str | None = None, text: str | None = None) -> Policy:

@@ -7,7 +7,8 @@ Command modules import heavy libraries (scikit-learn, SQLAlchemy) inside their h
 
 Exit codes: 0 success, 1 the command ran but found a problem (for example a failed check),
 2 bad input or configuration (``ConfigError``/``PermanentError``), 3 a temporary failure
-(database unreachable, peer down): try again later.
+(database unreachable, peer down): try again later. A reader that stops early (``empire jobs list
+| head -1``) is not a failure: the rest of the output is dropped quietly and the exit code is 0.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -90,6 +92,40 @@ def _inherit_examples(parser: argparse.ArgumentParser, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:  # also after --help (SystemExit): what is still buffered must reach the reader here
+            sys.stdout.flush()
+    except BaseException as exc:
+        if not _is_broken_pipe(exc):
+            raise
+        return _reader_went_away()
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    """A closed stdout, raised directly or from inside a task group (an exception group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_broken_pipe(e) for e in exc.exceptions)
+    return isinstance(exc, BrokenPipeError)
+
+
+def _reader_went_away() -> int:
+    """What Python's documentation recommends for SIGPIPE (library/signal.html, "Note on SIGPIPE"):
+    point stdout at /dev/null so the interpreter's final flush of what is still buffered cannot
+    fail a second time ("Exception ignored ... BrokenPipeError", exit 120), and exit quietly.
+    The code is 0, not the documentation's 1: in this CLI 1 means "found a problem", and a reader
+    that stopped early (`| head -1`) got what it asked for."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file (a test's capture): nothing is left to flush
+        pass
+    return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

@@ -32,6 +32,11 @@ BAD_EXAMPLES: dict[str, tuple[str, list[tuple[int, str]]]] = {
         TARGET + "    predictive: {signal: cpuu}\n    pin_replicas: 11\n",
         [(7, "targets[0].predictive.signal"), (8, "targets[0].pin_replicas")],
     ),
+    "wrong shapes": (
+        "budget: 5\nproviders:\n  - name: m\n    accounts:\n      - {name: a, api_key: sk-123}\n"
+        "personas:\n  - {name: p, genres: rock, providers: [m]}\n",
+        [(1, "budget"), (5, "providers[0].accounts[0].api_key"), (7, "personas[0].genres")],
+    ),
 }
 
 
@@ -53,3 +58,4 @@ def test_validate_prints_one_located_line_per_error_and_exits_2(
         assert source == str(f) and message.strip(), line
         got.append((int(lineno), path))
     assert got == expected, lines
+    assert "sk-123" not in captured.err

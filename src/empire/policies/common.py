@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-__all__ = ["Name", "SecretRef", "StrictModel", "find_duplicates"]
+__all__ = ["NAME_PATTERN", "Name", "SecretRef", "StrictModel", "find_duplicates"]
 
 
 class StrictModel(BaseModel):
@@ -20,9 +20,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"),
+    StringConstraints(pattern=NAME_PATTERN),
     Field(description="lower-case letters, digits, '.', '_' and '-'; starts and ends alphanumeric"),
 ]
 """A policy-local identifier (target, provider, account, persona, receiver, tier, rule)."""

@@ -2,8 +2,11 @@
 
 pydantic reports locations as tuples and messages in its own words; operators need
 `targets[0].behavior.scale_down.stabilization_window: invalid duration '5 min' ...` and, for an
-unknown key, the key they probably meant. Line numbers come from re-composing the YAML text, so the
-message points at the place in the file to edit.
+unknown key, the key they probably meant; for a wrong type, the expected shape and (for a mapping)
+its valid keys. Line numbers come from re-composing the YAML text, so the message points at the
+place in the file to edit. Model validators report cross-field problems through `raise_issues`, at
+exact paths relative to the model. No message or path ever holds a value given for a secret: the
+kind of value is named ("got a string"), never the value.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 from empire.errors import ConfigError
+from empire.policies.common import NAME_PATTERN, SecretRef
 
 __all__ = [
     "Issue",
@@ -159,7 +163,72 @@ def _line_of(text: str | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+_REFERENCE_SHAPE = "{env: VAR}, {file: /path} or {secret: {name: NAME, key: KEY}}"
+
+
+def _kind_of(value: Any) -> str:
+    """What kind of value was given, never the value itself (it may be a secret)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "a list"
+    return type(value).__name__
+
+
+def _secret_prefix(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The part of `loc` that reaches a `SecretRef` field, when `loc` goes through one."""
+    for i in range(1, len(loc) + 1):
+        if _model_at(root, loc[:i]) is SecretRef:
+            return loc[:i]
+    return None
+
+
+def _type_message(err: Any, root: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """pydantic's type errors in the operator's words: the expected shape, the valid keys of a
+    mapping, and the kind of value given (never the value: it may be a secret)."""
+    kind, got = err["type"], _kind_of(err.get("input"))
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        model = _model_at(root, loc) if loc else root
+        if model is SecretRef:
+            return f"expected a reference to the secret, {_REFERENCE_SHAPE}, never the secret itself; got {got}"
+        if model is not None:
+            return f"expected a mapping with keys {', '.join(_valid_keys(model))}; got {got}"
+        return f"expected a mapping (key: value); got {got}"
+    if kind in ("tuple_type", "list_type", "set_type", "frozen_set_type", "iterable_type", "sequence_str"):
+        return f"expected a list ([a, b] or one '- item' per line); got {got}"
+    if kind == "string_type":
+        return f"expected a string; got {got}"
+    if kind in ("int_type", "int_parsing", "int_from_float", "int_parsing_size"):
+        return f"expected an integer (a whole number); got {'a fraction' if kind == 'int_from_float' else got}"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"expected a number; got {got}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false; got {got}"
+    if kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
+        return (
+            "expected a name: lower-case letters, digits, '.', '_' and '-', starting and ending with a letter "
+            "or digit, at most 63 characters"
+        )
+    if kind == "too_short" and isinstance(err.get("input"), list | tuple):
+        n = (err.get("ctx") or {}).get("min_length", 1)
+        return f"must not be empty (at least {n} item{'s' if n != 1 else ''})" if not err["input"] else None
+    return None
+
+
 def issues_from_validation_error(exc: ValidationError, root: type[BaseModel], text: str | None = None) -> list[Issue]:
+    """One `Issue` per problem, at its path and line, in words an operator can act on.
+
+    No message or path carries a value given under a secret reference: a key typed where `env`
+    belongs may be the secret itself, so its name is not shown.
+    """
     issues: list[Issue] = []
     errors = exc.errors(include_url=False)
     failed = [tuple(e["loc"]) for e in errors]
@@ -177,7 +246,11 @@ def issues_from_validation_error(exc: ValidationError, root: type[BaseModel], te
         if err["type"] == "extra_forbidden":
             parent = _model_at(root, loc[:-1])
             key = str(loc[-1])
-            if parent is not None:
+            if _secret_prefix(root, loc[:-1]) is not None:
+                loc = loc[:-1]  # the key itself may be the secret: show neither it nor a guess at it
+                valid = f"; valid keys: {', '.join(_valid_keys(parent))}" if parent is not None else ""
+                message = f"unknown key (not shown: it may be the secret){valid}; a reference is {_REFERENCE_SHAPE}"
+            elif parent is not None:
                 valid = _valid_keys(parent)
                 close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}? " if close else ""
@@ -186,6 +259,8 @@ def issues_from_validation_error(exc: ValidationError, root: type[BaseModel], te
                 message = f"unknown key {key!r}"
         elif err["type"] == "missing":
             message = "required field is missing"
+        elif (translated := _type_message(err, root, loc)) is not None:
+            message = translated
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         issues.append(Issue(format_loc(loc), message, _line_of(text, loc)))

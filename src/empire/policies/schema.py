@@ -137,7 +137,10 @@ def parse_policy(data: Any, source: str | None = None, text: str | None = None) 
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(issues_from_validation_error(exc, Policy, text), source) from None
+        issues = issues_from_validation_error(exc, Policy, text)
+    # Raised outside the handler: the ValidationError (which holds every input value, secrets
+    # included) is not kept as the context of the PolicyError, so no traceback can print it.
+    raise PolicyError(issues, source)
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -35,7 +35,7 @@ BAD_EXAMPLES: dict[str, tuple[str, list[tuple[int, str]]]] = {
     "wrong shapes": (
         "budget: 5\nproviders:\n  - name: m\n    accounts:\n      - {name: a, api_key: sk-123}\n"
         "personas:\n  - {name: p, genres: rock, providers: [m]}\n",
-        [(1, "budget"), (5, "providers[0].accounts[0].api_key"), (7, "personas[0].genres")],
+        [(5, "providers[0].accounts[0].api_key"), (1, "budget"), (7, "personas[0].genres")],
     ),
 }
 

@@ -8,7 +8,8 @@
 # Exported: EMPIRE_TEST_POSTGRES_URL, EMPIRE_TEST_REDIS_URL, EMPIRE_TEST_PROMETHEUS_URL,
 # EMPIRE_TEST_ALERTMANAGER_URL, EMPIRE_TEST_EXPORTER_PORT (Prometheus scrapes 127.0.0.1:<port>
 # every second; a test serves metrics there). A service that cannot be installed (not root, no
-# package) is skipped with a warning, and the tests that need it are skipped, not failed.
+# package) is skipped with a warning, and the tests that need it are skipped, not failed, unless
+# EMPIRE_TEST_REQUIRE_SERVICES=1 (.ci/run sets it): then they fail (tests/conftest.py).
 # Set EMPIRE_SERVICES=none to start nothing.
 
 _svc_log() { printf 'services: %s\n' "$*" >&2; }
@@ -100,6 +101,11 @@ services_up() {
   _svc_postgres; _svc_redis; _svc_alertmanager; _svc_prometheus
   _svc_log "up: postgres=${EMPIRE_TEST_POSTGRES_URL:-none} redis=${EMPIRE_TEST_REDIS_URL:-none}" \
     "prometheus=${EMPIRE_TEST_PROMETHEUS_URL:-none} alertmanager=${EMPIRE_TEST_ALERTMANAGER_URL:-none}"
+  case "${EMPIRE_TEST_REQUIRE_SERVICES:-}" in 1|true|yes)
+    [ -n "${EMPIRE_TEST_POSTGRES_URL:-}" ] && [ -n "${EMPIRE_TEST_REDIS_URL:-}" ] \
+      && [ -n "${EMPIRE_TEST_PROMETHEUS_URL:-}" ] && [ -n "${EMPIRE_TEST_ALERTMANAGER_URL:-}" ] \
+      || _svc_log "EMPIRE_TEST_REQUIRE_SERVICES=1: the tests needing a service that is 'none' above will FAIL" ;;
+  esac
 }
 
 services_down() {

@@ -3,6 +3,12 @@
 `database_url` runs a test on SQLite (a temp file) and, when EMPIRE_TEST_POSTGRES_URL is set, on
 PostgreSQL too, each PostgreSQL test in a database of its own. Tests needing a service that is not
 running are skipped with the variable to set, so `pytest` alone still runs everything else.
+
+Every such test goes through `require_service(name)`: the fixtures below call it, and so does a
+hook for tests marked `@pytest.mark.<service>` (postgres, redis, prometheus, alertmanager). With
+EMPIRE_TEST_REQUIRE_SERVICES=1 (as .ci/run sets) a missing service FAILS those tests instead:
+otherwise an apt-get that could not install PostgreSQL would turn CI green without ever running
+the PostgreSQL suites.
 """
 
 from __future__ import annotations
@@ -18,6 +24,44 @@ import pytest
 
 POSTGRES_URL = os.environ.get("EMPIRE_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("EMPIRE_TEST_REDIS_URL")
+
+# service name (also its pytest marker) -> the variables scripts/services.sh exports for it
+SERVICES: dict[str, tuple[str, ...]] = {
+    "postgres": ("EMPIRE_TEST_POSTGRES_URL",),
+    "redis": ("EMPIRE_TEST_REDIS_URL",),
+    "prometheus": ("EMPIRE_TEST_PROMETHEUS_URL", "EMPIRE_TEST_EXPORTER_PORT"),
+    "alertmanager": ("EMPIRE_TEST_ALERTMANAGER_URL",),
+}
+
+
+def services_required() -> bool:
+    return os.environ.get("EMPIRE_TEST_REQUIRE_SERVICES", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_service(name: str) -> str:
+    """The first variable's value for service `name` (a URL); when a variable is unset, skip the
+    test, or fail it when EMPIRE_TEST_REQUIRE_SERVICES=1."""
+    missing = [var for var in SERVICES[name] if not os.environ.get(var)]
+    if missing:
+        unset = " and ".join(missing)
+        if services_required():
+            pytest.fail(
+                f"EMPIRE_TEST_REQUIRE_SERVICES=1 but {unset} {'is' if len(missing) == 1 else 'are'} unset: "
+                f"{name} did not start "
+                "(see the 'services:' lines before the test run; scripts/services.sh installs and starts it)",
+                pytrace=False,
+            )
+        pytest.skip(f"set {unset} (make test starts {name})")
+    return os.environ[SERVICES[name][0]]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.prometheus` (or postgres, redis, alertmanager) means: needs that service.
+    Checked before any fixture is set up, module-scoped ones included."""
+    for name in SERVICES:
+        if item.get_closest_marker(name) is not None:
+            require_service(name)
 
 
 @pytest.fixture
@@ -43,8 +87,8 @@ def _pg_admin(sql: str) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (asyncpg URL) for one test."""
-    if not POSTGRES_URL:
-        pytest.skip("set EMPIRE_TEST_POSTGRES_URL (make test starts PostgreSQL)")
+    require_service("postgres")
+    assert POSTGRES_URL
     name = f"t_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0]
@@ -74,6 +118,4 @@ async def database(database_url: str) -> AsyncIterator[object]:
 
 @pytest.fixture
 def redis_url() -> str:
-    if not REDIS_URL:
-        pytest.skip("set EMPIRE_TEST_REDIS_URL (make test starts Redis)")
-    return REDIS_URL
+    return require_service("redis")

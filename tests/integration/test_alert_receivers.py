@@ -84,10 +84,7 @@ async def test_slack_unreachable_is_temporary() -> None:
 AM_URL = os.environ.get("EMPIRE_TEST_ALERTMANAGER_URL")
 
 
-@pytest.mark.alertmanager
-@pytest.mark.skipif(
-    not AM_URL, reason="set EMPIRE_TEST_ALERTMANAGER_URL (scripts/with-services.sh starts Alertmanager)"
-)
+@pytest.mark.alertmanager  # conftest.require_service: skipped without Alertmanager, failed in CI
 async def test_alertmanager_receives_firing_then_resolved_alert() -> None:
     assert AM_URL
     name = f"empire-test-{os.getpid()}-{datetime.now(UTC).timestamp():.0f}"
@@ -110,10 +107,7 @@ async def test_alertmanager_receives_firing_then_resolved_alert() -> None:
         assert (await client.get(f"{AM_URL}/api/v2/alerts", params=query)).json() == []
 
 
-@pytest.mark.alertmanager
-@pytest.mark.skipif(
-    not AM_URL, reason="set EMPIRE_TEST_ALERTMANAGER_URL (scripts/with-services.sh starts Alertmanager)"
-)
+@pytest.mark.alertmanager  # conftest.require_service: skipped without Alertmanager, failed in CI
 async def test_alertmanager_rejects_invalid_alerts_permanently() -> None:
     assert AM_URL
     bad = notification()

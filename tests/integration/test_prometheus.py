@@ -23,8 +23,7 @@ from fakes.loop import build_loop, policy, target_spec
 PROM = os.environ.get("EMPIRE_TEST_PROMETHEUS_URL")
 PORT = os.environ.get("EMPIRE_TEST_EXPORTER_PORT")
 pytestmark = [
-    pytest.mark.prometheus,
-    pytest.mark.skipif(not (PROM and PORT), reason="set EMPIRE_TEST_PROMETHEUS_URL and EMPIRE_TEST_EXPORTER_PORT"),
+    pytest.mark.prometheus,  # conftest.require_service: skipped without Prometheus, failed in CI
 ]
 
 

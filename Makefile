@@ -15,8 +15,12 @@ help:
 	@echo "make bench  run every benchmark (one JSON line each)"
 	@echo "make crd    regenerate deploy/crd.yaml and deploy/empireconfig.yaml after a policy schema change"
 
+# Debian/Ubuntu ship venv without ensurepip: `python3 -m venv` fails there (leaving a half-made
+# venv whose bin/python would make the next `make` skip this step) until python3-venv is installed.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -f $(BIN)/python; \
+	  echo "make: '$(PYTHON) -m venv' failed: install python3-venv (Debian/Ubuntu: apt-get install python3-venv)" >&2; \
+	  exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python

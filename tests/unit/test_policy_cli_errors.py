@@ -37,6 +37,12 @@ BAD_EXAMPLES: dict[str, tuple[str, list[tuple[int, str]]]] = {
         "personas:\n  - {name: p, genres: rock, providers: [m]}\n",
         [(5, "providers[0].accounts[0].api_key"), (1, "budget"), (7, "personas[0].genres")],
     ),
+    "tiers in one directory": (
+        "storage:\n  tiers:\n    - {name: hot, cost_per_gb_month: 1, root: /srv/empire}\n"
+        "    - name: warm\n      cost_per_gb_month: 1\n      enter_when: {idle_days: 30}\n      root: /srv/empire/\n"
+        "    - {name: cold, cost_per_gb_month: 1, enter_when: {idle_days: 90}, root: /srv/empire/cold}\n",
+        [(7, "storage.tiers[1].root"), (8, "storage.tiers[2].root"), (8, "storage.tiers[2].root")],
+    ),
 }
 
 

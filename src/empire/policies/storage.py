@@ -9,15 +9,19 @@ it pays for itself within `horizon` (see `empire.agent.tiering.planner`). Minimu
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import PurePath
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from empire.policies.common import Name, SecretRef, StrictModel, find_duplicates
+from empire.policies.common import Name, SecretRef, StrictModel
 from empire.policies.durations import ByteSize, Duration
+from empire.policies.errors import Issue, duplicate_name_issues, raise_issues
 
-__all__ = ["S3Backend", "StoragePolicy", "Tier", "TierRule"]
+__all__ = ["S3Backend", "StoragePolicy", "Tier", "TierRule", "overlapping_roots"]
 
 
 class TierRule(StrictModel):
@@ -75,6 +79,59 @@ def _default_tiers() -> tuple[Tier, ...]:
     )  # fmt: skip
 
 
+_OVERLAP_CONSEQUENCE = (
+    ": a move between them would delete the only copy, and each tier would list the other's objects; "
+    "give every tier its own directory, none inside another"
+)
+
+
+def _forms(root: str | os.PathLike[str]) -> tuple[PurePath, PurePath]:
+    """A root as normalised text (`a/./b/` -> `a/b`, as written: relative stays relative) and as
+    resolved on this machine (absolute, symlinks followed), the way the agent will open it."""
+    return PurePath(os.path.normpath(root)), PurePath(os.path.realpath(root))
+
+
+def _relation(a: PurePath, b: PurePath) -> str | None:
+    if a == b:
+        return "same"
+    if a in b.parents:
+        return "contains"
+    if b in a.parents:
+        return "inside"
+    return None
+
+
+def overlapping_roots(roots: Mapping[str, str | os.PathLike[str]]) -> list[tuple[str, str, str]]:
+    """Pairs of tiers whose directories are one place: `(first, second, why)`, `second` listed
+    later, `why` like "root '/data/x/' is the same directory as the root '/data/x' of".
+
+    Both the normalised and the resolved forms are compared, so `/data/x/../hot`, a trailing
+    slash, a relative path and a symlink into another tier are all caught. Resolving reads the
+    local filesystem: it is done where the policy is loaded, never in the decision core. Callers
+    that know the default roots (`<data dir>/tiers/<name>`) pass them too.
+    """
+    items = [(name, str(root), _forms(root)) for name, root in roots.items()]
+    words = {
+        "same": "is the same directory as",
+        "contains": "contains",
+        "inside": "is inside",
+    }
+    out: list[tuple[str, str, str]] = []
+    for j, (name_b, raw_b, forms_b) in enumerate(items):
+        for name_a, raw_a, forms_a in items[:j]:
+            found = None
+            for fa, fb in zip(forms_a, forms_b, strict=True):
+                if fa.is_absolute() != fb.is_absolute():
+                    continue
+                if (found := _relation(fb, fa)) is not None:
+                    break
+            if found is not None:
+                resolved = str(forms_b[1])
+                shown = f"{raw_b!r}" + (f" (resolves to {resolved})" if resolved != raw_b.rstrip("/") else "")
+                out.append((name_a, name_b, f"root {shown} {words[found]} the root {raw_a!r} of"))
+    return out
+
+
 class StoragePolicy(StrictModel):
     tiers: tuple[Tier, ...] = Field(default_factory=_default_tiers, min_length=1)
     min_object_size: ByteSize = Field(default=128 * 1024, description="smaller objects are never moved")
@@ -91,17 +148,27 @@ class StoragePolicy(StrictModel):
     @model_validator(mode="after")
     def _checks(self) -> StoragePolicy:
         names = [t.name for t in self.tiers]
-        if dups := find_duplicates(names):
-            raise ValueError(f"tier names must be unique, repeated: {', '.join(dups)}")
+        issues = duplicate_name_issues("tiers", names)
         if self.tiers[0].enter_when is not None:
-            raise ValueError(f"the first tier ({names[0]}) is the hottest: it takes no enter_when rule")
-        for t in self.tiers[1:]:
+            issues.append(
+                Issue("tiers[0].enter_when", f"the first tier ({names[0]}) is the hottest: it takes no enter_when rule")
+            )
+        for i, t in enumerate(self.tiers[1:], start=1):
             if t.enter_when is None:
-                raise ValueError(f"tier {t.name!r} needs enter_when rules (only the first tier has none)")
+                issues.append(
+                    Issue(f"tiers[{i}].enter_when", f"tier {t.name!r} needs rules (only the first tier has none)")
+                )
+        if self.backend == "local":
+            index = {t.name: i for i, t in enumerate(self.tiers)}
+            for a, b, why in overlapping_roots({t.name: t.root for t in self.tiers if t.root}):
+                issues.append(Issue(f"tiers[{index[b]}].root", f"tier {b!r} {why} tier {a!r}{_OVERLAP_CONSEQUENCE}"))
         if self.backend == "s3" and self.s3 is None:
-            raise ValueError("backend s3 needs an s3 section (bucket, endpoint_url, ...)")
+            issues.append(Issue("s3", "required when backend is s3 (bucket, endpoint_url, ...)"))
         if self.s3 is not None and (self.s3.access_key_id is None) != (self.s3.secret_access_key is None):
-            raise ValueError("s3: give both access_key_id and secret_access_key, or neither")
+            absent = "access_key_id" if self.s3.access_key_id is None else "secret_access_key"
+            issues.append(Issue(f"s3.{absent}", "give both access_key_id and secret_access_key, or neither"))
+        if issues:
+            raise_issues(issues)
         return self
 
     def tier(self, name: str) -> Tier:

@@ -5,6 +5,11 @@ Tiers are ordered hot -> archive as listed. An object belongs in the coldest tie
 accessed and its rules no longer hold, if `promote_on_access` is set. A move is planned only when
 it pays for itself within `horizon` (see `empire.agent.tiering.planner`). Minimum days per tier mirror S3's minimum storage durations
 (30 / 90 / 180 days), which are billed even when an object leaves early.
+
+Tiers must be different places: a move copies, switches, then deletes the source, so two local
+tiers in one directory (or one inside the other) would delete the only copy; the policy rejects
+such roots. On s3 a tier is the key prefix `<prefix><tier>/`, and tier names are unique and hold
+no '/', so s3 tiers never overlap.
 """
 
 from __future__ import annotations

@@ -127,3 +127,22 @@ def test_verify_releases_or_accepts_and_add_refuses_duplicates(
     code, out, _ = run(capsys, "content", "verify", "track-a", "--accept-current")
     assert code == 0 and "accepted" in out
     assert run(capsys, "content", "verify", "track-a")[0] == 0
+
+
+def test_a_tier_root_on_another_tiers_default_directory_is_refused(tmp_path) -> None:
+    """The policy alone cannot see `<data dir>/tiers/<name>`; the backend can."""
+    from empire.agent.tiering.backends import tier_roots
+    from empire.errors import ConfigError
+    from empire.policies.storage import StoragePolicy
+
+    policy = StoragePolicy.model_validate({"tiers": [
+        {"name": "hot", "cost_per_gb_month": 0.023},
+        {"name": "cold", "cost_per_gb_month": 0.004, "root": str(tmp_path / "tiers" / "hot"),
+         "enter_when": {"idle_days": 30}},
+    ]})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"tier 'cold' root .* the root .* of tier 'hot'"):
+        tier_roots(policy, tmp_path)
+    fine = StoragePolicy.model_validate({"tiers": [{"name": "hot", "cost_per_gb_month": 0.023},
+                                                   {"name": "cold", "cost_per_gb_month": 0.004,
+                                                    "enter_when": {"idle_days": 30}}]})  # fmt: skip
+    assert set(tier_roots(fine, tmp_path)) == {"hot", "cold"}

@@ -15,7 +15,7 @@ import pytest
 
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.model import JobPriority, JobState, NewJob
-from empire.agent.pools.queue import DeadLettered, JobQueue, Released, Rescheduled, Submitted, Succeeded
+from empire.agent.pools.queue import DeadLettered, JobQueue, Noted, Released, Rescheduled, Submitted, Succeeded
 from empire.policies.generation import Budget
 
 pytestmark = pytest.mark.anyio
@@ -102,6 +102,26 @@ async def test_transitions_reschedule_dead_letter_release(database: object) -> N
     assert rc and rc.state is JobState.queued and rc.lease_owner is None and rc.attempts == 0
     assert [j.id for j in await q.claim("r", T0 + timedelta(seconds=1), 5, 60)] == [c.id]
     assert [j.id for j in await q.claim("r", later, 5, 60)] == [a.id]
+
+
+async def test_a_note_says_why_a_job_waits_and_survives_its_release(database: object) -> None:
+    q = JobQueue(database)  # type: ignore[arg-type]
+    await q.enqueue(jobs(2), T0)
+    a, b = await q.claim("r", T0, 2, 60)
+    await q.apply([
+        Noted(a.id, "r", "p/x submit: HTTP 401; re-routed", "auth", T0 + timedelta(seconds=1)),
+        Noted(b.id, "someone-else", "not mine", "auth", T0),  # a lost lease writes nothing
+    ])  # fmt: skip
+    ra, rb = await q.get(a.id), await q.get(b.id)
+    assert ra and ra.state is JobState.leased and ra.lease_owner == "r" and ra.attempts == 0
+    assert ra.last_error == "p/x submit: HTTP 401; re-routed" and ra.error_class == "auth"
+    assert rb and rb.last_error is None
+    await q.apply([Released(a.id, "r", T0 + timedelta(seconds=2))])
+    ra = await q.get(a.id)
+    assert ra and ra.state is JobState.queued and ra.last_error == "p/x submit: HTTP 401; re-routed"
+    (again,) = await q.claim("r", T0 + timedelta(seconds=3), 1, 60)
+    await q.apply([Succeeded(again.id, "r", {}, 1.0, T0 + timedelta(seconds=4))])
+    assert (await q.get(a.id)).last_error is None  # type: ignore[union-attr]
 
 
 async def test_cancel_and_retry(database: object) -> None:

@@ -72,3 +72,28 @@ def test_latency_ewma() -> None:
     a.observe_latency(10.0)
     a.observe_latency(20.0)
     assert a.latency_ewma == 12.0
+
+
+def test_a_rejected_key_stays_rejected_until_it_is_seen_working() -> None:
+    a = AccountState("p", "a")
+    assert not a.key_rejected
+    a.on_failure(E.auth, 0.0, POLICY, error="p/a submit: HTTP 401")
+    assert a.key_rejected and a.rejected == "p/a submit: HTTP 401"
+    # a late answer to a request sent before the rejection proves nothing
+    a.on_failure(E.rate_limited, 1.0, POLICY, retry_after=1.0, error="p/a submit: HTTP 429")
+    a.on_failure(E.server_error, 2.0, POLICY)
+    assert a.key_rejected and a.last_error == "p/a submit: HTTP 429"
+    # the probe after the cooldown is rejected again: still dead, for another cooldown
+    a.on_failure(E.auth, 901.0, POLICY)
+    assert a.key_rejected and a.cooling(1800.0) and a.rejected == "p/a: key rejected"
+    # a probe that got past authentication (any other answer) or a success clears it
+    a.on_failure(E.rate_limited, 1801.0, POLICY, retry_after=1.0)
+    assert not a.key_rejected
+    b = AccountState("p", "b")
+    b.on_failure(E.auth, 0.0, POLICY)
+    b.on_success(5.0)
+    assert not b.key_rejected
+    c = AccountState("p", "c")
+    c.on_failure(E.auth, 0.0, POLICY)
+    c.on_failure(E.bad_request, 900.0, POLICY)  # a 422: the key was accepted
+    assert not c.key_rejected

@@ -69,8 +69,8 @@ def list_jobs(args: argparse.Namespace) -> int:
     for j in jobs:
         where = f"{j.provider}/{j.account}" if j.account else j.provider
         tail = j.updated_at.strftime("%Y-%m-%d %H:%M:%S")
-        if j.last_error and j.state.value in ("failed", "dead"):
-            tail += f"  [{j.error_class}] {j.last_error[:60]}"
+        if j.last_error and j.state.value != "succeeded":  # a waiting job too: why it was re-routed
+            tail += f"  [{j.error_class}] {j.last_error[:100]}"
         prio = ("high", "normal", "low")[j.priority] if j.priority in (0, 1, 2) else str(j.priority)
         print(f"{j.id:>6}  {j.state.value:<9}  {prio:<6}  {(j.persona or '-')[:16]:<16}  {where[:24]:<24}  "
               f"{j.attempts:>5}  {tail}")  # fmt: skip

@@ -1,7 +1,9 @@
 """`empire pools status|run|hold|release`: the provider pools' limits, load, spend and holds.
 
 `status` reads the policy and the state DB (and Redis, when configured, for the shared slots in
-use): it works while the daemon runs. `empire run` runs the dispatcher on every replica already;
+use): it works while the daemon runs. It cannot show the accounts' breakers (cooling down until,
+key rejected): they live in each dispatcher's memory, in another process. The daemon's `/status`
+(`pools.breakers`) and the summary `run` prints when it exits show them. `empire run` runs the dispatcher on every replica already;
 `run` runs only the generation dispatcher (no control loop): for a dedicated generation worker,
 or to drain the queue (`--drain`) and exit. Either way finished tracks go to the hottest storage
 tier (through the policy's storage backend) and into the tiering inventory.
@@ -200,7 +202,11 @@ def run(args: argparse.Namespace) -> int:
                 await rt.aclose()
                 if backend is not None:
                     await backend.aclose()
-            return {**d.stats, "cpu_seconds": round(d.cpu_seconds, 3)}
+            breakers = d.breakers()
+            for key, b in breakers.items():
+                if b["state"] == "key_rejected":
+                    print(f"account {key}: key rejected ({b['last_error']})", file=sys.stderr)
+            return {**d.stats, "cpu_seconds": round(d.cpu_seconds, 3), "breakers": breakers}
 
     try:
         print(json.dumps(anyio.run(go)))

@@ -5,20 +5,35 @@ Rebuilt on policy reload (`PoolRegistry.update`): limits change at once, health 
 accounts that still exist carry over (a reload must not un-cool a rate-limited account).
 `drained` accounts ("provider/account": an alert's `drain_account`, `empire pools hold account`,
 or a provider whose adapter could not be built) are no candidates: routing falls back or waits.
+
+`rejected_keys` answers the question routing's `Wait` cannot: will waiting ever help? Not when
+every account a job may use has had its key rejected (401/403): then the job is dead-lettered
+with that error instead of waiting forever. A drained account whose key was not rejected is
+waited for (a hold is lifted), and so is one whose cooldown is over (it gets its probe).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from empire.agent.pools.bucket import effective_burst
 from empire.agent.pools.budget import account_cost
-from empire.agent.pools.health import AccountState
+from empire.agent.pools.errors import ErrorClass
+from empire.agent.pools.health import AccountState, CooldownCause
 from empire.agent.pools.routing import Candidate, ProviderCandidates
 from empire.policies.generation import Account, Provider
 
 __all__ = ["AccountLimits", "PoolRegistry"]
+
+_CAUSE_CLASS = {
+    CooldownCause.rate_limited: ErrorClass.rate_limited,
+    CooldownCause.server_errors: ErrorClass.server_error,
+    CooldownCause.failures: ErrorClass.unknown,
+    CooldownCause.auth: ErrorClass.auth,
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,64 @@ class PoolRegistry:
                 continue
             out.append(name)
             queue[0:0] = list(self.providers[name].fallback)
+        return out
+
+    def rejected_keys(self, providers: Iterable[str], now: float) -> list[AccountState] | None:
+        """The accounts of these providers when every one has a rejected key and none can be probed
+        now (still cooling down, or drained); None when some account may yet serve, or none exists."""
+        out: list[AccountState] = []
+        for name in providers:
+            for lim in self.accounts_of(name):
+                st = self.states[lim.key]
+                if not st.key_rejected or not (st.cooling(now) or lim.key in self.drained):
+                    return None
+                out.append(st)
+        return out or None
+
+    def all_cooling(self, providers: Iterable[str], now: float) -> list[AccountState] | None:
+        """The cooling accounts of these providers when every account that is not drained cools
+        down (the job waits for the earliest); None when one could take a job now, or none exists."""
+        out: list[AccountState] = []
+        for name in providers:
+            for lim in self.accounts_of(name):
+                st = self.states[lim.key]
+                if st.cooling(now):
+                    out.append(st)
+                elif lim.key not in self.drained:
+                    return None
+        return out or None
+
+    def wait_reason(self, providers: Iterable[str], now: float, wall: datetime) -> tuple[str, ErrorClass] | None:
+        """Why a job waits, for its row (`empire jobs list`), when every account cools down: each
+        account's error and until when (`wall` is `now` on the wall clock), and the class of the
+        error of the account that reopens first. None when the job does not wait for a cooldown."""
+        cooling = self.all_cooling(providers, now)
+        if cooling is None:
+            return None
+        cooling.sort(key=lambda st: st.open_until)
+        parts = []
+        for st in cooling:
+            until = (wall + timedelta(seconds=st.open_until - now)).strftime("%H:%M:%SZ")
+            parts.append(
+                f"{st.rejected} (key rejected)" if st.rejected else f"{st.last_error or st.key} (until {until})"
+            )
+        first = cooling[0].last_cause
+        cls = _CAUSE_CLASS[first] if first is not None else ErrorClass.unknown
+        return "every account cools down: " + "; ".join(parts), cls
+
+    def breakers(self, now: float, wall: datetime) -> dict[str, dict[str, Any]]:
+        """Accounts whose breaker is open or whose key was rejected, by "provider/account":
+        `state` (`key_rejected` or `cooling`), `cause`, `until` (wall clock) and `last_error`."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, st in sorted(self.states.items()):
+            cooling = st.cooling(now)
+            if not (cooling or st.key_rejected):
+                continue
+            until = wall + timedelta(seconds=st.open_until - now) if cooling else None
+            out[key] = {"state": "key_rejected" if st.key_rejected else "cooling",
+                        "cause": st.last_cause.value if st.last_cause else None,
+                        "until": until.isoformat() if until else None,
+                        "last_error": st.rejected or st.last_error}  # fmt: skip
         return out
 
     def candidates(self, providers: Iterable[str], now: float) -> list[ProviderCandidates]:

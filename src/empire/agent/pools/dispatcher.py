@@ -14,6 +14,13 @@ A crash loses at most the unflushed writes of the last few milliseconds, and the
 re-claimed after the lease expires: a `submitted` job resumes polling, a `leased` one resubmits
 under the same key.
 
+Dead keys: a 401/403 cools only the account down (one dead key must not kill jobs that other
+accounts can serve); the job re-routes without spending an attempt, and its row notes why
+(`Noted`). When every account the job may use (its providers' and their fallbacks') has had its
+key rejected, no wait can help: the job is dead-lettered with those errors (`auth`), so the queue
+does not fill with jobs that wait forever and `pools run --drain` ends. Ordinary cooldowns (429,
+5xx) pass by themselves: jobs wait for the earliest account, as before.
+
 Rate limits: workers that chose the same account queue on its lock, and only the head of that
 queue asks the limiter, so the limiter is asked once per token, not once per waiting job.
 The wall clock (`time.monotonic`, `anyio.sleep`) is used here, at the edge; every decision
@@ -40,11 +47,20 @@ from anyio.abc import TaskStatus
 from empire.agent.clock import SystemClock
 from empire.agent.pools.accounts import AccountLimits, PoolRegistry
 from empire.agent.pools.budget import BudgetLimits
-from empire.agent.pools.errors import ErrorClass, GenerationFailed, ProviderTimeout, error_class_of
+from empire.agent.pools.errors import AuthFailed, ErrorClass, GenerationFailed, ProviderTimeout, error_class_of
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.model import Job, JobState
 from empire.agent.pools.providers.base import JobProvider, JobRequest, PollResult
-from empire.agent.pools.queue import DeadLettered, JobQueue, Released, Rescheduled, Submitted, Succeeded, Update
+from empire.agent.pools.queue import (
+    DeadLettered,
+    JobQueue,
+    Noted,
+    Released,
+    Rescheduled,
+    Submitted,
+    Succeeded,
+    Update,
+)
 from empire.agent.pools.retry import Verdict, decide_retry
 from empire.agent.pools.routing import Route, route
 from empire.agent.ports import Clock, RateLimiter
@@ -105,6 +121,7 @@ class Dispatcher:
         self._flush_wanted = anyio.Event()
         self._worker_free = anyio.Event()
         self._slot_freed = anyio.Event()
+        self._breaker_opened = anyio.Event()  # wakes jobs waiting out a cooldown: re-check routing
         self._stopping = anyio.Event()
         self._locks: dict[str, anyio.Lock] = {}
         self._flush_lock = anyio.Lock()
@@ -139,6 +156,12 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._breaker_opened.set()
+
+    def breakers(self) -> dict[str, dict[str, Any]]:
+        """Accounts whose breaker is open or whose key was rejected (`PoolRegistry.breakers`). It
+        lives in this dispatcher's memory: only this process can report it."""
+        return self.pools.breakers(time.monotonic(), self.clock.now())
 
     async def aclose(self) -> None:
         """Close the provider adapters (their HTTP sessions). The limiter belongs to the caller."""
@@ -245,7 +268,11 @@ class Dispatcher:
                        ErrorClass.bad_request, job.attempts + 1)  # fmt: skip
             return
         while True:
-            lim = await self._acquire_account(job)
+            try:
+                lim = await self._acquire_account(job)
+            except AuthFailed as exc:  # every key it may use was rejected: waiting cannot help
+                self._dead(job, job.provider, exc, ErrorClass.auth, job.attempts + 1)
+                return
             try:
                 if lim.provider != job.provider and self.queue.limits.active:
                     ok = await self.queue.reserve_for(job.id, self.opt.owner, lim.provider, self.clock.now())
@@ -330,18 +357,30 @@ class Dispatcher:
     # -- routing, slots and tokens ---------------------------------------------------------
     async def _acquire_account(self, job: Job) -> AccountLimits:
         order = self._provider_order(job)
+        noted = False
         while True:
             if self.stopping:
                 raise _Stop
             now = time.monotonic()
             decision = route(self.pools.candidates(order, now), now)
             if not isinstance(decision, Route):
+                rejected = self.pools.rejected_keys(order, now)
+                if rejected is not None:
+                    errors = "; ".join(st.rejected or st.key for st in rejected)
+                    raise AuthFailed(f"every key was rejected: {errors}")
                 if decision.for_slot:
                     self._slot_freed = self._slot_freed if not self._slot_freed.is_set() else anyio.Event()
                     with anyio.move_on_after(1.0 if decision.until is None else max(0.001, decision.until - now)):
                         await self._slot_freed.wait()
-                else:
-                    await self._sleep(1.0 if decision.until is None else min(5.0, max(0.001, decision.until - now)))
+                else:  # a cooldown (or nothing at all): wake early when another breaker opens
+                    if not noted and decision.until is not None and decision.until - now >= 1.0:
+                        noted = self._note_wait(job, order, now)
+                    if self._breaker_opened.is_set() and not self.stopping:
+                        self._breaker_opened = anyio.Event()
+                    with anyio.move_on_after(
+                        1.0 if decision.until is None else min(5.0, max(0.001, decision.until - now))
+                    ):
+                        await self._breaker_opened.wait()
                 continue
             c = decision.candidate
             lim = self.pools.limits[f"{c.provider}/{c.account}"]
@@ -408,6 +447,14 @@ class Dispatcher:
         except EmpireError as exc:  # the slot expires by itself
             logger.warning("releasing a slot on %s failed: %s", lim.key, exc)
 
+    def _note_wait(self, job: Job, order: list[str], now: float) -> bool:
+        """Note on the job's row why it waits, when every account it may use cools down."""
+        wall = self.clock.now()
+        why = self.pools.wait_reason(order, now, wall)
+        if why is not None:
+            self._emit(Noted(job.id, self.opt.owner, why[0], why[1].value, wall))
+        return why is not None
+
     # -- outcomes ------------------------------------------------------------------------------
     def _account_ok(self, lim: AccountLimits) -> None:
         self.pools.states[lim.key].on_success(time.monotonic())
@@ -417,7 +464,7 @@ class Dispatcher:
         cls = error_class_of(exc)
         st = self.pools.states[lim.key]
         retry_after = exc.delay if isinstance(exc, TemporaryError) else None
-        cause = st.on_failure(cls, time.monotonic(), self.pools.providers[lim.provider].cooldown, retry_after)
+        cause = st.on_failure(cls, time.monotonic(), self.pools.providers[lim.provider].cooldown, retry_after, str(exc))
         if self.metrics:
             self.metrics.on_failed(lim.provider, lim.name, cls)
             if cause is not None:
@@ -425,8 +472,10 @@ class Dispatcher:
         if cause is not None:
             logger.warning("account %s cools down (%s) until +%.1fs", lim.key, cause.value,
                            st.open_until - time.monotonic())  # fmt: skip
+            self._breaker_opened.set()
         if cls.account_level:
             self.stats["rerouted"] += 1
+            self._emit(Noted(job.id, self.opt.owner, f"{exc}; re-routed", cls.value, self.clock.now()))
             return True
         self._failed(job, lim.provider, exc, cls)
         return False

@@ -9,6 +9,13 @@ The breaker opens (the account *cools down*) on any of:
 - a 401/403: the key is dead or revoked; it rests `cooldown.after_auth_failure`.
 After the cooldown the account is *half-open*: one failure re-opens it at once, one success
 closes it. Time is an argument (`now`, seconds on a monotonic scale): the module is pure.
+
+A 401/403 also marks the key *rejected* (`rejected`: that error), which is not just a longer cooldown:
+a rate limit or a run of 5xx passes by itself, a revoked key does not. The mark stays until the
+key is seen working again: a success, or a probe after the cooldown that got past authentication
+(any other answer). Late answers to requests sent before the rejection do not clear it. Routing
+uses the mark to tell "wait for the earliest account" from "no account will ever take this job"
+(`PoolRegistry.rejected_keys`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class AccountState:
     open_until: float = 0.0
     half_open: bool = False
     last_cause: CooldownCause | None = None
+    rejected: str | None = None  # the 401/403, while no sign since says the key works (module doc)
+    last_error: str | None = None  # the account's last failure (names the call, never the key)
     token_ready_at: float = 0.0  # local estimate of when the rate limiter has a token again
     slots_full_until: float = 0.0  # other replicas hold every shared slot: look again after this
     cooldowns: dict[CooldownCause, int] = field(default_factory=dict)
@@ -54,12 +63,17 @@ class AccountState:
     def cooling(self, now: float) -> bool:
         return now < self.open_until
 
+    @property
+    def key_rejected(self) -> bool:
+        return self.rejected is not None
+
     def observe_latency(self, seconds: float) -> None:
         self.latency_ewma = seconds if self.latency_ewma is None else (
             EWMA_ALPHA * seconds + (1 - EWMA_ALPHA) * self.latency_ewma
         )  # fmt: skip
 
     def on_success(self, now: float) -> None:
+        self.rejected = None
         self.consecutive_failures = 0
         self.consecutive_server_errors = 0
         if now >= self.open_until:
@@ -75,11 +89,21 @@ class AccountState:
         return cause
 
     def on_failure(
-        self, error_class: ErrorClass, now: float, policy: CooldownPolicy, retry_after: float | None = None
+        self,
+        error_class: ErrorClass,
+        now: float,
+        policy: CooldownPolicy,
+        retry_after: float | None = None,
+        error: str | None = None,
     ) -> CooldownCause | None:
         """Record a failed call; return the cause when this failure opened the breaker."""
+        if error_class is ErrorClass.auth:
+            self.rejected = error or f"{self.key}: key rejected"
+        elif self.rejected is not None and now >= self.open_until:
+            self.rejected = None  # a probe after the cooldown got past authentication
         if error_class is ErrorClass.bad_request:
             return None  # the request was bad, not the account
+        self.last_error = error or self.last_error
         if error_class is ErrorClass.rate_limited:
             wait = retry_after if retry_after is not None else policy.after_rate_limit.total_seconds()
             return self._open(now, wait, CooldownCause.rate_limited)

@@ -33,7 +33,7 @@ from empire.agent.pools.model import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STAT
 from empire.state import tables as t
 from empire.state.database import Database
 
-__all__ = ["DeadLettered", "JobQueue", "Released", "Rescheduled", "Submitted", "Succeeded", "Update"]
+__all__ = ["DeadLettered", "JobQueue", "Noted", "Released", "Rescheduled", "Submitted", "Succeeded", "Update"]
 
 J = t.jobs
 BUDGET_LOCK_ID = 0x656D_6275  # "embu": serialises budget checks across replicas on PostgreSQL
@@ -98,6 +98,18 @@ class DeadLettered:
 
 
 @dataclass(frozen=True)
+class Noted:
+    """Why a job still waits, kept as its last error without changing its state (an account
+    rejected it and it was re-routed), so `empire jobs list/show` can say so."""
+
+    job_id: int
+    owner: str
+    error: str
+    error_class: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Released:
     """Give a leased job back without spending an attempt (shutdown, no route)."""
 
@@ -106,7 +118,7 @@ class Released:
     at: datetime
 
 
-Update = Submitted | Succeeded | Rescheduled | DeadLettered | Released
+Update = Submitted | Succeeded | Rescheduled | DeadLettered | Noted | Released
 
 _OWNED = and_(  # no IN (...): expanding parameters cannot go through executemany
     J.c.id == bindparam("b_id"),
@@ -133,6 +145,9 @@ _STMTS: dict[type, Any] = {
         error_class=bindparam("b_class"), lease_owner=None, lease_expires_at=None, cost=None,
         updated_at=bindparam("b_at"), finished_at=bindparam("b_at"),
     ),
+    Noted: update(J).where(_OWNED).values(
+        last_error=bindparam("b_error"), error_class=bindparam("b_class"), updated_at=bindparam("b_at"),
+    ),
 }  # fmt: skip
 
 
@@ -146,6 +161,8 @@ def _params(u: Update) -> dict[str, Any]:
         p.update(b_attempts=u.attempts, b_nb=u.not_before, b_error=u.error[:2000], b_class=u.error_class)
     elif isinstance(u, DeadLettered):
         p.update(b_attempts=u.attempts, b_error=u.error[:2000], b_class=u.error_class)
+    elif isinstance(u, Noted):
+        p.update(b_error=u.error[:2000], b_class=u.error_class)
     return p
 
 

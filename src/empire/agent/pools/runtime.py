@@ -234,5 +234,6 @@ class PoolsRuntime:
                           else "ok" for p in self.policy().providers},
             "paused_personas": sorted(self.holds.personas),
             "drained_accounts": sorted(self.holds.accounts),
+            "breakers": d.breakers(),
             "spend": {"day": self.spend.day, "month": self.spend.month} if self.spend else None,
         }  # fmt: skip

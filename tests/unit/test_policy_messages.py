@@ -14,18 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
+from policy_text import errors
 from pydantic import BaseModel
 
 from empire.policies import Policy, PolicyError, load_policy_text
 from empire.policies.common import SecretRef
 
 REF = "{env: VAR}, {file: /path} or {secret: {name: NAME, key: KEY}}"
-
-
-def errors(text: str) -> list[str]:
-    with pytest.raises(PolicyError) as info:
-        load_policy_text(text, source="p.yaml")
-    return str(info.value).splitlines()
 
 
 def test_inline_api_key_says_what_a_reference_is_and_does_not_echo_it() -> None:

@@ -7,24 +7,8 @@ file (`file:1: alerting: route names unknown receiver(s) dd (defined: d)`).
 
 from __future__ import annotations
 
-import pytest
-
-from empire.policies import PolicyError, load_policy_text
-
-TARGET = """
-targets:
-  - name: api
-    workload: {name: api}
-    max_replicas: 10
-    signals:
-      - {name: cpu, query: 'avg(cpu)', target: 0.7}
-"""
-
-
-def errors(text: str) -> list[str]:
-    with pytest.raises(PolicyError) as info:
-        load_policy_text(text, source="p.yaml")
-    return str(info.value).splitlines()
+from policy_text import MINIMAL_TARGET as TARGET
+from policy_text import errors
 
 
 def test_unknown_route_receiver_has_exact_path_line_suggestion_and_choices() -> None:

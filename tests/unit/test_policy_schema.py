@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
+from policy_text import MINIMAL_TARGET, errors
 
-from empire.policies import PolicyError, default_policy_path, load_policy, load_policy_text, parse_policy
+from empire.policies import default_policy_path, load_policy, load_policy_text, parse_policy
 from empire.policies.scaling import SEED_TARGETS, PredictiveMode, SelectPolicy, SignalType
 from empire.policies.schema import policy_json_schema, policy_version
-
-MINIMAL_TARGET = """
-targets:
-  - name: api
-    workload: {name: api}
-    max_replicas: 10
-    signals:
-      - {name: cpu, query: 'avg(cpu)', target: 0.7}
-"""
-
-
-def errors(text: str) -> list[str]:
-    with pytest.raises(PolicyError) as info:
-        load_policy_text(text, source="p.yaml")
-    return str(info.value).splitlines()
 
 
 def test_shipped_example_is_valid_and_complete() -> None:

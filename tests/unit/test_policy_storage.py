@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from policy_text import errors
 
 from empire.policies import PolicyError, load_policy_text, parse_policy
 from empire.policies.storage import overlapping_roots
@@ -29,12 +30,6 @@ def storage(hot: str | None, warm: str | None, backend: str = "local", extra: st
     - {{name: hot, cost_per_gb_month: 0.02{root(hot)}}}
     - {{name: warm, cost_per_gb_month: 0.01, enter_when: {{idle_days: 30}}{root(warm)}}}
 """
-
-
-def errors(text: str) -> list[str]:
-    with pytest.raises(PolicyError) as info:
-        load_policy_text(text, source="p.yaml")
-    return str(info.value).splitlines()
 
 
 def test_same_root_is_rejected_naming_both_tiers_and_the_path() -> None:

@@ -50,3 +50,5 @@ def test_similarity() -> None:
     assert similarity("Neon Echo", "Neon Echoes") > 0.6
     assert similarity("Neon Echo", "Glass River") < 0.2
     assert similarity("", "x") == 0.0
+    assert similarity("Neon Echo!", "neon  echo") == 1.0  # punctuation and spacing do not count
+    assert similarity("Nocturne in C#", "Nocturne in C") < 0.95  # a key is not punctuation

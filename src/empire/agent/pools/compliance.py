@@ -23,7 +23,9 @@ from empire.policies.generation import CompliancePolicy
 
 __all__ = ["ComplianceResult", "check_compliance", "similarity"]
 
-_NON_WORD = re.compile(r"[^\w]+")
+# Case, spacing and most punctuation do not make a title new; '#', '+' and '&' do in music
+# ("Nocturne in C#" is not "Nocturne in C", "Rock & Roll" is not "Rock Roll").
+_NON_WORD = re.compile(r"[^\w#+&]+")
 
 
 def _norm(text: str) -> str:

@@ -137,3 +137,29 @@ def test_owner_liveness_is_judged_on_this_host_only() -> None:
     assert owner_is_dead_here(f"{host}/999999999/1/x")  # no such process
     assert not owner_is_dead_here(f"another-host/{pid}/1/x")  # cannot tell: the lease decides
     assert owner_is_dead_here(None)  # a move journaled before leases existed
+
+
+async def test_a_rollback_the_store_interrupted_is_finished_by_the_same_mover(world, database: Database) -> None:
+    """The copy fails and so does the clean-up: the move is left for recovery, owned by this mover.
+    Its own next recovery (the next sweep) must finish it, not wait for its own lease."""
+    from empire.errors import TemporaryError
+
+    class Flaky(LocalBackend):
+        deletes = 0
+
+        async def copy(self, *a, **kw):
+            raise TemporaryError("no space left on device")
+
+        async def delete(self, tier, location):
+            Flaky.deletes += 1
+            if Flaky.deletes == 1:
+                raise TemporaryError("store unreachable")
+            return await super().delete(tier, location)
+
+    mover = Mover(database, Flaky(roots(world.tmp), chunk_size=64 * 1024), StoragePolicy(), world.clock)
+    result = await mover.move("big", "cold", Reason.idle_demotion)
+    assert result.status == "failed" and "rollback pending" in (result.error or "")
+    assert (await world.inv.get("big")).status == "moving"
+    (recovered,) = await mover.recover()  # no clock advance: it is this mover's own move
+    assert recovered.status == "aborted"
+    assert await exactly_one_readable_copy(world) == "hot"

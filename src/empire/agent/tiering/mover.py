@@ -181,9 +181,10 @@ class Mover:
         results = []
         now = self.clock.now()
         for move, step, owner, lease in await self._unfinished():
-            if move.object_id in self._active or owner == self.owner:
-                continue
-            if not (lease is None or lease <= now or owner_is_dead_here(owner)):
+            if move.object_id in self._active:
+                continue  # running in this process
+            # ours but not running: a recovery or rollback of ours that the store interrupted
+            if not (owner == self.owner or lease is None or lease <= now or owner_is_dead_here(owner)):
                 logger.info("move %s of %s is leased by %s until %s (it may be running): not recovered yet",
                             move.id, move.object_id, owner, lease.isoformat())  # fmt: skip
                 continue

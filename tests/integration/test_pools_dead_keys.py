@@ -4,7 +4,8 @@ simulated provider, on SQLite and PostgreSQL.
 One dead key among live ones costs no job anything (the job re-routes, its attempts untouched).
 When every key a job may use (its provider's accounts and its fallbacks') is rejected, waiting
 cannot help: the job is dead-lettered with the 401, and `empire pools run --drain` ends. A job
-that waits out an ordinary cooldown still waits, and its row says what it waits for.
+that waits out an ordinary cooldown still waits, and its row says what it waits for. Operators see a
+rejected key as the gauge `empire_pool_account_key_rejected`, until the key is seen working again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from typing import Any
 import anyio
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 
+from empire.agent.monitor import Monitor
 from empire.agent.pools.build import build_dispatcher
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
 from empire.agent.pools.model import Job, JobState, NewJob
@@ -196,6 +199,73 @@ async def test_a_waiting_job_says_what_it_waits_for(database: Database, keys_env
         assert j.last_error is not None and j.attempts == 0 and j.error_class == "rate_limited"
         assert j.last_error.startswith("every account cools down: main/b submit: HTTP 429 (until")
         assert "main/a submit: HTTP 401 (key rejected)" in j.last_error
+
+
+@pytest.mark.anyio
+async def test_the_key_rejected_gauge_follows_the_breaker(database: Database, keys_env: dict) -> None:
+    """1 from the 401 on, through the cooldown, until a probe gets past authentication: a success
+    (key a) or any other answer, here a 429 (key b)."""
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000, dead=True),
+                              KEYS["b"]: FakeKey(rpm=6000, dead=True, max_concurrent=0)}, latency=0.05)  # fmt: skip
+    rests = {"cooldown": {"after_auth_failure": "500ms"}}
+    with fake.serve():
+        policy = parse_policy({"providers": [http_provider_policy(fake.url, "main", accounts("a"), **rests),
+                                             http_provider_policy(fake.url, "spare", accounts("b"), **rests)]})  # fmt: skip
+        registry = CollectorRegistry()
+        # a heartbeat every 200 s: the gauge must follow the breaker itself, not a periodic refresh
+        d = build_dispatcher(policy, database, options(stop_when_empty=False, lease_seconds=600),
+                             metrics=Monitor(registry).pools)  # fmt: skip
+
+        def gauges() -> tuple[float | None, ...]:
+            return tuple(registry.get_sample_value("empire_pool_account_key_rejected", {"provider": p, "account": a})
+                         for p, a in (("main", "a"), ("spare", "b")))  # fmt: skip
+
+        async def submit(key: str, provider: str) -> None:
+            await JobQueue(database).enqueue([NewJob(key, provider, {"prompt": key}, "luna")], datetime.now(UTC))
+
+        async def until(check: Callable[[], Awaitable[bool]]) -> None:
+            with anyio.fail_after(10):
+                while not await check():  # noqa: ASYNC110 (polls the registry and the state DB)
+                    await anyio.sleep(0.02)
+
+        def gauges_are(*want: float) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return gauges() == want
+
+            return check
+
+        def jobs_are(**want: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return {j.idempotency_key: j.state.value for j in await all_jobs(database)} == want
+
+            return check
+
+        async def cooled_down() -> bool:
+            return not any(st.cooling(time.monotonic()) for st in d.pools.states.values())
+
+        assert gauges() == (0, 0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain, d, 30)
+            await submit("first_a", "main")
+            await submit("first_b", "spare")
+            await until(gauges_are(1, 1))
+            await until(jobs_are(first_a="dead", first_b="dead"))  # the only key of each: waiting cannot help
+            fake.keys[KEYS["a"]].dead = False  # a rotated key: accepted again
+            await until(cooled_down)
+            assert gauges() == (1, 1)  # the cooldown is over, but no answer has shown a key working yet
+            await submit("second_a", "main")
+            await until(jobs_are(first_a="dead", first_b="dead", second_a="succeeded"))
+            assert gauges() == (0, 1)  # a's probe succeeded; b was not asked
+            fake.keys[KEYS["b"]].dead = False  # accepted, but b answers 429 (no concurrency left)
+            await submit("second_b", "spare")
+            await until(gauges_are(0, 0))  # a 429 got past authentication
+            # b's job waits out the 429s on its lease, as any job on a cooling account does
+            await until(jobs_are(first_a="dead", first_b="dead", second_a="succeeded", second_b="leased"))
+            d.stop()
+        text = generate_latest(registry).decode()
+    assert fake.snapshot()["over_concurrency"] >= 1 and d.stats["dead"] == 2
+    assert 'empire_pool_account_key_rejected{account="a",provider="main"} 0.0' in text
+    assert not any(key in text for key in KEYS.values())  # no key in a label
 
 
 def test_pools_run_drain_ends_on_a_queue_of_dead_keys(database_url: str, tmp_path: Path) -> None:

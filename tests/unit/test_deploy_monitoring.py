@@ -132,6 +132,7 @@ def test_dashboard_covers_each_area() -> None:
         "alerts": {"empire_alerts_firing"},
         "pool throughput": {"empire_pool_succeeded_total"},
         "pool cooldowns": {"empire_pool_account_cooling", "empire_pool_cooldowns_total"},
+        "rejected keys": {"empire_pool_account_key_rejected"},
         "pool spend": {"empire_pool_spend_total"},
         "tier sizes": {"empire_tier_bytes"},
         "tier moves": {"empire_tier_moves_total", "empire_tier_moved_bytes_total"},
@@ -168,7 +169,8 @@ def test_every_alert_names_exported_metrics() -> None:
 
 def test_the_agents_own_alerts_are_there() -> None:
     alerts = {r["alert"]: r for r in rules()}
-    for name in ("EmpireLoopStalled", "EmpireMetricsStale", "EmpireActionFailures", "EmpireBudgetNearLimit"):
+    for name in ("EmpireLoopStalled", "EmpireMetricsStale", "EmpireActionFailures", "EmpireBudgetNearLimit",
+                 "EmpireProviderKeyRejected"):  # fmt: skip
         assert name in alerts
     for r in alerts.values():
         assert r["labels"]["severity"] in ("critical", "warning", "info")

@@ -60,3 +60,26 @@ def test_held_and_hold_gauges_use_closed_label_sets() -> None:
     assert val("empire_pool_account_drained", {"provider": "music", "account": "a"}) == 1
     assert val("empire_pool_account_drained", {"provider": "voice", "account": "v"}) == 0
     assert val("empire_pool_account_drained", {"provider": "ghost", "account": "x"}) is None
+
+
+def test_key_rejected_gauge_per_policy_account() -> None:
+    registry, m = metrics()
+    val = registry.get_sample_value
+
+    def rejected(provider: str, account: str) -> float | None:
+        return val("empire_pool_account_key_rejected", {"provider": provider, "account": account})
+
+    assert rejected("music", "a") == 0 and rejected("voice", "v") == 0  # every account's series, from the start
+    m.on_key_rejected([("music", "a"), ("ghost", "x")])  # type: ignore[attr-defined]
+    assert rejected("music", "a") == 1 and rejected("voice", "v") == 0
+    assert rejected("ghost", "x") is None and rejected("other", "other") is None  # no label the policy lacks
+    # a reload keeps a surviving account's value (resetting it would restart the alert's `for:`) ...
+    m.configure(POLICY.providers)  # type: ignore[attr-defined]
+    assert rejected("music", "a") == 1
+    # ... and drops the series of an account the policy removed: it must not alert forever
+    without_a = parse_policy({**POLICY.model_dump(mode="json"), "providers": [
+        {"name": "music", "accounts": [{"name": "b"}]}, {"name": "voice", "accounts": [{"name": "v"}]}]})  # fmt: skip
+    m.configure(without_a.providers)  # type: ignore[attr-defined]
+    assert rejected("music", "a") is None and rejected("music", "b") == 0
+    m.on_key_rejected([])  # type: ignore[attr-defined]
+    assert rejected("voice", "v") == 0

@@ -107,6 +107,10 @@ class PoolRegistry:
                 out.append(st)
         return out or None
 
+    def rejected_accounts(self) -> list[tuple[str, str]]:
+        """(provider, account) of every account whose key is marked rejected (the metric's view)."""
+        return [(st.provider, st.name) for st in self.states.values() if st.key_rejected]
+
     def all_cooling(self, providers: Iterable[str], now: float) -> list[AccountState] | None:
         """The cooling accounts of these providers when every account that is not drained cools
         down (the job waits for the earliest); None when one could take a job now, or none exists."""

@@ -145,6 +145,7 @@ class Dispatcher:
             self.queue.limits = limits
         if self.metrics is not None:
             self.metrics.configure(providers)
+        self._sync_key_rejected()  # a disabled account's state is gone: its gauge reads 0
 
     def set_drained(self, accounts: frozenset[str]) -> None:
         """Route no new job to these accounts ("provider/account"); jobs in flight there finish."""
@@ -457,14 +458,25 @@ class Dispatcher:
 
     # -- outcomes ------------------------------------------------------------------------------
     def _account_ok(self, lim: AccountLimits) -> None:
-        self.pools.states[lim.key].on_success(time.monotonic())
+        st = self.pools.states[lim.key]
+        rejected = st.key_rejected
+        st.on_success(time.monotonic())
+        if rejected:  # the key works again (or a late answer said so): clear the gauge now
+            self._sync_key_rejected()
+
+    def _sync_key_rejected(self) -> None:
+        if self.metrics is not None:
+            self.metrics.on_key_rejected(self.pools.rejected_accounts())
 
     def _after_failure(self, job: Job, lim: AccountLimits, exc: Exception) -> bool:
         """Record a failed submit; True when the job should be routed again right away."""
         cls = error_class_of(exc)
         st = self.pools.states[lim.key]
         retry_after = exc.delay if isinstance(exc, TemporaryError) else None
+        rejected = st.key_rejected
         cause = st.on_failure(cls, time.monotonic(), self.pools.providers[lim.provider].cooldown, retry_after, str(exc))
+        if st.key_rejected != rejected:  # marked (401/403) or cleared (a probe got past authentication)
+            self._sync_key_rejected()
         if self.metrics:
             self.metrics.on_failed(lim.provider, lim.name, cls)
             if cause is not None:
@@ -546,6 +558,7 @@ class Dispatcher:
                 now = time.monotonic()
                 for lim in self.pools.limits.values():
                     self.metrics.on_cooling(lim.provider, lim.name, self.pools.states[lim.key].cooling(now))
+                self._sync_key_rejected()
                 try:
                     self.metrics.on_queue(await self.queue.counts())
                 except TemporaryError as exc:

@@ -15,7 +15,8 @@ a rate limit or a run of 5xx passes by itself, a revoked key does not. The mark 
 key is seen working again: a success, or a probe after the cooldown that got past authentication
 (any other answer). Late answers to requests sent before the rejection do not clear it. Routing
 uses the mark to tell "wait for the earliest account" from "no account will ever take this job"
-(`PoolRegistry.rejected_keys`).
+(`PoolRegistry.rejected_keys`); the dispatcher exports it, whenever it changes, as the gauge
+`empire_pool_account_key_rejected` (the PrometheusRule's `EmpireProviderKeyRejected`).
 """
 
 from __future__ import annotations

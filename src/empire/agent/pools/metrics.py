@@ -11,6 +11,12 @@ and the global `empire_budget_spend{period}` / `empire_budget_limit{period}` (pe
 spend counts succeeded jobs plus what jobs in flight have reserved, as the budget guard does). A
 limit series exists only while the policy sets that limit, so `spend / limit > 0.9` (the
 PrometheusRule's `EmpireBudgetNearLimit`) only ever compares against a real budget.
+
+Dead keys: `empire_pool_account_key_rejected{provider,account}` is 1 while the breaker marks the
+account's key rejected (a 401/403, and no answer since showed the key working; `health`). It is
+apart from `empire_pool_account_cooling` because a rejected key does not pass by itself: an
+operator must rotate it (`EmpireProviderKeyRejected`), while a 429/5xx cooldown needs nobody.
+An account the policy drops loses its series (it must not alert forever); one it disables reads 0.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ class PoolMetrics:
             "empire_pool_cooldowns", "Times an account's breaker opened, by cause", [*acct, "cause"], registry=registry
         )
         self.cooling = Gauge("empire_pool_account_cooling", "1 while the account cools down", acct, registry=registry)
+        self.key_rejected = Gauge(
+            "empire_pool_account_key_rejected", "1 while the provider rejects the account's key (401/403) and "
+            "no answer since showed it working", acct, registry=registry,
+        )  # fmt: skip
         self.spend = Counter("empire_pool_spend", "Money spent on succeeded jobs (currency units)", acct,
                              registry=registry)  # fmt: skip
         self.latency = Histogram(
@@ -84,7 +94,10 @@ class PoolMetrics:
 
     def configure(self, providers: Iterable[Provider], personas: Iterable[str] | None = None) -> None:
         """Set the closed label sets from the policy and create every series at zero."""
-        self._accounts = {(p.name, a.name) for p in providers for a in p.accounts}
+        before, self._accounts = self._accounts, {(p.name, a.name) for p in providers for a in p.accounts}
+        for p, a in before - self._accounts:  # dropped by the policy: no stale "rejected" to alert on
+            with contextlib.suppress(KeyError):
+                self.key_rejected.remove(p, a)
         self._providers = {p for p, _ in self._accounts}
         for gauge in (self.budget_spend, self.budget_limit, self.drained):  # names the policy dropped
             gauge.clear()
@@ -105,6 +118,7 @@ class PoolMetrics:
             self.succeeded.labels(p, a)
             self.spend.labels(p, a)
             self.cooling.labels(p, a)
+            self.key_rejected.labels(p, a)  # kept as it is across reloads: a reset would restart the alert's `for`
         for prio in JobPriority:
             self.queued.labels(prio.name)
         for s in JobState:
@@ -140,6 +154,12 @@ class PoolMetrics:
 
     def on_cooling(self, provider: str, account: str, cooling: bool) -> None:
         self.cooling.labels(*self._acct(provider, account)).set(1 if cooling else 0)
+
+    def on_key_rejected(self, accounts: Iterable[tuple[str, str]]) -> None:
+        """`(provider, account)` whose key the breaker marks rejected now; every other account reads 0."""
+        rejected = set(accounts)
+        for p, a in self._accounts:
+            self.key_rejected.labels(p, a).set(1 if (p, a) in rejected else 0)
 
     def on_dead(self, provider: str) -> None:
         self.dead.labels(self._prov(provider)).inc()

@@ -24,6 +24,8 @@ from empire.agent.pools.providers.simulated import SimulatedProvider
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Clock, RateLimiter
 from empire.config.secrets import SecretReader, resolve_secret
+from empire.errors import ConfigError
+from empire.policies.common import SecretRef
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 from empire.state.database import Database
@@ -47,12 +49,19 @@ def build_adapters(
             out[p.name] = SimulatedProvider(p.name, p.simulated, clock, tuple(a.name for a in p.accounts))
             continue
         assert p.http is not None
+        refs = {a.name: a.api_key for a in p.accounts if a.enabled}
         keys: dict[str, SecretStr | None] = {
-            a.name: resolve_secret(a.api_key, env, kubernetes) if a.api_key is not None else None
-            for a in p.accounts
-            if a.enabled
+            name: resolve_secret(ref, env, kubernetes) if ref is not None else None for name, ref in refs.items()
         }
-        out[p.name] = HttpJobProvider(p.name, p.http, keys, callbacks=callbacks, max_connections=max_connections)
+
+        def reload_key(account: str, refs: dict[str, SecretRef | None] = refs) -> SecretStr:
+            ref = refs.get(account)
+            if ref is None:
+                raise ConfigError(f"account {account!r} has no api_key reference")
+            return resolve_secret(ref, env, kubernetes)
+
+        out[p.name] = HttpJobProvider(p.name, p.http, keys, callbacks=callbacks, max_connections=max_connections,
+                                      reload_key=reload_key)  # fmt: skip
     return out
 
 

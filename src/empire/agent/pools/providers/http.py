@@ -36,6 +36,7 @@ from empire.agent.pools.errors import (
 )
 from empire.agent.pools.providers.base import JobRequest, PollResult, Submission
 from empire.agent.retrying import parse_retry_after
+from empire.errors import EmpireError
 from empire.policies.generation import HttpProviderSpec
 
 __all__ = ["CallbackHub", "HttpJobProvider", "dotted", "fill_template"]
@@ -136,10 +137,16 @@ class HttpJobProvider:
         session: aiohttp.ClientSession | None = None,
         callbacks: CallbackHub | None = None,
         max_connections: int = 64,
+        reload_key: Callable[[str], SecretStr] | None = None,
     ) -> None:
+        """`reload_key(account)` reads an account's key again from its reference (env, file,
+        Secret): after a 401/403 the next request re-reads it first, so a key rotated in its
+        secret is picked up by the probe after the cooldown without a restart."""
         self.name = name
         self.spec = spec
         self._keys = keys
+        self._reload_key = reload_key
+        self._stale: set[str] = set()
         self._session = session
         self._own_session = session is None
         self._max_connections = max_connections
@@ -172,8 +179,23 @@ class HttpJobProvider:
         scheme = self.spec.auth_scheme
         return {self.spec.auth_header: f"{scheme} {value}" if scheme else value}
 
+    async def _fresh_key(self, account: str) -> None:
+        """Re-read a rejected account's key (in a worker thread: a Secret read is a blocking call)."""
+        if account not in self._stale or self._reload_key is None:
+            return
+        self._stale.discard(account)
+        try:
+            key = await anyio.to_thread.run_sync(self._reload_key, account)
+        except EmpireError as exc:  # names the reference, never the value
+            logger.warning("%s/%s: key not re-read, the old one is kept: %s", self.name, account, exc)
+            return
+        if self._keys.get(account) != key:
+            logger.info("%s/%s: the key changed in its secret; using the new one", self.name, account)
+        self._keys[account] = key
+
     async def _call(self, method: str, url: str, what: str, account: str, **kw: Any) -> tuple[int, bytes]:
         where = f"{self.name}/{account} {what}"
+        await self._fresh_key(account)
         headers = {**self._headers(account, url), **kw.pop("headers", {})}
         try:
             async with self._client().request(method, url, headers=headers, **kw) as resp:
@@ -183,6 +205,8 @@ class HttpJobProvider:
             raise ProviderTimeout(f"{where}: timed out") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionFailed(f"{where}: connection failed ({type(exc).__name__})") from None
+        if status in (401, 403):
+            self._stale.add(account)  # the key may have been rotated: read it again next time
         if status >= 400:
             raise error_from_status(status, where, parse_retry_after(retry_after))
         return status, body

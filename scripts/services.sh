@@ -51,7 +51,8 @@ _svc_postgres() {
       -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
       -c max_connections=200" start >/dev/null \
     && _svc_as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 -qc \
-      "CREATE USER empire PASSWORD 'empire' CREATEDB" -c "CREATE DATABASE empire OWNER empire" ) \
+      "CREATE USER empire PASSWORD 'empire' CREATEDB" -c "CREATE DATABASE empire OWNER empire" \
+      -c "GRANT pg_signal_backend TO empire" ) \
     || { _svc_log "PostgreSQL failed to start: skipped"; return 0; }
   SVC_PGBIN=$bin
   export EMPIRE_TEST_POSTGRES_URL="postgresql://empire:empire@127.0.0.1:$port/empire"

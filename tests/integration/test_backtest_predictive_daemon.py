@@ -83,8 +83,10 @@ def test_empire_run_forecasts_from_prometheus_history(tmp_path: Path):
             try:
                 code = proc.wait(timeout=90)  # a loaded 2-core machine can be slow to start every area
             except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)  # every thread's stack into the log: why it hangs
+                time.sleep(2)  # a real process writing its stacks: no fake clock for that
                 proc.kill()  # never leave a daemon behind
-                raise
+                pytest.fail("empire run did not stop within 90 s of SIGTERM:\n" + log.read_text()[-8000:])
     out = log.read_text()
     assert code == 0, out
     assert "predictive scaling: gen forecast_and_scale" in out and "gen: forecast model refitted" in out

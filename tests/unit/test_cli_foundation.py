@@ -153,3 +153,20 @@ def test_a_policy_with_several_problems_prints_each_as_an_error_line(
     assert main(["policy", "show", str(bad)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) >= 2 and all(line.startswith(f"empire: error: {bad}:") for line in lines)
+
+
+def test_sigusr1_dumps_every_threads_stack_and_the_process_goes_on(capfd: pytest.CaptureFixture[str]) -> None:
+    """`kill -USR1 <pid>` on `empire run` shows where a hung daemon is stuck."""
+    import faulthandler
+    import os
+    import signal
+
+    from empire.cli.run import _dump_stacks_on_sigusr1
+
+    _dump_stacks_on_sigusr1()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        err = capfd.readouterr().err
+    finally:
+        faulthandler.unregister(signal.SIGUSR1)
+    assert "most recent call first" in err and "test_sigusr1_dumps_every_threads_stack" in err

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from empire.config import load_settings
 
     settings = load_settings()
+    _dump_stacks_on_sigusr1()
     if not getattr(args, "verbose", 0):  # a daemon logs at INFO by default (one line per decision and action)
         logging.getLogger().setLevel(settings.log_level)
 
@@ -49,3 +50,13 @@ def run(args: argparse.Namespace) -> int:
         return await run_daemon(daemon, once=args.once)
 
     return anyio.run(main)
+
+
+def _dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to stderr, and the daemon goes on: how an
+    operator (or a test) finds out why a daemon hangs, e.g. in shutdown, without a debugger."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)

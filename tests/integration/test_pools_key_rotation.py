@@ -4,25 +4,35 @@ cooldown), against the fake provider over real HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
 from empire.agent.pools.build import build_adapters
 from empire.agent.pools.errors import AuthFailed
-from empire.agent.pools.providers.base import JobRequest
+from empire.agent.pools.providers.base import JobProvider, JobRequest
 from empire.policies.generation import Provider
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_rejected_key_is_read_again_from_its_secret_before_the_next_request(tmp_path) -> None:
-    fake = FakeProvider(keys={"sk-new-2": FakeKey(rpm=6000)}, latency=0.01)
-    key_file = tmp_path / "music-key"
-    key_file.write_text("sk-old-1\n")
+@contextmanager
+def provider_with_key_file(fake: FakeProvider, key_file: Path, key: str) -> Iterator[JobProvider]:
+    """The fake served, and an HTTP adapter whose account `a` reads its key from `key_file`."""
+    key_file.write_text(key + "\n")
     with fake.serve():
         spec = http_provider_policy(fake.url, "music", [{"name": "a", "env": "UNUSED"}])
         spec["accounts"][0]["api_key"] = {"file": str(key_file)}
-        adapter = build_adapters((Provider.model_validate(spec),))["music"]
+        yield build_adapters((Provider.model_validate(spec),))["music"]
+
+
+async def test_a_rejected_key_is_read_again_from_its_secret_before_the_next_request(tmp_path) -> None:
+    fake = FakeProvider(keys={"sk-new-2": FakeKey(rpm=6000)}, latency=0.01)
+    key_file = tmp_path / "music-key"
+    with provider_with_key_file(fake, key_file, "sk-old-1") as adapter:
         try:
             with pytest.raises(AuthFailed):
                 await adapter.submit("a", JobRequest("job-1", "a song"))
@@ -37,11 +47,7 @@ async def test_a_rejected_key_is_read_again_from_its_secret_before_the_next_requ
 async def test_an_unreadable_secret_keeps_the_old_key(tmp_path) -> None:
     fake = FakeProvider(keys={"sk-1": FakeKey(rpm=6000, dead=True)}, latency=0.01)
     key_file = tmp_path / "music-key"
-    key_file.write_text("sk-1")
-    with fake.serve():
-        spec = http_provider_policy(fake.url, "music", [{"name": "a", "env": "UNUSED"}])
-        spec["accounts"][0]["api_key"] = {"file": str(key_file)}
-        adapter = build_adapters((Provider.model_validate(spec),))["music"]
+    with provider_with_key_file(fake, key_file, "sk-1") as adapter:
         try:
             with pytest.raises(AuthFailed):
                 await adapter.submit("a", JobRequest("job-1", "a song"))

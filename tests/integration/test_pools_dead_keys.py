@@ -74,6 +74,19 @@ async def drain(d: Dispatcher, seconds: float) -> None:
         await d.aclose()
 
 
+async def dispatch_all(
+    db: Database, fake: FakeProvider, provider: str, names: str, *, jobs: int, seconds: float
+) -> tuple[Dispatcher, dict[str, Any]]:
+    """Serve the fake, queue `jobs` for `provider` (accounts `names`), drain them; the dispatcher
+    and the provider's books."""
+    with fake.serve():
+        policy = parse_policy({"providers": [http_provider_policy(fake.url, provider, accounts(names))]})
+        await enqueue(db, jobs, provider)
+        d = build_dispatcher(policy, db, options())
+        await drain(d, seconds)
+        return d, fake.snapshot()
+
+
 @pytest.fixture
 def every_key_dead() -> Iterator[FakeProvider]:
     fake = FakeProvider(keys={k: FakeKey(rpm=6000, dead=True) for k in KEYS.values()}, latency=0.05)
@@ -115,12 +128,7 @@ async def test_every_key_rejected_dead_letters_with_the_401(
 async def test_one_dead_key_among_live_ones_costs_no_job_anything(database: Database, keys_env: dict) -> None:
     fake = FakeProvider(keys={v: FakeKey(rpm=6000) for v in KEYS.values()}, latency=0.05)
     fake.keys[KEYS["b"]].dead = True
-    with fake.serve():
-        policy = parse_policy({"providers": [http_provider_policy(fake.url, "fake", accounts("abc"))]})
-        await enqueue(database, 90, "fake")
-        d = build_dispatcher(policy, database, options())
-        await drain(d, 30)
-        s = fake.snapshot()
+    d, s = await dispatch_all(database, fake, "fake", "abc", jobs=90, seconds=30)
     jobs = await all_jobs(database)
     assert {j.state for j in jobs} == {JobState.succeeded} and len(jobs) == 90
     assert {j.account for j in jobs} == {"a", "c"}
@@ -157,12 +165,7 @@ async def test_a_dead_key_and_an_ordinary_cooldown_wait_instead_of_dead_letterin
     # b's 429s cool it for their Retry-After (1 s) again and again, and every job must wait for it
     fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000, dead=True), KEYS["b"]: FakeKey(rpm=600, burst=10)},
                         latency=0.05)  # fmt: skip
-    with fake.serve():
-        policy = parse_policy({"providers": [http_provider_policy(fake.url, "main", accounts("ab"))]})
-        await enqueue(database, 40, "main")
-        d = build_dispatcher(policy, database, options())
-        await drain(d, 60)
-        s = fake.snapshot()
+    d, s = await dispatch_all(database, fake, "main", "ab", jobs=40, seconds=60)
     jobs = await all_jobs(database)
     assert {j.state for j in jobs} == {JobState.succeeded} and len(jobs) == 40
     assert s["over_rate"] >= 1 and s["unauthorized"] >= 1  # both kinds of cooldown happened

@@ -6,6 +6,8 @@ orphaned move must not both act. In every case the object ends readable in exact
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -69,8 +71,11 @@ async def exactly_one_readable_copy(w) -> str:
     return obj.tier
 
 
-async def test_recovery_leaves_a_live_move_alone(world) -> None:
-    result = {}
+@asynccontextmanager
+async def live_move(world) -> AsyncIterator[dict]:
+    """Mover `a` moves "big" to cold and pauses after its first chunk while the body runs; on exit
+    the copy goes on and `result["a"]` is the move's result."""
+    result: dict = {}
 
     async def move() -> None:
         result["a"] = await world.a.move("big", "cold", Reason.idle_demotion)
@@ -78,25 +83,22 @@ async def test_recovery_leaves_a_live_move_alone(world) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(move)
         await world.a.backend.reached.wait()
-        assert await world.b.recover() == []  # leased by a live process: not touched
+        yield result
         world.a.backend.gate.set()
+
+
+async def test_recovery_leaves_a_live_move_alone(world) -> None:
+    async with live_move(world) as result:
+        assert await world.b.recover() == []  # leased by a live process: not touched
     assert result["a"].status == "done"
     assert await exactly_one_readable_copy(world) == "cold"
 
 
 async def test_a_mover_that_stalls_past_its_lease_loses_the_move_and_touches_nothing(world) -> None:
-    result = {}
-
-    async def move() -> None:
-        result["a"] = await world.a.move("big", "cold", Reason.idle_demotion)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(move)
-        await world.a.backend.reached.wait()
+    async with live_move(world) as result:
         world.clock.advance(600)  # the live mover stalls for 10 minutes, past its 5-minute lease
         (recovered,) = await world.b.recover()
         assert recovered.status == "aborted" and recovered.recovered  # rolled back: it was mid-copy
-        world.a.backend.gate.set()
     assert result["a"].status == "failed" and "taken over" in (result["a"].error or "")
     assert await exactly_one_readable_copy(world) == "hot"
     assert (await world.b.move("big", "cold", Reason.idle_demotion)).status == "done"  # and it can move again

@@ -34,9 +34,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["REJECT", "FakeKey", "FakeProvider", "fake_provider_process", "http_provider_policy"]
+__all__ = ["REJECT", "TEST_KEYS", "FakeKey", "FakeProvider", "fake_provider_process", "http_provider_policy"]
 
 REJECT = "__reject__"  # a prompt the fake answers 422 (a permanent error)
+# Keys for accounts a, b, c; the `keys_env` fixture (tests/integration/conftest.py) exports them
+# as TEST_KEY_A.. so a policy can reference them as {env: TEST_KEY_A}.
+TEST_KEYS = {"a": "sk-test-alpha-123", "b": "sk-test-bravo-456", "c": "sk-test-charlie-789"}
 
 
 @dataclass

@@ -32,16 +32,8 @@ from empire.agent.pools.model import Job, JobState, NewJob
 from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy
 from empire.state import Database
+from fakes.provider import TEST_KEYS as KEYS
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
-
-KEYS = {"a": "sk-test-alpha-123", "b": "sk-test-bravo-456", "c": "sk-test-charlie-789"}
-
-
-@pytest.fixture
-def keys_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in KEYS.items():
-        monkeypatch.setenv(f"TEST_KEY_{name.upper()}", value)
-    return KEYS
 
 
 def accounts(names: str, rpm: float = 6000, max_concurrent: int = 10) -> list[dict[str, Any]]:

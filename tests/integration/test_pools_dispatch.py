@@ -27,16 +27,9 @@ from empire.policies.schema import Policy, parse_policy
 from empire.state import Database
 from empire.state import tables as t
 from fakes.provider import REJECT, FakeKey, FakeProvider, http_provider_policy
+from fakes.provider import TEST_KEYS as KEYS
 
 pytestmark = pytest.mark.anyio
-KEYS = {"a": "sk-test-alpha-123", "b": "sk-test-bravo-456", "c": "sk-test-charlie-789"}
-
-
-@pytest.fixture
-def keys_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in KEYS.items():
-        monkeypatch.setenv(f"TEST_KEY_{name.upper()}", value)
-    return KEYS
 
 
 def accounts(rpm: float, max_concurrent: int, names: str = "abc", **kw: Any) -> list[dict[str, Any]]:

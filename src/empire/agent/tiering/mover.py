@@ -169,7 +169,10 @@ class Mover:
         self._active.add(object_id)
         try:
             self._hit("planned")
-            result = await self._run(claimed)
+            try:
+                result = await self._run(claimed)
+            except _Lost:  # raised by any journal write once another process owns the move
+                result = self._lost(claimed)
         finally:
             self._active.discard(object_id)
         self._count(result)
@@ -194,6 +197,8 @@ class Mover:
             self._active.add(move.object_id)
             try:
                 result = await self._resume(move, step)
+            except _Lost:  # a third process took it over meanwhile: its business now
+                result = self._lost(move)
             except EmpireError as exc:  # store unreachable: leave it for the next recovery
                 logger.warning("move %s of %s not recovered yet: %s", move.id, move.object_id, exc)
                 continue
@@ -235,8 +240,6 @@ class Mover:
             self._hit("copied")
         except _Abort as abort:
             return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
-        except _Lost:
-            return self._lost(move)
         return await self._resume(move, "copied")
 
     def _lost(self, move: _Move) -> MoveResult:
@@ -248,8 +251,6 @@ class Mover:
     async def _abort_or_leave(self, move: _Move, error: str, *, quarantine: bool) -> MoveResult:
         try:
             return await self._abort(move, error, quarantine=quarantine)
-        except _Lost:
-            return self._lost(move)
         except EmpireError as exc:  # the target could not be cleaned up: recovery finishes the rollback
             logger.warning("move %s of %s left for recovery: %s", move.id, move.object_id, exc)
             return MoveResult(move.object_id, move.from_tier, move.to_tier, "failed", move.reason,
@@ -270,12 +271,7 @@ class Mover:
                 self._hit("switched")
         except _Abort as abort:
             return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
-        except _Lost:
-            return self._lost(move)
-        try:
-            return await self._finish(move)  # switched: from here on only forward
-        except _Lost:
-            return self._lost(move)
+        return await self._finish(move)  # switched: from here on only forward
 
     async def _finish(self, move: _Move) -> MoveResult:
         try:

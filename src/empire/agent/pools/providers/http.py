@@ -181,9 +181,9 @@ class HttpJobProvider:
 
     async def _fresh_key(self, account: str) -> None:
         """Re-read a rejected account's key (in a worker thread: a Secret read is a blocking call)."""
-        if account not in self._stale or self._reload_key is None:
-            return
         self._stale.discard(account)
+        if self._reload_key is None:
+            return
         try:
             key = await anyio.to_thread.run_sync(self._reload_key, account)
         except EmpireError as exc:  # names the reference, never the value
@@ -195,7 +195,8 @@ class HttpJobProvider:
 
     async def _call(self, method: str, url: str, what: str, account: str, **kw: Any) -> tuple[int, bytes]:
         where = f"{self.name}/{account} {what}"
-        await self._fresh_key(account)
+        if account in self._stale:  # only after a 401/403: no extra await on the hot path
+            await self._fresh_key(account)
         headers = {**self._headers(account, url), **kw.pop("headers", {})}
         try:
             async with self._client().request(method, url, headers=headers, **kw) as resp:

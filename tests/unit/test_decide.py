@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,11 +95,61 @@ def test_fallback_fires_after_consecutive_failures():
     h = TargetHistory()
     first = decide(t, obs(source_ok=False), h, NOW)
     assert first.decision.reasons[:1] == (R.metrics_unavailable,) and first.decision.actions == ()
-    second = decide(t, obs(source_ok=False), first.history, NOW + timedelta(seconds=15))
+    second = decide(t, obs(current=4, source_ok=False), first.history, NOW + timedelta(seconds=15))
     assert second.decision.desired == 6 and R.fallback_fixed in second.decision.reasons
     assert second.decision.actions[0].replicas == 6
     ok = decide(t, obs(queue=200, cpu=0.7), second.history, NOW + timedelta(seconds=30))
     assert ok.history.failures == 0
+
+
+def test_fixed_fallback_is_a_floor_on_bad_data():
+    """The shipped example's `api` (fixed 4) at 12 replicas: Prometheus failing must not take it to 4."""
+    t = target(max_replicas=12, fallback={"mode": "fixed", "replicas": 4, "after_failures": 3},
+               behavior={"scale_down": {"stabilization_window": "5m"}})  # fmt: skip
+    h, at = TargetHistory(), NOW
+    for _ in range(3 * 40):  # 30 minutes of failures, one every 15 s
+        d = decide(t, obs(current=12, source_ok=False), h, at)
+        assert d.decision.desired == 12 and d.decision.actions == ()
+        h, at = d.history, at + timedelta(seconds=15)
+    assert R.fallback_fixed in d.decision.reasons and R.scale_down_blocked in d.decision.reasons
+
+
+def test_fixed_fallback_raises_below_the_floor():
+    t = target(fallback={"mode": "fixed", "replicas": 6, "after_failures": 1})
+    d = decide(t, obs(current=2, source_ok=False), TargetHistory(), NOW).decision
+    assert d.desired == 6 and d.actions[0].replicas == 6
+
+
+def test_fixed_fallback_scale_down_goes_through_the_window_and_rates():
+    """`allow_scale_down: true` still waits out the scale-down window and follows the rate policies."""
+    behavior = {
+        "scale_down": {"stabilization_window": "5m", "policies": [{"type": "pods", "value": 2, "period": "1m"}]}
+    }
+    t = target(max_replicas=12, behavior=behavior,
+               fallback={"mode": "fixed", "replicas": 4, "after_failures": 3, "allow_scale_down": True})  # fmt: skip
+    h, at, current, seen = TargetHistory(), NOW, 12, []
+    h = decide(t, obs(current=12, queue=600, cpu=0.7), h, at).history  # a real recommendation of 12
+    for _ in range(4 * 15):  # 15 minutes of failures
+        at += timedelta(seconds=15)
+        d = decide(t, obs(current=current, source_ok=False), h, at)
+        if d.decision.actions:
+            h = d.history.scaled(at, current, d.decision.desired, timedelta(minutes=5))
+            current = d.decision.desired
+        else:
+            h = d.history
+        seen.append((at - NOW, current))
+    first_drop = next(s for s, c in seen if c < 12)
+    assert first_drop >= timedelta(minutes=5)  # the window holds while it remembers 12
+    drops = [b - a for (_, a), (_, b) in itertools.pairwise(seen) if b < a]
+    assert drops and max(-x for x in drops) <= 2  # 2 pods per minute at most
+    assert current == 4
+
+
+def test_shipped_policy_fallbacks_never_scale_down():
+    from empire.policies.loading import default_policy_path, load_policy
+
+    for t in load_policy(default_policy_path()).policy.targets:
+        assert t.fallback.mode.value == "hold" or not t.fallback.allow_scale_down, t.name
 
 
 def test_fallback_hold():

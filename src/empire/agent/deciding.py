@@ -9,7 +9,9 @@ safety rules, learnt from what KEDA and HPA users complain about:
   negative, several series) never scales down and never scales to zero: the other signals may
   still scale *up*, otherwise the target holds;
 * the metric source itself unreachable: hold, and after `fallback.after_failures` consecutive
-  failures the configured fallback fires (`hold` current, or `fixed` replicas), named as such;
+  failures the configured fallback fires (`hold` current, or `fixed` replicas), named as such. A
+  `fixed` count is a floor unless `allow_scale_down` is set, and goes through stabilization either
+  way: missing metrics never skip the scale-down window (HPA holds the current count);
 * `pin_replicas` (policy, or the workload annotation `empire.io/pin-replicas`) names the exact
   count; `paused` (policy, or `empire.io/paused: "true"`) decides and journals but never acts;
 * startup grace: within `startup_grace` after a scale-up, per-replica `average` signals are
@@ -178,10 +180,12 @@ def recommend(
                 **base, replicas=current, reasons=(Reason.metrics_unavailable, *tail), hold=True, details=details
             )
         if target.fallback.mode == FallbackMode.fixed and target.fallback.replicas is not None:
-            return Recommendation(
-                **base, replicas=target.fallback.replicas, bypass_stabilization=True, details=details,
-                reasons=(Reason.metrics_unavailable, Reason.fallback_fixed, *tail),
-            )  # fmt: skip
+            fixed = target.fallback.replicas
+            why: tuple[Reason, ...] = (Reason.metrics_unavailable, Reason.fallback_fixed)
+            if fixed < current and not target.fallback.allow_scale_down:
+                fixed, why = current, (*why, Reason.scale_down_blocked)  # a floor, not a target
+            # Not bypass_stabilization: a fixed count goes through the windows and rate policies.
+            return Recommendation(**base, replicas=fixed, details=details, reasons=(*why, *tail))
         return Recommendation(
             **base, replicas=current, hold=True, details=details,
             reasons=(Reason.metrics_unavailable, Reason.fallback_hold, *tail),

@@ -202,11 +202,20 @@ class FallbackMode(StrEnum):
 
 
 class FallbackPolicy(StrictModel):
-    """What to do when the metric source itself is unreachable (not when one value is odd)."""
+    """What to do when the metric source itself is unreachable (not when one value is odd).
+
+    Safe by default, as HPA is: `hold` keeps the current count. A `fixed` count is a *floor* while
+    the source is down: it may raise replicas, but lowers them only with `allow_scale_down: true`,
+    and then through the scale-down stabilization window and rate policies like any scale-down (a
+    Prometheus outage must never take a busy workload from 12 replicas to 4 in one step)."""
 
     mode: FallbackMode = FallbackMode.hold
     replicas: int | None = Field(default=None, ge=1, description="with mode 'fixed'")
     after_failures: int = Field(default=3, ge=1, description="consecutive failed observations")
+    allow_scale_down: bool = Field(
+        default=False,
+        description="with mode 'fixed': may go below the current count (through the scale-down window and policies)",
+    )
 
     @model_validator(mode="after")
     def _replicas_for_fixed(self) -> FallbackPolicy:

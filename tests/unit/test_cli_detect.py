@@ -165,3 +165,23 @@ def test_output_onto_its_own_input_is_refused_and_the_input_kept(
     assert main(["detect", str(src), "--output-dir", str(tmp_path)]) == 2
     assert "would overwrite the input" in capsys.readouterr().err
     assert src.read_text() == before
+
+
+def test_threshold_adds_a_label_column_that_agrees_with_the_scores(tmp_path: Path) -> None:
+    src = tmp_path / "s.csv"
+    write_series(src, 1500, spike=1300)
+    assert main(["detect", str(src), "--output-dir", str(tmp_path / "o"), "--threshold", "0.5"]) == 0
+    rows = read_rows(tmp_path / "o" / "s.csv")
+    assert rows[0] == ["timestamp", "anomaly_score", "anomaly"] and len(rows) == 1501
+    labels = np.array([int(r[2]) for r in rows[1:]])
+    scores = np.array([float(r[1]) for r in rows[1:]])
+    assert labels[1300] == 1 and np.array_equal(labels == 1, scores >= 0.5)
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "high"])
+def test_threshold_outside_the_score_range_is_refused(tmp_path: Path, bad: str) -> None:
+    src = tmp_path / "s.csv"
+    write_series(src, 50)
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", str(src), "--output-dir", str(tmp_path / "o"), "--threshold", bad])
+    assert exc.value.code == 2

@@ -8,7 +8,10 @@ score 0; a missing file, an unknown column, a value that is not a number, or tim
 backwards are bad input (``ConfigError``: one line, exit 2). Some exports do step back once (a
 clock adjustment: NAB's machine_temperature file goes back 55 minutes at one row); with
 ``--unordered keep`` such rows are scored in file order, placed at the latest timestamp seen so
-far for the seasonal lookups (``AnomalyDetector(unordered="keep")``).
+far for the seasonal lookups (``AnomalyDetector(unordered="keep")``). ``--threshold T`` runs the
+detector at that operating point (as an alert rule with ``threshold: T`` does: the threshold also
+sets the post-detection suppression) and adds a column ``anomaly``: 1 where the score is at or
+above ``T``, else 0.
 
 ``score_series`` is the one function that turns a parsed file into scores; the NAB benchmark
 calls it too, so what it measures is what this command writes.
@@ -45,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="""examples:
   empire detect metrics/*.csv --output-dir scores/         # scores/<name>.csv per input, in [0, 1]
   empire detect queue.csv --value-column depth --output-dir scores/
-  empire detect sensor.csv --unordered keep --output-dir scores/   # timestamps that go backwards""",
+  empire detect sensor.csv --unordered keep --output-dir scores/   # timestamps that go backwards
+  empire detect queue.csv --threshold 0.5 --output-dir scores/     # adds a 0/1 column anomaly""",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT.csv", help="CSV files with a header row")
     p.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="where results go")
@@ -58,7 +62,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="timestamps that go backwards: error (default) or keep (score in file order, "
         "placed at the latest timestamp so far for seasonality)",
     )
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        metavar="T",
+        help="operating point in (0, 1] (an alert rule's threshold); adds a column anomaly (1 if score >= T)",
+    )
     p.set_defaults(func=run)
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
 
 
 def read_series(path: Path, timestamp_column: str, value_column: str) -> tuple[list[str], list[float]]:
@@ -93,24 +114,33 @@ def _format_score(score: float) -> str:
     return f"{math.floor(score * 1e6) / 1e6:.6f}"
 
 
-def score_series(values: Any, seconds: Any, *, unordered: str = "error") -> np.ndarray:
-    """Scores of one series with the daemon's default detector (timestamps in epoch seconds)."""
+def score_series(values: Any, seconds: Any, *, unordered: str = "error", threshold: float | None = None) -> np.ndarray:
+    """Scores of one series with the daemon's detector (timestamps in epoch seconds), at
+    ``threshold`` (default: the detector's ``DEFAULT_THRESHOLD``)."""
     import numpy as np
 
-    from empire.models.anomaly import AnomalyDetector
+    from empire.models.anomaly import DEFAULT_THRESHOLD, AnomalyDetector
 
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return np.empty(0)
-    return AnomalyDetector(unordered=unordered).fit(values, timestamps=seconds).scores_
+    det = AnomalyDetector(threshold=DEFAULT_THRESHOLD if threshold is None else threshold, unordered=unordered)
+    return det.fit(values, timestamps=seconds).scores_
 
 
-def detect_file(path: Path, out_dir: Path, timestamp_column: str, value_column: str, unordered: str = "error") -> int:
+def detect_file(
+    path: Path,
+    out_dir: Path,
+    timestamp_column: str,
+    value_column: str,
+    unordered: str = "error",
+    threshold: float | None = None,
+) -> int:
     """Score one file into ``out_dir``; returns the number of rows."""
     stamps, values = read_series(path, timestamp_column, value_column)
     seconds = _parse_stamps(path, stamps)
     try:
-        scores = score_series(values, seconds, unordered=unordered)
+        scores = score_series(values, seconds, unordered=unordered, threshold=threshold)
     except ConfigError as exc:
         # "row N" counts data rows from 0; the file line is N + 2 (header, 1-based).
         hint = " (use --unordered keep to score such rows in file order)" if "out of order" in str(exc) else ""
@@ -118,9 +148,14 @@ def detect_file(path: Path, out_dir: Path, timestamp_column: str, value_column: 
     target = out_dir / path.name
     with open(target, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timestamp", "anomaly_score"])
-        for ts, sc in zip(stamps, scores, strict=True):
-            w.writerow([ts, _format_score(sc)])
+        if threshold is None:
+            w.writerow(["timestamp", "anomaly_score"])
+            for ts, sc in zip(stamps, scores, strict=True):
+                w.writerow([ts, _format_score(sc)])
+        else:
+            w.writerow(["timestamp", "anomaly_score", "anomaly"])
+            for ts, sc in zip(stamps, scores, strict=True):
+                w.writerow([ts, _format_score(sc), int(sc >= threshold)])
     return len(stamps)
 
 
@@ -141,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
     total = len(args.inputs)
     for k, path in enumerate(args.inputs, 1):
         t0 = time.perf_counter()
-        rows = detect_file(path, out_dir, args.timestamp_column, args.value_column, args.unordered)
+        rows = detect_file(
+            path, out_dir, args.timestamp_column, args.value_column, args.unordered, getattr(args, "threshold", None)
+        )
         if total > 1:
             took = time.perf_counter() - t0
             print(f"[{k}/{total}] {path.name}: {rows} rows in {took:.1f}s", file=sys.stderr)

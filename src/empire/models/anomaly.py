@@ -63,6 +63,7 @@ import datetime as _dt
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
 
 from empire.errors import ConfigError
 from empire.models.anomaly_streams import Novelty, RobustZ, Rolling, SeasonalResidual, TailCalibrator
@@ -108,7 +109,7 @@ def to_seconds(timestamps: Any) -> np.ndarray:
     return out
 
 
-class AnomalyDetector:
+class AnomalyDetector(OutlierMixin, BaseEstimator):
     """Streaming anomaly detector; see the module docstring for the method.
 
     Parameters (all in points of the metric unless said otherwise):
@@ -202,16 +203,13 @@ class AnomalyDetector:
         self.fit(X, timestamps=timestamps)
         return np.where(self.scores_ >= self.threshold, -1, 1)
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyperparameters, as scikit-learn's ``BaseEstimator.get_params``."""
-        return {k: getattr(self, k) for k in _PARAMS}
-
     def set_params(self, **params: Any) -> AnomalyDetector:
-        """Set hyperparameters; unknown names are a ``ConfigError``."""
-        for k, v in params.items():
-            if k not in _PARAMS:
-                raise ConfigError(f"AnomalyDetector.{k}: unknown parameter; valid: {', '.join(_PARAMS)}")
-            setattr(self, k, v)
+        """Set hyperparameters (``BaseEstimator.set_params``); unknown names are a ``ConfigError``."""
+        names = self._get_param_names()
+        for k in params:
+            if k not in names:
+                raise ConfigError(f"AnomalyDetector.{k}: unknown parameter; valid: {', '.join(names)}")
+        super().set_params(**params)
         return self
 
     # -- online ------------------------------------------------------------------------------
@@ -388,27 +386,6 @@ class AnomalyDetector:
         self.suppressed_until_ = until
         self.n_finite_ = start + out.size
         return out
-
-
-_PARAMS = (
-    "threshold",
-    "season",
-    "n_seasons",
-    "smooth",
-    "novelty_window",
-    "novelty_interior",
-    "window",
-    "calibration_window",
-    "calibration_min",
-    "z_features",
-    "novelty_features",
-    "score_scale",
-    "suppress",
-    "learning_period",
-    "min_history",
-    "reestimate_every",
-    "unordered",
-)
 
 
 def _fmt(seconds: float) -> str:

@@ -1,4 +1,6 @@
-"""Walk-forward evaluation of the demand forecaster against the naive baselines, on the same rows.
+"""Honest evaluation of the models: walk-forward for the forecaster, leave-one-group-out for detectors.
+
+Walk-forward evaluation of the demand forecaster against the naive baselines, on the same rows.
 
 Fits on the first part of a series, then walks forward through the rest making every forecast only
 from data at or before its origin (refitting every ``refit_every``), and scores the model and the
@@ -11,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.model_selection import LeaveOneGroupOut
 
 from empire.models.features import DAY, WEEK, lag, seasonal_lag, steps_in
 from empire.models.forecast import (
@@ -29,7 +32,7 @@ from empire.models.forecast import (
     seasonal_change,
 )
 
-__all__ = ["WalkForward", "walk_forward"]
+__all__ = ["GroupCV", "WalkForward", "leave_one_group_out", "walk_forward"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +170,73 @@ def walk_forward(
         refits=refits,
         notes=tuple(notes),
     )
+
+
+@dataclass(frozen=True)
+class GroupCV:
+    """Leave-one-group-out scores of a detector whose parameters are chosen from ``candidates``.
+
+    ``in_sample``: the index of the candidate with the best score on all items, and its score per
+    group. ``chosen[g]``: the candidate picked on every group but ``g``; ``held_out[g]``: its score
+    on ``g``, which played no part in the choice. A held-out score well below the in-sample one
+    means the parameters were tuned to the data, not general. Groups the score cannot judge (it
+    returns NaN, e.g. series with no labelled anomaly) are left out of ``mean``/``worst``.
+    """
+
+    candidates: tuple[dict[str, Any], ...]
+    in_sample: int
+    in_sample_scores: dict[str, float]
+    chosen: dict[str, int]
+    held_out: dict[str, float]
+
+    @property
+    def mean(self) -> float:
+        return _nanmean(self.held_out.values())
+
+    @property
+    def worst(self) -> float:
+        ok = [v for v in self.held_out.values() if math.isfinite(v)]
+        return min(ok) if ok else math.nan
+
+    @property
+    def in_sample_mean(self) -> float:
+        return _nanmean(self.in_sample_scores.values())
+
+
+def _nanmean(values: Any) -> float:
+    ok = [v for v in values if math.isfinite(v)]
+    return float(np.mean(ok)) if ok else math.nan
+
+
+def leave_one_group_out(
+    groups: Sequence[str],
+    candidates: Sequence[dict[str, Any]],
+    score: Callable[[int, np.ndarray], float],
+) -> GroupCV:
+    """Choose parameters on all groups but one, score the one left out; once per group.
+
+    ``groups[i]`` is the group (a NAB category, a kind of metric) of item ``i`` (a series);
+    ``score(k, items)`` is the score (higher is better) of candidate ``k`` on the items with those
+    indices, pooled. Selection is the first best candidate, so put the default first: a tie keeps
+    it. The splits are scikit-learn's ``LeaveOneGroupOut``; ``score`` is called with the same
+    arguments many times, so a caller that runs a detector caches its per-item outputs.
+    """
+    g = np.asarray(groups)
+    if not len(candidates):
+        raise ValueError("leave_one_group_out: no candidates")
+    items = np.arange(g.size)
+
+    def best(idx: np.ndarray) -> int:
+        values = [score(k, idx) for k in range(len(candidates))]
+        return int(np.nanargmax(values)) if any(math.isfinite(v) for v in values) else 0
+
+    chosen: dict[str, int] = {}
+    held_out: dict[str, float] = {}
+    for train, test in LeaveOneGroupOut().split(items, groups=g):
+        name = str(g[test[0]])
+        chosen[name] = best(train)
+        held_out[name] = float(score(chosen[name], test))
+    overall = best(items)
+    names = sorted(set(g.tolist()))
+    in_sample = {n: float(score(overall, items[g == n])) for n in names}
+    return GroupCV(tuple(dict(c) for c in candidates), overall, in_sample, chosen, held_out)

@@ -23,7 +23,7 @@ from empire.agent.types import Observation, SampleStatus
 from empire.policies.alerting import RuleKind
 from empire.policies.schema import Policy
 
-__all__ = ["AnomalyScorer", "watched_signals"]
+__all__ = ["AnomalyScorer", "rule_detector", "watched_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def watched_signals(policy: Policy) -> dict[SignalKey, float]:
     return out
 
 
-def _default_factory(threshold: float) -> Any:
+def rule_detector(threshold: float) -> Any:
+    """The detector the daemon runs for anomaly rules at ``threshold`` (``benchmarks/anomaly.py``
+    scores this one, so the benchmark's ``shipped_rule`` figure is what the daemon does)."""
     from empire.models.anomaly import AnomalyDetector
 
     return AnomalyDetector(threshold=threshold)
@@ -48,7 +50,7 @@ def _default_factory(threshold: float) -> Any:
 
 class AnomalyScorer:
     def __init__(self, factory: Callable[[float], Any] | None = None) -> None:
-        self._factory = factory or _default_factory
+        self._factory = factory or rule_detector
         self._detectors: dict[SignalKey, Any] = {}
         self._thresholds: dict[SignalKey, float] = {}
         self._last_at: dict[SignalKey, datetime] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -283,3 +285,70 @@ def test_novelty_interior_is_validated() -> None:
         AnomalyDetector(novelty_interior="nearest").fit([1.0, 2.0])
     s = AnomalyDetector(novelty_interior="conformal").fit(*seasonal_series(900)[::-1], timestamps=None).scores_
     assert s.shape == (900,)
+
+
+# scikit-learn's estimator checks that apply to a detector of one series whose score depends on
+# the order of its points (a stream): the others feed several columns, shuffle or subsample rows,
+# or expect NaN to be an error (here a missing value scores 0).
+APPLICABLE_CHECKS = {
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimators_unfitted",
+    "check_fit2d_1feature",
+    "check_get_params_invariance",
+    "check_mixin_order",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_set_params",
+}
+
+
+def test_scikit_learn_estimator_checks_that_apply_pass() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(AnomalyDetector(), on_fail=None)
+    passed = {r["check_name"] for r in results if r["status"] == "passed"}
+    assert passed >= APPLICABLE_CHECKS
+
+
+def test_sits_in_a_pipeline_and_clones() -> None:
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    t, x = seasonal_series(900, seed=5)
+    x[800] += 30
+    pipe = make_pipeline(FunctionTransformer(np.log1p), AnomalyDetector(**SMALL))
+    head = pipe.fit(x[:700, None], anomalydetector__timestamps=t[:700])
+    assert head is pipe
+    alone = clone(AnomalyDetector(**SMALL)).fit(np.log1p(x), timestamps=t).scores_
+    np.testing.assert_allclose(pipe[-1].score_samples(np.log1p(x[700:]), timestamps=t[700:]), alone[700:])
+
+
+NOISE_SHAPES = {
+    "gaussian": lambda rng, n: rng.normal(size=n),
+    "student_t3": lambda rng, n: rng.standard_t(3, size=n),
+    "lognormal": lambda rng, n: rng.lognormal(size=n),
+    "poisson": lambda rng, n: rng.poisson(3.0, size=n).astype(float),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NOISE_SHAPES))
+def test_false_alarm_rate_on_stationary_noise_is_the_stated_one_at_any_scale(shape: str) -> None:
+    # The documented meaning of the default threshold: on stationary noise of any shape and any
+    # scale, at most FALSE_ALARMS_PER_10K alarms per 10,000 points; the score does not depend on
+    # the metric's unit or offset.
+    from empire.models.anomaly import FALSE_ALARMS_PER_10K
+
+    n = 12000
+    base = NOISE_SHAPES[shape](np.random.default_rng(7), n)
+    t = T0 + STEP * np.arange(n)
+    counts = []
+    for scale, offset in ((1.0, 0.0), (1e-3, 5.0), (1e4, -2e5)):
+        s = AnomalyDetector().fit(offset + scale * base, timestamps=t).scores_
+        counts.append(int((s >= DEFAULT_THRESHOLD).sum()))
+    assert max(counts) - min(counts) <= 1
+    assert max(counts) / n * 1e4 <= FALSE_ALARMS_PER_10K

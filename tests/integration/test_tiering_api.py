@@ -100,6 +100,51 @@ async def test_malformed_or_oversized_bodies_get_a_clear_4xx(inv, content, heade
     assert await audits(inv) == []
 
 
+J = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "status", "message"),
+    [
+        ("access", b'{"events": [{"id": "track-1", "count": ' + b"9" * 5000 + b"}]}", 422,
+         "events.0.count: integer of 5000 digits"),
+        ("revenue", b'{"figures": [{"id": "track-1", "amount": ' + b"9" * 5000 + b"}]}", 422,
+         "figures.0.amount: integer of 5000 digits"),
+        ("access", b"[" * 200_000 + b"]" * 200_000, 400, "nested deeper than"),
+        ("access", b'{"events": [{"id": "track-1", "at": "0001-01-01T00:00:00+01:00"}]}', 422,
+         "events.0.at: 0001-01-01T00:00:00+01:00 is before 1970-01-01"),
+        ("access", b'{"events": [{"id": "track-1", "at": "0001-01-01T00:00:00Z"}]}', 422, "events.0.at"),
+        ("revenue", b'{"figures": [{"id": "track-1", "amount": 1e999}]}', 422, "figures.0.amount: number out of range"),
+        ("revenue", b'{"figures": [{"id": "track-1", "amount": NaN}]}', 422, "figures.0.amount"),
+        ("revenue", b'{"figures": [{"id": "track-1", "amount": 1.7e308, "mode": "add"}]}', 422,
+         "figures.0.amount: must be a finite number of at most 1,000,000,000,000"),
+        ("access", b'{"events": [{"id": "track\\u0000"}]}', 422, "events.0.id: text contains a NUL"),
+        ("access", b'{"events": [{"id": "\\ud800"}]}', 422, "events.0.id: text contains an unpaired surrogate"),
+    ],
+)  # fmt: skip
+async def test_values_no_store_can_hold_get_a_4xx_naming_the_field(inv, path, content, status, message) -> None:
+    """Each of these answered 500 (a traceback in the log) or stored inf before."""
+    async with client(app_for(inv, max_body=1_048_576)) as c:
+        r = await c.post(f"/v1/content/{path}", content=content, headers={**AUTH, **J})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"] and "\n" not in r.json()["error"]
+    assert await audits(inv) == []
+    obj = await inv.get("track-1")
+    assert (obj.access_score, obj.revenue, obj.last_access_at) == (0, 0, None)
+
+
+async def test_revenue_added_up_past_the_bound_is_refused_whole(inv: Inventory) -> None:
+    """Two in-bound additions whose total is not: 422, and neither is stored (no inf, ever)."""
+    add = {"id": "track-1", "amount": 9e11, "mode": "add"}
+    async with client(app_for(inv)) as c:
+        r = await c.post("/v1/content/revenue", headers=AUTH, json={"figures": [{"id": "track-2", "amount": 5}, add]})
+        assert r.status_code == 200
+        r = await c.post("/v1/content/revenue", headers=AUTH, json={"figures": [{"id": "track-2", "amount": 7}, add]})
+    assert r.status_code == 422 and "revenue of track-1 would reach 1.8e+12" in r.json()["error"]
+    assert [(await inv.get(i)).revenue for i in ("track-1", "track-2")] == [9e11, 5]
+    assert len(await audits(inv)) == 1
+
+
 async def test_a_batch_with_an_unknown_id_changes_nothing(inv: Inventory) -> None:
     body = {"events": [{"id": "track-1"}, {"id": "nope"}]}
     async with client(app_for(inv)) as c:

@@ -41,7 +41,7 @@ import anyio
 from starlette.routing import BaseRoute
 
 from empire.agent.clock import SystemClock
-from empire.agent.http import AppContext, bind, build_app, serve
+from empire.agent.http import AppContext, ConnectionLimits, bind, build_app, serve
 from empire.agent.journal import ActionRunner
 from empire.agent.leader import leader_for
 from empire.agent.loop import ControlLoop
@@ -327,7 +327,9 @@ async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event
         async with anyio.create_task_group() as tg:
             tg.start_soon(signals, tg.cancel_scope)
             http_up = anyio.Event()
-            tg.start_soon(lambda: serve(app, s.http.host, s.http.port, started=http_up, sock=sock))
+            limits = ConnectionLimits(s.http.header_timeout, s.http.body_timeout, s.http.keep_alive,
+                                      s.http.max_connections)  # fmt: skip
+            tg.start_soon(lambda: serve(app, s.http.host, s.http.port, started=http_up, sock=sock, limits=limits))
             with anyio.fail_after(30):
                 await http_up.wait()
             daemon.app = app  # type: ignore[attr-defined]

@@ -11,7 +11,9 @@ ingest endpoint, `/alerts`) and `/status` sections (`context.status_sections`). 
 
 Request bodies above `max_body_bytes` are refused with 413 before a handler reads them. `serve()`
 runs uvicorn inside our task group without its signal handlers (the daemon owns SIGTERM so that
-the in-flight action is finished and journaled before exit).
+the in-flight action is finished and journaled before exit), with the connection limits of
+`httpconn` (header, body and keep-alive timeouts, a connection cap), and without a logging
+config of its own: its loggers propagate to the root handler, where repeated lines are limited.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from empire.agent.httpconn import ConnectionLimits, accept, effective_max_connections, protocol_class
 from empire.agent.monitor import Monitor
 from empire.errors import ConfigError
 
 if TYPE_CHECKING:
     from empire.agent.loop import ControlLoop
 
-__all__ = ["AppContext", "BodyLimit", "bind", "build_app", "serve"]
+__all__ = ["AppContext", "BodyLimit", "ConnectionLimits", "bind", "build_app", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,36 +149,54 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(
-    app: Starlette, host: str, port: int, *, started: anyio.Event | None = None, sock: socket.socket | None = None
+    app: Starlette,
+    host: str,
+    port: int,
+    *,
+    started: anyio.Event | None = None,
+    sock: socket.socket | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> None:
     """Serve `app` until cancelled. Port 0 picks a free port (logged, and stored in `app.state.port`)."""
     import uvicorn
 
     sock = sock or bind(host, port)
+    limits = limits or ConnectionLimits()
+    cap = effective_max_connections(limits.max_connections)
+    if cap < limits.max_connections:
+        logger.warning("HTTP: at most %d connections (EMPIRE_HTTP__MAX_CONNECTIONS %d), to keep file descriptors "
+                       "free under this process's RLIMIT_NOFILE", cap, limits.max_connections)  # fmt: skip
 
     class _Server(uvicorn.Server):
         def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
             return _no_signals()
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", log_config=None, lifespan="off", access_log=False,
+        http=protocol_class(limits), timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]
+    )  # fmt: skip
     server = _Server(config)
 
     async def announce() -> None:
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await anyio.sleep(0.02)
+        tg.start_soon(accept, sock, server, cap)
         app.state.port = sock.getsockname()[1]
         logger.info("HTTP on http://%s:%s (/metrics /healthz /readyz /status)", host, app.state.port)
         if started is not None:
             started.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(announce)
-        try:
-            await server.serve(sockets=[sock])
-        except anyio.get_cancelled_exc_class():
-            server.should_exit = True
-            if server.started:  # close the listening socket and open connections before leaving
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await server.shutdown()
-            raise
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(announce)
+            try:
+                await server.serve(sockets=[])  # no listener of uvicorn's: `accept` feeds it, under the cap
+            except anyio.get_cancelled_exc_class():
+                server.should_exit = True
+                if server.started:  # close the open connections before leaving
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await server.shutdown()
+                raise
+            tg.cancel_scope.cancel()
+    finally:
+        sock.close()

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from empire import logrepeat
 from empire.errors import EmpireError, TemporaryError
 
 __all__ = ["build_parser", "main"]
@@ -129,7 +130,11 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A failure repeated ten thousand times is logged once a minute with its count, from any logger.
+    logrepeat.install([h for h in root.handlers if h not in before])
     # Libraries narrate routine steps at INFO (each migration plugin, each scheduled run); keep
     # the agent's own one-line-per-decision log readable unless -vv asks for everything.
     if args.verbose < 2:

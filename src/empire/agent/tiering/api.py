@@ -7,7 +7,9 @@ Why so strict: it is the only way in from outside that changes state. Every call
 `Authorization: Bearer <EMPIRE_INGEST_TOKEN>`, compared in constant time (`hmac.compare_digest`);
 without a configured token the endpoint refuses everything (401). Bodies are JSON with a declared
 shape (unknown fields are errors), at most `http.max_body_bytes` long, and a batch is applied all
-or nothing: one unknown object id rejects the batch (404) and changes nothing. Each accepted batch
+or nothing: one unknown object id rejects the batch (404) and changes nothing. Values are checked
+by the inventory's `ingest_error`, as on every other ingestion path (422 naming the field, e.g.
+`events.0.at: 0001-01-01T00:00:00+01:00 is before 1970-01-01`). Each accepted batch
 is written to the audit table in the same transaction as the change. Error bodies are
 `{"error": "...", "details": [...]}` and never echo the token.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
@@ -25,9 +27,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from empire.agent.ports import Clock
-from empire.agent.tiering.inventory import AccessEvent, Inventory, RevenueFigure
+from empire.agent.tiering.inventory import AccessEvent, Inventory, RevenueFigure, ingest_error
 from empire.agent.webio import json_error, read_json_body, tokens_match
-from empire.errors import NotFoundError, TemporaryError
+from empire.errors import ConfigError, NotFoundError, TemporaryError
 
 __all__ = ["MAX_BATCH", "routes"]
 
@@ -97,6 +99,14 @@ def routes(
             return json_error(422, "invalid body: " + "; ".join(f"{d['path']}: {d['message']}" for d in details[:3]),
                               details)  # fmt: skip
 
+    def first_error(name: str, items: list[AccessEvent] | list[RevenueFigure], now: datetime) -> JSONResponse | None:
+        for i, item in enumerate(items):
+            if (why := ingest_error(item, now)) is not None:
+                path, _, message = why.partition(": ")
+                return json_error(422, f"invalid body: {name}.{i}.{why}", [{"path": f"{name}.{i}.{path}",
+                                                                           "message": message}])  # fmt: skip
+        return None
+
     def actor(request: Request) -> str:
         host = request.client.host if request.client else "unknown"
         return f"http:{host}"
@@ -106,6 +116,8 @@ def routes(
             updated = await write()
         except NotFoundError as exc:
             return json_error(404, f"{exc}; nothing was changed")
+        except ConfigError as exc:
+            return json_error(422, f"invalid body: {exc}; nothing was changed")
         except TemporaryError as exc:
             logger.warning("ingest failed temporarily: %s", exc)
             return json_error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
@@ -119,9 +131,10 @@ def routes(
             return body
         assert isinstance(body, AccessBody)
         now = clock.now()
-        events = [AccessEvent(e.id, (e.at or now).astimezone(UTC), e.count) for e in body.events]
-        if any(e.at > now + timedelta(minutes=5) for e in events):
-            return json_error(422, "invalid body: an access event is in the future")
+        events = [AccessEvent(e.id, e.at or now, e.count) for e in body.events]
+        if (refused := first_error("events", events, now)) is not None:
+            return refused
+        events = [AccessEvent(e.object_id, e.at.astimezone(UTC), e.count) for e in events]
         return await apply(lambda: inventory.record_access(events, half_life(), actor=actor(request), at=now))
 
     async def revenue(request: Request) -> JSONResponse:
@@ -132,8 +145,8 @@ def routes(
             return body
         assert isinstance(body, RevenueBody)
         figures = [RevenueFigure(f.id, f.amount, f.mode) for f in body.figures]
-        if any(f.mode == "set" and f.amount < 0 for f in figures):
-            return json_error(422, "invalid body: revenue to date cannot be negative (use mode 'add' for corrections)")
+        if (refused := first_error("figures", figures, clock.now())) is not None:
+            return refused
         return await apply(lambda: inventory.record_revenue(figures, actor=actor(request), at=clock.now()))
 
     return [

@@ -7,13 +7,19 @@ import, `empire content touch`, the HTTP endpoint), and the mover (which switche
 a track played a thousand times last year does not look busy today: a touch multiplies the stored
 score by 2^(-elapsed/half-life) and adds the new accesses, and stamps `access_updated_at`.
 Every ingestion write is recorded in the audit table in the same transaction.
+
+Every ingestion path (CSV import, `touch`, HTTP) checks each event and figure with the one
+function `ingest_error`, so the bounds below cannot differ between them: an access is no older
+than 1970 and no more than 5 minutes ahead of the clock (skew), a count is 1..1,000,000, and a
+revenue figure is finite and at most 1e12 in size, as is the total it leaves (`record_revenue`
+refuses an addition that would pass it: floats overflow to inf, and inf can never be corrected).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
@@ -26,9 +32,13 @@ from empire.policies.storage import StoragePolicy
 from empire.state import tables as t
 from empire.state.database import Database
 
-__all__ = ["AccessEvent", "ContentObject", "Inventory", "RevenueFigure", "TierUsage"]
+__all__ = ["AccessEvent", "ContentObject", "Inventory", "RevenueFigure", "TierUsage", "ingest_error"]
 
 CHECKSUM_PREFIX = "sha256:"
+EARLIEST_ACCESS = datetime(1970, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_ACCESS_COUNT = 1_000_000
+MAX_REVENUE = 1e12  # per object; cents stay exact in a float far beyond it (2^53 / 100)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,30 @@ class TierUsage:
     bytes: int
     moving: int
     quarantined: int
+
+
+def ingest_error(item: AccessEvent | RevenueFigure, now: datetime) -> str | None:
+    """Why an access event or revenue figure must be refused, as "field: reason", or None.
+
+    Callers prefix where the item came from (`events.3.`, `plays.csv:12: `). `item.at` may be in
+    any timezone: it is compared, never converted (year 1 at +01:00 has no UTC equivalent)."""
+    if isinstance(item, AccessEvent):
+        if item.at.tzinfo is None:
+            return "at: needs a timezone (e.g. Z or +02:00)"
+        if item.at < EARLIEST_ACCESS:
+            return f"at: {item.at.isoformat()} is before {EARLIEST_ACCESS.date().isoformat()}"
+        if item.at > now + CLOCK_SKEW:
+            return f"at: {item.at.isoformat()} is in the future (more than {CLOCK_SKEW} ahead of {now.isoformat()})"
+        if not 1 <= item.count <= MAX_ACCESS_COUNT:
+            return f"count: must be 1..{MAX_ACCESS_COUNT:,}, got {item.count:,}"
+        return None
+    if not math.isfinite(item.amount) or abs(item.amount) > MAX_REVENUE:
+        return f"amount: must be a finite number of at most {MAX_REVENUE:,.0f} in size"
+    if item.mode not in ("set", "add"):
+        return f"mode: must be set or add, got {item.mode!r}"
+    if item.mode == "set" and item.amount < 0:
+        return "amount: revenue to date cannot be negative (use mode 'add' for corrections)"
+    return None
 
 
 def _obj(row: Any) -> ContentObject:
@@ -214,21 +248,28 @@ class Inventory:
         return len(ids)
 
     async def record_revenue(self, figures: list[RevenueFigure], *, actor: str, at: datetime) -> int:
-        """Set (revenue to date) or add revenue, all or nothing. Unknown ids: NotFoundError."""
+        """Set (revenue to date) or add revenue, all or nothing. Unknown ids: NotFoundError; a
+        total that would pass MAX_REVENUE in size: ConfigError (nothing is written either way)."""
         if not figures:
             return 0
         ids = sorted({f.object_id for f in figures})
+        c = t.content_objects.c
         async with self.db.begin() as conn:
-            found = set((await conn.execute(
-                select(t.content_objects.c.id).where(t.content_objects.c.id.in_(ids)))).scalars())  # fmt: skip
-            missing = [i for i in ids if i not in found]
+            q = select(c.id, c.revenue).where(c.id.in_(ids))
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update()
+            totals = {r.id: float(r.revenue) for r in (await conn.execute(q)).all()}
+            missing = [i for i in ids if i not in totals]
             if missing:
                 shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
                 raise NotFoundError(f"unknown content object(s): {shown}")
-            c = t.content_objects.c
             for f in figures:
-                value = c.revenue + f.amount if f.mode == "add" else f.amount
-                await conn.execute(update(t.content_objects).where(c.id == f.object_id).values(revenue=value))
+                totals[f.object_id] = totals[f.object_id] + f.amount if f.mode == "add" else f.amount
+                if not abs(totals[f.object_id]) <= MAX_REVENUE:
+                    raise ConfigError(f"revenue of {f.object_id} would reach {totals[f.object_id]:g}, "
+                                      f"more than {MAX_REVENUE:,.0f} in size")  # fmt: skip
+            for oid, value in totals.items():
+                await conn.execute(update(t.content_objects).where(c.id == oid).values(revenue=value))
             await audit(conn, at, actor, "content.revenue", f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",
                         objects=len(ids), figures=[[f.object_id, f.amount, f.mode] for f in figures[:50]])  # fmt: skip
         return len(ids)

@@ -119,7 +119,7 @@ class RepeatFilter(logging.Filter):
 
 def _annotated(record: logging.LogRecord, count: int, seconds: float) -> logging.LogRecord:
     """A copy of `record` saying how often it came; without its traceback (the first line had one)."""
-    text = f"{record.getMessage()} (repeated {count:,} times in the last {max(1, round(seconds))}s)"
+    text = f"{record.getMessage()} (repeated {count:,} time{'' if count == 1 else 's'} in the last {max(1, round(seconds))}s)"
     fields = {**record.__dict__, "msg": text, "args": None, "exc_info": None, "exc_text": None, _SUMMARY: True}
     return logging.makeLogRecord(fields)
 

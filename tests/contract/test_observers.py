@@ -132,6 +132,29 @@ async def test_prometheus_auth(auth):
         await right.aclose()
 
 
+async def test_prometheus_credentials_in_the_url_authenticate_and_never_show():
+    """`EMPIRE_PROMETHEUS__URL=http://user:PASS@host` logs in with basic auth, and every message
+    (they reach the log, the journal and /status) names the source with the password masked."""
+    fake = FakePrometheus(basic=("ops", "UrlPw42"))
+    fake.series["q_a"] = 2.0
+    with fake.serve() as url:
+        obs = PrometheusObserver(url.replace("://", "://ops:UrlPw42@"), retries=0)
+        (s,) = await obs.observe(target("a"), NOW)
+        assert s.value == 2.0
+        fake.down = True
+        with pytest.raises(TemporaryError) as down:
+            await obs.observe(target("a"), NOW)
+        await obs.aclose()
+    dead = PrometheusObserver(url.replace("://", "://ops:UrlPw42@"), retries=0, timeout=2)
+    with pytest.raises(TemporaryError) as unreachable:
+        await dead.observe(target("a"), NOW)
+    await dead.aclose()
+    assert str(down.value) == f"prometheus {url.replace('://', '://ops:***@')} answered 503"
+    assert "unreachable" in str(unreachable.value)
+    for text in (str(down.value), str(unreachable.value), repr(obs), obs.url):
+        assert "UrlPw42" not in text
+
+
 async def test_prometheus_history_query_range(fake_prom):
     fake_prom.series["q"] = lambda t: t % 100
     obs = PrometheusObserver(fake_prom.url, retries=0)

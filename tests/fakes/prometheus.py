@@ -2,7 +2,7 @@
 
 `series[query]` is what an instant query returns: a number (one series), a list of label dicts
 with values (several series), None (no series), or a callable `f(t: float)` of the evaluation
-time. `down = True` answers 503, `garbage = True` answers 200 with HTML, `delay` sleeps before
+time. `down = True` answers 503 (`failing`: only for those queries), `garbage = True` answers 200 with HTML, `delay` sleeps before
 answering (for timeouts), `bad[query] = "msg"` answers 400 bad_data. Auth is checked when
 `bearer` or `basic` is set. `queries` logs (query, time).
 """
@@ -39,6 +39,7 @@ class FakePrometheus:
         self.series: dict[str, Any] = {}
         self.bad: dict[str, str] = {}
         self.down = False
+        self.failing: set[str] = set()
         self.garbage = False
         self.delay = 0.0
         self.bearer, self.basic = bearer, basic
@@ -56,7 +57,7 @@ class FakePrometheus:
     def _check(self, request: Request) -> Response | None:
         if self.delay:
             time.sleep(self.delay)  # a slow server (the fake runs in its own thread)
-        if self.down:
+        if self.down or request.query_params.get("query") in self.failing:
             return PlainTextResponse("service unavailable", 503)
         if self.garbage:
             return Response("<html>502 from a proxy</html>", 200, media_type="text/html")

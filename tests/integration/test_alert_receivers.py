@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from datetime import UTC, datetime, timedelta
@@ -121,3 +122,26 @@ async def test_alertmanager_down_is_temporary() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(TemporaryError):
             await AlertmanagerReceiver("am", f"http://127.0.0.1:{free_port()}", client).send(notification())
+
+
+async def test_alertmanager_basic_auth_comes_from_a_secret_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Alertmanager behind a proxy with basic auth: the password is a secret reference, read at
+    send time (so a rotation needs no reload), never part of the URL the policy stores."""
+    hook = FakeWebhook()
+    with hook.serve() as base:
+        policy = AlertingPolicy.model_validate(
+            {"receivers": [{"name": "am", "alertmanager": {"url": base, "username": "empire",
+                                                           "password": {"env": "TEST_AM_PASSWORD"}}}],
+             "route": {"receiver": "am"}}
+        )  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            sink = build_receivers(policy, client)["am"]
+            monkeypatch.setenv("TEST_AM_PASSWORD", "first-Pw-123")
+            await sink.send(notification())
+            monkeypatch.setenv("TEST_AM_PASSWORD", "rotated-Pw-456")
+            await sink.send(notification("resolved"))
+    assert [r.path for r in hook.received] == ["/api/v2/alerts"] * 2
+    assert [r.headers["authorization"] for r in hook.received] == [
+        "Basic " + base64.b64encode(f"empire:{pw}".encode()).decode() for pw in ("first-Pw-123", "rotated-Pw-456")
+    ]
+    assert "Pw" not in repr(sink)

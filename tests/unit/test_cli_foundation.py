@@ -88,6 +88,20 @@ def test_unreachable_database_is_one_line_exit_3(
     assert err.count("\n") == 1 and "unreachable" in err and ":pw@" not in err
 
 
+def test_log_lines_and_tracebacks_show_urls_masked() -> None:
+    """The CLI's log handler masks every line, traceback included: a last line of defence for
+    a URL with a password in a library's message or an exception's text."""
+    script = (
+        "import logging; from empire.cli import main; main(['version']); log = logging.getLogger('t')\n"
+        "log.error('peer %s down', 'http://u:LogPw1@h:9090')\n"
+        "try:\n    raise OSError('cannot reach redis://:LogPw2@r:6379/0')\n"
+        "except OSError:\n    log.exception('failed')\n"
+    )
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert "peer http://u:***@h:9090 down" in err and "redis://:***@r:6379/0" in err and "Traceback" in err
+    assert "LogPw" not in err
+
+
 def test_missing_file_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["policy", "show", str(tmp_path / "nope.yaml")]) == 2
     assert capsys.readouterr().err == f"empire: error: {tmp_path / 'nope.yaml'}: no such policy file\n"

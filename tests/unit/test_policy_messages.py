@@ -97,6 +97,13 @@ SECRET_FIELDS: dict[tuple[str, str], Any] = {  # (model, field) -> policy placin
             ]
         }
     },
+    ("AlertmanagerReceiver", "password"): lambda v: {
+        "alerting": {
+            "receivers": [
+                {"name": "dashboard", "alertmanager": {"url": "http://127.0.0.1:9093", "username": "u", "password": v}}
+            ]
+        }
+    },
     ("S3Backend", "access_key_id"): lambda v: {
         "storage": {"s3": {"bucket": "bkt", "access_key_id": v, "secret_access_key": {"env": "S"}}}
     },
@@ -117,27 +124,32 @@ BAD_SHAPES = {
 }
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, tuple, list, dict):
+        return [m for a in typing.get_args(annotation) if a is not Ellipsis for m in _models_in(a)]
+    return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+
+
+def _all_models(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[type[BaseModel]]:
+    seen = set() if seen is None else seen
+    if model not in seen:
+        seen.add(model)
+        for field in model.model_fields.values():
+            for sub in _models_in(field.annotation):
+                _all_models(sub, seen)
+    return seen
+
+
 def _secret_fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[tuple[str, str]]:
-    if model in seen:
-        return set()
-    seen.add(model)
-    found: set[tuple[str, str]] = set()
-
-    def models_in(annotation: Any) -> list[type[BaseModel]]:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            return models_in(typing.get_args(annotation)[0])
-        if origin in (typing.Union, types.UnionType, tuple, list, dict):
-            return [m for a in typing.get_args(annotation) if a is not Ellipsis for m in models_in(a)]
-        return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
-
-    for name, field in model.model_fields.items():
-        for sub in models_in(field.annotation):
-            if sub is SecretRef:
-                found.add((model.__name__, name))
-            else:
-                found |= _secret_fields(sub, seen)
-    return found
+    return {
+        (m.__name__, name)
+        for m in _all_models(model)
+        for name, field in m.model_fields.items()
+        if SecretRef in _models_in(field.annotation)
+    }
 
 
 def test_every_secret_field_of_the_schema_is_covered_below() -> None:
@@ -163,3 +175,50 @@ def test_an_unknown_key_in_a_secret_reference_is_not_shown() -> None:
         "p.yaml:5: alerting.receivers[0].slack.webhook_url: unknown key (not shown: it may be the secret); "
         f"valid keys: env, file, secret; a reference is {REF}"
     ]
+
+
+# ----------------------------------------------------------------- URLs never carry credentials
+
+URL_FIELDS: dict[tuple[str, str], Any] = {  # (model, field) -> policy placing a URL at it
+    ("HttpProviderSpec", "submit_url"): lambda u: {
+        "providers": [{"name": "m", "kind": "http", "http": {"submit_url": u}, "accounts": [{"name": "a"}]}]
+    },
+    ("HttpProviderSpec", "poll_url"): lambda u: {
+        "providers": [
+            {
+                "name": "m",
+                "kind": "http",
+                "http": {"submit_url": "http://h/x", "poll_url": u},
+                "accounts": [{"name": "a"}],
+            }
+        ]
+    },
+    ("AlertmanagerReceiver", "url"): lambda u: {
+        "alerting": {"receivers": [{"name": "dashboard", "alertmanager": {"url": u}}]}
+    },
+    ("AlertingPolicy", "external_url"): lambda u: {"alerting": {"external_url": u}},
+    ("S3Backend", "endpoint_url"): lambda u: {"storage": {"s3": {"bucket": "bkt", "endpoint_url": u}}},
+}
+
+
+def test_every_url_field_of_the_schema_is_covered_below() -> None:
+    """A URL field added later must refuse credentials too: add it to URL_FIELDS (and type it `Url`)."""
+    found = {
+        (m.__name__, name)
+        for m in _all_models(Policy)
+        for name, field in m.model_fields.items()
+        if name.endswith("url") and not _models_in(field.annotation)
+    }
+    assert found == set(URL_FIELDS)
+
+
+@pytest.mark.parametrize("field", list(URL_FIELDS), ids=lambda f: ".".join(f))
+def test_a_url_with_credentials_is_refused_without_showing_them(field: tuple[str, str]) -> None:
+    text = yaml.safe_dump(URL_FIELDS[field](f"http://user:{MARK}@127.0.0.1:9093/x"))
+    with pytest.raises(PolicyError) as info:
+        load_policy_text(text, source="p.yaml")
+    exc = info.value
+    assert MARK not in str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
+    [issue] = [i for i in exc.issues if field[1] in i.path]
+    assert issue.message.startswith("a URL in the policy must not carry credentials (user:password@)")
+    load_policy_text(yaml.safe_dump(URL_FIELDS[field]("http://127.0.0.1:9093/x")), source="p.yaml")  # no error

@@ -80,6 +80,32 @@ def test_mask_url() -> None:
     assert mask_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert mask_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert mask_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert mask_url("postgresql+asyncpg://app:s3cret@db:5432/empire") == "postgresql+asyncpg://app:***@db:5432/empire"
+    assert mask_url("redis://:p@ss@h/0") == "redis://:***@h/0"  # an unencoded @ leaves nothing behind
+    assert mask_url("http://h/q?query=up&api_key=K3Y&x=1") == "http://h/q?query=up&api_key=***&x=1"
+    assert mask_url("https://s3/b/o?X-Amz-Signature=abc") == "https://s3/b/o?X-Amz-Signature=***"
+    assert mask_url("no url here: a@b, x=1") == "no url here: a@b, x=1"
+
+
+def test_mask_url_masks_every_url_in_a_message() -> None:
+    message = "prometheus http://u:Pw1@p:9090 unreachable; 'redis://:Pw2@r:6379/0' and <https://a:Pw3@x/y>"
+    masked = mask_url(message)
+    assert "Pw" not in masked
+    assert masked == "prometheus http://u:***@p:9090 unreachable; 'redis://:***@r:6379/0' and <https://a:***@x/y>"
+
+
+def test_a_prometheus_url_with_a_password_is_masked_in_repr_and_describe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMPIRE_PROMETHEUS__URL", "http://user:PromPw9@prom:9090")
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", "postgresql://app:DbPw9@db/empire")
+    monkeypatch.setenv("EMPIRE_REDIS_URL", "redis://:RedisPw9@redis:6379/0")
+    s = load_settings()
+    assert s.prometheus.url == "http://user:PromPw9@prom:9090"  # the adapter still gets it whole
+    shown = s.describe()
+    assert shown["prometheus"]["url"] == "http://user:***@prom:9090"
+    assert shown["database_url"] == "postgresql+asyncpg://app:***@db/empire"
+    assert shown["redis_url"] == "redis://:***@redis:6379/0"
+    for text in (repr(s), str(s), repr(s.prometheus), str(shown)):
+        assert "Pw9" not in text
 
 
 REDIS_FORMS = "valid forms: redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/redis.sock"

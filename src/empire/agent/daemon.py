@@ -49,7 +49,8 @@ from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock, Observer, WorkloadReader
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
-from empire.config.settings import Settings, mask_url
+from empire.config.settings import Settings
+from empire.config.urls import mask_url
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy, PolicyWatcher
 from empire.state.records import AuditRecord
@@ -194,8 +195,8 @@ async def build_daemon(
     closers: list[Callable[[], Awaitable[None]]] = [db.close]
     if settings.prometheus.url:
         observer: Any = PrometheusObserver.from_settings(settings.prometheus)
-        info["metric_source"] = f"prometheus {settings.prometheus.url}"
-        logger.info("metric source: Prometheus at %s", settings.prometheus.url)
+        info["metric_source"] = f"prometheus {observer.url}"  # masked: /status is unauthenticated
+        logger.info("metric source: Prometheus at %s", observer.url)
     else:
         observer = NoSource()
         info["metric_source"] = "none"
@@ -210,8 +211,8 @@ async def build_daemon(
         workloads: Any = scaler
         closers.append(scaler.aclose)
         services["secret_reader"] = _secret_reader(cluster, closers)
-        info["cluster"] = f"{cluster.server} ({cluster.source})"
-        logger.info("Kubernetes API %s via %s", cluster.server, cluster.source)
+        info["cluster"] = f"{mask_url(cluster.server)} ({cluster.source})"
+        logger.info("Kubernetes API %s via %s", mask_url(cluster.server), cluster.source)
     else:
         executor = workloads = DryRunExecutor()
         info["cluster"] = "none (dry-run pretend cluster)"

@@ -22,6 +22,7 @@ from typing import TypeVar
 import anyio
 import httpx
 
+from empire.config.urls import mask_url
 from empire.errors import PermanentError, TemporaryError
 
 __all__ = ["parse_retry_after", "retry", "transport_error", "untrusted_certificate"]
@@ -63,11 +64,13 @@ def untrusted_certificate(exc: BaseException) -> bool:
 
 
 def transport_error(exc: httpx.HTTPError, what: str) -> TemporaryError | PermanentError:
+    """The classified error; its message goes through `mask_url`, since `what` names the peer by
+    its URL and some httpx messages embed the request URL."""
     if untrusted_certificate(exc):
-        return PermanentError(f"{what}: TLS certificate not trusted ({exc}); check the CA bundle "
-                              "(kubeconfig certificate-authority, or the service-account ca.crt)")  # fmt: skip
+        return PermanentError(mask_url(f"{what}: TLS certificate not trusted ({exc}); check the CA bundle "
+                                       "(kubeconfig certificate-authority, or the service-account ca.crt)"))  # fmt: skip
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-    return TemporaryError(f"{what} {kind}: {type(exc).__name__}: {exc}".rstrip(": "))
+    return TemporaryError(mask_url(f"{what} {kind}: {type(exc).__name__}: {exc}".rstrip(": ")))
 
 
 async def retry(

@@ -132,7 +132,9 @@ def _main(argv: Sequence[str] | None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     root = logging.getLogger()
     before = list(root.handlers)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])  # no-op when the root already has handlers
     # A failure repeated ten thousand times is logged once a minute with its count, from any logger.
     logrepeat.install([h for h in root.handlers if h not in before])
     # Libraries narrate routine steps at INFO (each migration plugin, each scheduled run); keep
@@ -152,10 +154,23 @@ def _main(argv: Sequence[str] | None) -> int:
         return 130
 
 
+class _MaskingFormatter(logging.Formatter):
+    """Every log line, traceback included, through `mask_url`: the adapters already show URLs
+    masked, and this catches what they cannot see (a library's message, an exception's text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from empire.config.urls import mask_url
+
+        return mask_url(super().format(record))
+
+
 def _print_error(prefix: str, exc: BaseException) -> None:
     """One line per problem, each with the prefix: an error with several problems (invalid
-    settings, a policy file) never leaves a bare header line or a line that does not say `empire`."""
-    for line in str(exc).splitlines() or [""]:
+    settings, a policy file) never leaves a bare header line or a line that does not say `empire`.
+    URLs in it are masked, as in the log."""
+    from empire.config.urls import mask_url
+
+    for line in mask_url(str(exc)).splitlines() or [""]:
         print(f"{prefix}{line}", file=sys.stderr)
 
 

@@ -5,7 +5,7 @@ environment; the *policy* (what to scale and how) is operator intent and lives i
 the EmpireConfig resource. Sources, highest first: `EMPIRE_*` environment variables (nested with
 `__`, e.g. `EMPIRE_PROMETHEUS__URL`), then the YAML file named by `EMPIRE_CONFIG_FILE`, then
 defaults. Credentials are `SecretStr`: they print as `**********` in reprs, logs and `empire config
-show`.
+show`; a URL is shown only through `empire.config.urls.mask_url` (password replaced by `***`).
 """
 
 from __future__ import annotations
@@ -23,25 +23,15 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from empire.config.urls import check_http_url, check_redis_url
+from empire.config.urls import check_http_url, check_redis_url, mask_url
 from empire.errors import ConfigError
 
-__all__ = ["KubernetesSettings", "PrometheusSettings", "Settings", "load_settings", "mask_url"]
+__all__ = ["KubernetesSettings", "PrometheusSettings", "Settings", "load_settings"]
 
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "empire"
-
-
-def mask_url(url: str) -> str:
-    """`postgresql+asyncpg://app:secret@host/db` -> `postgresql+asyncpg://app:***@host/db`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
 class _Section(BaseModel):
@@ -50,7 +40,8 @@ class _Section(BaseModel):
 
 
 class PrometheusSettings(_Section):
-    url: str | None = Field(default=None, description="base URL, e.g. http://prometheus:9090")
+    # repr=False: the URL may carry user:password@ (httpx sends it as basic auth); shown masked only.
+    url: str | None = Field(default=None, description="base URL, e.g. http://prometheus:9090", repr=False)
     bearer_token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -196,12 +187,23 @@ class Settings(BaseSettings):
         return Path(override or self.policy_file or default_policy_path())
 
     def describe(self) -> dict[str, Any]:
-        """A printable view: secrets masked, URLs with passwords hidden."""
+        """A printable view: secrets masked, and every string through `mask_url`, so a URL setting
+        added later is masked without a change here."""
         out = self.model_dump(mode="json")
-        out["database_url"] = mask_url(self.database_url_value)
+        out["database_url"] = self.database_url_value
         if self.redis_url is not None:
-            out["redis_url"] = mask_url(self.redis_url.get_secret_value())
-        return out
+            out["redis_url"] = self.redis_url.get_secret_value()
+        return _masked(out)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:

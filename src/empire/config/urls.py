@@ -1,4 +1,11 @@
-"""Shape checks for the peer URLs in Settings (Redis, Prometheus), run once when settings load.
+"""Peer URLs: shape checks run once when settings load, and `mask_url`, the one way a URL is shown.
+
+Why one masking helper for every place: a URL setting may carry a password
+(`http://user:PASS@prometheus:9090`, `postgresql://app:PASS@db/empire`), and it reaches a person
+through many doors: the start-up log, `/status`, error messages stored in the journal (so `empire
+explain` prints them), `empire config show`, reprs. Each of those calls `mask_url`, and the CLI's
+log formatter applies it to every line as a last line of defence (a traceback, a library's
+message). It works on free text, so an error message that embeds a URL is masked as a whole.
 
 Why at load time and not where the URL is used: a Redis URL the client cannot parse surfaced deep
 inside the daemon, as a traceback from the pools setup and then "leader election failed ... not
@@ -16,13 +23,37 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-__all__ = ["HTTP_FORMS", "REDIS_FORMS", "check_http_url", "check_redis_url"]
+__all__ = ["HTTP_FORMS", "REDIS_FORMS", "check_http_url", "check_redis_url", "mask_url"]
 
 REDIS_FORMS = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/redis.sock[?db=N]"
 HTTP_FORMS = "http://host[:port][/path] or https://host[:port][/path]"
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _ENCODE_HINT = "(percent-encode / ? # @ : in a password)"
+
+# scheme://userinfo@ : the userinfo runs to the *last* @ of the token (an unencoded @ in a password
+# must not leave its tail behind), and never across whitespace, quotes or angle brackets.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"<>]*)@")
+# ?password=... &api_key=... &X-Amz-Signature=...: query parameters that carry a credential.
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&][\w.-]*(?:pass|pwd|token|secret|key|sig|auth|credential)[\w.-]*=)[^&#\s'\"<>]*", re.IGNORECASE
+)
+
+
+def _mask_userinfo(m: re.Match[str]) -> str:
+    user, sep, _ = m["userinfo"].partition(":")
+    return f"{m['scheme']}{user}:***@" if sep else m.group(0)
+
+
+def mask_url(text: str) -> str:
+    """`text` with every URL's password, and every credential-like query value, replaced by `***`.
+
+    `postgresql+asyncpg://app:secret@host/db` -> `postgresql+asyncpg://app:***@host/db`; the user
+    name stays (it says who connects, as SQLAlchemy's `hide_password` does). Works on one URL or on
+    a whole message; text without a URL comes back unchanged."""
+    if "://" not in text and "=" not in text:
+        return text
+    return _SECRET_PARAM.sub(r"\g<name>***", _USERINFO.sub(_mask_userinfo, text))
 
 
 def _scheme(url: str) -> str:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from empire.policies.common import Name, SecretRef, StrictModel
+from empire.policies.common import Name, SecretRef, StrictModel, Url
 from empire.policies.durations import Duration
 from empire.policies.errors import Issue, raise_issues, unknown_choice
 
@@ -86,7 +86,15 @@ class EmailReceiver(StrictModel):
 
 
 class AlertmanagerReceiver(StrictModel):
-    url: str = Field(description="base URL; alerts are POSTed to <url>/api/v2/alerts")
+    url: Url = Field(description="base URL; alerts are POSTed to <url>/api/v2/alerts")
+    username: str | None = Field(default=None, description="basic auth (an Alertmanager behind a proxy)")
+    password: SecretRef | None = Field(default=None, description="basic auth password, with username")
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> AlertmanagerReceiver:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both username and password (a secret reference)")
+        return self
 
 
 class DashboardReceiver(StrictModel):
@@ -241,7 +249,7 @@ class AlertingPolicy(StrictModel):
         default=timedelta(minutes=5),
         description="a firing alert whose signal has no data for this long is resolved",
     )
-    external_url: str | None = Field(
+    external_url: Url | None = Field(
         default=None,
         description="the agent's HTTP address as people reach it; alerts then link to <external_url>/alerts",
     )

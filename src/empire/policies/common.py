@@ -1,4 +1,4 @@
-"""Shared building blocks of the policy models: the strict base model, names, secret references.
+"""Shared building blocks of the policy models: the strict base model, names, URLs, secret references.
 
 Every policy model is frozen (a loaded policy is a value that can be swapped atomically, never
 mutated under the loop's feet) and forbids unknown keys (a typo must be an error, not a silently
@@ -8,10 +8,11 @@ ignored setting).
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-__all__ = ["NAME_PATTERN", "Name", "SecretRef", "StrictModel", "find_duplicates"]
+__all__ = ["NAME_PATTERN", "Name", "SecretRef", "StrictModel", "Url", "find_duplicates"]
 
 
 class StrictModel(BaseModel):
@@ -28,6 +29,23 @@ Name = Annotated[
     Field(description="lower-case letters, digits, '.', '_' and '-'; starts and ends alphanumeric"),
 ]
 """A policy-local identifier (target, provider, account, persona, receiver, tier, rule)."""
+
+
+def _no_credentials(url: str) -> str:
+    """Refuse `user:password@` in a URL. Why: the policy is not a secret store; it is saved in the
+    state database with every version (`policy_versions`), printed by `empire policy show` and
+    held in the EmpireConfig resource. Credentials go in the field's secret reference instead."""
+    if "@" in urlsplit(url).netloc:
+        raise ValueError(
+            "a URL in the policy must not carry credentials (user:password@): the policy is stored in the "
+            "state database and shown by `empire policy show`; give them as a secret reference instead "
+            "(api_key, password, access_key_id/secret_access_key)"
+        )
+    return url
+
+
+Url = Annotated[str, AfterValidator(_no_credentials)]
+"""A URL in the policy: never with `user:password@` (the error does not repeat the value)."""
 
 
 class KubernetesSecretKey(StrictModel):

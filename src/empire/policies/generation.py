@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from empire.policies.common import Name, SecretRef, StrictModel
+from empire.policies.common import Name, SecretRef, StrictModel, Url
 from empire.policies.durations import Duration
 from empire.policies.errors import Issue, duplicate_name_issues, raise_issues
 
@@ -78,13 +78,13 @@ class RetryPolicy(StrictModel):
 class HttpProviderSpec(StrictModel):
     """A generic JSON job API: submit, then poll (or receive a callback) until done."""
 
-    submit_url: str = Field(description="POST endpoint that creates a job")
+    submit_url: Url = Field(description="POST endpoint that creates a job")
     body_template: dict[str, object] = Field(
         default_factory=lambda: {"prompt": "{prompt}"},
         description="JSON body; '{prompt}', '{persona}', '{genre}', '{idempotency_key}' are filled in",
     )
     job_id_path: str = Field(default="id", description="dotted path of the job id in the submit response")
-    poll_url: str | None = Field(default=None, description="GET endpoint with '{job_id}'; none = callback")
+    poll_url: Url | None = Field(default=None, description="GET endpoint with '{job_id}'; none = callback")
     status_path: str = Field(default="status")
     done_values: tuple[str, ...] = ("succeeded", "completed", "done")
     failed_values: tuple[str, ...] = ("failed", "error")

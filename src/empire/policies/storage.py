@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from empire.policies.common import Name, SecretRef, StrictModel
+from empire.policies.common import Name, SecretRef, StrictModel, Url
 from empire.policies.durations import ByteSize, Duration
 from empire.policies.errors import Issue, duplicate_name_issues, raise_issues
 
@@ -57,7 +57,7 @@ class S3Backend(StrictModel):
     """An S3-compatible bucket; each tier is a key prefix `<prefix><tier>/` with the tier's storage class."""
 
     bucket: str = Field(min_length=3, max_length=63)
-    endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000; default: AWS")
+    endpoint_url: Url | None = Field(default=None, description="e.g. http://minio:9000; default: AWS")
     region: str = "us-east-1"
     prefix: str = Field(default="", description="key prefix before the tier name, e.g. content/")
     access_key_id: SecretRef | None = Field(default=None, description="default: the SDK's credential chain")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from empire.config.settings import mask_url
+from empire.config.urls import mask_url
 from empire.errors import ConfigError, PermanentError, TemporaryError
 
 __all__ = ["Database", "classify_db_error"]

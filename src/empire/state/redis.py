@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from empire.config.settings import mask_url
+from empire.config.urls import mask_url
 from empire.errors import ConfigError, PermanentError, TemporaryError
 
 __all__ = ["RedisLimiter", "connect_redis", "redis_errors"]

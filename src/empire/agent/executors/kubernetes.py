@@ -27,6 +27,7 @@ import httpx
 from empire.agent.executors.kubeconfig import ClusterConfig
 from empire.agent.retrying import parse_retry_after, retry, transport_error
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, ScaleTo, WorkloadState
+from empire.config.urls import mask_url
 from empire.errors import NotFoundError, PermanentError, TemporaryError
 from empire.policies.scaling import Target
 from empire.state.records import ActionRecord
@@ -64,7 +65,7 @@ class KubernetesScaler:
         self._client = httpx.AsyncClient(**config.client_options(timeout, transport))
 
     def __repr__(self) -> str:
-        return f"KubernetesScaler({self.config.server!r}, {self.config.source})"
+        return f"KubernetesScaler({mask_url(self.config.server)!r}, {self.config.source})"
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -29,6 +29,7 @@ import httpx
 
 from empire.agent.retrying import parse_retry_after, retry, transport_error
 from empire.agent.types import Sample, SampleStatus
+from empire.config.urls import mask_url
 from empire.errors import PermanentError, TemporaryError
 from empire.policies.scaling import Target
 
@@ -63,11 +64,11 @@ class PrometheusObserver:
         if bearer_token:
             headers["Authorization"] = f"Bearer {bearer_token}"
         auth = httpx.BasicAuth(username, password or "") if username else None
-        self.url = url.rstrip("/")
+        self.url = mask_url(url.rstrip("/"))  # what messages show: they reach the journal and /status
         self.retries = retries
         self._sleep = sleep
-        self._client = httpx.AsyncClient(
-            base_url=self.url, headers=headers, auth=auth, timeout=timeout, verify=verify, transport=transport
+        self._client = httpx.AsyncClient(  # a user:password@ in `url` is sent as basic auth by httpx
+            base_url=url.rstrip("/"), headers=headers, auth=auth, timeout=timeout, verify=verify, transport=transport
         )
 
     @classmethod
@@ -81,7 +82,7 @@ class PrometheusObserver:
             timeout=s.timeout, retries=s.retries, verify=s.verify_tls, **kw,
         )  # fmt: skip
 
-    def __repr__(self) -> str:  # never show credentials
+    def __repr__(self) -> str:
         return f"PrometheusObserver({self.url!r})"
 
     async def aclose(self) -> None:

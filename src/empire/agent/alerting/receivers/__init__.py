@@ -55,7 +55,9 @@ def build_receivers(
             pw = _lazy(resolver, r.email.password) if r.email.password is not None else None
             out[r.name] = EmailReceiver(r.name, r.email, pw, ssl_context)
         elif r.alertmanager is not None:
-            out[r.name] = AlertmanagerReceiver(r.name, r.alertmanager.url, client)
+            am = r.alertmanager
+            secret = _lazy(resolver, am.password) if am.password is not None else None
+            out[r.name] = AlertmanagerReceiver(r.name, am.url, client, am.username, secret)
         else:
             out[r.name] = DashboardReceiver(r.name)
     return out

@@ -5,18 +5,20 @@ Each alert becomes a postable alert (`labels`, `annotations`, `startsAt`, `endsA
 by which the dispatcher will have repeated it if it still fires), as Prometheus does, so
 Alertmanager neither resolves it early nor keeps it forever if empire stops; a resolved alert is
 sent with its real `endsAt`, which resolves it in Alertmanager at once. Alertmanager deduplicates
-by label set, so a retried POST does no harm.
+by label set, so a retried POST does no harm. Basic auth (`username`, `password` as a secret
+reference) is resolved at send time; the policy refuses `user:password@` in the URL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from empire.agent.alerting.notification import Notification
 from empire.agent.alerting.receivers.common import classify_response, classify_transport_error
-from empire.config.settings import mask_url
+from empire.config.urls import mask_url
 
 __all__ = ["AlertmanagerReceiver", "postable_alerts"]
 
@@ -44,18 +46,27 @@ def postable_alerts(n: Notification) -> list[dict[str, Any]]:
 class AlertmanagerReceiver:
     """`AlertSink` posting to an Alertmanager's v2 API."""
 
-    def __init__(self, name: str, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        client: httpx.AsyncClient,
+        username: str | None = None,
+        password: Callable[[], str] | None = None,
+    ) -> None:
         self.name = name
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self._client = client
+        self._username, self._password = username, password  # the password is resolved per send
 
     def __repr__(self) -> str:
         return f"AlertmanagerReceiver({self.name!r}, {mask_url(self.url)!r})"
 
     async def send(self, notification: Notification) -> None:
         what = f"alertmanager receiver {self.name}"
+        auth = httpx.BasicAuth(self._username, self._password()) if self._username and self._password else None
         try:
-            response = await self._client.post(self.url, json=postable_alerts(notification))
+            response = await self._client.post(self.url, json=postable_alerts(notification), auth=auth)
         except httpx.HTTPError as exc:
             raise classify_transport_error(what, exc) from None
         classify_response(what, response)

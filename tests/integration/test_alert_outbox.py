@@ -215,7 +215,7 @@ async def test_dashboard_receiver_and_executor_read_back(database: Database, cli
 
 
 class Leader:
-    name = "stub"
+    name, reason = "stub", ""
 
     def __init__(self, leading: bool) -> None:
         self.is_leader = leading

@@ -3,7 +3,10 @@ Losing the leadership stops acting within one tick, and a standby takes over."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -49,7 +52,7 @@ class Counting(DryRunExecutor):
 def leaders(request, tmp_path):
     kind = request.param
     if kind == "file":
-        return kind, [FileLeader(tmp_path / "leader.lock") for _ in range(2)]
+        return kind, [FileLeader(tmp_path) for _ in range(2)]
     if kind == "postgres":
         url = request.getfixturevalue("postgres_url")
         return kind, [PostgresLeader(url) for _ in range(2)]
@@ -89,13 +92,13 @@ async def test_exactly_one_acts_and_a_standby_takes_over(leaders):
 
 async def test_losing_the_lease_stops_acting_within_one_tick(leaders):
     kind, (l1, l2) = leaders
-    if kind == "file":
-        pytest.skip("a flock cannot be taken away from a live process")
     calls: list[str] = []
     r1 = replica("r1", l1, calls)
     try:
         assert len(await r1.tick()) == 1
-        if kind == "redis":
+        if kind == "file":
+            l1.path.unlink()  # the lock file deleted under the leader (rm, a tmp cleaner)
+        elif kind == "redis":
             await l1._redis().set(l1.key, "intruder")  # another replica took the lease (expired, partition)
         else:
             admin = await asyncpg.connect(l1.url)
@@ -109,6 +112,59 @@ async def test_losing_the_lease_stops_acting_within_one_tick(leaders):
     finally:
         await l1.release()
         await l2.release()
+
+
+def _replace(path: Path) -> None:
+    """What a restore or a config tool does: a new file renamed over the old one."""
+    (path.parent / "new.lock").write_text("")
+    os.replace(path.parent / "new.lock", path)
+
+
+@pytest.mark.parametrize(("tamper", "what"), [(Path.unlink, "deleted"), (_replace, "replaced")])
+async def test_a_deleted_or_replaced_lock_file_never_makes_two_leaders(tmp_path, tamper, what):
+    """Found by probing: `rm <data_dir>/leader.lock` under a running leader let a second daemon lock
+    a new file at the same path, and both acted. The directory is locked too, and the holder checks
+    that the path still names what it locked: it steps down (and journals why) before the other
+    replica can take over, so at no point do both act."""
+    l1, l2 = FileLeader(tmp_path), FileLeader(tmp_path)
+    calls: list[str] = []
+    r1, r2 = replica("r1", l1, calls), replica("r2", l2, calls)
+
+    async def tick(r):
+        r.clock.advance(15)
+        decisions = await r.tick()
+        assert not (l1.is_leader and l2.is_leader)
+        return decisions
+
+    try:
+        assert len(await tick(r1)) == 1 and await tick(r2) == []
+        tamper(tmp_path / "leader.lock")
+        assert l1.is_leader is False  # checked before every action, not only once per tick
+        assert await tick(r2) == []  # r1 still holds the directory: r2 cannot lead beside it
+        assert await tick(r1) == []  # r1 notices and steps down ...
+        assert r1.is_leader is False and r1.monitor.registry.get_sample_value("empire_leader") == 0
+        [lost] = await r1.store.recent_audit()  # ... and journals why
+        assert (lost.action, lost.subject) == ("leader_lost", "file")
+        assert lost.details["reason"].startswith(f"{tmp_path / 'leader.lock'} was {what} while this replica held")
+        assert len(await tick(r2)) == 1  # only now does r2 take over, alone
+        assert await tick(r1) == []
+        assert calls == ["r1", "r2"]
+    finally:
+        await l1.release()
+        await l2.release()
+
+
+async def test_the_lock_file_held_by_an_earlier_version_still_excludes(tmp_path):
+    """A rolling update: the old version flocks only leader.lock; the new one must not lead beside it."""
+    fd = os.open(tmp_path / "leader.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    leader = FileLeader(tmp_path)
+    try:
+        assert await leader.ensure() is False
+        os.close(fd)  # the old version exits
+        assert await leader.ensure() is True
+    finally:
+        await leader.release()
 
 
 def test_leader_for_follows_the_deployment(tmp_path, monkeypatch):

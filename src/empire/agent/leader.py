@@ -10,11 +10,18 @@ extra infrastructure is needed:
   Lua script (renew only if the value is still mine) and released the same way. The lease is
   trusted locally only until `renewed_at + ttl - margin` on the monotonic clock, so a replica that
   cannot reach Redis stops acting before another may take over.
-* otherwise (embedded SQLite, one host) -> `fcntl.flock` on `<data_dir>/leader.lock`, released by
-  the kernel when the process dies.
+* otherwise (embedded SQLite, one host) -> `fcntl.flock` on the data directory itself and on
+  `<data_dir>/leader.lock` (what earlier versions lock, so a rolling update never has two
+  leaders), released by the kernel when the process dies. Why the directory: a lock *file* can
+  be deleted or replaced under its holder (`rm`, a tmp cleaner, a restore), and a second replica
+  then locks a new file at the same path while the first still acts. The directory holds the
+  SQLite database, so it is not replaced under a running daemon; and should either path stop
+  naming what was locked (st_dev/st_ino of the path vs the open fd, checked every tick and before
+  every action), the holder steps down, logs and journals why, and competes again next tick.
 
 The loop calls `ensure()` once per tick and acts only when it returns True; the runner also checks
 `is_leader` before every action. So a replica that loses the lease stops acting within one tick.
+A lost leadership is journaled (`leader_lost` in the audit table, with `reason`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class _Base:
 
     def __init__(self) -> None:
         self._leader = False
+        self.reason = ""  # why leadership last changed, for the journal
 
     @property
     def is_leader(self) -> bool:
@@ -49,6 +57,7 @@ class _Base:
         if value != self._leader:
             log = logger.info if value else logger.warning
             log("leadership (%s) %s%s", self.name, "acquired" if value else "lost", f": {detail}" if detail else "")
+            self.reason = detail
         self._leader = value
         return value
 
@@ -66,36 +75,74 @@ class AlwaysLeader(_Base):
 
 
 class FileLeader(_Base):
+    """`flock` on `directory` and on `directory/leader.lock`; see the module docstring for why both,
+    and why their identity is checked while held."""
+
     name = "file"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, directory: str | Path, lock_name: str = "leader.lock") -> None:
         super().__init__()
-        self.path = Path(path)
-        self._fd: int | None = None
+        self.directory = Path(directory)
+        self.path = self.directory / lock_name
+        self._held: list[tuple[Path, int]] = []  # (path, open fd holding its flock)
+
+    def _changed(self) -> str | None:
+        """How a locked path stopped naming the object this process locked, or None."""
+        for path, fd in self._held:
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                return f"{path} was deleted"
+            except OSError as exc:
+                return f"{path} cannot be checked ({exc.strerror})"
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                return f"{path} was replaced"
+        return None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader and self._changed() is None
 
     async def ensure(self) -> bool:
-        if self._fd is not None:
-            return self._set(True)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigError(f"cannot open the leader lock file {self.path}: {exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        if self._held:
+            changed = self._changed()
+            if changed is None:
+                return self._set(True)
+            self._unlock()
+            return self._set(False, f"{changed} while this replica held the lock; stepping down, "
+                                    "since another replica may now hold a lock of its own")  # fmt: skip
+        # the directory first: a standby that cannot have it never touches the lock file
+        for path, flags in ((self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)),
+                            (self.path, os.O_RDWR | os.O_CREAT)):  # fmt: skip
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._held.append((path, os.open(path, flags, 0o644)))
+            except OSError as exc:
+                self._unlock()
+                raise ConfigError(f"cannot open the leader lock {path}: {exc}") from None
+            try:
+                fcntl.flock(self._held[-1][1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._unlock()
+                return self._set(False, "the lock is held by another replica")
+        if self._changed() is not None:  # deleted or replaced between open() and flock(): try next tick
+            self._unlock()
             return self._set(False)
+        fd = self._held[1][1]
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
         return self._set(True)
 
+    def _unlock(self) -> None:
+        """Close every fd (closing releases its flock)."""
+        held, self._held = self._held, []
+        for _, fd in held:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     async def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        self._unlock()
         self._leader = False
 
 
@@ -214,10 +261,10 @@ class RedisLeader(_Base):
 
 def leader_for(settings: Any) -> _Base:
     """PostgreSQL advisory lock when the state DB is PostgreSQL; else a Redis lease when Redis is
-    configured; else a file lock next to the SQLite database."""
+    configured; else a file lock on the data directory (next to the SQLite database)."""
     url = settings.database_url_value
     if url.startswith("postgresql"):
         return PostgresLeader(url)
     if settings.redis_url is not None:
         return RedisLeader(settings.redis_url.get_secret_value(), settings.replica_id, settings.leader.lease_duration)
-    return FileLeader(Path(settings.data_dir) / "leader.lock")
+    return FileLeader(settings.data_dir)

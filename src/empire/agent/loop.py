@@ -40,7 +40,7 @@ from empire.agent.stabilizing import ScaleEvent, TargetHistory
 from empire.agent.types import Decision, Forecast, Observation, Outcome, OutcomeStatus, ScaleTo, error_class
 from empire.policies.loading import LoadedPolicy
 from empire.policies.scaling import Target
-from empire.state.records import ActionState, DecisionRecord
+from empire.state.records import ActionState, AuditRecord, DecisionRecord
 
 __all__ = ["ControlLoop", "Forecaster", "TargetStatus", "jsonable"]
 
@@ -185,7 +185,10 @@ class ControlLoop:
         wall = time.perf_counter()
         metrics = self.monitor.loop
         metrics.ticks.inc()
-        self.is_leader = await self._ensure_leader()
+        leading = await self._ensure_leader()
+        if self.is_leader and not leading:
+            await self._journal_lost_leadership(now)
+        self.is_leader = leading
         metrics.leader.set(1 if self.is_leader else 0)
         decisions: list[Decision] = []
         if self.is_leader:
@@ -226,6 +229,17 @@ class ControlLoop:
             logger.error("leader election failed (%s): not acting this tick", exc)
             self.monitor.loop.errors.labels("leader", error_class(exc)).inc()
             return False
+
+    async def _journal_lost_leadership(self, now: datetime) -> None:
+        """An audit row saying why this replica stopped acting (the lock file was replaced, the
+        lease was taken, the database session ended): the log line scrolls away, the journal stays."""
+        assert self.leader is not None
+        details = {"reason": self.leader.reason or "unknown"}
+        try:
+            await self.store.audit(AuditRecord(now, self.replica, "leader_lost", self.leader.name, details))
+        except Exception as exc:
+            logger.warning("could not journal the lost leadership: %s", exc)
+            self.monitor.loop.errors.labels("record", error_class(exc)).inc()
 
     async def _save_policy(self, now: datetime) -> None:
         loaded = self._policy

@@ -126,9 +126,11 @@ class WorkloadReader(Protocol):
 @runtime_checkable
 class LeaderElection(Protocol):
     """Exactly one replica acts. `ensure()` acquires or renews and answers "am I the leader now?";
-    the loop calls it at every tick and stops acting as soon as it answers False."""
+    the loop calls it at every tick and stops acting as soon as it answers False. `reason` says
+    why leadership last changed (journaled when it is lost)."""
 
     name: str
+    reason: str
 
     @property
     def is_leader(self) -> bool: ...

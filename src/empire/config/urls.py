@@ -7,7 +7,7 @@ explain` prints them), `empire config show`, reprs. Each of those calls `mask_ur
 log formatter applies it to every line as a last line of defence (a traceback, a library's
 message). It works on free text, so an error message that embeds a URL is masked as a whole.
 
-Why at load time and not where the URL is used: a Redis URL the client cannot parse surfaced deep
+Why the shape checks run at load time and not where the URL is used: a Redis URL the client cannot parse surfaced deep
 inside the daemon, as a traceback from the pools setup and then "leader election failed ... not
 acting this tick" on every tick, while the process stayed up and `run --once` exited 0; a bad
 Prometheus URL read as "metric source unreachable". Checked here, it is one line naming the
@@ -31,18 +31,34 @@ HTTP_FORMS = "http://host[:port][/path] or https://host[:port][/path]"
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _ENCODE_HINT = "(percent-encode / ? # @ : in a password)"
 
-# scheme://userinfo@ : the userinfo runs to the *last* @ of the token (an unencoded @ in a password
-# must not leave its tail behind), and never across whitespace, quotes or angle brackets.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"<>]*)@")
+_TOKEN_END = re.compile(r"[\s'\"<>]")
 # ?password=... &api_key=... &X-Amz-Signature=...: query parameters that carry a credential.
-_SECRET_PARAM = re.compile(
-    r"(?P<name>[?&][\w.-]*(?:pass|pwd|token|secret|key|sig|auth|credential)[\w.-]*=)[^&#\s'\"<>]*", re.IGNORECASE
-)
+_PARAM = re.compile(r"(?P<head>[?&][\w.-]{1,64}=)[^&#\s'\"<>]*")
+_SECRET_NAME = re.compile(r"pass|pwd|token|secret|key|sig|auth|credential", re.IGNORECASE)
 
 
-def _mask_userinfo(m: re.Match[str]) -> str:
-    user, sep, _ = m["userinfo"].partition(":")
-    return f"{m['scheme']}{user}:***@" if sep else m.group(0)
+def _mask_userinfo(text: str) -> str:
+    """Each `scheme://user:password@` -> `scheme://user:***@`. The userinfo runs to the *last* @ of
+    the token (an unencoded @ in a password leaves nothing behind), never across whitespace, quotes
+    or angle brackets. A scan rather than a regular expression: linear on any input."""
+    parts, pos = [], 0
+    while (i := text.find("://", pos)) != -1:
+        start = i + 3
+        end_match = _TOKEN_END.search(text, start)
+        end = end_match.start() if end_match else len(text)
+        at = text.rfind("@", start, end)
+        user, colon, _ = text[start:at].partition(":") if at != -1 else ("", "", "")
+        if colon:
+            parts.append(f"{text[pos:start]}{user}:***")
+            pos = at
+        parts.append(text[pos:end])
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _mask_param(m: re.Match[str]) -> str:
+    return f"{m['head']}***" if _SECRET_NAME.search(m["head"]) else m.group(0)
 
 
 def mask_url(text: str) -> str:
@@ -53,7 +69,7 @@ def mask_url(text: str) -> str:
     a whole message; text without a URL comes back unchanged."""
     if "://" not in text and "=" not in text:
         return text
-    return _SECRET_PARAM.sub(r"\g<name>***", _USERINFO.sub(_mask_userinfo, text))
+    return _PARAM.sub(_mask_param, _mask_userinfo(text))
 
 
 def _scheme(url: str) -> str:

@@ -84,6 +84,24 @@ def test_planted_spike_is_detected_and_quiet_elsewhere() -> None:
     assert (quiet >= DEFAULT_THRESHOLD).sum() <= 1
 
 
+def test_suppression_is_a_duration_so_a_sensor_with_gaps_alerts_on_its_next_incident() -> None:
+    # Five-minute samples, then the sensor reports once an hour: 60 points after the first spike
+    # are 60 hours later, far past the 100 steps (8.3 hours) an incident is held for.
+    t, x = seasonal_series(1700, seed=6)
+    t[1501:] = t[1500] + 3600.0 * np.arange(1, 200)
+    x[1500] += 15
+    x[1560] += 15
+    s = AnomalyDetector().fit(x, timestamps=t).scores_
+    assert s[1500] >= DEFAULT_THRESHOLD and s[1560] >= DEFAULT_THRESHOLD
+    det = AnomalyDetector()
+    online = np.array([det.update(v, ts) for v, ts in zip(x, t, strict=True)])
+    np.testing.assert_allclose(online, s, rtol=0, atol=1e-12)
+    # regular sampling: the second spike falls inside the hold and is not a new alert
+    t2, _ = seasonal_series(1700, seed=6)
+    held = AnomalyDetector().fit(x, timestamps=t2).scores_
+    assert held[1500] >= DEFAULT_THRESHOLD and held[1560] < DEFAULT_THRESHOLD
+
+
 def test_level_shift_is_detected() -> None:
     t, x = seasonal_series(2000, seed=5)
     x[1500:] += 10

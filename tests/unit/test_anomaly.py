@@ -370,3 +370,20 @@ def test_false_alarm_rate_on_stationary_noise_is_the_stated_one_at_any_scale(sha
         counts.append(int((s >= DEFAULT_THRESHOLD).sum()))
     assert max(counts) - min(counts) <= 1
     assert max(counts) / n * 1e4 <= FALSE_ALARMS_PER_10K
+
+
+def test_novelty_floor_is_quieter_on_noise_and_online_equals_batch() -> None:
+    rng = np.random.default_rng(11)
+    n = 12000
+    x = rng.lognormal(size=n)
+    t = T0 + STEP * np.arange(n)
+    plain = AnomalyDetector().fit(x, timestamps=t).scores_
+    floored = AnomalyDetector(novelty_floor=True).fit(x, timestamps=t).scores_
+    assert (floored >= DEFAULT_THRESHOLD).sum() < (plain >= DEFAULT_THRESHOLD).sum()
+    ts, xs = seasonal_series(700, seed=3)
+    xs[600] += 40
+    batch = AnomalyDetector(novelty_floor=True, **SMALL).fit(xs, timestamps=ts).scores_
+    det = AnomalyDetector(novelty_floor=True, **SMALL)
+    online = np.array([det.update(v, s) for v, s in zip(xs, ts, strict=True)])
+    np.testing.assert_allclose(online, batch, rtol=0, atol=1e-12)
+    assert batch[600] >= DEFAULT_THRESHOLD

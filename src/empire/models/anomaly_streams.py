@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Novelty", "Periodic", "RobustZ", "Rolling", "SeasonalResidual", "TailCalibrator"]
+__all__ = ["Novelty", "Periodic", "RankFloor", "RobustZ", "Rolling", "SeasonalResidual", "TailCalibrator"]
 
 # Strangeness values are capped so that downstream arithmetic never meets inf.
 Z_CAP = 1e6
@@ -178,7 +178,10 @@ class Novelty:
       ``"arrival"``: ``d`` (in spreads, IQR / 1.349) calibrated against the distances earlier
       values had when they arrived (``TailCalibrator`` with no floor): for a smooth, autocorrelated
       series (a rolling mean), whose path crosses every level between its extremes, where
-      leave-one-out gaps mean nothing.
+      leave-one-out gaps mean nothing. Its fitted tail extrapolates past 1,500 distances and is
+      anti-conservative on noise (far-tail values land far from their neighbours more often
+      than an exponential tail says); with ``floor`` a ``RankFloor`` over the last ``width``
+      distances bounds it by how often such a distance was actually seen.
 
     The history is a sorted array updated every ``every`` points (insert the new values, drop the
     ones that left the window); values since the last update are compared exactly, so the update
@@ -196,6 +199,7 @@ class Novelty:
         calibration_window: int = 1500,
         calibration_min: int = 100,
         min_history: int = 30,
+        floor: bool = False,
     ) -> None:
         if interior not in ("conformal", "arrival"):
             raise ValueError(f"interior: {interior!r}")
@@ -213,6 +217,7 @@ class Novelty:
         self.rate = 1.0  # record rate in force until the next update point
         self.gaps: np.ndarray | None = None  # sorted leave-one-out gaps of ``ordered`` (cached)
         self.arrival = TailCalibrator(calibration_window, every, min_history=calibration_min)
+        self.floor = RankFloor(width, every) if floor else None
 
     def _update(self) -> None:
         new = np.sort(self.recent)
@@ -268,7 +273,9 @@ class Novelty:
 
     def _interior_p(self, near: np.ndarray) -> np.ndarray:
         if self.interior == "arrival":
-            return self.arrival.process(near / self._scale())
+            d = near / self._scale()
+            p = self.arrival.process(d)
+            return p if self.floor is None else np.maximum(p, self.floor.process(d))
         gaps = self._loo_gaps()
         n = gaps.size
         count_ge = n - np.searchsorted(gaps, near, side="left")
@@ -357,6 +364,54 @@ class TailCalibrator(Periodic):
             tail_p = np.maximum(tail_p, count_ge / (1.0 + n))
             p[lo:hi] = np.where(c > u, np.minimum(rank_p, tail_p), rank_p)
         return p
+
+
+class RankFloor:
+    """``#{past >= s} / (1 + #past)`` over the last ``width`` values: how often a value at least
+    this large was actually seen, over a long memory.
+
+    Why: a tail fitted to a short history extrapolates; a value that the long memory has seen
+    exceeded ``k`` times cannot be rarer than ``k / n``. The sorted history is updated every
+    ``every`` points (insert the new values, drop those that left), so batch and online agree
+    and the cost is a memory move, not a sort.
+    """
+
+    def __init__(self, width: int, every: int) -> None:
+        self.width = int(width)
+        self.every = max(1, int(every))
+        self.fifo = np.empty(0)
+        self.ordered = np.empty(0)
+        self.recent = np.empty(0)
+        self.seen = 0
+
+    def _update(self) -> None:
+        new = np.sort(self.recent)
+        self.fifo = np.concatenate([self.fifo, self.recent])
+        self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, new), new)
+        self.recent = np.empty(0)
+        excess = self.fifo.size - self.width
+        if excess > 0:
+            old = np.sort(self.fifo[:excess])
+            rank = np.arange(old.size) - np.searchsorted(old, old, side="left")
+            self.ordered = np.delete(self.ordered, np.searchsorted(self.ordered, old, side="left") + rank)
+            self.fifo = self.fifo[excess:].copy()
+
+    def process(self, s: np.ndarray) -> np.ndarray:
+        s = np.asarray(s, dtype=float)
+        out = np.zeros(s.size)
+        i = 0
+        while i < s.size:
+            if self.seen % self.every == 0 and self.recent.size:
+                self._update()
+            end = min(s.size, i + self.every - self.seen % self.every)
+            c = s[i:end]
+            n = self.ordered.size
+            if n:
+                out[i:end] = (n - np.searchsorted(self.ordered, c, side="left")) / (1.0 + n)
+            self.recent = np.concatenate([self.recent, c])
+            self.seen += c.size
+            i = end
+        return out
 
 
 class Rolling:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
@@ -19,6 +19,7 @@ from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import Sample
 from empire.cli import main
 from empire.state import Database, MemoryStateStore, SqlStateStore
+from empire.state.records import DecisionRecord
 from fakes.loop import build_loop, policy, target_spec
 
 pytestmark = pytest.mark.anyio
@@ -88,6 +89,23 @@ async def test_explain_prints_every_reason(tmp_path, monkeypatch, capsys):
     assert "rate limit up to 5" in out and "action scale 1 -> 5: skipped: dry_run" in out
     assert await anyio.to_thread.run_sync(main, ["explain", "nope"]) == 2
     assert "no decisions recorded for target 'nope' (targets with decisions: gen)" in capsys.readouterr().err
+
+
+async def test_explain_masks_a_password_journaled_before_urls_were_masked(tmp_path, monkeypatch, capsys):
+    """Decision rows written by an earlier version hold the Prometheus URL as it was configured."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empire.db'}"
+    db = await Database.open(url)
+    error = "prometheus http://ops:OldPw77@prom:9090 unreachable: ConnectError: All connection attempts failed"
+    await SqlStateStore(db).record_decision(DecisionRecord(
+        "gen", datetime(2026, 3, 1, tzinfo=UTC), 2, 2, 2, ("metrics_unavailable", "no_change"),
+        {"signals": {}, "error": error, "source_failures": 1},
+    ))  # fmt: skip
+    await db.close()
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", url)
+    for fmt in ("text", "json"):
+        assert await anyio.to_thread.run_sync(main, ["explain", "gen", "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "http://ops:***@prom:9090 unreachable" in out and "OldPw77" not in out
 
 
 async def test_periodic_jobs_on_the_fake_clock_and_on_apscheduler():

@@ -82,6 +82,7 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
 
 def explain(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
+    from empire.config.urls import mask_url
     from empire.state import SqlStateStore
 
     if args.last < 1:
@@ -113,8 +114,8 @@ def explain(args: argparse.Namespace) -> int:
                          for a in acts.get(d.id or -1, [])]}
             for d in decisions
         ]  # fmt: skip
-        print(json.dumps(out, indent=2))
+        print(mask_url(json.dumps(out, indent=2)))
         return 0
     print(f"{args.target}: last {len(decisions)} decision(s), newest first")
-    print("\n".join(render(decisions, acts)))
+    print(mask_url("\n".join(render(decisions, acts))))  # also rows journaled before URLs were masked
     return 0

@@ -3,6 +3,7 @@ Losing the leadership stops acting within one tick, and a standby takes over."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import uuid
@@ -15,6 +16,7 @@ from empire.agent.executors import DryRunExecutor
 from empire.agent.leader import FileLeader, PostgresLeader, RedisLeader, leader_for
 from empire.agent.types import Sample
 from empire.config import load_settings
+from empire.errors import ConfigError
 from empire.state import MemoryStateStore
 from fakes.loop import build_loop, policy, target_spec
 
@@ -176,3 +178,17 @@ def test_leader_for_follows_the_deployment(tmp_path, monkeypatch):
     assert isinstance(leader_for(load_settings()), RedisLeader)
     monkeypatch.setenv("EMPIRE_DATABASE_URL", "postgresql://u:p@127.0.0.1/db")
     assert isinstance(leader_for(load_settings()), PostgresLeader)
+
+
+async def test_a_file_system_without_flock_is_an_error_not_a_silent_standby(tmp_path, monkeypatch):
+    """EWOULDBLOCK means another replica leads; any other flock failure (ENOLCK on some network
+    file systems) would leave every replica a silent standby, so it is a ConfigError naming the path."""
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    leader = FileLeader(tmp_path)
+    with pytest.raises(ConfigError, match=f"cannot lock {tmp_path} for leader election: No locks available"):
+        await leader.ensure()
+    assert leader.is_leader is False and not leader._held

@@ -123,9 +123,12 @@ class FileLeader(_Base):
                 raise ConfigError(f"cannot open the leader lock {path}: {exc}") from None
             try:
                 fcntl.flock(self._held[-1][1], fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 self._unlock()
                 return self._set(False, "the lock is held by another replica")
+            except OSError as exc:  # e.g. a file system without flock: say so, never idle silently
+                self._unlock()
+                raise ConfigError(f"cannot lock {path} for leader election: {exc.strerror}") from None
         if self._changed() is not None:  # deleted or replaced between open() and flock(): try next tick
             self._unlock()
             return self._set(False)

@@ -175,6 +175,85 @@ async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_p
             await close()
 
 
+BAD_RELOADS = {
+    "deep nesting": ("loop: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels deep"),
+    "huge duration": ("loop: {interval: 1000000000d}\n", "loop.interval: duration '1000000000d' is longer than"),
+    "infinite duration": ("loop: {interval: .inf}\n", "loop.interval: duration must be finite"),
+    "zero interval": ("loop: {interval: 0s}\n", "loop.interval: must be between 1s and 1h"),
+    "/dev/zero": (None, "larger than 1 MiB (the policy file limit)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_RELOADS)
+async def test_every_rejected_reload_is_counted_and_shown(tmp_path, monkeypatch, case):
+    """Each of these once kept the old policy with only a traceback in the log: no count, no
+    /status error, so EmpirePolicyRejected never fired (issue 13)."""
+    from empire.agent.daemon import build_daemon, check_policy
+    from empire.config import load_settings
+
+    for var in ("EMPIRE_DATABASE_URL", "EMPIRE_REDIS_URL", "EMPIRE_PROMETHEUS__URL", "EMPIRE_POLICY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"targets": [target_spec("gen")]}))
+    settings = load_settings(data_dir=tmp_path, kubernetes={"mode": "disabled"}, http={"port": 0})
+    daemon = await build_daemon(settings, path)
+    try:
+        version = daemon.loop.policy.version
+        text, message = BAD_RELOADS[case]
+        if text is None:
+            path.unlink()
+            path.symlink_to("/dev/zero")
+        else:
+            path.write_text(text)
+        with anyio.fail_after(10):
+            assert await check_policy(daemon) is False
+        assert daemon.loop.policy.version == version
+        reg = daemon.monitor.registry
+        assert reg.get_sample_value("empire_policy_reloads_total", {"result": "rejected"}) == 1
+        assert message in daemon.context.status_sections["policy_reload_error"]()
+    finally:
+        for close in daemon.closers:
+            await close()
+
+
+async def test_a_policy_file_that_blocks_does_not_block_the_loop(tmp_path):
+    """The policy is read in a worker thread: a file that takes long to read (here a FIFO whose
+    writer waits for the event loop to prove it still runs) stalls neither ticks nor HTTP."""
+    import os
+    import threading
+
+    from empire.policies import PolicyWatcher
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"targets": [target_spec("gen")]}))
+    watcher = PolicyWatcher(path)
+    path.unlink()
+    os.mkfifo(path)
+    loop_ran = threading.Event()
+    seen: list[bool] = []
+
+    def writer() -> None:
+        seen.append(loop_ran.wait(timeout=10))  # only waits this long when the read blocked the loop
+        with open(path, "w") as fifo:
+            fifo.write(yaml.safe_dump({"targets": [target_spec("gen", max_replicas=30)]}))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def other_work() -> None:  # runs only if the event loop is free while the file is read
+                loop_ran.set()
+
+            tg.start_soon(other_work)
+            changed = await watcher.check_async()
+    finally:
+        loop_ran.set()
+        thread.join()
+    assert seen == [True], "the event loop did not run while the policy file was being read"
+    assert changed and watcher.current.policy.targets[0].max_replicas == 30
+
+
 async def test_shutdown_lets_a_job_in_flight_finish_before_the_database_closes():
     wall = PeriodicJobs(SystemClock(), Monitor())
     started, release, finished = anyio.Event(), anyio.Event(), []

@@ -39,3 +39,22 @@ def test_parse_size_rejects_and_formats() -> None:
     with pytest.raises(ValueError):
         parse_size("12 parsecs")
     assert format_size(131072) == "128KiB" and format_size(1000) == "1000"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [("1000000000d", "longer than 3650d"), (float("inf"), "must be finite"), (float("nan"), "must be finite"),
+     ("9" * 400 + "s", "must be finite"), (10**400, "longer than 3650d"), ("3651d", "longer than 3650d"),
+     (timedelta(days=4000), "longer than 3650d")],
+)  # fmt: skip
+def test_parse_duration_is_bounded(bad: object, message: str) -> None:
+    """These were OverflowErrors out of timedelta (a traceback, and an invisible rejected reload)."""
+    with pytest.raises(ValueError, match=message):
+        parse_duration(bad)
+    assert parse_duration("3650d") == timedelta(days=3650)
+
+
+@pytest.mark.parametrize("bad", ["9" * 400, 10**400, float("inf"), float("nan"), 2**60, "16PiB"])
+def test_parse_size_is_bounded(bad: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(bad)

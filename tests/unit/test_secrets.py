@@ -59,7 +59,7 @@ def test_file_reference(tmp_path: Path) -> None:
     p = tmp_path / "hook"
     p.write_text("https://hooks.example.com/abc\n")
     assert resolve_secret_value(SecretRef(file=str(p))) == "https://hooks.example.com/abc"
-    with pytest.raises(ConfigError, match="cannot read") as info:
+    with pytest.raises(ConfigError, match="no such secret file") as info:
         resolve_secret(SecretRef(file=str(p) + ".missing"))
     assert f"file:{p}.missing" in str(info.value)
     (tmp_path / "empty").write_text("\n")

@@ -123,7 +123,7 @@ class FilePolicySource:
         return str(self.watcher.path)
 
     async def check(self) -> bool:
-        return self.watcher.check()
+        return await self.watcher.check_async()
 
 
 async def _database_source(store: Any) -> Any:

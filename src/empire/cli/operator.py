@@ -70,10 +70,9 @@ def crd(args: argparse.Namespace) -> int:
     text = crd_yaml()
     if args.check:
         path = Path(args.check)
-        try:
-            current = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        from empire.boundedio import MAX_YAML_BYTES, read_bounded_text
+
+        current = read_bounded_text(path, MAX_YAML_BYTES, "CRD file")
         if current != text:
             print(f"{path} is out of date: run `empire operator crd > {path}`", file=sys.stderr)
             return 1

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from pydantic import SecretStr
 
+from empire.boundedio import MAX_SMALL_FILE_BYTES, read_bounded_text
 from empire.errors import ConfigError
 from empire.policies.common import SecretRef
 
@@ -47,11 +47,9 @@ def resolve_secret(
         value = raw
     elif ref.file is not None:
         try:
-            value = Path(ref.file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"secret {where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"secret {where}: the file is not UTF-8 text") from None
+            value = read_bounded_text(ref.file, MAX_SMALL_FILE_BYTES, "secret file")
+        except ConfigError as exc:  # names the path and the problem, never the content
+            raise ConfigError(f"secret {where}: {str(exc).removeprefix(f'{ref.file}: ')}") from None
     else:
         assert ref.secret is not None
         if kubernetes is None:

@@ -23,6 +23,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from empire.boundedio import MAX_YAML_BYTES, read_bounded
 from empire.config.urls import check_http_url, check_redis_url, mask_url
 from empire.errors import ConfigError
 
@@ -214,6 +215,8 @@ def load_settings(**overrides: Any) -> Settings:
     config_file = os.environ.get("EMPIRE_CONFIG_FILE")
     if config_file and not Path(config_file).is_file():
         raise ConfigError(f"EMPIRE_CONFIG_FILE={config_file}: no such file")
+    if config_file:  # pydantic-settings reads it whole: refuse a huge one first
+        read_bounded(config_file, MAX_YAML_BYTES, "settings file")
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from empire.policies.common import Name, SecretRef, StrictModel, Url
-from empire.policies.durations import Duration
+from empire.policies.durations import Duration, PositiveDuration
 from empire.policies.errors import Issue, duplicate_name_issues, raise_issues
 
 __all__ = [
@@ -156,7 +156,7 @@ class Priority(StrEnum):
 
 class Cadence(StrictModel):
     tracks: int = Field(default=1, ge=1, description="tracks per period")
-    every: Duration = Field(default=timedelta(days=1))
+    every: PositiveDuration = Field(default=timedelta(days=1))
 
 
 class PersonaTrend(StrictModel):
@@ -165,7 +165,7 @@ class PersonaTrend(StrictModel):
 
     query: str = Field(min_length=1, description="current level, e.g. sum(rate(streams_total{persona='x'}[7d]))")
     baseline: str = Field(min_length=1, description="reference level, e.g. the same query with 'offset 7d'")
-    every: Duration = Field(default=timedelta(minutes=15), description="how often the trend is re-read")
+    every: PositiveDuration = Field(default=timedelta(minutes=15), description="how often the trend is re-read")
 
 
 class Persona(StrictModel):

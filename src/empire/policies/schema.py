@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, model_validator
 
 from empire.policies.alerting import AlertingPolicy
 from empire.policies.common import StrictModel
-from empire.policies.durations import Duration
+from empire.policies.durations import Duration, duration_range
 from empire.policies.errors import (
     Issue,
     PolicyError,
@@ -35,7 +35,9 @@ __all__ = ["LoopPolicy", "Policy", "parse_policy", "policy_json_schema", "policy
 
 
 class LoopPolicy(StrictModel):
-    interval: Duration = Field(default=timedelta(seconds=15), description="time between ticks (HPA: 15s)")
+    interval: Annotated[Duration, duration_range(timedelta(seconds=1), timedelta(hours=1))] = Field(
+        default=timedelta(seconds=15), description="time between ticks (HPA: 15s); 1s to 1h"
+    )
     dry_run: bool = Field(default=False, description="decide and journal every action, execute none")
 
 

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from empire.policies.common import Name, SecretRef, StrictModel, Url
-from empire.policies.durations import ByteSize, Duration
+from empire.policies.durations import ByteSize, Duration, PositiveDuration
 from empire.policies.errors import Issue, duplicate_name_issues, raise_issues
 
 __all__ = ["S3Backend", "StoragePolicy", "Tier", "TierRule", "overlapping_roots"]
@@ -142,8 +142,8 @@ class StoragePolicy(StrictModel):
     min_object_size: ByteSize = Field(default=128 * 1024, description="smaller objects are never moved")
     promote_on_access: bool = True
     horizon: Duration = Field(default=timedelta(days=90), description="window a move must pay off in")
-    access_half_life: Duration = Field(default=timedelta(days=7), description="decay of the access count")
-    sweep_every: Duration = Field(default=timedelta(hours=1))
+    access_half_life: PositiveDuration = Field(default=timedelta(days=7), description="decay of the access count")
+    sweep_every: PositiveDuration = Field(default=timedelta(hours=1))
     max_concurrent_moves: int = Field(default=4, ge=1)
     max_bytes_per_second: ByteSize = Field(default=100 * 1024 * 1024)
     max_moves_per_sweep: int = Field(default=1000, ge=1, description="the best-paying moves first")

@@ -31,6 +31,7 @@ import httpx
 import yaml
 
 from empire.agent.executors.kubeexec import ExecPlugin
+from empire.boundedio import MAX_SMALL_FILE_BYTES, MAX_YAML_BYTES, read_bounded_text
 from empire.errors import ConfigError
 
 __all__ = ["SERVICE_ACCOUNT_DIR", "ClusterConfig", "load_cluster_config"]
@@ -61,10 +62,10 @@ class ClusterConfig:
             return self.exec_plugin.token()
         if self.token_file is not None and (self.token is None or time.monotonic() - self._token_read_at > 60):
             try:
-                self.token = self.token_file.read_text().strip()
+                self.token = read_bounded_text(self.token_file, MAX_SMALL_FILE_BYTES, "token file").strip()
                 self._token_read_at = time.monotonic()
-            except OSError as exc:
-                raise ConfigError(f"cannot read the service-account token {self.token_file}: {exc}") from None
+            except ConfigError as exc:
+                raise ConfigError(f"cannot read the service-account token: {exc}") from None
         return self.token
 
     def client_options(self, timeout: float, transport: Any = None) -> dict[str, Any]:
@@ -160,10 +161,13 @@ def _named(items: list[dict[str, Any]], name: str, what: str, path: Path) -> dic
 
 
 def _from_kubeconfig(path: Path, context: str | None) -> ClusterConfig:
+    text = read_bounded_text(path, MAX_YAML_BYTES, "kubeconfig")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        doc = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise ConfigError(f"cannot read kubeconfig {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"cannot read kubeconfig {path}: expected a mapping, got {type(doc).__name__}")
     ctx_name = context or doc.get("current-context")
     if not ctx_name:
         raise ConfigError(f"{path}: no current-context; set EMPIRE_KUBERNETES__CONTEXT")

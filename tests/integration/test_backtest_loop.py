@@ -181,6 +181,6 @@ def test_backtest_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_backtest_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["backtest", str(tmp_path / "missing.csv")]) == 2
-    assert "missing.csv: cannot read: No such file or directory" in capsys.readouterr().err
+    assert "missing.csv: no such CSV file" in capsys.readouterr().err
     assert main(["backtest", "--policies", "reactive,magic"]) == 2
     assert "unknown magic" in capsys.readouterr().err

@@ -112,7 +112,7 @@ def test_trace_errors_name_the_problem(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"bad.csv: line 2: value 'abc' is not a number"):
         load_trace(path)
     path.write_text("timestamp,value\nyesterday,3\n2026-01-01T00:01:00Z,1\n")
-    with pytest.raises(ConfigError, match=r"bad.csv:2: bad timestamp"):
+    with pytest.raises(ConfigError, match=r"bad.csv: line 2: timestamp 'yesterday' is not a timestamp"):
         load_trace(path)
     with pytest.raises(ConfigError, match="no column 'demand'"):
         load_trace(path, value_column="demand")
@@ -139,3 +139,48 @@ def test_table_states_whether_the_target_is_met():
     runs = {"reactive": runs["oracle"], "empire": runs["oracle"]}
     assert target_check(runs)["met"] is True  # 0 <= 0 / 2 and equal cost
     assert "target MET" in format_table(runs, trace, settings)
+
+
+def test_a_trace_spanning_millennia_is_refused_before_allocating(tmp_path: Path):
+    """Years 0001-9999 asked numpy for 78 GiB of minutes (a MemoryError traceback)."""
+    from empire.agent.backtest.trace import MAX_TRACE_DAYS
+
+    path = tmp_path / "span.csv"
+    path.write_text("timestamp,value\n0001-01-01T00:00:00Z,1\n9999-01-01T00:00:00Z,2\n")
+    with pytest.raises(ConfigError, match=f"spans 3,651,694 days .0001-01-01 to 9999-01-01.; a backtest replays at "
+                                          f"most {MAX_TRACE_DAYS} days"):  # fmt: skip
+        load_trace(path)
+    with pytest.raises(ConfigError, match="the first 1 days of the trace hold fewer than two rows"):
+        load_trace(path, days=1)  # --days cuts before the bound
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--plot", "x.txt"],
+            "--plot x.txt: unsupported format 'txt'; use one of: eps, jpeg, jpg, pdf, png, ps, svg, svgz, tif, tiff, webp",
+        ),
+        (["--json", "."], "--json .: is a directory; give a file name"),
+        (["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas 5 is above --max-replicas 2"),
+    ],
+)
+def test_output_options_are_checked_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+):
+    """`--plot x.txt` failed in matplotlib after the whole replay (30 s on the default trace)."""
+    from empire.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["backtest", "--no-progress", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"empire: error: {message}\n" and out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numbers_that_are_not_finite_are_usage_errors(capsys: pytest.CaptureFixture[str]):
+    from empire.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["backtest", "--days", "nan"])
+    assert info.value.code == 2 and "argument --days: 'nan' is not a finite number" in capsys.readouterr().err

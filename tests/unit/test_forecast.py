@@ -322,7 +322,7 @@ def test_cli_bad_options_are_one_line_errors(
 
 def test_cli_missing_file_and_bad_timestamp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "forecast", "--input", str(tmp_path / "none.csv"), "--value-column", "v")
-    assert code == 2 and "cannot read" in err
+    assert code == 2 and "none.csv: no such CSV file" in err
     bad = tmp_path / "bad.csv"
     bad.write_text("timestamp,v\n2024-01-01 00:00:00,1\nyesterday,2\n")
     code, _, err = run_cli(capsys, "forecast", "--input", str(bad), "--value-column", "v")

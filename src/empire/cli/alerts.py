@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from empire.cli.common import print_table, utc_time
+from empire.cli.common import count, print_table, utc_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = psub.add_parser("list", help="list alerts (default: firing)")
     ls.add_argument("--state", choices=("firing", "resolved", "all"), default="firing")
     ls.add_argument("--target", default=None)
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=count(1, 100_000), default=50)
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=list_)
     ob = psub.add_parser("outbox", help="notifications queued for delivery, and failed ones")
     ob.add_argument("--state", choices=("pending", "failed", "sent", "all"), default="pending")
-    ob.add_argument("--limit", type=int, default=50)
+    ob.add_argument("--limit", type=count(1, 100_000), default=50)
     ob.set_defaults(func=outbox)
 
 

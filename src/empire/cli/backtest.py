@@ -9,7 +9,11 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from empire.cli.common import check_output_path, count, number, replaced_when_done
 from empire.errors import ConfigError
+
+PLOT_FORMATS = ("eps", "jpeg", "jpg", "pdf", "png", "ps", "svg", "svgz", "tif", "tiff", "webp")
+"""What matplotlib's Agg backend writes (checked before the run, not after it)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,30 +43,34 @@ examples:
     p.add_argument("--value-column", metavar="COL", help="default: the first column besides timestamp/status")
     p.add_argument("--status-column", metavar="COL", help="default: 'status' when present")
     p.add_argument("--timestamp-column", metavar="COL", default="timestamp")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply demand (default 1)")
+    p.add_argument("--scale", type=number(0, 1e9), default=1.0, help="multiply demand (default 1)")
     p.add_argument("--noise", choices=("none", "poisson"), default="none", help="per-minute arrivals (default none)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --noise poisson")
-    p.add_argument("--days", type=float, help="only the first N days of the trace")
+    p.add_argument("--seed", type=count(0, 2**63 - 1), default=0, help="seed for --noise poisson")
+    p.add_argument("--days", type=number(high=1e6, above=0), help="only the first N days of the trace")
     g = p.add_argument_group("cluster and reactive (HPA) baseline")
-    g.add_argument("--capacity", type=float, default=10.0, help="requests/min per ready replica (default 10)")
+    g.add_argument(
+        "--capacity", type=number(high=1e9, above=0), default=10.0, help="requests/min per ready replica (default 10)"
+    )
     g.add_argument("--startup-delay", default="2m", help="request to ready (default 2m)")
-    g.add_argument("--min-replicas", type=int, default=1)
-    g.add_argument("--max-replicas", type=int, default=10_000)
-    g.add_argument("--target-utilization", type=float, default=0.7, help="HPA target (default 0.7)")
-    g.add_argument("--tolerance", type=float, default=0.1)
+    g.add_argument("--min-replicas", type=count(0, 1_000_000), default=1)
+    g.add_argument("--max-replicas", type=count(1, 1_000_000), default=10_000)
+    g.add_argument("--target-utilization", type=number(), default=0.7, help="HPA target (default 0.7)")
+    g.add_argument("--tolerance", type=number(0, 10), default=0.1)
     g.add_argument("--scale-down-window", default="5m", help="HPA scale-down stabilization (default 5m)")
     g.add_argument("--observation-lag", default="0s",
                    help="a minute's demand is seen this long after the minute starts (default 0s: at once)")  # fmt: skip
     e = p.add_argument_group("empire")
-    e.add_argument("--quantile", type=float, default=0.975, help="forecast quantile provisioned for (default 0.975)")
+    e.add_argument("--quantile", type=number(), default=0.975, help="forecast quantile provisioned for (default 0.975)")
     e.add_argument("--scheduling-buffer", help="forecast this far ahead (default: the start-up delay)")
-    e.add_argument("--empire-utilization", type=float, default=0.85, help="reactive safety net target (default 0.85)")
+    e.add_argument(
+        "--empire-utilization", type=number(), default=0.85, help="reactive safety net target (default 0.85)"
+    )
     e.add_argument("--empire-scale-down-window", help="default: scheduling buffer + 1 minute")
     o = p.add_argument_group("output")
     o.add_argument("--policies", default="reactive,empire,oracle", help="comma-separated subset")
     o.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     o.add_argument("--plot", metavar="FILE.png", help="demand vs ready capacity per policy (PNG)")
-    o.add_argument("--workers", type=int, default=2, help="processes (default 2: reactive beside empire)")
+    o.add_argument("--workers", type=count(1, 64), default=2, help="processes (default 2: reactive beside empire)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -115,8 +123,12 @@ def run(args: argparse.Namespace) -> int:
                         ("--empire-utilization", args.empire_utilization)):  # fmt: skip
         if not 0 < value < 1 + (name != "--quantile"):
             raise ConfigError(f"{name} must be between 0 and 1 (got {value})")
-    if args.capacity <= 0:
-        raise ConfigError("--capacity must be positive")
+    if args.min_replicas > args.max_replicas:
+        raise ConfigError(f"--min-replicas {args.min_replicas} is above --max-replicas {args.max_replicas}")
+    if args.json:
+        check_output_path(args.json, "--json")
+    if args.plot:
+        check_output_path(args.plot, "--plot", PLOT_FORMATS)
     settings = BacktestSettings(
         capacity=args.capacity, startup_delay=_seconds(args.startup_delay, "--startup-delay") or 0.0,
         min_replicas=args.min_replicas, max_replicas=args.max_replicas, target_utilization=args.target_utilization,
@@ -127,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         observation_lag=_seconds(args.observation_lag, "--observation-lag") or 0.0,
     )  # fmt: skip
     trace = load_trace(args.trace, value_column=args.value_column, status_column=args.status_column,
-                       timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed)  # fmt: skip
+                       timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed,
+                       days=args.days)  # fmt: skip
     if args.days is not None:
         trace = trace.head(max(1, int(args.days * 1440)))
     started = time.monotonic()
@@ -139,11 +152,12 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - started
     print(format_table(runs, trace, settings))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(to_json(runs, trace, settings, seconds), indent=2) + "\n", encoding="utf-8")
-        print(f"figures: {out}")
+        with replaced_when_done(args.json, "--json") as partial:
+            partial.write_text(json.dumps(to_json(runs, trace, settings, seconds), indent=2) + "\n", encoding="utf-8")
+        print(f"figures: {args.json}")
     if args.plot:
-        print(f"plot: {write_plot(runs, trace, settings, args.plot)}")
+        with replaced_when_done(args.plot, "--plot") as partial:
+            write_plot(runs, trace, settings, partial, fmt=Path(args.plot).suffix.lstrip(".").lower())
+        print(f"plot: {args.plot}")
     check = target_check(runs)
     return 0 if check is None or check["met"] else 1

@@ -8,16 +8,35 @@ print their tables and times the same way (`print_table`, `utc_time`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import argparse
+import math
+import os
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from empire.errors import ConfigError
+
 if TYPE_CHECKING:
     from empire.state import Database
 
-__all__ = ["print_table", "utc_time", "with_database"]
+__all__ = [
+    "MAX_ID",
+    "check_output_path",
+    "count",
+    "number",
+    "print_table",
+    "replaced_when_done",
+    "utc_time",
+    "with_database",
+]
+
+MAX_ID = 2**63 - 1
+"""The largest row id a database column holds (a 25-digit id was an OverflowError in SQLite)."""
 
 T = TypeVar("T")
 
@@ -51,3 +70,79 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+def check_output_path(path: str | Path, option: str, suffixes: Collection[str] = ()) -> Path:
+    """Refuse, before any work, an output the command could only fail to write at the end (after a
+    long run): a suffix not in `suffixes` (lower case, no dot; empty: any), a path that is a
+    directory, or a parent that is a file or not writable. Creates nothing."""
+    out = Path(path)
+    suffix = out.suffix.lower().lstrip(".")
+    if suffixes and suffix not in suffixes:
+        raise ConfigError(f"{option} {out}: unsupported format {suffix or '(no suffix)'!r}; "
+                          f"use one of: {', '.join(sorted(suffixes))}")  # fmt: skip
+    if out.is_dir():
+        raise ConfigError(f"{option} {out}: is a directory; give a file name")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"{option} {out}: not writable")
+    return out
+
+
+def count(low: int = 1, high: int = MAX_ID) -> Callable[[str], int]:
+    """An argparse `type` for a whole number in `low..high` (a limit, an id, a count): anything
+    else is argparse's one-line usage error (exit 2), never an overflow deeper down."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text[:40]} is not between {low:,} and {high:,}")
+        return value
+
+    return parse
+
+
+def number(low: float = -math.inf, high: float = math.inf, *, above: float | None = None) -> Callable[[str], float]:
+    """An argparse `type` for a finite number in `low..high` (and greater than `above`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a finite number")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{text[:40]} must be greater than {above:g}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text[:40]} is not between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+@contextmanager
+def replaced_when_done(path: str | Path, option: str) -> Iterator[Path]:
+    """A temporary file beside `path` to write to; renamed onto `path` when the block ends
+    without an error, deleted otherwise: a reader never sees a half-written output. An OS error
+    (disk full, no permission) is a one-line `ConfigError` naming `option`."""
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {out}: cannot create {out.parent}: {exc.strerror or exc}") from None
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        os.replace(partial, out)
+    except OSError as exc:
+        raise ConfigError(f"{option} {out}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from empire.cli.common import count
 from empire.errors import ConfigError
 
 CSV_HELP = """CSV columns (header row required):
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = psub.add_parser("touch", help="record accesses of one object")
     t.add_argument("id")
-    t.add_argument("--count", type=int, default=1)
+    t.add_argument("--count", type=count(1, 1_000_000), default=1)
     t.add_argument("--at", help="ISO 8601 time with timezone (default: now)")
     t.add_argument("--policy", metavar="FILE")
     t.set_defaults(func=touch)

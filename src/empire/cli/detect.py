@@ -5,7 +5,11 @@ offline with exactly the detector, defaults and threshold the daemon uses live. 
 scored from scratch, causally, and written as ``DIR/<input file name>`` with columns
 ``timestamp,anomaly_score``, one row per input row, in the same order. Empty or ``nan`` values
 score 0; a missing file, an unknown column, a value that is not a number, or timestamps that go
-backwards are bad input (``ConfigError``: one line, exit 2). Some exports do step back once (a
+backwards or repeat are bad input (``ConfigError``: one line, exit 2; the CSV rules are
+``empire.seriesio``'s, shared with ``forecast`` and ``backtest``). Every input is read and checked
+before any is scored, and outputs are written to temporary files renamed into place at the end:
+one bad input leaves no output of the others behind. The detector is fed in blocks, so memory
+stays proportional to the file. Some exports do step back once (a
 clock adjustment: NAB's machine_temperature file goes back 55 minutes at one row); with
 ``--unordered keep`` such rows are scored in file order, placed at the latest timestamp seen so
 far for the seasonal lookups (``AnomalyDetector(unordered="keep")``). ``--threshold T`` runs the
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +36,8 @@ from empire.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from empire.seriesio import SeriesFile
 
 __all__ = ["UNORDERED", "register", "run", "score_series"]
 
@@ -82,30 +89,16 @@ def _threshold(text: str) -> float:
     return value
 
 
-def read_series(path: Path, timestamp_column: str, value_column: str) -> tuple[list[str], list[float]]:
-    """The timestamp strings and float values of one CSV; bad input is a ``ConfigError``."""
+def read_series(path: Path, timestamp_column: str, value_column: str, unordered: str = "error") -> SeriesFile:
+    """One input, by the CSV rules every series command shares (``empire.seriesio``); rows out
+    of time order are an error unless ``unordered`` is ``keep``."""
     from empire.seriesio import read_series_csv
 
-    series = read_series_csv(path, timestamp_column=timestamp_column, value_column=value_column, status_column=None)
-    return series.timestamps, series.values
-
-
-def _parse_stamps(path: Path, stamps: list[str]) -> np.ndarray:
-    import numpy as np
-
-    from empire.models.anomaly import to_seconds
-
-    try:
-        return to_seconds(stamps) if stamps else np.empty(0)
-    except (ValueError, TypeError):
-        pass  # find the bad row below, for the message
-    out = np.empty(len(stamps))
-    for i, s in enumerate(stamps):
-        try:
-            out[i] = to_seconds([s])[0]
-        except (ValueError, TypeError):
-            raise ConfigError(f"{path}: line {i + 2}: timestamp {s!r} is not a date/time or number") from None
-    return out
+    return read_series_csv(
+        path, timestamp_column=timestamp_column, value_column=value_column, status_column=None,
+        options=("--timestamp-column", "--value-column", None), order="any" if unordered == "keep" else "increasing",
+        order_hint=" (or use --unordered keep to score such rows in file order)",
+    )  # fmt: skip
 
 
 def _format_score(score: float) -> str:
@@ -114,18 +107,29 @@ def _format_score(score: float) -> str:
     return f"{math.floor(score * 1e6) / 1e6:.6f}"
 
 
+BLOCK = 8192
+"""Points scored at a time: memory stays proportional to the data (``AnomalyDetector.fit`` on a
+whole 50 MB file held 5 GB of intermediate arrays)."""
+
+
 def score_series(values: Any, seconds: Any, *, unordered: str = "error", threshold: float | None = None) -> np.ndarray:
     """Scores of one series with the daemon's detector (timestamps in epoch seconds), at
-    ``threshold`` (default: the detector's ``DEFAULT_THRESHOLD``)."""
+    ``threshold`` (default: the detector's ``DEFAULT_THRESHOLD``), fed in blocks of ``BLOCK``."""
     import numpy as np
 
     from empire.models.anomaly import DEFAULT_THRESHOLD, AnomalyDetector
 
     values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return np.empty(0)
+    seconds = np.asarray(seconds, dtype=float)
     det = AnomalyDetector(threshold=DEFAULT_THRESHOLD if threshold is None else threshold, unordered=unordered)
-    return det.fit(values, timestamps=seconds).scores_
+    scores = np.empty(values.size)
+    for i in range(0, values.size, BLOCK):
+        scores[i : i + BLOCK] = det.partial_fit(values[i : i + BLOCK], timestamps=seconds[i : i + BLOCK]).scores_
+    return scores
+
+
+def _temporary(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.partial")
 
 
 def detect_file(
@@ -135,36 +139,31 @@ def detect_file(
     value_column: str,
     unordered: str = "error",
     threshold: float | None = None,
-) -> int:
-    """Score one file into ``out_dir``; returns the number of rows."""
-    stamps, values = read_series(path, timestamp_column, value_column)
-    seconds = _parse_stamps(path, stamps)
+) -> tuple[int, Path]:
+    """Score one file into a temporary file in ``out_dir``; returns the number of rows and that
+    file (``run`` renames every output into place once all inputs are scored)."""
+    from empire.seriesio import iter_column
+
+    series = read_series(path, timestamp_column, value_column, unordered)
+    scores = score_series(series.values, series.seconds, unordered=unordered, threshold=threshold)
+    partial = _temporary(out_dir / path.name)
     try:
-        scores = score_series(values, seconds, unordered=unordered, threshold=threshold)
-    except ConfigError as exc:
-        # "row N" counts data rows from 0; the file line is N + 2 (header, 1-based).
-        hint = " (use --unordered keep to score such rows in file order)" if "out of order" in str(exc) else ""
-        raise ConfigError(f"{path}: {exc}{hint}") from None
-    target = out_dir / path.name
-    with open(target, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        if threshold is None:
-            w.writerow(["timestamp", "anomaly_score"])
-            for ts, sc in zip(stamps, scores, strict=True):
-                w.writerow([ts, _format_score(sc)])
-        else:
-            w.writerow(["timestamp", "anomaly_score", "anomaly"])
-            for ts, sc in zip(stamps, scores, strict=True):
-                w.writerow([ts, _format_score(sc), int(sc >= threshold)])
-    return len(stamps)
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["timestamp", "anomaly_score"] + ([] if threshold is None else ["anomaly"]))
+            for ts, sc in zip(iter_column(path, timestamp_column), scores, strict=True):
+                w.writerow([ts, _format_score(sc)] + ([] if threshold is None else [int(sc >= threshold)]))
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"--output-dir {out_dir}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return len(series), partial
 
 
 def run(args: argparse.Namespace) -> int:
     out_dir: Path = args.output_dir
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--output-dir {out_dir}: cannot create: {exc.strerror or exc}") from exc
     names = [p.name for p in args.inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -173,13 +172,33 @@ def run(args: argparse.Namespace) -> int:
     if clobbered:
         raise ConfigError(f"--output-dir {out_dir}: the output would overwrite the input {', '.join(clobbered)}; "
                           "choose another directory")  # fmt: skip
+    for path in args.inputs:  # every input is checked before anything is scored or written
+        read_series(path, args.timestamp_column, args.value_column, args.unordered)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--output-dir {out_dir}: cannot create: {exc.strerror or exc}") from None
     total = len(args.inputs)
-    for k, path in enumerate(args.inputs, 1):
-        t0 = time.perf_counter()
-        rows = detect_file(
-            path, out_dir, args.timestamp_column, args.value_column, args.unordered, getattr(args, "threshold", None)
-        )
-        if total > 1:
-            took = time.perf_counter() - t0
-            print(f"[{k}/{total}] {path.name}: {rows} rows in {took:.1f}s", file=sys.stderr)
+    done: list[tuple[Path, Path]] = []
+    try:
+        for k, path in enumerate(args.inputs, 1):
+            t0 = time.perf_counter()
+            rows, partial = detect_file(
+                path,
+                out_dir,
+                args.timestamp_column,
+                args.value_column,
+                args.unordered,
+                getattr(args, "threshold", None),
+            )
+            done.append((partial, out_dir / path.name))
+            if total > 1:
+                took = time.perf_counter() - t0
+                print(f"[{k}/{total}] {path.name}: {rows} rows in {took:.1f}s", file=sys.stderr)
+    except BaseException:
+        for partial, _ in done:
+            partial.unlink(missing_ok=True)
+        raise
+    for partial, target in done:
+        os.replace(partial, target)
     return 0

@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from empire.cli.common import count
 from empire.errors import NotFoundError
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   empire explain api --format json | jq '.[0].reasons'""",
     )
     p.add_argument("target", metavar="TARGET")
-    p.add_argument("--last", type=int, default=5, metavar="N", help="how many decisions (default 5)")
+    p.add_argument("--last", type=count(1, 10_000), default=5, metavar="N", help="how many decisions (default 5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=explain)
 

@@ -20,15 +20,20 @@ import argparse
 import csv
 import math
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from empire.cli.common import check_output_path, number, replaced_when_done
 from empire.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["register", "run"]
 
-_EPOCH = datetime(1970, 1, 1)
+MAX_STEPS = 1_000_000
+"""Grid steps a forecast may span (114 years of hours, 2 years of minutes): a file whose rows
+span the years 1-9999 would otherwise allocate the grid for all of them."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamp-column", default="timestamp", metavar="COL", help="default: timestamp")
     p.add_argument("--step", default="1h", help="grid step; samples are summed per step (default: 1h)")
     p.add_argument("--horizon", default="1h", help="how far ahead to forecast, a multiple of --step (default: 1h)")
-    p.add_argument("--train-fraction", default=0.8, type=float, help="share used for the first fit (default: 0.8)")
+    p.add_argument("--train-fraction", default=0.8, type=number(), help="share used for the first fit (default: 0.8)")
     p.add_argument("--refit-every", default="7d", help="refit cadence in the test part; 0 = never (default: 7d)")
     p.add_argument("--output", type=Path, metavar="CSV", help="write timestamp,actual,forecast,p10,p50,p90,...")
     p.set_defaults(func=run)
@@ -65,39 +70,23 @@ def _seconds(option: str, text: str) -> float:
         raise ConfigError(f"{option}: {exc}") from None
 
 
-def _parse_time(text: str) -> float:
-    """Seconds since the epoch on the wall clock (an offset is dropped: demand follows local time)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    stamp = datetime.fromisoformat(text)
-    return (stamp.replace(tzinfo=None) - _EPOCH).total_seconds()
-
-
 def read_series(
     path: Path, timestamp_column: str, value_column: str, status_column: str | None
-) -> tuple[list[float], list[float], list[bool]]:
-    """Sample times (epoch seconds), values and validity of a CSV; bad input is a ``ConfigError``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample times (epoch seconds on the wall clock: an offset is kept as local time, since demand
+    follows it), values and validity of a CSV, by the CSV rules every series command shares
+    (``empire.seriesio``); bad input is a ``ConfigError``."""
+    import numpy as np
+
     from empire.seriesio import read_series_csv
 
     series = read_series_csv(
         path, timestamp_column=timestamp_column, value_column=value_column, status_column=status_column,
-        options=("--timestamp-column", "--value-column", "--status-column"),
+        options=("--timestamp-column", "--value-column", "--status-column"), clock="wall",
     )  # fmt: skip
-    times: list[float] = []
-    for i, stamp in enumerate(series.timestamps):
-        try:
-            times.append(_parse_time(stamp))
-        except (ValueError, TypeError):
-            raise ConfigError(
-                f"{path}: line {series.line(i)}: {timestamp_column} {stamp!r} is not a timestamp "
-                "(expected ISO 8601 like 2024-05-01 13:00:00, or epoch seconds)"
-            ) from None
-    valid = [ok and math.isfinite(v) for ok, v in zip(series.ok, series.values, strict=True)]
-    if len(times) < 2:
-        raise ConfigError(f"{path}: need at least two rows of data, found {len(times)}")
-    return times, series.values, valid
+    if len(series) < 2:
+        raise ConfigError(f"{path}: need at least two rows of data, found {len(series)}")
+    return series.seconds, series.values, series.ok & np.isfinite(series.values)
 
 
 def _fmt(x: Any) -> str:
@@ -109,24 +98,21 @@ def _write(path: Path, result: Any, quantile_name: Any) -> None:
 
     qcols = [quantile_name(q) for q in result.quantiles]
     base = list(result.baselines)
-    try:
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["timestamp", "actual", "forecast", *qcols, "method", *base])
-            for i, t in enumerate(result.timestamps):
-                stamp = np.datetime_as_string(t, unit="s").replace("T", " ")
-                w.writerow(
-                    [
-                        stamp,
-                        _fmt(result.actual[i]),
-                        _fmt(result.forecast[i]),
-                        *(_fmt(v) for v in result.quantile_forecasts[i]),
-                        result.method[i],
-                        *(_fmt(result.baselines[b][i]) for b in base),
-                    ]
-                )
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    with replaced_when_done(path, "--output") as partial, open(partial, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "actual", "forecast", *qcols, "method", *base])
+        for i, t in enumerate(result.timestamps):
+            stamp = np.datetime_as_string(t, unit="s").replace("T", " ")
+            w.writerow(
+                [
+                    stamp,
+                    _fmt(result.actual[i]),
+                    _fmt(result.forecast[i]),
+                    *(_fmt(v) for v in result.quantile_forecasts[i]),
+                    result.method[i],
+                    *(_fmt(result.baselines[b][i]) for b in base),
+                ]
+            )
 
 
 _LABELS = {
@@ -154,9 +140,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--horizon: {args.horizon} is not a whole number of --step {args.step}")
     if not 0.0 < args.train_fraction < 1.0:
         raise ConfigError(f"--train-fraction: must be between 0 and 1, got {args.train_fraction}")
+    if args.output is not None:
+        check_output_path(args.output, "--output")
     times, values, valid = read_series(args.input, args.timestamp_column, args.value_column, args.status_column)
+    if (times[-1] - times[0]) / step > MAX_STEPS:
+        raise ConfigError(
+            f"{args.input}: the rows span {(times[-1] - times[0]) / 86400:,.0f} days, more than {MAX_STEPS:,} steps "
+            f"of {args.step}; use a longer --step or cut the file"
+        )
     try:
-        grid, sums, ok = resample_sum(np.array(times), np.array(values), np.array(valid), step)
+        grid, sums, ok = resample_sum(times, values, valid, step)
     except ValueError as exc:
         raise ConfigError(f"{args.input}: --step {args.step}: {exc}") from None
     n_train = math.floor(args.train_fraction * len(grid))

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from empire.cli.common import MAX_ID, count
 from empire.errors import ConfigError, NotFoundError
 
 STATES = ("queued", "leased", "submitted", "succeeded", "failed", "dead", "cancelled", "deferred")
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--state", choices=STATES)
     ls.add_argument("--persona")
     ls.add_argument("--provider")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=count(1, 100_000), default=50)
     ls.add_argument("--format", choices=("text", "json"), default="text")
     ls.set_defaults(func=list_jobs)
     sh = psub.add_parser("show", help="one job in full")
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("cancel", "cancel jobs that are not finished", cancel),
     ):
         s = psub.add_parser(name, help=helptext)
-        s.add_argument("jobs", nargs="+", metavar="ID", type=int)
+        s.add_argument("jobs", nargs="+", metavar="ID", type=count(1))
         s.set_defaults(func=func)
 
 
@@ -78,7 +79,7 @@ def list_jobs(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    ref: int | str = int(args.job) if args.job.isdigit() else args.job
+    ref: int | str = int(args.job) if args.job.isdigit() and int(args.job) <= MAX_ID else args.job
     job = _run(lambda q: q.get(ref))
     if job is None:
         raise NotFoundError(f"no job {args.job!r}")

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from empire.cli.common import count, number
 from empire.errors import ConfigError
 
 
@@ -54,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--standalone", action="store_true", help="no peering: only run one replica like this")
     mode.add_argument("--peering", default="empire", metavar="NAME",
                       help="KopfPeering object shared by the replicas (default: empire)")  # fmt: skip
-    r.add_argument("--priority", type=int, metavar="N",
+    r.add_argument("--priority", type=count(-(2**31), 2**31 - 1), metavar="N",
                    help="peering priority; the highest live replica is active (default: random per process)")  # fmt: skip
-    r.add_argument("--status-interval", type=float, default=30.0, metavar="SECONDS",
+    r.add_argument("--status-interval", type=number(1, 86_400), default=30.0, metavar="SECONDS",
                    help="how often the agent's decisions are copied into the status (default: 30)")  # fmt: skip
     r.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
     r.add_argument("--server", metavar="URL",

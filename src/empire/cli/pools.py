@@ -20,6 +20,8 @@ import json
 import sys
 from typing import Any
 
+from empire.cli.common import count, number
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -44,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = psub.add_parser("run", help="run the generation dispatcher until SIGTERM (or until drained)")
     r.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the example)")
     r.add_argument("--drain", action="store_true", help="exit when no job is pending anywhere")
-    r.add_argument("--max-in-flight", type=int, default=256, help="jobs carried at once (default 256)")
-    r.add_argument("--lease", type=float, default=60.0, help="lease seconds (default 60)")
+    r.add_argument("--max-in-flight", type=count(1, 100_000), default=256, help="jobs carried at once (default 256)")
+    r.add_argument("--lease", type=number(1, 86_400), default=60.0, help="lease seconds (default 60)")
     r.add_argument("--owner", help="lease owner id (default: EMPIRE_REPLICA_ID)")
     r.add_argument("--no-publish", action="store_true", help="record results only; store no content objects")
     r.set_defaults(func=run)
@@ -157,10 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from empire.agent.pools.runtime import PoolsRuntime
     from empire.agent.tiering.backends import build_backend
     from empire.config import load_settings
-    from empire.errors import ConfigError
 
-    if args.max_in_flight < 1 or args.lease <= 0:
-        raise ConfigError("--max-in-flight must be >= 1 and --lease > 0")
     settings = load_settings()
     clock = SystemClock()
     secrets = None

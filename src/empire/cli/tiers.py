@@ -12,6 +12,8 @@ import argparse
 import json
 from typing import Any
 
+from empire.cli.common import count
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the example)")
         s.add_argument("--format", choices=("text", "json"), default="text")
         if name != "status":
-            s.add_argument("--limit", type=int, default=None, help="at most N moves (default: max_moves_per_sweep)")
+            s.add_argument(
+                "--limit", type=count(1, 1_000_000), default=None, help="at most N moves (default: max_moves_per_sweep)"
+            )
         if name == "apply":
             s.add_argument("--dry-run", action="store_true", help="journal the moves as skipped; move nothing")
         s.set_defaults(func=func)

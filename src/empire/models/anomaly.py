@@ -89,11 +89,12 @@ and Bonferroni dilution than they gained. The features stay selectable
 ``AnomalyDetector`` follows the scikit-learn contract (hyperparameters in ``__init__``, learned
 state ending in ``_``): ``fit(X, timestamps=...)`` consumes a series and keeps its training scores
 in ``scores_``; ``score_samples`` scores points that follow the fitted series without changing the
-detector; ``update(value, timestamp)`` scores and learns one live point. The three paths give the
-same numbers. Non-finite values (NaN, inf, missing) score 0 and are not learned from. Timestamps
-must not go backwards: by default a ``ConfigError`` names the row; with ``unordered="keep"`` a
-point stamped earlier than its predecessor is scored in arrival order and placed at the latest
-timestamp seen so far for seasonal lookups (a clock adjustment in an export).
+detector; ``partial_fit`` consumes the next block of a long series; ``update(value, timestamp)``
+scores and learns one live point. The paths give the same numbers. Non-finite values (NaN, inf,
+missing) score 0 and are not learned from. Timestamps must not go backwards: by default a
+``ConfigError`` names the row; with ``unordered="keep"`` a point stamped earlier than its
+predecessor is scored in arrival order and placed at the latest timestamp seen so far for
+seasonal lookups (a clock adjustment in an export).
 """
 
 from __future__ import annotations
@@ -249,6 +250,15 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     def predict(self, X: Any, *, timestamps: Any = None) -> np.ndarray:
         """-1 for anomalies, 1 for normal points (scikit-learn's outlier convention)."""
         return np.where(self.decision_function(X, timestamps=timestamps) <= 0, -1, 1)
+
+    def partial_fit(self, X: Any, y: Any = None, *, timestamps: Any = None) -> AnomalyDetector:
+        """Consume ``X`` after what was already seen (a first call starts fresh); its scores in
+        ``scores_``. A long series fed in blocks scores exactly as ``fit`` on it whole, in memory
+        proportional to the block (``fit`` holds several arrays per point: ~2.5 KB)."""
+        if not hasattr(self, "n_seen_"):
+            self._reset()
+        self.scores_ = self._consume(X, timestamps)
+        return self
 
     def fit_predict(self, X: Any, y: Any = None, *, timestamps: Any = None) -> np.ndarray:
         """Fit on ``X`` and return its labels (-1 anomaly, 1 normal)."""

@@ -109,7 +109,9 @@ def _hourly_mean(values: np.ndarray) -> np.ndarray:
     return _hourly(values, "mean")
 
 
-def write_plot(runs: dict[str, PolicyRun], trace: DemandTrace, settings: BacktestSettings, path: str | Path) -> Path:
+def write_plot(
+    runs: dict[str, PolicyRun], trace: DemandTrace, settings: BacktestSettings, path: str | Path, fmt: str | None = None
+) -> Path:
     """Left: the whole trace per hour (mean demand and ready capacity, red bars: short minutes per hour);
     right: one day per minute (reactive's worst), red minutes under-provisioned."""
     import matplotlib
@@ -166,6 +168,6 @@ def write_plot(runs: dict[str, PolicyRun], trace: DemandTrace, settings: Backtes
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    fig.savefig(out, dpi=90, format=fmt)
     plt.close(fig)
     return out

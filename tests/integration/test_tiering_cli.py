@@ -111,6 +111,43 @@ def test_import_touch_show_and_bad_input(data_dir: Path, tmp_path: Path, capsys:
     assert code == 2 and "unknown content object(s): nope" in err
 
 
+def test_import_checks_values_as_the_http_endpoint_does(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An access dated 2999 was imported (the HTTP API refuses more than 5 minutes ahead), after
+    which `content show` died in math.exp; 1.7e308 added twice stored inf; /dev/zero never ended."""
+    (tmp_path / "a.wav").write_bytes(b"a" * 500_000)
+    assert run(capsys, "content", "add", str(tmp_path / "a.wav"), "--id", "track-a")[0] == 0
+    csv = tmp_path / "plays.csv"
+    for body, message in (
+        (
+            "id,accesses,at\ntrack-a,1,2999-01-01T00:00:00Z\n",
+            "plays.csv:2: at: 2999-01-01T00:00:00+00:00 is in the future",
+        ),
+        (
+            "id,accesses,at\ntrack-a,1,0001-01-01T00:00:00Z\n",
+            "plays.csv:2: at: 0001-01-01T00:00:00+00:00 is before 1970",
+        ),
+        ("id,accesses\ntrack-a,99999999999999999999999\n", "plays.csv:2: accesses: must be 1..1,000,000"),
+        ("id,revenue\ntrack-a,1e999\n", "plays.csv:2: revenue: must be a finite number"),
+        ("id,revenue\ntrack-a,1.7e308\n", "plays.csv:2: revenue: must be a finite number of at most 1,000,000,000,000"),
+    ):
+        csv.write_text(body)
+        code, _, err = run(capsys, "content", "import", str(csv))
+        assert (code, err.count("\n")) == (2, 1) and message in err, err
+    csv.write_text("id,revenue\ntrack-a,900000000000\ntrack-a,900000000000\n")
+    code, _, err = run(capsys, "content", "import", str(csv), "--revenue-mode", "add")
+    assert code == 2 and "revenue of track-a would reach 1.8e+12" in err
+    code, _, err = run(capsys, "content", "touch", "track-a", "--at", "2999-01-01T00:00:00Z")
+    assert code == 2 and "--at: at: 2999-01-01T00:00:00+00:00 is in the future" in err
+    code, _, err = run(capsys, "content", "import", "/dev/zero")
+    assert code == 2 and "/dev/zero: larger than 512 MiB (the CSV file limit)" in err
+    csv.write_bytes(b"\xef\xbb\xbfid,accesses\ntrack-a,2\n")  # a spreadsheet's byte-order mark
+    assert run(capsys, "content", "import", str(csv))[0] == 0
+    code, out, _ = run(capsys, "content", "show", "track-a", "--format", "json")
+    assert code == 0 and json.loads(out)["revenue"] == 0.0 and json.loads(out)["accesses_per_day"] > 0
+
+
 def test_verify_releases_or_accepts_and_add_refuses_duplicates(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from empire.agent.tiering.inventory import decay_add
-from empire.agent.tiering.planner import GIB, ObjectView, access_rate, desired_tier, economics, plan_object
+from empire.agent.tiering.planner import (
+    GIB,
+    ObjectView,
+    access_rate,
+    decayed_score,
+    desired_tier,
+    economics,
+    plan_object,
+)
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy, Tier, TierRule
 
@@ -109,3 +117,10 @@ def test_decayed_access_count_halves_every_half_life() -> None:
     assert score == pytest.approx(8 / 4 + 1) and stamp == NOW
     late, stamp2 = decay_add(score, stamp, NOW - timedelta(days=7), 2, h)  # a late event does not move the stamp
     assert late == pytest.approx(3 + 1) and stamp2 == NOW
+
+
+def test_a_stamp_ahead_of_the_clock_decays_as_if_it_were_now() -> None:
+    """A row written before the ingestion checks (an access dated 2999) made `content show` and
+    the planner die in math.exp; it now counts as a fresh access."""
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    assert decayed_score(3.0, datetime(2999, 1, 1, tzinfo=UTC), now, timedelta(days=7)) == 3.0

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from empire.cli.common import count
 from empire.errors import ConfigError
+
+T = TypeVar("T")
 
 CSV_HELP = """CSV columns (header row required):
   id           the content object id (required)
@@ -96,13 +98,9 @@ def parse_time(value: str, where: str) -> datetime:
 def read_rows(path: Path, now: datetime, revenue_mode: str) -> tuple[list[Any], list[Any]]:
     """Parse the CSV into access events and revenue figures; ConfigError names the line."""
     from empire.agent.tiering.inventory import AccessEvent, RevenueFigure
+    from empire.boundedio import MAX_CSV_BYTES, read_bounded_text
 
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+    text = read_bounded_text(path, MAX_CSV_BYTES, "CSV file")
     reader = csv.DictReader(text.splitlines())
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "id" not in fields:
@@ -111,9 +109,9 @@ def read_rows(path: Path, now: datetime, revenue_mode: str) -> tuple[list[Any], 
     if unknown:
         raise ConfigError(f"{path}: unknown columns {', '.join(sorted(unknown))} (valid: id, revenue, accesses, at)")
     events, figures = [], []
-    for n, raw in enumerate(reader, start=2):
+    for raw in _rows(path, reader):
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-        where = f"{path}:{n}"
+        where = f"{path}:{reader.line_num}"
         if not row.get("id"):
             raise ConfigError(f"{where}: empty id")
         if row.get("accesses"):
@@ -125,18 +123,31 @@ def read_rows(path: Path, now: datetime, revenue_mode: str) -> tuple[list[Any], 
                 raise ConfigError(f"{where}: accesses must not be negative")
             at = parse_time(row["at"], where) if row.get("at") else now
             if count:
-                events.append(AccessEvent(row["id"], at, count))
+                events.append(_checked(AccessEvent(row["id"], at, count), now, where))
         if row.get("revenue"):
             try:
                 amount = float(row["revenue"])
             except ValueError:
                 raise ConfigError(f"{where}: revenue must be a number, got {row['revenue']!r}") from None
-            if amount != amount or amount in (float("inf"), float("-inf")):
-                raise ConfigError(f"{where}: revenue must be finite")
-            if revenue_mode == "set" and amount < 0:
-                raise ConfigError(f"{where}: revenue to date cannot be negative")
-            figures.append(RevenueFigure(row["id"], amount, revenue_mode))
+            figures.append(_checked(RevenueFigure(row["id"], amount, revenue_mode), now, where))
     return events, figures
+
+
+def _rows(path: Path, reader: csv.DictReader) -> Iterator[dict[str, Any]]:
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ConfigError(f"{path}:{reader.line_num}: {exc}") from None
+
+
+def _checked(item: T, now: datetime, where: str) -> T:
+    """`item` if the inventory's `ingest_error` (the check every ingestion path shares) passes it;
+    its field names become the CSV's column names."""
+    from empire.agent.tiering.inventory import ingest_error
+
+    if (why := ingest_error(item, now)) is not None:
+        raise ConfigError(f"{where}: {why.replace('amount:', 'revenue:', 1).replace('count:', 'accesses:', 1)}")
+    return item
 
 
 def add(args: argparse.Namespace) -> int:
@@ -203,15 +214,12 @@ def touch(args: argparse.Namespace) -> int:
     from empire.agent.tiering.inventory import AccessEvent
     from empire.config import load_settings
 
-    if args.count < 1:
-        raise ConfigError("--count must be at least 1")
-
     async def go() -> None:
         async with open_tiering(load_settings(), args.policy) as tc:
             now = tc.clock.now()
             at = parse_time(args.at, "--at") if args.at else now
-            await tc.inventory.record_access([AccessEvent(args.id, at, args.count)], tc.policy.access_half_life,
-                                             actor="cli:touch", at=now)  # fmt: skip
+            event = _checked(AccessEvent(args.id, at, args.count), now, "--at")
+            await tc.inventory.record_access([event], tc.policy.access_half_life, actor="cli:touch", at=now)
             obj = await tc.inventory.get(args.id)
             print(f"{args.id}: {args.count} access(es) recorded; decayed count {obj.access_score:.2f}, tier {obj.tier}")
 

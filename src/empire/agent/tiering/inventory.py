@@ -114,6 +114,13 @@ def ingest_error(item: AccessEvent | RevenueFigure, now: datetime) -> str | None
     return None
 
 
+def _refuse_bad(items: list[AccessEvent] | list[RevenueFigure], now: datetime) -> None:
+    """The last guard: whatever path an item came by, `ingest_error` has the final word."""
+    for item in items:
+        if (why := ingest_error(item, now)) is not None:
+            raise ConfigError(f"{item.object_id}: {why}")
+
+
 def _obj(row: Any) -> ContentObject:
     return ContentObject(
         id=row.id, size=int(row.size), checksum=row.checksum, tier=row.tier, location=row.location,
@@ -219,6 +226,7 @@ class Inventory:
         """Fold access events into the decayed scores, all or nothing. Unknown ids: NotFoundError."""
         if not events:
             return 0
+        _refuse_bad(events, at)
         ids = sorted({e.object_id for e in events})
         async with self.db.begin() as conn:
             q = select(
@@ -252,6 +260,7 @@ class Inventory:
         total that would pass MAX_REVENUE in size: ConfigError (nothing is written either way)."""
         if not figures:
             return 0
+        _refuse_bad(figures, at)
         ids = sorted({f.object_id for f in figures})
         c = t.content_objects.c
         async with self.db.begin() as conn:

@@ -98,7 +98,7 @@ def decayed_score(score: float, updated_at: datetime | None, now: datetime, half
     """The access count as of `now`: it halves every `half_life` (no future accesses assumed)."""
     if updated_at is None or score <= 0:
         return 0.0
-    elapsed = (now - updated_at).total_seconds()
+    elapsed = max(0.0, (now - updated_at).total_seconds())  # a stamp ahead of the clock (skew) is "now"
     return score * math.exp(-math.log(2) * elapsed / half_life.total_seconds())
 
 

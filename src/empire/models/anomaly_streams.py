@@ -36,6 +36,21 @@ def sorted_quantile(ordered: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
 
 
+def slide_sorted(fifo: np.ndarray, ordered: np.ndarray, new: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Append ``new`` to a window of the last ``width`` values kept both in arrival order
+    (``fifo``) and sorted (``ordered``): insert the new values, delete those that left."""
+    fifo = np.concatenate([fifo, new])
+    ordered = np.insert(ordered, np.searchsorted(ordered, np.sort(new)), np.sort(new))
+    excess = fifo.size - width
+    if excess > 0:
+        old = np.sort(fifo[:excess])
+        # Equal values: delete consecutive copies, not the same index several times.
+        rank = np.arange(old.size) - np.searchsorted(old, old, side="left")
+        ordered = np.delete(ordered, np.searchsorted(ordered, old, side="left") + rank)
+        fifo = fifo[excess:].copy()
+    return fifo, ordered
+
+
 class Periodic(abc.ABC):
     """The last ``width`` inputs, summarized every ``every`` points by ``summarize``.
 
@@ -220,18 +235,9 @@ class Novelty:
         self.floor = RankFloor(width, every) if floor else None
 
     def _update(self) -> None:
-        new = np.sort(self.recent)
-        self.fifo = np.concatenate([self.fifo, self.recent])
-        self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, new), new)
+        self.fifo, self.ordered = slide_sorted(self.fifo, self.ordered, self.recent, self.width)
         self.recent = np.empty(0)
         self.gaps = None
-        excess = self.fifo.size - self.width
-        if excess > 0:
-            old = np.sort(self.fifo[:excess])
-            # Equal values: delete consecutive copies, not the same index several times.
-            rank = np.arange(old.size) - np.searchsorted(old, old, side="left")
-            self.ordered = np.delete(self.ordered, np.searchsorted(self.ordered, old, side="left") + rank)
-            self.fifo = self.fifo[excess:].copy()
 
     def _scale(self) -> float:
         o = self.ordered
@@ -385,16 +391,8 @@ class RankFloor:
         self.seen = 0
 
     def _update(self) -> None:
-        new = np.sort(self.recent)
-        self.fifo = np.concatenate([self.fifo, self.recent])
-        self.ordered = np.insert(self.ordered, np.searchsorted(self.ordered, new), new)
+        self.fifo, self.ordered = slide_sorted(self.fifo, self.ordered, self.recent, self.width)
         self.recent = np.empty(0)
-        excess = self.fifo.size - self.width
-        if excess > 0:
-            old = np.sort(self.fifo[:excess])
-            rank = np.arange(old.size) - np.searchsorted(old, old, side="left")
-            self.ordered = np.delete(self.ordered, np.searchsorted(self.ordered, old, side="left") + rank)
-            self.fifo = self.fifo[excess:].copy()
 
     def process(self, s: np.ndarray) -> np.ndarray:
         s = np.asarray(s, dtype=float)

@@ -33,6 +33,7 @@ ALLOWED = {
     "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems", "multipleOf",
     "properties", "required", "items", "additionalProperties", "nullable", "x-kubernetes-preserve-unknown-fields",
     "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "minProperties", "maxProperties",
+    "x-kubernetes-validations",
 }  # fmt: skip
 
 
@@ -83,7 +84,9 @@ def test_crd_names_scope_and_columns() -> None:
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert version["subresources"] == {"status": {}}
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns)[:3] == ["Ready", "Targets", "Personas"] and list(columns)[-1] == "Age"
+    assert list(columns)[:4] == ["Ready", "Degraded", "Paused", "Targets"] and list(columns)[-1] == "Age"
+    assert [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")] == [
+        "Ready", "Degraded", "Paused", "Targets", "Age"]  # fmt: skip
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     status_props = schema()["properties"]["status"]["properties"]
     for c in columns.values():  # every column points at a field the status schema declares
@@ -105,19 +108,22 @@ def test_schema_is_structural() -> None:
             assert set(node["required"]) <= set(node.get("properties") or {}), path
 
 
-def test_optional_fields_are_nullable_and_free_form_maps_preserved() -> None:
+def test_optional_fields_are_not_nullable_and_free_form_maps_preserved() -> None:
+    """An optional field (default None) is not nullable: the API server prunes a null there, which
+    means what omitting it means, so the CEL rules can rely on has()."""
     spec = schema()["properties"]["spec"]
     target = spec["properties"]["targets"]["items"]
     assert target["properties"]["pin_replicas"] == {
-        "description": "hold exactly this many replicas", "type": "integer", "minimum": 0, "nullable": True}  # fmt: skip
+        "description": "hold exactly this many replicas", "type": "integer", "minimum": 0}  # fmt: skip
     assert target["required"] == ["name", "workload", "max_replicas", "signals"]
     http = spec["properties"]["providers"]["items"]["properties"]["http"]
-    assert http["nullable"] is True
+    assert "nullable" not in http and http["type"] == "object"
+    assert not [p for p, n in walk(spec) if n.get("nullable")]
     assert http["properties"]["body_template"]["x-kubernetes-preserve-unknown-fields"] is True
     tolerance = target["properties"]["tolerance"]
     assert (tolerance["minimum"], tolerance["maximum"], tolerance["exclusiveMaximum"]) == (0, 1, True)
     labels = spec["properties"]["alerting"]["properties"]["rules"]["items"]["properties"]["labels"]
-    assert labels == {"type": "object", "additionalProperties": {"type": "string"}}
+    assert labels["type"] == "object" and labels["additionalProperties"] == {"type": "string"}
     assert not [p for p, n in walk(spec) if "default" in n]  # empire fills defaults when it parses the spec
 
 
@@ -178,10 +184,23 @@ def test_unsupported_json_schema_constructs_fail_loudly() -> None:
 
 
 def test_const_and_nullable_enum_conversion() -> None:
-    out = structural_schema({"type": "object", "properties": {
-        "k": {"const": "x"}, "e": {"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}}})  # fmt: skip
+    enum = {"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}
+    out = structural_schema({"type": "object", "properties": {"k": {"const": "x"}, "e": enum,
+                                                              "o": {**enum, "default": None}}})  # fmt: skip
     assert out["properties"]["k"] == {"enum": ["x"], "type": "string"}
-    assert out["properties"]["e"] == {"enum": ["a", "b", None], "type": "string", "nullable": True}
+    assert out["properties"]["e"] == {"enum": ["a", "b", None], "type": "string", "nullable": True}  # null != omitted
+    assert out["properties"]["o"] == {"enum": ["a", "b"], "type": "string"}  # null == omitted: pruned
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    """`kubectl explain empireconfig.spec...` shows the description of every field, spec and status."""
+    root = schema()
+    missing = [p for p, n in walk(root) if p and not p.endswith(("[]", ".*")) and not n.get("description")]
+    assert missing == []
+    leaves = [p for p, n in walk(root) if "properties" not in n and "items" not in n]
+    assert len(leaves) > 200  # the walk reached every leaf
+    spec = root["properties"]["spec"]["properties"]["targets"]
+    assert "never fewer replicas" in spec["items"]["properties"]["min_replicas"]["description"]
 
 
 def test_cli_prints_and_checks_the_crd(tmp_path: Path) -> None:

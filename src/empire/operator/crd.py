@@ -8,7 +8,10 @@ JSON Schema 2020-12 output in a few ways, each handled here:
 - `$defs`/`$ref` are inlined (structural schemas cannot reference). The one recursive model
   (`Route.routes`) is inlined `MAX_RECURSION` levels deep; deeper levels are kept as free-form
   objects (`x-kubernetes-preserve-unknown-fields`) and validated by empire itself.
-- `anyOf: [X, {type: null}]` (an optional field) becomes X with `nullable: true`.
+- `anyOf: [X, {type: null}]` (an optional field, default None) becomes X, *not* nullable: the API
+  server prunes a `null` there before validation, which means what omitting it means (the field's
+  default is None), and keeps the CEL rules' `has(...)` guards sufficient. An optional field
+  without a None default keeps `nullable: true`.
 - `exclusiveMinimum: 0` (2020-12, a number) becomes `minimum: 0, exclusiveMinimum: true` (OpenAPI
   3.0, a flag).
 - `additionalProperties: false` is dropped: the API server prunes unknown fields, and `kubectl`
@@ -19,6 +22,10 @@ JSON Schema 2020-12 output in a few ways, each handled here:
   what the user wrote, and pydantic's defaults are not always in the user's notation (durations
   appear as ISO 8601 `PT30S` in the JSON Schema, which the policy parser does not accept).
 - `title`, `$schema`, `examples` are dropped; `const` becomes a one-value `enum`.
+- every field has a `description` (from the policy model's field descriptions: `kubectl explain
+  empireconfig.spec.targets.min_replicas` answers); a test checks every property.
+- `x-kubernetes-validations` (CEL) and `x-kubernetes-list-type: map` come from `crdrules`, so the
+  API server refuses a bad spec at `kubectl apply`; the operator validates the rest.
 
 `deploy/crd.yaml` is this module's output (`empire operator crd > deploy/crd.yaml`); a test fails
 when the two differ, so a policy change cannot ship with a stale CRD.
@@ -30,6 +37,8 @@ import copy
 from typing import Any
 
 import yaml
+
+from empire.operator.crdrules import annotate
 
 __all__ = [
     "GROUP",
@@ -106,6 +115,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...],
         inner = _convert(non_null[0], defs, stack, path)
         if "description" in node:
             inner["description"] = node["description"]
+        if "default" in node and node["default"] is None:
+            return inner  # null is pruned by the API server: the same as omitting the field
         inner["nullable"] = True
         if "enum" in inner and None not in inner["enum"]:
             inner["enum"] = [*inner["enum"], None]
@@ -163,16 +174,25 @@ def structural_schema(json_schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _condition_schema() -> dict[str, Any]:
+    """A condition as `metav1.Condition` has it (the Kubernetes API conventions)."""
     return {
         "type": "object",
-        "required": ["type", "status"],
+        "description": "one aspect of the current state (Kubernetes API conventions, metav1.Condition)",
+        "required": ["type", "status", "reason", "message", "lastTransitionTime"],
         "properties": {
             "type": {"type": "string", "description": "Ready, Degraded or Paused"},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": {"type": "string", "description": "CamelCase, machine-readable"},
-            "message": {"type": "string"},
-            "observedGeneration": {"type": "integer"},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "True, False or Unknown"},
+            "reason": {"type": "string", "description": "CamelCase, machine-readable cause of the status"},
+            "message": {"type": "string", "description": "human-readable details"},
+            "observedGeneration": {
+                "type": "integer",
+                "description": "the metadata.generation this condition was computed from",
+            },
+            "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "when status last changed (not reason or message)",
+            },
         },
     }
 
@@ -183,42 +203,51 @@ def status_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["name"],
         "properties": {
-            "name": {"type": "string"},
+            "name": {"type": "string", "description": "the target's name in the policy"},
             "current": {"type": "integer", "nullable": True, "description": "replicas the agent saw"},
             "recommended": {"type": "integer", "nullable": True, "description": "what the signals asked"},
             "desired": {"type": "integer", "nullable": True, "description": "after stabilization and clamps"},
-            "reasons": {"type": "array", "items": {"type": "string"}},
-            "decidedAt": {"type": "string", "format": "date-time", "nullable": True},
-            "policyVersion": {"type": "string", "nullable": True},
-            "dryRun": {"type": "boolean"},
+            "reasons": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "why desired differs from recommended (stabilization, rate limits, clamps ...)",
+            },
+            "decidedAt": {"type": "string", "format": "date-time", "nullable": True, "description": "decision time"},
+            "policyVersion": {"type": "string", "nullable": True, "description": "policy version of that decision"},
+            "dryRun": {"type": "boolean", "description": "the decision was journaled, not executed"},
         },
     }
     return {
         "type": "object",
+        "description": "what the operator and the agent report (written by the operator)",
         "x-kubernetes-preserve-unknown-fields": True,
         "properties": {
             "observedGeneration": {"type": "integer", "description": "the generation this status describes"},
             "appliedGeneration": {"type": "integer", "description": "the generation whose policy is in force"},
             "appliedVersion": {"type": "string", "description": "content hash of the policy in force"},
-            "appliedAt": {"type": "string", "format": "date-time"},
+            "appliedAt": {"type": "string", "format": "date-time", "description": "when that policy was applied"},
             "agentPolicyVersion": {
                 "type": "string",
                 "nullable": True,
                 "description": "policy version of the agent's newest decision",
             },
-            "targetCount": {"type": "integer"},
-            "personaCount": {"type": "integer"},
-            "providerCount": {"type": "integer"},
+            "targetCount": {"type": "integer", "description": "scaling targets in the policy in force"},
+            "personaCount": {"type": "integer", "description": "personas in the policy in force"},
+            "providerCount": {"type": "integer", "description": "generation providers in the policy in force"},
             "issues": {
                 "type": "array",
                 "description": "validation problems of the current spec (empty when valid)",
                 "items": {
                     "type": "object",
-                    "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                    "properties": {
+                        "path": {"type": "string", "description": "field path in spec, e.g. targets[0].max_replicas"},
+                        "message": {"type": "string", "description": "what is wrong there"},
+                    },
                 },
             },
             "conditions": {
                 "type": "array",
+                "description": "Ready (the spec is the policy in force), Degraded, Paused",
                 "items": _condition_schema(),
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
@@ -234,12 +263,12 @@ def crd_manifest(policy_schema: dict[str, Any] | None = None) -> dict[str, Any]:
         from empire.policies import policy_json_schema
 
         policy_schema = policy_json_schema()
-    spec = structural_schema(policy_schema)
+    spec = annotate(structural_schema(policy_schema))
     spec["description"] = (
         "The empire policy (the same document as a policy YAML file; see `empire policy schema`). "
         "An empty spec is a valid, idle policy."
     )
-    ready = '.status.conditions[?(@.type=="Ready")]'
+    cond = '.status.conditions[?(@.type=="{}")]'.format
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -262,11 +291,28 @@ def crd_manifest(policy_schema: dict[str, Any] | None = None) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
-                        {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+                        {
+                            "name": "Ready",
+                            "type": "string",
+                            "jsonPath": cond("Ready") + ".status",
+                            "description": "the spec is the policy in force",
+                        },
+                        {
+                            "name": "Degraded",
+                            "type": "string",
+                            "jsonPath": cond("Degraded") + ".status",
+                            "description": "the agent is deciding without full information, or failing to act",
+                        },
+                        {
+                            "name": "Paused",
+                            "type": "string",
+                            "jsonPath": cond("Paused") + ".status",
+                            "description": "dry run, or every target paused",
+                        },
                         {"name": "Targets", "type": "integer", "jsonPath": ".status.targetCount"},
-                        {"name": "Personas", "type": "integer", "jsonPath": ".status.personaCount"},
+                        {"name": "Personas", "type": "integer", "jsonPath": ".status.personaCount", "priority": 1},
                         {"name": "Version", "type": "string", "jsonPath": ".status.appliedVersion", "priority": 1},
-                        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason", "priority": 1},
+                        {"name": "Reason", "type": "string", "jsonPath": cond("Ready") + ".reason", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {
@@ -274,9 +320,9 @@ def crd_manifest(policy_schema: dict[str, Any] | None = None) -> dict[str, Any]:
                             "type": "object",
                             "description": "EmpireConfig: the policy of one empire agent, applied with kubectl.",
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": f"{GROUP}/{VERSION}"},
+                                "kind": {"type": "string", "description": KIND},
+                                "metadata": {"type": "object", "description": "standard object metadata"},
                                 "spec": spec,
                                 "status": status_schema(),
                             },

@@ -64,17 +64,21 @@ class Severity(StrEnum):
 
 
 class SlackReceiver(StrictModel):
+    """A Slack incoming webhook."""
+
     webhook_url: SecretRef = Field(description="the incoming-webhook URL is a secret")
-    channel: str | None = None
+    channel: str | None = Field(default=None, description="overrides the webhook's channel")
 
 
 class EmailReceiver(StrictModel):
-    to: tuple[str, ...] = Field(min_length=1)
-    sender: str = Field(alias="from")
+    """Mail through an SMTP server."""
+
+    to: tuple[str, ...] = Field(min_length=1, description="recipient addresses")
+    sender: str = Field(alias="from", description="sender address")
     smarthost: str = Field(description="host:port of the SMTP server")
-    starttls: bool = True
-    username: str | None = None
-    password: SecretRef | None = None
+    starttls: bool = Field(default=True, description="upgrade the SMTP connection with STARTTLS")
+    username: str | None = Field(default=None, description="SMTP login")
+    password: SecretRef | None = Field(default=None, description="SMTP password, with username")
 
     @field_validator("smarthost")
     @classmethod
@@ -86,6 +90,8 @@ class EmailReceiver(StrictModel):
 
 
 class AlertmanagerReceiver(StrictModel):
+    """An Alertmanager: alerts are forwarded to its API, which routes them itself."""
+
     url: Url = Field(description="base URL; alerts are POSTed to <url>/api/v2/alerts")
     username: str | None = Field(default=None, description="basic auth (an Alertmanager behind a proxy)")
     password: SecretRef | None = Field(default=None, description="basic auth password, with username")
@@ -102,11 +108,13 @@ class DashboardReceiver(StrictModel):
 
 
 class Receiver(StrictModel):
+    """Where notifications go: exactly one of slack, email, alertmanager, dashboard."""
+
     name: Name
-    slack: SlackReceiver | None = None
-    email: EmailReceiver | None = None
-    alertmanager: AlertmanagerReceiver | None = None
-    dashboard: DashboardReceiver | None = None
+    slack: SlackReceiver | None = Field(default=None, description="a Slack incoming webhook")
+    email: EmailReceiver | None = Field(default=None, description="mail through an SMTP server")
+    alertmanager: AlertmanagerReceiver | None = Field(default=None, description="an Alertmanager's API")
+    dashboard: DashboardReceiver | None = Field(default=None, description="the built-in dashboard")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Receiver:
@@ -123,14 +131,16 @@ class Receiver(StrictModel):
 
 
 class Route(StrictModel):
+    """A node of the routing tree (Alertmanager's): the first matching child route wins."""
+
     receiver: Name | None = Field(default=None, description="inherited from the parent when omitted")
-    matchers: tuple[str, ...] = ()
-    group_by: tuple[str, ...] | None = None
-    group_wait: Duration | None = None
-    group_interval: Duration | None = None
-    repeat_interval: Duration | None = None
-    continue_: bool = Field(default=False, alias="continue")
-    routes: tuple[Route, ...] = ()
+    matchers: tuple[str, ...] = Field(default=(), description='label matchers, e.g. severity="critical"')
+    group_by: tuple[str, ...] | None = Field(default=None, description="labels that group alerts into one notification")
+    group_wait: Duration | None = Field(default=None, description="wait before the first notification of a group")
+    group_interval: Duration | None = Field(default=None, description="wait before notifying a group's changes")
+    repeat_interval: Duration | None = Field(default=None, description="wait before repeating an unchanged group")
+    continue_: bool = Field(default=False, alias="continue", description="keep matching the next sibling routes")
+    routes: tuple[Route, ...] = Field(default=(), description="child routes")
 
     _v_matchers = field_validator("matchers")(_check_matchers)
 
@@ -152,9 +162,11 @@ def _default_route() -> Route:
 
 
 class InhibitRule(StrictModel):
-    source_matchers: tuple[str, ...] = Field(min_length=1)
-    target_matchers: tuple[str, ...] = Field(min_length=1)
-    equal: tuple[str, ...] = ()
+    """Mute alerts matching target_matchers while one matching source_matchers fires."""
+
+    source_matchers: tuple[str, ...] = Field(min_length=1, description="the alert that mutes")
+    target_matchers: tuple[str, ...] = Field(min_length=1, description="the alerts it mutes")
+    equal: tuple[str, ...] = Field(default=(), description="labels both must share")
 
     _v_src = field_validator("source_matchers")(_check_matchers)
     _v_dst = field_validator("target_matchers")(_check_matchers)
@@ -167,8 +179,10 @@ class RuleKind(StrEnum):
 
 
 class ScaleRemediation(StrictModel):
+    """Scale a target while the alert fires: to `replicas`, or `by` a relative change."""
+
     target: Name
-    replicas: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=0, description="absolute replica count")
     by: int | None = Field(default=None, description="relative change, e.g. 2 or -1")
 
     @model_validator(mode="after")
@@ -179,11 +193,15 @@ class ScaleRemediation(StrictModel):
 
 
 class DrainRemediation(StrictModel):
+    """Stop sending jobs to one account while the alert fires."""
+
     provider: Name
     account: Name
 
 
 class Remediation(StrictModel):
+    """What the agent does by itself while the alert fires (one action)."""
+
     scale: ScaleRemediation | None = None
     pause_persona: Name | None = None
     drain_account: DrainRemediation | None = None
@@ -199,12 +217,14 @@ class Remediation(StrictModel):
 
 
 class AlertRule(StrictModel):
+    """An alert on one signal of one target: an anomaly, a threshold, or a predicted breach."""
+
     name: Name
-    kind: RuleKind
+    kind: RuleKind = Field(description="anomaly, threshold or predicted_breach")
     target: Name = Field(description="the scaling target whose signal is watched")
     signal: Name = Field(description="signal of that target")
     threshold: float = Field(description="anomaly score (0-1) for 'anomaly'; a signal value otherwise")
-    direction: Literal["above", "below"] = "above"
+    direction: Literal["above", "below"] = Field(default="above", description="which side of threshold fires")
     horizon: Duration = Field(default=timedelta(minutes=60), description="for predicted_breach")
     for_: Duration = Field(default=timedelta(0), alias="for", description="condition must hold this long")
     keep_firing_for: Duration | None = Field(
@@ -212,10 +232,10 @@ class AlertRule(StrictModel):
         description="keep firing this long after the condition clears (default: 15m for anomaly rules, "
         "whose score flags single points, else 0)",
     )
-    severity: Severity = Severity.warning
+    severity: Severity = Field(default=Severity.warning, description="critical, warning or info: routes on it")
     summary: str = Field(default="", description="'{target}', '{signal}', '{value}' are filled in")
-    labels: dict[str, str] = Field(default_factory=dict)
-    remediation: Remediation | None = None
+    labels: dict[str, str] = Field(default_factory=dict, description="extra labels, e.g. team; routes match on them")
+    remediation: Remediation | None = Field(default=None, description="an action taken while it fires")
 
     @field_validator("labels")
     @classmethod
@@ -235,16 +255,27 @@ class AlertRule(StrictModel):
 
 
 class AlertingPolicy(StrictModel):
-    receivers: tuple[Receiver, ...] = Field(default=(Receiver(name="dashboard", dashboard=DashboardReceiver()),))
-    route: Route = Field(default_factory=_default_route)
-    inhibit_rules: tuple[InhibitRule, ...] = (
-        InhibitRule(
-            source_matchers=('severity="critical"',),
-            target_matchers=('severity="warning"',),
-            equal=("alertname", "target"),
+    """Alert rules on the agent's signals, and Alertmanager-style routing of their notifications."""
+
+    receivers: tuple[Receiver, ...] = Field(
+        default=(Receiver(name="dashboard", dashboard=DashboardReceiver()),),
+        max_length=50,
+        description="where notifications go",
+    )
+    route: Route = Field(default_factory=_default_route, description="the routing tree's root")
+    inhibit_rules: tuple[InhibitRule, ...] = Field(
+        description="mute lesser alerts while a graver one fires",
+        default=(
+            InhibitRule(
+                source_matchers=('severity="critical"',),
+                target_matchers=('severity="warning"',),
+                equal=("alertname", "target"),
+            ),
         ),
     )
-    rules: tuple[AlertRule, ...] = ()
+    rules: tuple[AlertRule, ...] = Field(
+        default=(), max_length=500, description="alerts on anomalies, thresholds and forecasts"
+    )
     resolve_timeout: Duration = Field(
         default=timedelta(minutes=5),
         description="a firing alert whose signal has no data for this long is resolved",

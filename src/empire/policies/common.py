@@ -25,7 +25,7 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 
 Name = Annotated[
     str,
-    StringConstraints(pattern=NAME_PATTERN),
+    StringConstraints(pattern=NAME_PATTERN, max_length=63),
     Field(description="lower-case letters, digits, '.', '_' and '-'; starts and ends alphanumeric"),
 ]
 """A policy-local identifier (target, provider, account, persona, receiver, tier, rule)."""

@@ -35,19 +35,23 @@ __all__ = [
 
 
 class Budget(StrictModel):
+    """A spend cap: the budget guard claims no job that would pass it."""
+
     daily: float | None = Field(default=None, ge=0, description="currency units per UTC day")
     monthly: float | None = Field(default=None, ge=0, description="currency units per UTC month")
 
 
 class Account(StrictModel):
+    """One API key on a provider, with its own limits."""
+
     name: Name
     api_key: SecretRef | None = Field(default=None, description="reference to the key; never the key")
-    requests_per_minute: float = Field(default=60, gt=0)
+    requests_per_minute: float = Field(default=60, gt=0, description="submissions per minute on this key")
     burst: int | None = Field(default=None, ge=1, description="token bucket size (default: 1 s of rate, >= 1)")
-    max_concurrent: int = Field(default=10, ge=1)
+    max_concurrent: int = Field(default=10, ge=1, description="jobs in flight at once on this key")
     cost_per_job: float | None = Field(default=None, ge=0, description="overrides the provider's")
     weight: float = Field(default=1.0, gt=0, description="share of traffic for the 'weighted' strategy")
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="false: the account gets no jobs")
 
 
 class RoutingStrategy(StrEnum):
@@ -70,9 +74,11 @@ class CooldownPolicy(StrictModel):
 
 
 class RetryPolicy(StrictModel):
-    max_attempts: int = Field(default=5, ge=1)
-    backoff_base: Duration = Field(default=timedelta(seconds=1))
-    backoff_max: Duration = Field(default=timedelta(minutes=5))
+    """Retries of a failed job: exponential backoff with jitter, then the dead-letter state."""
+
+    max_attempts: int = Field(default=5, ge=1, description="attempts before a job is dead-lettered")
+    backoff_base: Duration = Field(default=timedelta(seconds=1), description="first retry delay, doubled each time")
+    backoff_max: Duration = Field(default=timedelta(minutes=5), description="longest retry delay")
 
 
 class HttpProviderSpec(StrictModel):
@@ -85,15 +91,17 @@ class HttpProviderSpec(StrictModel):
     )
     job_id_path: str = Field(default="id", description="dotted path of the job id in the submit response")
     poll_url: Url | None = Field(default=None, description="GET endpoint with '{job_id}'; none = callback")
-    status_path: str = Field(default="status")
-    done_values: tuple[str, ...] = ("succeeded", "completed", "done")
-    failed_values: tuple[str, ...] = ("failed", "error")
-    result_url_path: str = Field(default="result.url")
-    auth_header: str = Field(default="Authorization")
+    status_path: str = Field(default="status", description="dotted path of the job state in the poll response")
+    done_values: tuple[str, ...] = Field(
+        default=("succeeded", "completed", "done"), description="job states meaning done"
+    )
+    failed_values: tuple[str, ...] = Field(default=("failed", "error"), description="job states meaning failed")
+    result_url_path: str = Field(default="result.url", description="dotted path of the result's URL")
+    auth_header: str = Field(default="Authorization", description="header carrying the API key")
     auth_scheme: str = Field(default="Bearer", description="prefix before the key; empty for none")
-    idempotency_header: str = Field(default="Idempotency-Key")
-    timeout: Duration = Field(default=timedelta(seconds=30))
-    poll_interval: Duration = Field(default=timedelta(seconds=5))
+    idempotency_header: str = Field(default="Idempotency-Key", description="header carrying the job's idempotency key")
+    timeout: Duration = Field(default=timedelta(seconds=30), description="per HTTP request")
+    poll_interval: Duration = Field(default=timedelta(seconds=5), description="time between polls of one job")
     result_meta_path: str = Field(
         default="result", description="dotted path of the object holding the result's metadata (title, score)"
     )
@@ -110,27 +118,36 @@ class HttpProviderSpec(StrictModel):
 class SimulatedProviderSpec(StrictModel):
     """A seeded, deterministic stand-in for a real API (embedded default and tests)."""
 
-    seed: int = 0
-    latency_mean: Duration = Field(default=timedelta(seconds=20))
-    latency_sd: Duration = Field(default=timedelta(seconds=5))
+    seed: int = Field(default=0, description="random seed: same seed, same answers")
+    latency_mean: Duration = Field(default=timedelta(seconds=20), description="mean time to finish a job")
+    latency_sd: Duration = Field(default=timedelta(seconds=5), description="standard deviation of that time")
     rate_limit_rate: float = Field(default=0.0, ge=0, le=1, description="share of calls answered 429")
-    server_error_rate: float = Field(default=0.0, ge=0, le=1)
-    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    server_error_rate: float = Field(default=0.0, ge=0, le=1, description="share of calls answered 5xx")
+    timeout_rate: float = Field(default=0.0, ge=0, le=1, description="share of calls that time out")
     dead_accounts: tuple[Name, ...] = Field(default=(), description="accounts that always answer 401")
 
 
 class Provider(StrictModel):
+    """One generation API and its pool of accounts."""
+
     name: Name
-    kind: Literal["simulated", "http"] = "simulated"
-    http: HttpProviderSpec | None = None
-    simulated: SimulatedProviderSpec = Field(default_factory=SimulatedProviderSpec)
-    cost_per_job: float = Field(default=0.0, ge=0)
-    budget: Budget = Field(default_factory=Budget)
-    routing: RoutingStrategy = RoutingStrategy.least_busy
-    fallback: tuple[Name, ...] = Field(default=(), description="providers tried when this one cannot serve")
+    kind: Literal["simulated", "http"] = Field(default="simulated", description="simulated (no network) or http")
+    http: HttpProviderSpec | None = Field(default=None, description="required when kind is http")
+    simulated: SimulatedProviderSpec = Field(default_factory=SimulatedProviderSpec, description="with kind simulated")
+    cost_per_job: float = Field(default=0.0, ge=0, description="currency units per job (an account may override)")
+    budget: Budget = Field(default_factory=Budget, description="spend cap of this provider")
+    routing: RoutingStrategy = Field(
+        default=RoutingStrategy.least_busy,
+        description="how a job picks an account: least-busy, lowest-latency, cheapest or weighted",
+    )
+    fallback: tuple[Name, ...] = Field(
+        default=(), max_length=10, description="providers tried when this one cannot serve"
+    )
     cooldown: CooldownPolicy = Field(default_factory=CooldownPolicy)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    accounts: tuple[Account, ...] = Field(min_length=1)
+    accounts: tuple[Account, ...] = Field(
+        min_length=1, max_length=100, description="API keys, each with its own limits"
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> Provider:
@@ -155,8 +172,10 @@ class Priority(StrEnum):
 
 
 class Cadence(StrictModel):
+    """How many tracks a persona releases per period."""
+
     tracks: int = Field(default=1, ge=1, description="tracks per period")
-    every: PositiveDuration = Field(default=timedelta(days=1))
+    every: PositiveDuration = Field(default=timedelta(days=1), description="the period")
 
 
 class PersonaTrend(StrictModel):
@@ -169,13 +188,17 @@ class PersonaTrend(StrictModel):
 
 
 class Persona(StrictModel):
+    """An AI artist with a release cadence."""
+
     name: Name
-    genres: tuple[str, ...] = Field(min_length=1)
+    genres: tuple[str, ...] = Field(min_length=1, description="genres its tracks are generated in, in turn")
     cadence: Cadence = Field(default_factory=Cadence)
-    providers: tuple[Name, ...] = Field(min_length=1, description="preference order")
-    priority: Priority = Priority.normal
-    paused: bool = False
-    prompt_template: str = Field(default="{genre} track by {persona}")
+    providers: tuple[Name, ...] = Field(min_length=1, max_length=10, description="preference order")
+    priority: Priority = Field(default=Priority.normal, description="high, normal or low: queue order and budget holds")
+    paused: bool = Field(default=False, description="plan no new tracks")
+    prompt_template: str = Field(
+        default="{genre} track by {persona}", description="'{genre}' and '{persona}' are filled in"
+    )
     trend: PersonaTrend | None = Field(default=None, description="metric-driven cadence boost (needs Prometheus)")
     trend_boost_max: float = Field(default=2.0, ge=1, description="cap on the metric-driven cadence boost")
 
@@ -183,7 +206,11 @@ class Persona(StrictModel):
 class CompliancePolicy(StrictModel):
     """Gate on generated results; a failing result is quarantined, not published."""
 
-    min_score: float = Field(default=0.95, ge=0, le=1)
-    required_metadata: tuple[str, ...] = ("title", "persona", "genre")
-    banned_terms: tuple[str, ...] = ()
-    near_duplicate_similarity: float = Field(default=0.9, gt=0, le=1)
+    min_score: float = Field(default=0.95, ge=0, le=1, description="lowest compliance score published")
+    required_metadata: tuple[str, ...] = Field(
+        default=("title", "persona", "genre"), description="metadata keys every result must carry"
+    )
+    banned_terms: tuple[str, ...] = Field(default=(), description="terms no title or metadata may contain")
+    near_duplicate_similarity: float = Field(
+        default=0.9, gt=0, le=1, description="a result this similar to a published one is a near duplicate"
+    )

@@ -43,9 +43,11 @@ SEED_TARGETS: dict[str, float] = {"cpu": 0.70, "memory": 0.80, "queue": 50.0, "r
 
 
 class WorkloadRef(StrictModel):
-    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    """The workload to scale, through its scale subresource."""
+
+    kind: Literal["Deployment", "StatefulSet"] = Field(default="Deployment", description="workload kind")
     name: str = Field(min_length=1, description="workload name")
-    namespace: str = Field(default="default", min_length=1)
+    namespace: str = Field(default="default", min_length=1, description="workload namespace")
 
 
 class SignalType(StrEnum):
@@ -58,10 +60,16 @@ class SignalType(StrEnum):
 
 
 class Signal(StrictModel):
+    """One metric the target scales on; the target takes the highest recommendation of its signals."""
+
     name: Name
     query: str = Field(min_length=1, description="PromQL instant query returning exactly one series")
     target: float = Field(gt=0, description="desired value per replica (see type)")
-    type: SignalType = SignalType.average
+    type: SignalType = Field(
+        default=SignalType.average,
+        description="average: the query is a per-replica value, desired = ceil(current * value / target); "
+        "total: the query is a total to share, desired = ceil(value / target)",
+    )
     max_staleness: Duration = Field(
         default=timedelta(minutes=5),
         description="older samples count as missing: never scale down on them",
@@ -76,8 +84,8 @@ class RatePolicyType(StrEnum):
 class RatePolicy(StrictModel):
     """At most `value` pods (or percent of the current replicas) per `period`."""
 
-    type: RatePolicyType
-    value: int = Field(gt=0)
+    type: RatePolicyType = Field(description="pods: a count of pods; percent: a share of the current replicas")
+    value: int = Field(gt=0, description="pods or percent allowed per period")
     period: Duration = Field(description="1s to 30m, like HPA's periodSeconds")
 
     @model_validator(mode="after")
@@ -100,8 +108,11 @@ class ScalingRules(StrictModel):
     scale-down rate policy)."""
 
     stabilization_window: Duration = Field(description="0s to 1h")
-    select: SelectPolicy = SelectPolicy.max
-    policies: tuple[RatePolicy, ...] = ()
+    select: SelectPolicy = Field(
+        default=SelectPolicy.max,
+        description="max: the policy allowing the largest change wins; min: the smallest; disabled: no change",
+    )
+    policies: tuple[RatePolicy, ...] = Field(default=(), description="rate limits, combined by select")
 
     @model_validator(mode="after")
     def _window_range(self) -> ScalingRules:
@@ -152,7 +163,12 @@ class PredictiveMode(StrEnum):
 
 
 class PredictivePolicy(StrictModel):
-    mode: PredictiveMode = PredictiveMode.off
+    """Scale ahead of demand forecast from the signal's history (AWS predictive scaling's vocabulary)."""
+
+    mode: PredictiveMode = Field(
+        default=PredictiveMode.off,
+        description="off; forecast_only: forecast and export, never act on it; forecast_and_scale: also scale on it",
+    )
     signal: Name | None = Field(
         default=None, description="signal whose demand is forecast (default: the first 'total' signal)"
     )
@@ -209,7 +225,9 @@ class FallbackPolicy(StrictModel):
     and then through the scale-down stabilization window and rate policies like any scale-down (a
     Prometheus outage must never take a busy workload from 12 replicas to 4 in one step)."""
 
-    mode: FallbackMode = FallbackMode.hold
+    mode: FallbackMode = Field(
+        default=FallbackMode.hold, description="hold: keep the current count; fixed: at least `replicas`"
+    )
     replicas: int | None = Field(default=None, ge=1, description="with mode 'fixed'")
     after_failures: int = Field(default=3, ge=1, description="consecutive failed observations")
     allow_scale_down: bool = Field(
@@ -225,11 +243,15 @@ class FallbackPolicy(StrictModel):
 
 
 class Target(StrictModel):
+    """A workload the agent scales: HPA v2 semantics, optionally ahead of a forecast."""
+
     name: Name
     workload: WorkloadRef
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(ge=1)
-    signals: tuple[Signal, ...] = Field(min_length=1)
+    min_replicas: int = Field(default=1, ge=0, description="never fewer replicas (at most max_replicas)")
+    max_replicas: int = Field(ge=1, description="never more replicas")
+    signals: tuple[Signal, ...] = Field(
+        min_length=1, max_length=20, description="metrics to scale on; the highest recommendation wins"
+    )
     tolerance: float = Field(default=0.1, ge=0, lt=1, description="dead band around the target ratio")
     behavior: Behavior = Field(default_factory=Behavior)
     predictive: PredictivePolicy = Field(default_factory=PredictivePolicy)

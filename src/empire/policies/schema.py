@@ -35,6 +35,8 @@ __all__ = ["LoopPolicy", "Policy", "parse_policy", "policy_json_schema", "policy
 
 
 class LoopPolicy(StrictModel):
+    """How often the agent ticks, and whether it acts or only decides and journals."""
+
     interval: Annotated[Duration, duration_range(timedelta(seconds=1), timedelta(hours=1))] = Field(
         default=timedelta(seconds=15), description="time between ticks (HPA: 15s); 1s to 1h"
     )
@@ -45,10 +47,16 @@ class Policy(StrictModel):
     """The whole policy. Every section has defaults, so `{}` is a valid (idle) policy."""
 
     loop: LoopPolicy = Field(default_factory=LoopPolicy)
-    targets: tuple[Target, ...] = ()
-    providers: tuple[Provider, ...] = ()
+    targets: tuple[Target, ...] = Field(
+        default=(), max_length=500, description="workloads the agent scales, each on its own signals"
+    )
+    providers: tuple[Provider, ...] = Field(
+        default=(), max_length=100, description="generation APIs, each with its pool of accounts"
+    )
     budget: Budget = Field(default_factory=Budget, description="global budget across providers")
-    personas: tuple[Persona, ...] = ()
+    personas: tuple[Persona, ...] = Field(
+        default=(), max_length=500, description="AI artists: what each generates, how often, through which providers"
+    )
     compliance: CompliancePolicy = Field(default_factory=CompliancePolicy)
     storage: StoragePolicy = Field(default_factory=StoragePolicy)
     alerting: AlertingPolicy = Field(default_factory=AlertingPolicy)

@@ -43,10 +43,12 @@ class TierRule(StrictModel):
 
 
 class Tier(StrictModel):
+    """One storage tier, with its prices and the rule for entering it."""
+
     name: Name
     storage_class: str | None = Field(default=None, description="S3 storage class for this tier")
     root: str | None = Field(default=None, description="local filesystem root (default: <data dir>/tiers/<name>)")
-    cost_per_gb_month: float = Field(ge=0)
+    cost_per_gb_month: float = Field(ge=0, description="storage price per GB and month")
     retrieval_cost_per_gb: float = Field(default=0.0, ge=0, description="cost to read an object out")
     transition_cost_per_object: float = Field(default=0.0, ge=0, description="per-request charge of a move in")
     min_days: float = Field(default=0, ge=0, description="minimum billed days in this tier")
@@ -56,13 +58,15 @@ class Tier(StrictModel):
 class S3Backend(StrictModel):
     """An S3-compatible bucket; each tier is a key prefix `<prefix><tier>/` with the tier's storage class."""
 
-    bucket: str = Field(min_length=3, max_length=63)
+    bucket: str = Field(min_length=3, max_length=63, description="bucket holding every tier")
     endpoint_url: Url | None = Field(default=None, description="e.g. http://minio:9000; default: AWS")
-    region: str = "us-east-1"
+    region: str = Field(default="us-east-1", description="the bucket's region")
     prefix: str = Field(default="", description="key prefix before the tier name, e.g. content/")
     access_key_id: SecretRef | None = Field(default=None, description="default: the SDK's credential chain")
     secret_access_key: SecretRef | None = None
-    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="path for most S3-compatible servers (MinIO); virtual for AWS"
+    )
 
 
 def _default_tiers() -> tuple[Tier, ...]:
@@ -138,14 +142,16 @@ def overlapping_roots(roots: Mapping[str, str | os.PathLike[str]]) -> list[tuple
 
 
 class StoragePolicy(StrictModel):
-    tiers: tuple[Tier, ...] = Field(default_factory=_default_tiers, min_length=1)
+    """Storage tiers and when content moves between them."""
+
+    tiers: tuple[Tier, ...] = Field(default_factory=_default_tiers, min_length=1, description="hottest first")
     min_object_size: ByteSize = Field(default=128 * 1024, description="smaller objects are never moved")
-    promote_on_access: bool = True
+    promote_on_access: bool = Field(default=True, description="an access moves an object back to the hot tier")
     horizon: Duration = Field(default=timedelta(days=90), description="window a move must pay off in")
     access_half_life: PositiveDuration = Field(default=timedelta(days=7), description="decay of the access count")
-    sweep_every: PositiveDuration = Field(default=timedelta(hours=1))
-    max_concurrent_moves: int = Field(default=4, ge=1)
-    max_bytes_per_second: ByteSize = Field(default=100 * 1024 * 1024)
+    sweep_every: PositiveDuration = Field(default=timedelta(hours=1), description="time between tier sweeps")
+    max_concurrent_moves: int = Field(default=4, ge=1, description="moves running at once")
+    max_bytes_per_second: ByteSize = Field(default=100 * 1024 * 1024, description="copy bandwidth of all moves")
     max_moves_per_sweep: int = Field(default=1000, ge=1, description="the best-paying moves first")
     backend: Literal["local", "s3"] = Field(default="local", description="local: one directory per tier")
     s3: S3Backend | None = Field(default=None, description="required when backend is s3")

@@ -108,6 +108,15 @@ def test_silence_lifecycle_and_the_dispatcher_honours_it(data_dir: Path, capsys:
         (("silence", "add", 'alertname="x"', "--until", "2001-01-01T00:00Z", "--comment", "x"), "in the past"),
         (("silence", "add", 'alertname="x"', "--comment", " "), "--comment"),
         (("silence", "expire", "nope"), "no silence with id"),
+        # each of these was an OverflowError traceback (issue 13)
+        (("silence", "add", 'alertname="x"', "--duration", "1000000000d", "--comment", "x"), "longer than 3650d"),
+        (("silence", "add", 'alertname="x"', "--duration", "9" * 23 + "s", "--comment", "x"), "longer than 3650d"),
+        (
+            ("silence", "add", 'alertname="x"', "--start", "9999-12-31T00:00Z", "-d", "2d", "--comment", "x"),
+            "after the year 9999",
+        ),
+        (("silence", "add", 'alertname="x"', "--until", "9999-12-31T00:00Z", "--comment", "x"), "ten years"),
+        (("silence", "add", 'alertname="x"', "--start", "0001-01-01T00:00+01:00", "--comment", "x"), "--start"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(data_dir: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...],

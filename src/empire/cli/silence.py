@@ -58,9 +58,9 @@ def parse_time(text: str, what: str) -> datetime:
         value = value[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{what}: {text!r} is not an ISO 8601 time (e.g. 2026-03-01T18:00Z)") from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{what}: {text[:40]!r} is not an ISO 8601 time (e.g. 2026-03-01T18:00Z)") from None
 
 
 def check_matchers(texts: list[str]) -> list[str]:
@@ -81,7 +81,7 @@ def _run(fn: Any) -> Any:
 
 
 def add(args: argparse.Namespace) -> int:
-    from empire.policies.durations import format_duration, parse_duration
+    from empire.policies.durations import MAX_DURATION, format_duration, parse_duration
 
     matchers = check_matchers(args.matchers)
     now = datetime.now(UTC)
@@ -93,6 +93,11 @@ def add(args: argparse.Namespace) -> int:
             end = start + parse_duration(args.duration or "1h")
         except ValueError as exc:
             raise ConfigError(f"--duration: {exc}") from None
+        except OverflowError:
+            raise ConfigError("--start/--duration: the silence would end after the year 9999") from None
+    if end - now > MAX_DURATION:
+        raise ConfigError(f"the silence would end more than {format_duration(MAX_DURATION)} (ten years) from now: "
+                          "check --start/--duration/--until")  # fmt: skip
     if end <= max(start, now):
         raise ConfigError("the silence would end before it starts (or in the past): check --duration/--until")
     if not args.comment.strip():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from empire.errors import ConfigError
+
 if TYPE_CHECKING:
     from empire.state import Database
 
@@ -35,7 +37,12 @@ def upgrade(args: argparse.Namespace) -> int:
     url = load_settings().database_url_value
 
     async def go(db: Database) -> str | None:
-        await db.upgrade(args.revision)
+        from alembic.util import CommandError
+
+        try:
+            await db.upgrade(args.revision)
+        except CommandError as exc:  # an unknown or ambiguous revision
+            raise ConfigError(f"--revision {args.revision[:40]!r}: {str(exc)[:200]}") from None
         return await db.current_revision()
 
     rev = with_database(go, url=url, migrate=False)

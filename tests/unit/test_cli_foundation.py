@@ -184,3 +184,9 @@ def test_sigusr1_dumps_every_threads_stack_and_the_process_goes_on(capfd: pytest
     finally:
         faulthandler.unregister(signal.SIGUSR1)
     assert "most recent call first" in err and "test_sigusr1_dumps_every_threads_stack" in err
+
+
+def test_an_argument_that_is_not_utf8_is_one_line(capsys) -> None:
+    """`empire content show $'\\xff'` reached SQLite as a lone surrogate: a UnicodeEncodeError traceback."""
+    assert main(["content", "show", "\udcff"]) == 2
+    assert capsys.readouterr().err == "empire: error: argument 3 is not valid UTF-8 text\n"

@@ -127,8 +127,15 @@ def _reader_went_away() -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    for i, word in enumerate(words, 1):
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the OS decoded with surrogateescape (a Latin-1 file name)
+            print(f"empire: error: argument {i} is not valid UTF-8 text", file=sys.stderr)
+            return 2
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     root = logging.getLogger()
     before = list(root.handlers)

@@ -17,6 +17,7 @@ import gzip
 import io
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -24,10 +25,12 @@ from empire.errors import ConfigError
 
 __all__ = [
     "MAX_CSV_BYTES",
+    "MAX_LINE_CHARS",
     "MAX_POLICY_BYTES",
     "MAX_SMALL_FILE_BYTES",
     "MAX_YAML_BYTES",
     "InputTooLarge",
+    "bounded_lines",
     "format_limit",
     "open_bounded_text",
     "read_bounded",
@@ -42,6 +45,9 @@ MAX_SMALL_FILE_BYTES = 64 << 10
 """Secrets and tokens read from files."""
 MAX_CSV_BYTES = 512 << 20
 """A CSV series or inventory import, decompressed (a year of per-second samples is ~1 GB: resample first)."""
+
+MAX_LINE_CHARS = 1 << 20
+"""A line of a CSV file: without it, a file with no newline (`/dev/zero`) is one 512 MB line."""
 
 _CHUNK = 1 << 16
 
@@ -155,3 +161,13 @@ def open_bounded_text(path: str | Path, limit: int, what: str) -> TextIO:
     decompression errors surface from `read` as `UnicodeDecodeError`/`OSError`/`EOFError`."""
     raw = _open_binary(path, limit, what)
     return io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding="utf-8-sig", newline="")
+
+
+def bounded_lines(fh: TextIO, where: str, limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of `fh` (for `csv.reader`), each at most `limit` characters, else `InputTooLarge`."""
+    n = 0
+    while line := fh.readline(limit + 1):
+        n += 1
+        if len(line) > limit:
+            raise InputTooLarge(f"{where}: line {n} is longer than {limit:,} characters; nothing of it was used")
+        yield line

@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from empire.boundedio import MAX_CSV_BYTES, open_bounded_text
+from empire.boundedio import MAX_CSV_BYTES, bounded_lines, open_bounded_text
 from empire.errors import ConfigError
 
 __all__ = ["MISSING", "SeriesFile", "iter_column", "parse_time", "read_series_csv"]
@@ -116,7 +116,7 @@ def read_series_csv(
     seconds, values, ok = array("d"), array("d"), bytearray()
     try:
         with open_bounded_text(p, MAX_CSV_BYTES, WHAT) as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(bounded_lines(fh, str(p)))
             header = [c.strip() for c in next(reader, [])]
             t_i = _index(p, header, timestamp_column, options[0])
             if status_column == AUTO:
@@ -177,7 +177,7 @@ def iter_column(path: str | Path, column: str) -> Iterator[str]:
     timestamps); the file was read by `read_series_csv` before, so it is known to be good."""
     p = Path(path)
     with open_bounded_text(p, MAX_CSV_BYTES, WHAT) as fh:
-        reader = csv.reader(fh)
+        reader = csv.reader(bounded_lines(fh, str(p)))
         i = _index(p, [c.strip() for c in next(reader, [])], column, None)
         for row in reader:
             if row:

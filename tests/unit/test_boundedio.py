@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from empire.boundedio import InputTooLarge, open_bounded_text, read_bounded, read_bounded_text
+from empire.boundedio import InputTooLarge, bounded_lines, open_bounded_text, read_bounded, read_bounded_text
 from empire.errors import ConfigError
 
 
@@ -89,3 +89,13 @@ def test_secret_kubeconfig_and_settings_files_are_bounded(tmp_path: Path, monkey
     monkeypatch.setenv("EMPIRE_CONFIG_FILE", os.fspath(settings_file))
     with pytest.raises(ConfigError, match=r"settings\.yaml: larger than 4 MiB"):
         load_settings()
+
+
+def test_a_file_without_newlines_is_refused_at_the_first_long_line() -> None:
+    """/dev/zero has no newline: csv would have read it as one 512 MB line (560 MB of memory)."""
+    from empire.seriesio import read_series_csv
+
+    with pytest.raises(InputTooLarge, match="/dev/zero: line 1 is longer than 1,048,576 characters"):
+        read_series_csv("/dev/zero")
+    with open_bounded_text("/dev/zero", 1 << 30, "test file") as fh, pytest.raises(InputTooLarge):
+        list(bounded_lines(fh, "/dev/zero", limit=100))

@@ -98,20 +98,10 @@ def parse_time(value: str, where: str) -> datetime:
 def read_rows(path: Path, now: datetime, revenue_mode: str) -> tuple[list[Any], list[Any]]:
     """Parse the CSV into access events and revenue figures; ConfigError names the line."""
     from empire.agent.tiering.inventory import AccessEvent, RevenueFigure
-    from empire.boundedio import MAX_CSV_BYTES, read_bounded_text
 
-    text = read_bounded_text(path, MAX_CSV_BYTES, "CSV file")
-    reader = csv.DictReader(text.splitlines())
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-    if "id" not in fields:
-        raise ConfigError(f"{path}: the header row needs an 'id' column (found: {', '.join(fields) or 'nothing'})")
-    unknown = set(fields) - {"id", "revenue", "accesses", "at"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown columns {', '.join(sorted(unknown))} (valid: id, revenue, accesses, at)")
     events, figures = [], []
-    for raw in _rows(path, reader):
-        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-        where = f"{path}:{reader.line_num}"
+    for line, row in _rows(path):
+        where = f"{path}:{line}"
         if not row.get("id"):
             raise ConfigError(f"{where}: empty id")
         if row.get("accesses"):
@@ -133,11 +123,30 @@ def read_rows(path: Path, now: datetime, revenue_mode: str) -> tuple[list[Any], 
     return events, figures
 
 
-def _rows(path: Path, reader: csv.DictReader) -> Iterator[dict[str, Any]]:
-    try:
-        yield from reader
-    except csv.Error as exc:
-        raise ConfigError(f"{path}:{reader.line_num}: {exc}") from None
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: cell}) of an import CSV (or standard input), read as a stream within the
+    CSV limits of `empire.boundedio`; the header is checked first."""
+    from empire.boundedio import MAX_CSV_BYTES, bounded_lines, open_bounded_text
+
+    with open_bounded_text(path, MAX_CSV_BYTES, "CSV file") as fh:
+        reader = csv.DictReader(bounded_lines(fh, str(path)))
+        try:
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "id" not in fields:
+                raise ConfigError(
+                    f"{path}: the header row needs an 'id' column (found: {', '.join(fields) or 'nothing'})"
+                )
+            unknown = set(fields) - {"id", "revenue", "accesses", "at"}
+            if unknown:
+                raise ConfigError(
+                    f"{path}: unknown columns {', '.join(sorted(unknown))} (valid: id, revenue, accesses, at)"
+                )
+            for raw in reader:
+                yield reader.line_num, {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        except csv.Error as exc:
+            raise ConfigError(f"{path}:{reader.line_num}: {exc}") from None
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise ConfigError(f"{path}: cannot read CSV file: {exc}") from None
 
 
 def _checked(item: T, now: datetime, where: str) -> T:

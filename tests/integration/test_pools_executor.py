@@ -91,6 +91,14 @@ def test_cli_jobs_and_pools_status(
     shown = json.loads(capsys.readouterr().out)
     assert shown["state"] == JobState.queued.value and shown["persona"] == "grit-city"
     assert main(["jobs", "show", "404"]) == 2
+    huge = "1234567890123456789012345"  # was an OverflowError traceback out of SQLite (issue 13)
+    assert main(["jobs", "show", huge]) == 2 and f"no job '{huge}'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["jobs", "cancel", huge])
+    assert usage.value.code == 2 and "is not between 1 and" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["explain", "gen", "--last", huge])
+    assert usage.value.code == 2 and "argument --last" in capsys.readouterr().err
     assert main(["jobs", "list", "--state", "queued", "--format", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
     assert main(["pools", "status", "--format", "json"]) == 0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -147,8 +151,10 @@ async def test_periodic_jobs_on_the_fake_clock_and_on_apscheduler():
         wall.shutdown()
 
 
-async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_path, monkeypatch):
-    from empire.agent.daemon import build_daemon, check_policy
+@contextlib.asynccontextmanager
+async def file_daemon(tmp_path, monkeypatch) -> AsyncIterator[tuple[Any, Path]]:
+    """A daemon on SQLite following the policy file it returns (one target, `gen`)."""
+    from empire.agent.daemon import build_daemon
     from empire.config import load_settings
 
     for var in ("EMPIRE_DATABASE_URL", "EMPIRE_REDIS_URL", "EMPIRE_PROMETHEUS__URL", "EMPIRE_POLICY_FILE"):
@@ -158,6 +164,16 @@ async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_p
     settings = load_settings(data_dir=tmp_path, kubernetes={"mode": "disabled"}, http={"port": 0})
     daemon = await build_daemon(settings, path)
     try:
+        yield daemon, path
+    finally:
+        for close in daemon.closers:
+            await close()
+
+
+async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_path, monkeypatch):
+    from empire.agent.daemon import check_policy
+
+    async with file_daemon(tmp_path, monkeypatch) as (daemon, path):
         version = daemon.loop.policy.version
         path.write_text("targets:\n  - name: gen\n    max_replicas: -1\n")
         assert await check_policy(daemon) is False
@@ -170,9 +186,6 @@ async def test_policy_reload_with_errors_keeps_the_policy_and_is_journaled(tmp_p
         assert daemon.loop.policy.policy.targets[0].max_replicas == 30
         audit = [(a.action, a.details.get("kept_version")) for a in await daemon.store.recent_audit()]
         assert audit == [("policy_applied", None), ("policy_rejected", version)]
-    finally:
-        for close in daemon.closers:
-            await close()
 
 
 BAD_RELOADS = {
@@ -188,16 +201,9 @@ BAD_RELOADS = {
 async def test_every_rejected_reload_is_counted_and_shown(tmp_path, monkeypatch, case):
     """Each of these once kept the old policy with only a traceback in the log: no count, no
     /status error, so EmpirePolicyRejected never fired (issue 13)."""
-    from empire.agent.daemon import build_daemon, check_policy
-    from empire.config import load_settings
+    from empire.agent.daemon import check_policy
 
-    for var in ("EMPIRE_DATABASE_URL", "EMPIRE_REDIS_URL", "EMPIRE_PROMETHEUS__URL", "EMPIRE_POLICY_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump({"targets": [target_spec("gen")]}))
-    settings = load_settings(data_dir=tmp_path, kubernetes={"mode": "disabled"}, http={"port": 0})
-    daemon = await build_daemon(settings, path)
-    try:
+    async with file_daemon(tmp_path, monkeypatch) as (daemon, path):
         version = daemon.loop.policy.version
         text, message = BAD_RELOADS[case]
         if text is None:
@@ -211,9 +217,6 @@ async def test_every_rejected_reload_is_counted_and_shown(tmp_path, monkeypatch,
         reg = daemon.monitor.registry
         assert reg.get_sample_value("empire_policy_reloads_total", {"result": "rejected"}) == 1
         assert message in daemon.context.status_sections["policy_reload_error"]()
-    finally:
-        for close in daemon.closers:
-            await close()
 
 
 async def test_a_policy_file_that_blocks_does_not_block_the_loop(tmp_path):

@@ -145,7 +145,7 @@ async def test_predicted_breach_fires_before_the_threshold_is_crossed(settings: 
             assert sample(d, "empire_forecast_horizon_validation_mae",
                           {"target": name, "signal": "queue", "horizon": "1h", "model": "gbm"}) == mae  # fmt: skip
             p90 = sample(d, "empire_forecast_horizon_demand",
-                         {"target": name, "signal": "queue", "quantile": "p90", "horizon": "1h"})  # fmt: skip
+                         {"target": name, "signal": "queue", "forecast_quantile": "p90", "horizon": "1h"})  # fmt: skip
             assert p90 is not None and p90 > THRESHOLD
 
         # forecast_only records both forecasts and acts on neither

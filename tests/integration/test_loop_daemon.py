@@ -62,7 +62,7 @@ def test_runs_with_nothing_configured_and_stops_cleanly(tmp_path):
         assert status["metric_source"] == "none" and status["cluster"].startswith("none")
         assert status["targets"]["generator"]["reasons"][0] == "metrics_unavailable"
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert "empire_leader 1.0" in metrics and "empire_metric_source_up 0.0" in metrics
+        assert "empire_leader 1.0" in metrics and 'empire_metric_source_up{source="none"} 0.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)

@@ -75,7 +75,11 @@ async def test_scale_up_rate_limited_then_down_after_the_window(world, database)
         (2, 6, ActionState.applied), (6, 12, ActionState.applied), (12, 2, ActionState.applied)
     ]  # fmt: skip
     assert value(loop, "empire_actions_total", kind="scale", reason="above_target", result="applied") == 2
-    assert value(loop, "empire_desired_replicas", target="gen") == 2
+    gen = {"target": "gen", "namespace": "music", "workload": "gen", "workload_kind": "Deployment"}
+    assert value(loop, "empire_desired_replicas", **gen) == 2
+    assert (value(loop, "empire_min_replicas", **gen), value(loop, "empire_max_replicas", **gen)) == (1, 20)
+    sig = {**gen, "signal": "queue"}
+    assert (value(loop, "empire_signal_value", **sig), value(loop, "empire_signal_target", **sig)) == (100.0, 50.0)
     assert value(loop, "empire_decisions_total", target="gen", reason="stabilized_down") >= 18
     await obs.aclose()
     await ex.aclose()
@@ -101,7 +105,7 @@ async def test_bad_data_never_scales_down_and_fallback_fires(world, database):
     loop.clock.advance(15)
     (d,) = await loop.tick()
     assert R.fallback_fixed in d.reasons and kube.replicas("gen", "music") == 5
-    assert value(loop, "empire_metric_source_up") == 0
+    assert value(loop, "empire_metric_source_up", source="prometheus") == 0
     prom.down = False
     loop.clock.advance(15)
     (d,) = await loop.tick()

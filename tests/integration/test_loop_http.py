@@ -64,7 +64,10 @@ async def test_endpoints(tmp_path):
         assert status["policy_version"] == loop.policy.version and status["leader"] is True
         metrics = (await client.get("/metrics")).text
         assert 'empire_decisions_total{reason="above_target",target="gen"} 1.0' in metrics
-        assert 'empire_observation_staleness_seconds{signal="queue",target="gen"} 2.0' in metrics
+        assert (
+            'empire_observation_staleness_seconds{namespace="music",signal="queue",target="gen",workload="gen",workload_kind="Deployment"} 2.0'
+            in metrics
+        )
         assert "empire_loop_tick_duration_seconds_count 1.0" in metrics
         assert (await client.post("/echo", content=b"x" * 50)).json() == {"n": 50}
         assert (await client.post("/echo", content=b"x" * 101)).status_code == 413
@@ -131,7 +134,7 @@ async def test_periodic_jobs_on_the_fake_clock_and_on_apscheduler():
         loop.clock.advance(15)
     assert ran == ["refit@12:00:00", "refit@12:01:00"]
     reg = loop.monitor.registry
-    assert reg.get_sample_value("empire_periodic_jobs_total", {"job": "broken", "result": "error"}) == 4
+    assert reg.get_sample_value("empire_periodic_jobs_total", {"task": "broken", "result": "error"}) == 4
 
     wall = PeriodicJobs(SystemClock(), loop.monitor)
     count, twice = 0, anyio.Event()

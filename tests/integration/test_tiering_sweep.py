@@ -175,3 +175,27 @@ async def test_dry_run_leaves_interrupted_moves_for_a_live_run(world) -> None:
     world.runner.dry_run = False
     assert (await world.sweep(world.clock.now())).recovered == 1
     assert (await world.inv.get("quiet")).tier == "warm"
+
+
+async def test_tier_gauges_read_zero_on_a_fresh_install_before_any_sweep(database, tmp_path: Path) -> None:
+    """A fresh install's dashboard shows its empty tiers (0 bytes, 0 objects, $0), not "no data":
+    the daemon's setup sets the gauges at start, not after the first sweep (an hour later)."""
+    from pydantic import SecretStr
+
+    from empire.agent.tiering.setup import setup
+
+    clock, monitor = FakeClock(NOW), Monitor(CollectorRegistry())
+    runner = ActionRunner(SqlStateStore(database), {}, clock, monitor, replica="r1")
+    daemon = SimpleNamespace(
+        policy=lambda: SimpleNamespace(policy=SimpleNamespace(storage=StoragePolicy())),
+        settings=SimpleNamespace(data_dir=tmp_path, replica_id="r1", ingest_token=SecretStr("x"),
+                                 http=SimpleNamespace(max_body_bytes=1000)),
+        monitor=monitor, db=database, clock=clock, runner=runner, jobs=PeriodicJobs(clock, monitor), routes=[],
+        context=SimpleNamespace(status_sections={}), background=[], closers=[], services={},
+    )  # fmt: skip
+    setup(daemon)
+    for task in daemon.background:
+        await task()
+    for tier in ("hot", "warm", "cold", "archive"):
+        for name in ("empire_tier_bytes", "empire_tier_objects", "empire_tier_monthly_cost"):
+            assert monitor.registry.get_sample_value(name, {"tier": tier}) == 0, (name, tier)

@@ -25,6 +25,11 @@ def check_rules(tmp_path: Path, input_series: list[dict[str, str]], alert_rule_t
     """Evaluate the shipped rules on `input_series` (1-minute steps); fail with promtool's output."""
     doc = yaml.safe_load(RULES.read_text())
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": doc["spec"]["groups"]}))
+    for case in alert_rule_test:  # every alert links its runbook: expected with the annotations given
+        for exp in case.get("exp_alerts", ()):
+            if "exp_annotations" in exp:
+                url = alert_rule(case["alertname"])["annotations"]["runbook_url"]
+                exp["exp_annotations"] = {"runbook_url": url, **exp["exp_annotations"]}
     tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
              "tests": [{"interval": "1m", "input_series": input_series, "alert_rule_test": alert_rule_test}]}  # fmt: skip
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))

@@ -113,7 +113,7 @@ def test_dashboard_variables_query_exported_metrics() -> None:
     for var in dashboard()["templating"]["list"]:
         if var["type"] != "query":
             continue
-        m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var["definition"])
+        m = re.fullmatch(r"label_values\((\w+)(?:\{[^}]*\})?,\s*(\w+)\)", var["definition"])
         assert m, var["definition"]
         assert m.group(1) in exported()
 
@@ -184,3 +184,42 @@ def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": doc["spec"]["groups"]}))
     res = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_no_metric_has_a_label_prometheus_sets_on_scrape() -> None:
+    """`job` and `instance` are the scrape target's: an exported one is renamed `exported_job` (and with
+    honorLabels, would replace the target's). Per-target series carry the workload's namespace."""
+    monitor = Monitor(CollectorRegistry())
+    groups = [name for name, attr in vars(Monitor).items() if isinstance(attr, functools.cached_property)]
+    for name in groups:
+        getattr(monitor, name)
+    labels = {}
+    for collector in list(monitor.registry._collector_to_names):  # the registry's collectors, labelled or not
+        labels[collector._name] = set(getattr(collector, "_labelnames", ()))
+    reserved = {"job", "instance", "quantile"}  # quantile: a summary's, not a gauge's
+    assert not [(n, ls & reserved) for n, ls in labels.items() if ls & reserved]
+    for name in ("empire_desired_replicas", "empire_current_replicas", "empire_min_replicas", "empire_max_replicas"):
+        assert labels[name] == {"target", "namespace", "workload", "workload_kind"}, name
+    assert labels["empire_signal_value"] == labels["empire_signal_target"] == labels["empire_desired_replicas"] | {
+        "signal"}  # fmt: skip
+    assert labels["empire_metric_source_up"] == {"source"}
+    sm = yaml.safe_load((DEPLOY / "servicemonitor.yaml").read_text())
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_dashboard_selects_one_install_and_shows_units() -> None:
+    """Namespace and instance variables; every query pinned to the chosen instances (per-target series
+    carry the workload's namespace, so the instance pins them); money and time panels have units."""
+    names = [v["name"] for v in dashboard()["templating"]["list"]]
+    assert names[:3] == ["datasource", "namespace", "instance"]
+    for p in panels():
+        for t in p.get("targets") or []:
+            for m in re.finditer(r"\b(empire_\w+)(\{[^}]*\})?(?![\w(])", t["expr"]):
+                assert m.group(2) and 'instance=~"$instance"' in m.group(2), (p["title"], t["expr"])
+    units = {p["title"]: p.get("fieldConfig", {}).get("defaults", {}).get("unit") for p in panels()}
+    for title in ("Spend per day", "Monthly cost per tier", "Planned saving and unfinished moves"):
+        assert units[title] == "currencyUSD", title
+    for title in ("Since last tick", "Tick duration", "Signal staleness", "Job latency p95"):
+        assert units[title] == "s", title
+    storage = [p for p in panels() if any("empire_tier_" in t["expr"] for t in p.get("targets") or [])]
+    assert storage and all(p["fieldConfig"]["defaults"]["noValue"] == "0" for p in storage)

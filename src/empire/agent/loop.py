@@ -111,6 +111,7 @@ class ControlLoop:
         self._policy_saved: str | None = None
         self._reconcile_pending = True
         self._source_errors: dict[str, str] = {}
+        self._source = str(getattr(observer, "source", type(observer).__name__.removesuffix("Observer").lower()))
         self.runner.dry_run = self.dry_run
         if leader is not None and runner.leader is None:
             runner.leader = leader
@@ -135,6 +136,7 @@ class ControlLoop:
             self.histories.pop(gone, None)
             self.status.pop(gone, None)
             self.monitor.loop.forget_target(gone)
+            self._source_errors.pop(gone, None)
         self._policy = loaded
         self.runner.dry_run = self.dry_run
         self.wake()
@@ -211,6 +213,8 @@ class ControlLoop:
                         tg.start_soon(one, target)
             order = {t.name: i for i, t in enumerate(targets)}
             decisions.sort(key=lambda d: order.get(d.target, 0))
+            if targets:  # one value per source per tick: down if any target's observation failed
+                metrics.source_up.labels(self._source).set(0 if self._source_errors else 1)
         if self.jobs is not None and self.drive_jobs:
             await self.jobs.run_due(now)
         self.ticks += 1
@@ -275,9 +279,7 @@ class ControlLoop:
             metrics.errors.labels("workload", error_class(exc)).inc()
         try:
             samples = await self.observer.observe(target, now)
-            metrics.source_up.set(1)
         except Exception as exc:
-            metrics.source_up.set(0)
             metrics.errors.labels("observe", error_class(exc)).inc()
             first = self._source_errors.get(target.name) != str(exc)
             self._source_errors[target.name] = str(exc)
@@ -286,8 +288,7 @@ class ControlLoop:
         if self._source_errors.pop(target.name, None) is not None:
             logger.info("%s: metric source available again", target.name)
         for s in samples:
-            if s.staleness is not None:
-                metrics.staleness.labels(target.name, s.signal).set(s.staleness)
+            metrics.record_signal(target, s)
         return Observation(target.name, now, samples, current, ready, True, None, annotations)
 
     async def _tick_target(self, target: Target, now: datetime) -> Decision | None:
@@ -309,10 +310,7 @@ class ControlLoop:
             self.histories[target.name] = decided.history
             for r in decision.reasons:
                 metrics.decisions.labels(target.name, r.value).inc()
-            if decision.current is not None:
-                metrics.current.labels(target.name).set(decision.current)
-            if decision.desired is not None:
-                metrics.desired.labels(target.name).set(decision.desired)
+            metrics.record_replicas(target, decision.current, decision.desired)
             logger.info("decision %s: current %s recommended %s desired %s (%s)", target.name, decision.current,
                         decision.recommended, decision.desired, ", ".join(r.value for r in decision.reasons))  # fmt: skip
             stage = "record"

@@ -83,7 +83,7 @@ class PredictiveMetrics:
         self.horizon_demand = Gauge(
             "empire_forecast_horizon_demand",
             "Demand forecast `horizon` after the last complete step, per quantile (what predicted_breach rules read)",
-            ["target", "signal", "quantile", "horizon"], registry=registry,
+            ["target", "signal", "forecast_quantile", "horizon"], registry=registry,
         )  # fmt: skip
         self.horizon_mae = Gauge(
             "empire_forecast_horizon_validation_mae",

@@ -13,7 +13,7 @@ Two drivers run the same registry:
   real time), so replaying 60 days would take 60 days; `run_due` makes the same jobs run at the
   same simulated instants, deterministically.
 
-Either way a failing job is logged and counted (`empire_periodic_jobs_total{job,result}`); it never
+Either way a failing job is logged and counted (`empire_periodic_jobs_total{task,result}`); it never
 stops the loop or the other jobs.
 """
 

@@ -18,6 +18,7 @@ __all__ = ["NoSource"]
 
 class NoSource:
     message = "no metric source configured (set EMPIRE_PROMETHEUS__URL)"
+    source = "none"  # the `source` label of empire_metric_source_up
 
     async def observe(self, target: Target, now: datetime) -> tuple[Sample, ...]:
         raise TemporaryError(self.message)

@@ -47,6 +47,8 @@ def _labels(metric: dict[str, str]) -> str:
 
 
 class PrometheusObserver:
+    source = "prometheus"  # the `source` label of empire_metric_source_up
+
     def __init__(
         self,
         url: str,

@@ -43,6 +43,8 @@ def parse_timestamp(text: str) -> datetime:
 
 
 class ReplayObserver:
+    source = "replay"  # the `source` label of empire_metric_source_up
+
     def __init__(self, rows: Iterable[tuple[datetime, str, str, float | None]]) -> None:
         series: dict[tuple[str, str], list[tuple[datetime, float | None]]] = defaultdict(list)
         for at, target, signal, value in rows:

@@ -84,8 +84,12 @@ class SweepReport:
 
 
 async def refresh_usage(inventory: Inventory, policy: StoragePolicy, metrics: TieringMetrics) -> None:
-    """Set the per-tier bytes/objects/cost gauges from the inventory."""
+    """Set the per-tier bytes/objects/cost gauges from the inventory; a tier of the policy with nothing
+    in it reads 0 (not "no data": a fresh install's dashboard shows its empty tiers)."""
     prices = {t.name: t.cost_per_gb_month for t in policy.tiers}
+    for name in prices:
+        for gauge in (metrics.tier_bytes, metrics.tier_objects, metrics.tier_monthly_cost):
+            gauge.labels(name).set(0)
     for u in await inventory.usage():
         metrics.tier_bytes.labels(u.tier).set(u.bytes)
         metrics.tier_objects.labels(u.tier).set(u.objects)

@@ -12,10 +12,11 @@ from typing import Any
 
 from empire.agent.tiering.api import routes
 from empire.agent.tiering.backends import build_backend
-from empire.agent.tiering.executor import RetierExecutor, TieringSweep
+from empire.agent.tiering.executor import RetierExecutor, TieringSweep, refresh_usage
 from empire.agent.tiering.inventory import Inventory
 from empire.agent.tiering.mover import Mover
 from empire.agent.types import Retier
+from empire.errors import TemporaryError
 from empire.policies.storage import StoragePolicy
 
 __all__ = ["setup"]
@@ -55,7 +56,14 @@ def setup(daemon: Any) -> None:
         if results:
             logger.warning("tiering: recovered %d interrupted moves at start", len(results))
 
+    async def usage() -> None:  # the tier gauges from the start, not after the first sweep (1h by default)
+        try:
+            await refresh_usage(inventory, policy(), metrics)
+        except TemporaryError as exc:
+            logger.warning("tiering: cannot read the inventory's usage yet: %s", exc)
+
     daemon.background.append(recover)
+    daemon.background.append(usage)
     daemon.closers.append(backend.aclose)
     daemon.services["storage_backend"] = backend
     if daemon.settings.ingest_token is None:

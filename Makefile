@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DIR ?= out/demo
 
-.PHONY: demo test lint format bench crd clean help
+.PHONY: demo test lint format bench crd lock clean help
 
 help:
 	@echo "make demo   run the main job on the embedded default (creates $(VENV))"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  run every benchmark (one JSON line each)"
 	@echo "make crd    regenerate deploy/crd.yaml and deploy/empireconfig.yaml after a policy schema change"
+	@echo "make lock   regenerate deploy/image/requirements.lock (the image's hashed dependencies) from pyproject.toml"
 
 # Debian/Ubuntu ship venv without ensurepip: `python3 -m venv` fails there (leaving a half-made
 # venv whose bin/python would make the next `make` skip this step) until python3-venv is installed.
@@ -53,6 +54,12 @@ bench: $(VENV)/.installed-dev
 crd: $(VENV)/.installed-run
 	$(BIN)/empire operator crd > deploy/crd.yaml
 	$(BIN)/empire operator example > deploy/empireconfig.yaml
+
+# The image's dependencies, pinned with hashes (Dockerfile installs them with --require-hashes).
+lock: $(VENV)/.installed-run
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --extra postgres --extra redis --extra operator --output-file deploy/image/requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

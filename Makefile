@@ -13,7 +13,7 @@ help:
 	@echo "make test   install test deps, start services on 127.0.0.1, lint, run pytest, stop services"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  run every benchmark (one JSON line each)"
-	@echo "make crd    regenerate deploy/crd.yaml and deploy/empireconfig.yaml after a policy schema change"
+	@echo "make crd    regenerate deploy/crds/empireconfigs.yaml and deploy/empireconfig.yaml after a policy schema change"
 	@echo "make lock   regenerate deploy/image/requirements.lock (the image's hashed dependencies) from pyproject.toml"
 
 # Debian/Ubuntu ship venv without ensurepip: `python3 -m venv` fails there (leaving a half-made
@@ -52,7 +52,7 @@ bench: $(VENV)/.installed-dev
 	  echo "== $$b" >&2; scripts/with-services.sh $(BIN)/python $$b || exit 1; done
 
 crd: $(VENV)/.installed-run
-	$(BIN)/empire operator crd > deploy/crd.yaml
+	$(BIN)/empire operator crd > deploy/crds/empireconfigs.yaml
 	$(BIN)/empire operator example > deploy/empireconfig.yaml
 
 # The image's dependencies, pinned with hashes (Dockerfile installs them with --require-hashes).

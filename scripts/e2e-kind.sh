@@ -62,10 +62,8 @@ else
 fi
 
 say "installing the CRDs"
-k apply -f deploy/crd.yaml
-k apply -f deploy/namespace.yaml
-# kopf-peering.yaml holds the KopfPeering CRD and the object; the object needs the CRD established.
-k apply -f deploy/kopf-peering.yaml 2>/dev/null || true
+k apply -k deploy/crds
+k apply -k deploy/crds/kopf-peering
 k wait --for condition=established --timeout=60s crd/empireconfigs.empire.io crd/kopfpeerings.kopf.dev
 
 say "installing the manifests (kustomize)"
@@ -75,7 +73,7 @@ name=${IMAGE%:*}; tag=${IMAGE##*:}
 {
   echo "apiVersion: kustomize.config.k8s.io/v1beta1"
   echo "kind: Kustomization"
-  echo "resources: [../deploy]"
+  echo "resources: [../deploy/overlays/default]"
   echo "images: [{name: empire, newName: \"$name\", newTag: \"$tag\"}]"
   if [ -z "$(k api-resources --api-group=monitoring.coreos.com -o name 2>/dev/null)" ]; then
     echo "# no Prometheus Operator in this cluster: leave its objects out"

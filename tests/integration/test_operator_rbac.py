@@ -4,7 +4,7 @@ Both run against a Kubernetes API mock (kmock) that records each request: the ag
 `KubernetesScaler` (read a workload, scale it, read the scale back, for a Deployment and a
 StatefulSet), its Secret reader (the example policy's `secret:` references), and the operator's
 handlers in peering mode (create, an invalid edit, the status timer, delete). Each request is
-turned into RBAC attributes and must be allowed by the Role in `deploy/rbac.yaml`; each grant of
+turned into RBAC attributes and must be allowed by the Role in `deploy/base/rbac.yaml`; each grant of
 the Role must be used by some request.
 """
 
@@ -33,7 +33,7 @@ from empire.state.records import ActionRecord, ActionState
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "base"
 NS = "empire"
 DISCOVERY = ("/api", "/apis", "/version")
 
@@ -150,9 +150,9 @@ async def test_rbac_covers_every_call_and_grants_nothing_unused(tmp_path: Path) 
     r = role()
     denied = sorted({f"{c.verb} {c.api_group or 'core'}/{c.full_resource} ns={c.namespace} name={c.name}"
                      for c in calls if not role_allows(r, c)})  # fmt: skip
-    assert denied == [], "deploy/rbac.yaml denies calls the agent or operator make"
+    assert denied == [], "deploy/base/rbac.yaml denies calls the agent or operator make"
     assert {p for p in other if not p.startswith(DISCOVERY)} == set()  # only discovery, open to all users
-    assert unused_grants(r, calls) == [], "deploy/rbac.yaml grants more than the agent and operator use"
+    assert unused_grants(r, calls) == [], "deploy/base/rbac.yaml grants more than the agent and operator use"
     kinds = {(c.api_group, c.full_resource, c.verb) for c in calls}
     assert ("apps", "deployments/scale", "patch") in kinds and ("apps", "statefulsets/scale", "patch") in kinds
     assert ("", "events", "create") in kinds and ("kopf.dev", "kopfpeerings", "patch") in kinds

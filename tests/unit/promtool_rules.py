@@ -1,4 +1,4 @@
-"""Shared by the alert-rule tests: run `promtool test rules` on deploy/prometheusrule.yaml."""
+"""Shared by the alert-rule tests: run `promtool test rules` on deploy/base/prometheusrule.yaml."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheusrule.yaml"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "base" / "prometheusrule.yaml"
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 
 
 def alert_rule(name: str) -> dict[str, Any]:
-    """The rule of alert `name` as deploy/prometheusrule.yaml ships it."""
+    """The rule of alert `name` as deploy/base/prometheusrule.yaml ships it."""
     doc = yaml.safe_load(RULES.read_text())
     return next(r for g in doc["spec"]["groups"] for r in g["rules"] if r.get("alert") == name)
 

@@ -1,4 +1,4 @@
-"""Every alert of deploy/prometheusrule.yaml evaluated by `promtool test rules` on synthetic series.
+"""Every alert of deploy/base/prometheusrule.yaml evaluated by `promtool test rules` on synthetic series.
 
 Each case runs two installs side by side (namespaces `ok` and `bad`, both job `empire`): the alert
 fires for the broken one only, with its `namespace` and `job`, so one healthy install cannot hide a

@@ -55,7 +55,7 @@ def test_base_image_is_a_build_argument_for_a_digest() -> None:
 
 
 def test_user_and_group_match_the_deployment() -> None:
-    pod = yaml.safe_load((ROOT / "deploy" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+    pod = yaml.safe_load((ROOT / "deploy" / "base" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
     sc = pod["securityContext"]
     assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (10001, 10001, 10001)
     assert "groupadd --system --gid 10001 empire" in DOCKERFILE and "--uid 10001 --gid 10001" in DOCKERFILE
@@ -83,6 +83,6 @@ def test_lock_pins_every_dependency_of_the_image_with_hashes() -> None:
 
 
 def test_grace_period_outlasts_the_longest_action() -> None:
-    pod = yaml.safe_load((ROOT / "deploy" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+    pod = yaml.safe_load((ROOT / "deploy" / "base" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
     timeout = inspect.signature(ActionRunner).parameters["timeout"].default
     assert pod["terminationGracePeriodSeconds"] > timeout + 10

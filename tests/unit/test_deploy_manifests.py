@@ -15,7 +15,8 @@ import yaml
 from empire.cli import build_parser
 from empire.operator.runner import DEFAULT_PEERING
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = ROOT / "base"
 NS = "empire"
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
 
@@ -39,8 +40,8 @@ def one(kind: str) -> dict[str, Any]:
 
 def test_kustomization_lists_every_manifest() -> None:
     listed = set(kustomization()["resources"])
-    on_disk = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml", "empireconfig.yaml"}
-    assert listed == on_disk  # the example EmpireConfig is applied separately, on purpose
+    on_disk = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk  # the example EmpireConfig (deploy/empireconfig.yaml) is applied separately
     for gen in kustomization()["configMapGenerator"]:
         for f in gen["files"]:
             assert (DEPLOY / f).is_file()
@@ -50,7 +51,8 @@ def test_namespaced_objects_live_in_the_empire_namespace() -> None:
     for d in all_docs():
         if d["kind"] not in CLUSTER_SCOPED:
             assert d["metadata"].get("namespace") == NS, d["kind"]
-    assert one("Namespace")["metadata"]["name"] == NS
+    [ns] = yaml.safe_load_all((ROOT / "overlays" / "default" / "namespace.yaml").read_text())
+    assert ns["kind"] == "Namespace" and ns["metadata"]["name"] == NS
 
 
 def containers() -> dict[str, dict[str, Any]]:
@@ -120,11 +122,14 @@ def test_peering_object_matches_the_operator_and_its_rbac() -> None:
     assert named == [{"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "resourceNames": [DEFAULT_PEERING],
                       "verbs": ["patch"]}]  # fmt: skip
     crds = {d["metadata"]["name"] for d in all_docs() if d["kind"] == "CustomResourceDefinition"}
-    assert crds == {"empireconfigs.empire.io", "kopfpeerings.kopf.dev"}
+    assert crds == set()  # in deploy/crds: `kubectl delete -k` of the base or an overlay keeps them
+    [own] = yaml.safe_load_all((ROOT / "crds" / "empireconfigs.yaml").read_text())
+    [peer] = [d for d in yaml.safe_load_all((ROOT / "crds" / "kopf-peering" / "crd.yaml").read_text()) if d]
+    assert (own["metadata"]["name"], peer["metadata"]["name"]) == ("empireconfigs.empire.io", "kopfpeerings.kopf.dev")
 
 
 def test_role_covers_the_namespaces_of_the_example_policys_targets() -> None:
-    example = yaml.safe_load((DEPLOY / "empireconfig.yaml").read_text())
+    example = yaml.safe_load((ROOT / "empireconfig.yaml").read_text())
     assert example["metadata"]["namespace"] == NS
     namespaces = {t["workload"].get("namespace", "default") for t in example["spec"]["targets"]}
     assert namespaces == {one("Role")["metadata"]["namespace"]}  # targets elsewhere need a Role there too
@@ -141,7 +146,7 @@ def secret_names(node: Any) -> set[str]:
 
 
 def test_role_can_read_exactly_the_secrets_the_example_policy_names() -> None:
-    example = yaml.safe_load((DEPLOY / "empireconfig.yaml").read_text())
+    example = yaml.safe_load((ROOT / "empireconfig.yaml").read_text())
     wanted = secret_names(example["spec"])
     assert wanted == {"music-api"}
     [rule] = [r for r in one("Role")["rules"] if "secrets" in r["resources"]]
@@ -157,9 +162,40 @@ def test_user_clusterroles_aggregate_into_the_builtin_roles() -> None:
         assert r["apiGroups"] == ["empire.io"]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-def test_kustomize_renders() -> None:
-    res = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60)
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    res = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    kinds = sorted(d["kind"] for d in yaml.safe_load_all(res.stdout) if d)
-    assert kinds.count("CustomResourceDefinition") == 2 and "ConfigMap" in kinds and "Deployment" in kinds
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomize_renders_the_crds_apart_from_the_base_and_overlays() -> None:
+    """`kubectl delete -k` of the base or an overlay must not delete a CRD (and with it every
+    EmpireConfig, or the KopfPeering CRD other kopf operators share); the namespace is optional."""
+    assert [d["kind"] for d in kustomize(ROOT / "crds")] == ["CustomResourceDefinition"]
+    assert [d["kind"] for d in kustomize(ROOT / "crds" / "kopf-peering")] == ["CustomResourceDefinition"]
+    base = kustomize(DEPLOY)
+    kinds = sorted(d["kind"] for d in base)
+    assert "CustomResourceDefinition" not in kinds and "Namespace" not in kinds
+    assert "ConfigMap" in kinds and "Deployment" in kinds
+    default = kustomize(ROOT / "overlays" / "default")
+    assert sorted(d["kind"] for d in default) == sorted([*kinds, "Namespace"])
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_ha_overlay_runs_two_replicas_on_postgresql_and_redis_from_a_secret() -> None:
+    docs = kustomize(ROOT / "overlays" / "ha")
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in docs}
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    pod = dep["spec"]["template"]["spec"]
+    assert [v for v in pod["volumes"] if v["name"] == "data"] == [{"name": "data", "emptyDir": {}}]
+    for c in pod["containers"]:
+        env = {e["name"]: e for e in c["env"]}
+        ref = env["EMPIRE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "empire-state", "key": "database-url"}
+        args = build_parser().parse_args(c["args"])
+        if args.command == "operator":
+            assert args.standalone is False and args.peering == DEFAULT_PEERING  # one operator acts
+        else:
+            assert env["EMPIRE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "redis-url"

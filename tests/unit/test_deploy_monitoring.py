@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from empire.agent.monitor import Monitor
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "base"
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""examples:
-  empire operator crd > deploy/crd.yaml                 regenerate the CRD after a policy change
+  empire operator crd > deploy/crds/empireconfigs.yaml                 regenerate the CRD after a policy change
   empire operator crd | kubectl apply -f -              install or upgrade the CRD
   empire operator example | kubectl apply -f -          an EmpireConfig with the shipped example policy
   empire operator run --namespace empire                 in a pod: several replicas, one active (kopf peering)

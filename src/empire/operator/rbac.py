@@ -1,6 +1,6 @@
 """Does an RBAC Role allow an API call? The API server's authorization rules, for tests. PURE.
 
-The shipped Role (`deploy/rbac.yaml`) is meant to be exactly what the agent and the operator
+The shipped Role (`deploy/base/rbac.yaml`) is meant to be exactly what the agent and the operator
 need. The RBAC test records every request they make against a Kubernetes API mock, turns each
 into the attributes the API server authorizes (`request_attributes`: verb, API group, resource,
 subresource, namespace, name, following `k8s.io/apiserver` request-info rules), and checks them

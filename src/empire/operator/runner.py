@@ -5,7 +5,7 @@ kopf's *watch streams* in every replica but one, so a paused replica neither han
 writes status or Events; a DB lock checked inside the handlers would still let every replica's
 kopf machinery write its progress annotations and retry. Peering needs nothing beyond the
 Kubernetes API the operator already talks to (a namespaced `KopfPeering` object,
-`deploy/kopf-peering.yaml`).
+`deploy/base/peering.yaml`, its CRD in `deploy/crds/kopf-peering`).
 
 kopf pauses *every* operator that sees a live peer with the same priority, so replicas must not
 share one: unless `--priority` is given, each process draws a random one. The replica with the

@@ -5,7 +5,7 @@ backend) takes a reader `(name, key) -> str` for `secret:` references; this is i
 because the resolver is, and cached for `ttl` seconds, so a provider rebuilt on every policy
 reload does not hit the API each time while a rotated Secret is still picked up within a minute.
 
-Only `get` on the named Secrets is needed (RBAC `resourceNames`; see `deploy/rbac.yaml`), never
+Only `get` on the named Secrets is needed (RBAC `resourceNames`; see `deploy/base/rbac.yaml`), never
 `list`. Values never appear in errors, logs or reprs: messages name the Secret and the key only.
 """
 

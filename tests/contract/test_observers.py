@@ -195,6 +195,8 @@ async def test_replay_rejects_a_malformed_trace(tmp_path):
     bad.write_text("timestamp,signal,value\nyesterday,a,1\n")
     with pytest.raises(PermanentError, match=r"bad.csv:2"):
         ReplayObserver.from_csv(bad)
+    with pytest.raises(PermanentError, match="/dev/zero: line 1 is longer than"):  # read with the CSV limits
+        ReplayObserver.from_csv("/dev/zero")
 
 
 async def test_no_source_says_what_to_configure():

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from empire.agent.types import Sample, SampleStatus
+from empire.boundedio import MAX_CSV_BYTES, bounded_lines, open_bounded_text
 from empire.errors import ConfigError, TemporaryError
 from empire.policies.scaling import Target
 
@@ -61,8 +62,8 @@ class ReplayObserver:
         p = Path(path)
         rows: list[tuple[datetime, str, str, float | None]] = []
         try:
-            with p.open(newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
+            with open_bounded_text(p, MAX_CSV_BYTES, "trace file") as fh:
+                reader = csv.DictReader(bounded_lines(fh, str(p)))
                 missing = {"timestamp", "signal", "value"} - set(reader.fieldnames or ())
                 if missing:
                     raise ConfigError(
@@ -76,7 +77,7 @@ class ReplayObserver:
                                      row["signal"].strip(), value))  # fmt: skip
                     except (ValueError, AttributeError) as exc:
                         raise ConfigError(f"{p}:{n}: bad trace row: {exc}") from None
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise ConfigError(f"{p}: cannot read trace: {exc}") from None
         return cls(rows)
 

@@ -4,6 +4,12 @@ Commands that read or change state (`jobs`, `alerts`, `silence`, `explain`, `poo
 open the database from the settings, run, and close it, so a connection never outlives the command
 and an unreachable database is the same one-line, exit-3 error everywhere. `alerts` and `silence`
 print their tables and times the same way (`print_table`, `utc_time`).
+
+Input and output are checked the same way by every command: numeric options are argparse types
+with bounds (`count`, `number`: a 25-digit id or `nan` is a usage error, never an overflow in
+SQLite or numpy later), an output file is checked before the work (`check_output_path`: format,
+directory) and written through `replaced_when_done` (a temporary file renamed into place), so a
+command that fails leaves no partial output.
 """
 
 from __future__ import annotations

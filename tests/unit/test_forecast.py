@@ -339,3 +339,11 @@ def test_cli_series_too_short_to_score_exits_1(tmp_path: Path, capsys: pytest.Ca
     assert code == 1
     assert "0 scored" in out and "last_value 2" in out and "need 72 valid steps" in out
     assert "no test step could be scored" in err
+
+
+def test_cli_refuses_a_grid_spanning_millennia(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows from the years 1 to 9999 would have allocated the hourly grid between them."""
+    span = tmp_path / "span.csv"
+    span.write_text("timestamp,v\n0001-01-01 00:00:00,1\n2024-01-01 00:00:00,2\n9999-01-01 00:00:00,3\n")
+    code, _, err = run_cli(capsys, "forecast", "--input", str(span), "--value-column", "v")
+    assert code == 2 and "the rows span 3,651,694 days, more than 1,000,000 steps of 1h" in err

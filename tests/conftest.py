@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,17 +87,31 @@ def _pg_admin(sql: str) -> None:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (asyncpg URL) for one test."""
+def new_postgres_url() -> Iterator[Callable[[], str]]:
+    """Make fresh, empty PostgreSQL databases (asyncpg URLs), as many as a test needs (a restore
+    target beside the source); all dropped after the test."""
     require_service("postgres")
     assert POSTGRES_URL
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_URL.rsplit("/", 1)[0]
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        _pg_admin(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"{base}/{name}"
+
     try:
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+        yield make
     finally:
-        _drop_database(name)
+        for name in made:
+            _drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(new_postgres_url: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database (asyncpg URL) for one test."""
+    return new_postgres_url()
 
 
 def _drop_database(name: str) -> None:

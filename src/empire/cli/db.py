@@ -1,4 +1,5 @@
-"""`empire db upgrade|status`: create or migrate the state database."""
+"""`empire db upgrade|status|backup|restore`: create or migrate the state database; back it up and restore it
+(`empire.cli.dbbackup`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=upgrade)
     s = psub.add_parser("status", help="print the database URL (password masked) and schema revision")
     s.set_defaults(func=status)
+    from empire.cli import dbbackup
+
+    dbbackup.register(psub)
 
 
 def upgrade(args: argparse.Namespace) -> int:

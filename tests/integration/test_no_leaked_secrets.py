@@ -70,6 +70,8 @@ NOT_READS: dict[str, str] = {
     "forecast": "works on a CSV file named on the command line",
     "detect": "works on files named on the command line",
     "db upgrade": "changes the database",
+    "db backup": "writes a backup (the manifest's source is the masked URL: tests/integration/test_db_backup.py)",
+    "db restore": "changes the database",
     "jobs retry": "changes jobs",
     "jobs cancel": "changes jobs",
     "pools run": "runs the pools (a daemon)",

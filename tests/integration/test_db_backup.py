@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 from sqlalchemy import func, insert, select
+from sqlalchemy.engine import make_url
 
 from empire.agent.leader import FileLeader
 from empire.cli import main
@@ -66,6 +67,8 @@ async def test_a_backup_taken_while_writing_is_one_instant(database: Database, s
     assert m.rows["decisions"] == m.rows["audit"] >= 50
     assert m.revision is not None and m.size == (tmp_path / "b" / "snap").stat().st_size
     assert oct((tmp_path / "b" / "snap").stat().st_mode & 0o777) == "0o600"
+    password = make_url(url).password
+    assert not password or f":{password}@" not in m.to_json()  # the source is shown masked
 
     before = await restore_backup(second_url, tmp_path / "b" / "snap", m)
     assert before.empty

@@ -83,7 +83,10 @@ class _Limited(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         want = min(len(buffer), self.limit + 1 - self.count)
-        data = self.inner.read(max(want, 1))
+        try:
+            data = self.inner.read(max(want, 1))
+        except (OSError, EOFError, zlib.error) as exc:  # a read error, a truncated or corrupt .gz
+            raise ConfigError(f"{self.where}: cannot read {self.what}: {exc}") from None
         self.count += len(data)
         if self.count > self.limit:
             raise _too_large(self.where, self.limit, self.what)
@@ -137,12 +140,9 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     `what` names the kind of file for messages ("policy file"). A missing or unreadable file is
     a one-line `ConfigError` too."""
     with _open_binary(path, limit, what) as fh:
-        try:
-            chunks = []
-            while block := fh.read(_CHUNK):
-                chunks.append(block)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+        chunks = []
+        while block := fh.read(_CHUNK):
+            chunks.append(block)
     return b"".join(chunks)
 
 
@@ -157,8 +157,8 @@ def read_bounded_text(path: str | Path, limit: int, what: str) -> str:
 
 def open_bounded_text(path: str | Path, limit: int, what: str) -> TextIO:
     """`path` as a UTF-8 text stream for the `csv` module (`newline=""`, a byte-order mark
-    dropped) that raises `InputTooLarge` once more than `limit` bytes were read. Decoding and
-    decompression errors surface from `read` as `UnicodeDecodeError`/`OSError`/`EOFError`."""
+    dropped) that raises `InputTooLarge` once more than `limit` bytes were read, and a one-line
+    `ConfigError` for a read or decompression error; bad UTF-8 surfaces as `UnicodeDecodeError`."""
     raw = _open_binary(path, limit, what)
     return io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding="utf-8-sig", newline="")
 

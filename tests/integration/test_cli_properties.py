@@ -6,8 +6,9 @@ it is added. For each one hypothesis builds argument lists from its own options 
 flag and value slot) filled with values that broke commands before: huge and non-finite numbers,
 25-digit ids, ten-thousand-year durations, far dates, and paths to generated files (CSV series
 and inventory rows with byte-order marks, duplicates, unsorted and extreme timestamps; YAML
-with deep nesting and random shapes; gzip; `/dev/zero`; directories; missing files). Each call
-is an in-process `main([...])` against an SQLite data directory of its own, and must
+with deep nesting and random shapes; gzip, whole, cut short or corrupt; `/dev/zero`; directories;
+missing files). Each call is an in-process `main([...])` against an SQLite data directory of its
+own, and must
 
 * return 0, 1, 2 or 3 (the README's codes) or, for argparse, exit 0 (`--help`) or 2 (usage);
 * never raise anything else, and never print a traceback;
@@ -125,9 +126,12 @@ def policy_yaml(draw: st.DrawFn) -> bytes:
 def workspace(draw: st.DrawFn) -> dict[str, bytes]:
     """The generated files of one example, by name."""
     csv = series_csv(draw)
+    packed = gzip.compress(series_csv(draw))
+    cut = draw(st.sampled_from([len(packed), len(packed) // 2, 30]))  # whole, cut short, or flipped
+    packed = packed[:cut] if cut != 30 else packed[:20] + bytes(b ^ 0x55 for b in packed[20:])
     return {
         "series.csv": csv,
-        "series.csv.gz": gzip.compress(series_csv(draw)),
+        "series.csv.gz": packed,
         "inventory.csv": inventory_csv(draw),
         "policy.yaml": policy_yaml(draw),
         "stdin": inventory_csv(draw),

@@ -99,3 +99,19 @@ def test_a_file_without_newlines_is_refused_at_the_first_long_line() -> None:
         read_series_csv("/dev/zero")
     with open_bounded_text("/dev/zero", 1 << 30, "test file") as fh, pytest.raises(InputTooLarge):
         list(bounded_lines(fh, "/dev/zero", limit=100))
+
+
+def test_a_corrupt_gzip_file_is_one_line(tmp_path: Path) -> None:
+    """A .gz whose deflate stream is damaged was a zlib.error traceback out of detect and backtest."""
+    from empire.seriesio import read_series_csv
+
+    data = gzip.compress(b"timestamp,value\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(1, 5000)))
+    bad = tmp_path / "corrupt.csv.gz"
+    bad.write_bytes(data[:40] + bytes(b ^ 0x55 for b in data[40:200]) + data[200:])
+    with pytest.raises(ConfigError, match=r"corrupt\.csv\.gz: cannot read CSV file: Error -3 while decompressing"):
+        read_series_csv(bad)
+    with pytest.raises(ConfigError, match="cannot read test file"):
+        read_bounded(bad, 1 << 20, "test file")
+    bad.write_bytes(data[:100])  # cut short
+    with pytest.raises(ConfigError, match="cannot read CSV file: Compressed file ended"):
+        read_series_csv(bad)

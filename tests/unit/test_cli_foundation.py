@@ -190,3 +190,9 @@ def test_an_argument_that_is_not_utf8_is_one_line(capsys) -> None:
     """`empire content show $'\\xff'` reached SQLite as a lone surrogate: a UnicodeEncodeError traceback."""
     assert main(["content", "show", "\udcff"]) == 2
     assert capsys.readouterr().err == "empire: error: argument 3 is not valid UTF-8 text\n"
+
+
+def test_db_upgrade_to_an_empty_revision_is_one_line(capsys) -> None:
+    """Found by the CLI property test: alembic answered `--revision ''` with a bare AssertionError."""
+    assert main(["db", "upgrade", "--revision", " "]) == 2
+    assert capsys.readouterr().err == "empire: error: --revision: empty; give a revision id or 'head' (the default)\n"

@@ -38,6 +38,8 @@ def upgrade(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
     from empire.config import load_settings, mask_url
 
+    if not args.revision.strip():  # alembic asserts on an empty revision
+        raise ConfigError("--revision: empty; give a revision id or 'head' (the default)")
     url = load_settings().database_url_value
 
     async def go(db: Database) -> str | None:

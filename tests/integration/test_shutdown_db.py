@@ -17,13 +17,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
 from sqlalchemy import insert, select
 
+from empire.agent.clock import SystemClock
+from empire.agent.monitor import Monitor
+from empire.agent.scheduler import PeriodicJobs
 from empire.state import Database, tables
 
 pytestmark = pytest.mark.slow
@@ -104,30 +108,64 @@ def test_a_write_cannot_wait_for_the_lock_forever(tmp_path):
     assert audit_rows(tmp_path / "s.db") == []  # rolled back whole: nothing half-way
 
 
+class TwoRows:
+    """A unit of work that writes two rows and waits for `go_on` between them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.inside, self.go_on = db, anyio.Event(), anyio.Event()
+
+    async def __call__(self, *_: object) -> None:
+        row = {"at": datetime.now(UTC), "actor": "t", "subject": "db", "details": {}}
+        async with self.db.begin() as conn:
+            await conn.execute(insert(tables.audit).values(action="first", **row))
+            self.inside.set()
+            await self.go_on.wait()  # cancelled here, inside the transaction
+            await conn.execute(insert(tables.audit).values(action="second", **row))
+
+    async def rows(self) -> list[str]:
+        async with self.db.connect() as conn:
+            return list((await conn.execute(select(tables.audit.c.action).order_by(tables.audit.c.id))).scalars())
+
+
 @pytest.mark.anyio
 async def test_a_cancelled_transaction_commits_whole(database_url: str):
     """Cancellation takes effect after the unit of work, on SQLite and PostgreSQL alike."""
     db = await Database.open(database_url)
     try:
-        inside, go_on = anyio.Event(), anyio.Event()
-        now = datetime.now(UTC)
-        row = {"at": now, "actor": "t", "subject": "db", "details": {}}
-
-        async def two_rows() -> None:
-            async with db.begin() as conn:
-                await conn.execute(insert(tables.audit).values(action="first", **row))
-                inside.set()
-                await go_on.wait()  # cancelled here, inside the transaction
-                await conn.execute(insert(tables.audit).values(action="second", **row))
-
+        work = TwoRows(db)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(two_rows)
-            await inside.wait()
+            tg.start_soon(work)
+            await work.inside.wait()
             tg.cancel_scope.cancel()
-            go_on.set()
-        async with db.connect() as conn:
-            actions = (await conn.execute(select(tables.audit.c.action).order_by(tables.audit.c.id))).scalars()
-            assert list(actions) == ["first", "second"]
+            work.go_on.set()
+        assert await work.rows() == ["first", "second"]
+    finally:
+        await db.close()
+
+
+@pytest.mark.anyio
+async def test_a_periodic_job_cancelled_at_shutdown_commits_its_unit_of_work_whole(tmp_path):
+    """The scheduler cancels a job past its grace through a cancel scope, not `Task.cancel()` (which
+    no shield stops: the write was rolled back, or its connection abandoned mid-statement)."""
+    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    try:
+        work, after = TwoRows(db), []
+
+        async def refit(now: datetime) -> None:
+            await work()
+            after.append("unit done")
+            await anyio.sleep_forever()  # the job's own work after its write: cancelled here
+
+        wall = PeriodicJobs(SystemClock(), Monitor())
+        wall.add("refit", timedelta(hours=1), refit)
+        wall.start()
+        with anyio.fail_after(10):
+            await work.inside.wait()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(partial(wall.aclose, grace=0.0))  # cancelled at once
+                await anyio.wait_all_tasks_blocked()  # aclose has cancelled it and waits
+                work.go_on.set()
+        assert await work.rows() == ["first", "second"] and after == ["unit done"]
     finally:
         await db.close()
 
@@ -161,3 +199,32 @@ def test_sigterm_while_another_writer_holds_the_lock_stops_cleanly(tmp_path):
     out = log.read_text()
     assert code == 0, out
     assert "stopped cleanly" in out
+
+
+def test_a_shutdown_that_cannot_finish_ends_at_the_deadline_with_the_stacks(tmp_path):
+    """The bound holds whatever hangs: here every write waits for a lock another process keeps."""
+    from test_loop_daemon import start, wait_http
+
+    from fakes.server import free_port
+
+    port = free_port()
+    proc, log = start(tmp_path, EMPIRE_HTTP__PORT=str(port), EMPIRE_SHUTDOWN_TIMEOUT="2")
+    other = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        other = sqlite3.connect(tmp_path / "data" / "empire.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # held until the daemon is gone
+        time.sleep(1.0)  # its tasks reach the lock
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if other is not None:
+            other.close()
+        proc.kill()
+    out = log.read_text()
+    assert code == 1, out
+    assert 2 <= took < 10, out
+    assert "shutdown did not finish within 2s (EMPIRE_SHUTDOWN_TIMEOUT)" in out
+    assert "most recent call first" in out  # every thread's stack, for the why

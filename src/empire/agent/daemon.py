@@ -21,9 +21,12 @@ The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the p
 hot-reloaded by `PolicyWatcher`) or `database` (the version the operator applied from an
 EmpireConfig, followed by `DbPolicySource`; idle and dry-run until the first one arrives).
 
-Shutdown: SIGTERM or SIGINT cancels the task group. The action in flight finishes inside the
-runner's shielded scope and is journaled; then the lease is released, the scheduler stopped and
-the connections closed, and the process exits 0.
+Shutdown, in order: SIGTERM or SIGINT stops the periodic jobs from starting new runs (`on_stop`
+is called: `empire run` arms its shutdown deadline there) and cancels the task group. The action
+in flight finishes inside the runner's shielded scope and is journaled; a state-DB unit of work
+in flight commits or rolls back whole (`Database` shields it). Then the periodic jobs in flight
+are given until their grace ends, the lease is released, the areas' closers run and the state
+database closes last, after waiting for its units in flight; the process exits 0.
 """
 
 from __future__ import annotations
@@ -309,11 +312,29 @@ async def _watch_policy(daemon: Daemon) -> None:
             logger.exception("policy watch failed; the policy in force stays")
 
 
-async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event | None = None) -> int:
+async def run_daemon(
+    daemon: Daemon,
+    *,
+    once: bool = False,
+    started: anyio.Event | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> int:
+    """Serve and run the loop until SIGTERM/SIGINT (or one tick with `once`); shut down in order
+    (module docstring). `on_stop` is called once, first thing, when the shutdown begins (a signal,
+    the end of `once`, or a crash)."""
     s = daemon.settings
     app = build_app(daemon.context, daemon.routes)
     stopping = False
     sock = bind(s.http.host, s.http.port)
+    begun = False
+
+    def begin_stop() -> None:
+        nonlocal begun
+        if not begun:
+            begun = True
+            if on_stop is not None:
+                on_stop()
+            daemon.jobs.stop()
 
     async def signals(scope: anyio.CancelScope) -> None:
         nonlocal stopping
@@ -321,6 +342,7 @@ async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event
             async for sig in received:
                 stopping = True
                 logger.warning("%s received: finishing the action in flight, then stopping", signal.Signals(sig).name)
+                begin_stop()
                 scope.cancel()
                 return
 
@@ -347,6 +369,7 @@ async def run_daemon(daemon: Daemon, *, once: bool = False, started: anyio.Event
                 tg.start_soon(task)
             await daemon.loop.run()
     finally:
+        begin_stop()
         with anyio.CancelScope(shield=True):
             await daemon.jobs.aclose()
             try:

@@ -15,16 +15,25 @@ Two drivers run the same registry:
 
 Either way a failing job is logged and counted (`empire_periodic_jobs_total{task,result}`); it never
 stops the loop or the other jobs.
+
+Shutdown (wall-clock mode): `stop()` at SIGTERM starts no new run; `aclose()` gives the runs in
+flight `grace` seconds from the signal, then cancels them through an anyio cancel scope (never
+`Task.cancel()`), so a state-DB unit of work in flight, shielded from cancellation, still commits or
+rolls back whole; it waits up to `cancel_wait` seconds more for that, and only then shuts
+apscheduler down (whose own shutdown cancels coroutine jobs at once, mid-statement).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import anyio
 
 from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock
@@ -54,7 +63,8 @@ class PeriodicJobs:
         self._scheduler: Any = None
         self._is_leader: Callable[[], bool] = lambda: True
         self._created = clock.now()
-        self._running: set[asyncio.Task[Any]] = set()  # wall-clock runs in flight
+        self._running: dict[asyncio.Task[Any], tuple[str, anyio.CancelScope]] = {}  # wall-clock runs in flight
+        self._stopped_at: float | None = None  # time.monotonic() of stop(): no new run after it
 
     def add(
         self,
@@ -126,13 +136,14 @@ class PeriodicJobs:
 
         async def call() -> None:
             task = asyncio.current_task()
-            if task is not None:
-                self._running.add(task)
-            try:
-                await self.run_job(job)
-            finally:
-                if task is not None:
-                    self._running.discard(task)
+            if self._stopped_at is not None or task is None:
+                return  # queued by apscheduler just before stop(): start nothing at shutdown
+            with anyio.CancelScope() as scope:
+                self._running[task] = (job.name, scope)
+                try:
+                    await self.run_job(job)
+                finally:
+                    del self._running[task]
 
         start = self.clock.now() + job.first_delay
         self._scheduler.add_job(
@@ -141,26 +152,36 @@ class PeriodicJobs:
             replace_existing=True, next_run_time=start,
         )  # fmt: skip
 
+    def stop(self) -> None:
+        """Start no new run from now on (SIGTERM); runs in flight go on, `aclose` waits for them."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
+        if self._scheduler is not None:
+            self._scheduler.pause()
+
     def shutdown(self) -> None:
-        """Stop scheduling new runs (runs in flight go on; `aclose` waits for them)."""
+        """Stop apscheduler (it cancels the coroutine jobs still running: `aclose` comes first)."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
 
-    async def aclose(self, grace: float = 15.0) -> None:
-        """Stop scheduling, let the runs in flight finish (a refit writing its model, a sweep
-        finishing a move) before the caller closes the database under them, then shut down. Past
-        `grace` seconds they are cancelled. (apscheduler's own shutdown cancels running coroutine
-        jobs at once, so it comes last.)"""
-        if self._scheduler is not None:
-            self._scheduler.pause()
-        running = set(self._running)
-        if running:
-            logger.info("waiting for %d periodic job(s) in flight", len(running))
-            _done, pending = await asyncio.wait(running, timeout=grace)
-            for task in pending:
-                logger.warning("periodic job still running after %.0fs at shutdown: cancelled", grace)
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+    async def aclose(self, grace: float = 10.0, cancel_wait: float = 12.0) -> None:
+        """Let the runs in flight finish (a refit writing its model, a sweep finishing a move) before
+        the caller closes the database under them: `grace` seconds from `stop()`, then cancelled, and
+        `cancel_wait` seconds more for a cancelled run's DB unit of work to end (it is bounded by the
+        SQLite busy timeout, 10 s). A run still going after that is logged, not waited for."""
+        self.stop()
+        assert self._stopped_at is not None
+        if self._running:
+            logger.info("waiting for %d periodic job(s) in flight", len(self._running))
+            left = max(0.0, self._stopped_at + grace - time.monotonic())
+            _done, pending = await asyncio.wait(set(self._running), timeout=left)
+            names = {task: self._running[task][0] for task in pending if task in self._running}
+            for task, name in names.items():
+                logger.warning("periodic job %s still running %.0fs after stop: cancelled", name, grace)
+                self._running[task][1].cancel()
+            if names:
+                _done, pending = await asyncio.wait(set(names), timeout=cancel_wait)
+                for task in pending:
+                    logger.error("periodic job %s did not end %.0fs after it was cancelled", names[task], cancel_wait)
         self.shutdown()

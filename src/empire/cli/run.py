@@ -47,9 +47,39 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         daemon = await build_daemon(settings, args.policy, dry_run=args.dry_run)
-        return await run_daemon(daemon, once=args.once)
+        return await run_daemon(daemon, once=args.once, on_stop=lambda: _exit_after(settings.shutdown_timeout))
 
     return anyio.run(main)
+
+
+def _exit_after(timeout: float) -> None:
+    """Armed when the shutdown begins (SIGTERM/SIGINT): it always ends within `timeout` seconds.
+
+    The orderly shutdown is bounded part by part (the runner's action timeout, the pools' and the
+    periodic jobs' grace, the SQLite busy timeout), but a peer that never answers, or a library
+    bug like the aiosqlite close that once hung `asyncio.run` for ever, must not keep a stopping
+    process alive until Kubernetes kills it without a word. Past the deadline every thread's stack
+    goes to stderr and the process exits 1 at once. Nothing is journaled half-way: an unfinished
+    transaction is rolled back by the database, and an action's intent, written before the action,
+    is settled by read-back at the next start (`ActionRunner.reconcile`)."""
+    import faulthandler
+    import os
+    import sys
+    import threading
+
+    def expire() -> None:
+        logging.getLogger("empire.cli.run").error(
+            "shutdown did not finish within %gs (EMPIRE_SHUTDOWN_TIMEOUT): exiting now; "
+            "every thread's stack follows", timeout)  # fmt: skip
+        faulthandler.dump_traceback(all_threads=True)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True  # a clean exit does not wait for it
+    timer.start()
 
 
 def _dump_stacks_on_sigusr1() -> None:

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     ingest_token: SecretStr | None = Field(default=None, description="bearer token for the write endpoints")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_timeout: float = Field(
+        default=25.0,
+        gt=0,
+        description="seconds from SIGTERM to exit, at most: past it `empire run` prints every thread's stack and "
+        "exits 1 (an unfinished intent is settled by read-back at the next start). Below Kubernetes' 30 s grace",
+    )
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

@@ -37,7 +37,9 @@ def start(tmp: Path, *args: str, **env: str) -> tuple[subprocess.Popen, Path]:
     return proc, log
 
 
-def wait_http(url: str, timeout: float = 30) -> httpx.Response:
+def wait_http(url: str, timeout: float = 90) -> httpx.Response:
+    """Wait for the daemon to answer: starting every area took 12 s at load average 7 on the
+    shared 2-core machine, and over 30 s at 11."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -125,10 +125,11 @@ class Settings(BaseSettings):
     ingest_token: SecretStr | None = Field(default=None, description="bearer token for the write endpoints")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_timeout: float = Field(
-        default=25.0,
+        default=80.0,
         gt=0,
         description="seconds from SIGTERM to exit, at most: past it `empire run` prints every thread's stack and "
-        "exits 1 (an unfinished intent is settled by read-back at the next start). Below Kubernetes' 30 s grace",
+        "exits 1 (an unfinished intent is settled by read-back at the next start). Above the 60 s action "
+        "timeout, below the manifest's 90 s terminationGracePeriodSeconds",
     )
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)

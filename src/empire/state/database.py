@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 MIGRATION_LOCK_ID = 0x656D_7069  # "empi": pg_advisory_lock key for migrations
 # Seconds a SQLite statement waits for another writer's lock before failing ("database is
 # locked", a TemporaryError its caller retries). It also bounds how long a shielded unit of work
-# can delay a shutdown, so it stays well under the shutdown timeout (EMPIRE_SHUTDOWN_TIMEOUT).
+# can delay a shutdown, so it stays well under the shutdown deadline (EMPIRE_SHUTDOWN_TIMEOUT).
 SQLITE_BUSY_TIMEOUT = 10.0
 
 

@@ -93,6 +93,8 @@ def test_cli_jobs_and_pools_status(
     assert main(["jobs", "show", "404"]) == 2
     huge = "1234567890123456789012345"  # was an OverflowError traceback out of SQLite (issue 13)
     assert main(["jobs", "show", huge]) == 2 and f"no job '{huge}'" in capsys.readouterr().err
+    # "¹".isdigit() is true but int("¹") raises: was a traceback (found by the CLI property test)
+    assert main(["jobs", "show", "¹"]) == 2 and "no job '¹'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["jobs", "cancel", huge])
     assert usage.value.code == 2 and "is not between 1 and" in capsys.readouterr().err

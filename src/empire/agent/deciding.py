@@ -71,7 +71,7 @@ _STATUS_REASON = {
 
 def _annotation_pin(annotations: dict[str, str]) -> int | None:
     raw = annotations.get(ANNOTATION_PIN)
-    if raw is None or not raw.strip().isdigit():
+    if raw is None or not raw.strip().isdecimal():
         return None  # a malformed annotation is ignored rather than acted on
     return int(raw.strip())
 

@@ -57,7 +57,7 @@ async def read_json_body(request: Request, max_body_bytes: int) -> Any | JSONRes
     if ctype != "application/json":
         return json_error(415, f"expected Content-Type application/json, got {ctype or 'none'}")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_body_bytes:
+    if declared.isdecimal() and int(declared) > max_body_bytes:
         return json_error(413, f"body larger than {max_body_bytes} bytes")
     chunks, size = [], 0
     try:

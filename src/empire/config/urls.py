@@ -113,11 +113,11 @@ def check_redis_url(url: str) -> None:
         problem = None if parts.path not in ("", "/") else "no socket path"
     else:
         problem = _host_and_port(url, parts)
-        if problem is None and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        if problem is None and parts.path.strip("/") and not parts.path.strip("/").isdecimal():
             problem = "the database number (the path after host:port) is not a whole number"
     if problem is None:
         db = parse_qs(parts.query).get("db")
-        if db and not db[0].isdigit():
+        if db and not db[0].isdecimal():
             problem = "the db= query value is not a whole number"
     if problem:
         raise ValueError(f"{problem}; valid forms: {REDIS_FORMS}")

@@ -84,7 +84,7 @@ class EmailReceiver(StrictModel):
     @classmethod
     def _hostport(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit():
+        if not sep or not host or not port.isdecimal():
             raise ValueError(f"smarthost must be host:port, got {v!r}")
         return v
 

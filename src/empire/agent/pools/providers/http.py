@@ -50,7 +50,7 @@ def dotted(data: Any, path: str) -> Any:
     for part in path.split(".") if path else []:
         if isinstance(cur, dict):
             cur = cur.get(part)
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+        elif isinstance(cur, list) and part.isdecimal() and int(part) < len(cur):
             cur = cur[int(part)]
         else:
             return None

@@ -102,4 +102,25 @@ def test_one_origin_forecast_matches_the_series_forecast():
         t = len(y) - 1
         first, last = model.window_back()
         level = float(np.mean(y[t - first : t - last + 1]))
-        assert model.from_level(level, 0.9) == pytest.approx(model.predict(y, 0.9)[t])
+        vol = model.recent_volatility(y[t - model.recent_steps() + 1 : t + 1])
+        assert model.from_level(level, 0.9, vol) == pytest.approx(model.predict(y, 0.9)[t])
+
+
+def test_headroom_follows_recent_volatility():
+    """Calm spells get a narrow band, bursty ones a wide one, in the same workload."""
+    rng = np.random.default_rng(7)
+    calm = rng.poisson(50, 3000).astype(float)
+    bursty = rng.poisson(50, 3000) * rng.choice([1.0, 3.0], 3000, p=[0.8, 0.2])
+    y = np.concatenate([calm, bursty, calm, bursty])
+    model = LevelQuantileModel(2, 10).fit(y)
+    pred = model.predict(y, 0.95)
+    assert np.nanmean(pred[3100:5900]) > 1.5 * np.nanmean(pred[100:2900])
+    for part in (slice(100, 2900), slice(3100, 5900)):  # each calibrated on its own
+        hit = np.mean(y[part.start + 2 : part.stop + 2] <= pred[part])
+        assert hit == pytest.approx(0.95, abs=0.03)
+
+
+def test_the_best_level_window_is_chosen_on_validation():
+    y = np.repeat(np.random.default_rng(8).uniform(10, 100, 400), 10)  # steps: the last value knows best
+    choice = choose_model(y, horizon=2, window=(1, 10, 30), season=1440, quantile=0.9, validation=1000)
+    assert choice.chosen.window == 1 and set(choice.windows) == {1, 10, 30}

@@ -18,10 +18,14 @@ safety rules, learnt from what KEDA and HPA users complain about:
   ignored (new pods warming up distort them, HPA's cpu-initialization-period) and nothing scales
   down; `total` signals may still scale up;
 * predictive scaling (`predictive.mode`): the forecast's replicas are `ceil(forecast / target)`
-  (`predictive.target`, default the signal's); with `forecast_and_scale` the recommendation is
-  max(reactive, predictive) (`predicted_demand`), so when both fall the target scales in through
-  the same scale-down window and policies; with `forecast_only` nothing changes, and what it would
-  have done is recorded (`forecast_only`, `details["forecast"]["would_scale_to"]`). Above
+  (`predictive.target`, default the signal's). It acts only when the predictive guard vouches for it
+  (`Forecast.gate` trusted: on this workload's recent demand it beat reactive scaling, see
+  `empire.agent.guard`); then, with `forecast_and_scale`, the recommendation is max(reactive,
+  predictive) (`predicted_demand`): **never below what reactive scaling at the policy's own target
+  asks for**, and the guard's scale-down window (never longer than the policy's) lets stage 2 scale
+  down sooner. Not vouched for: the forecast is recorded (`would_scale_to`) with the reason
+  (`forecast_unproven`, `forecast_skill_lost`) and reactive scaling alone decides; with
+  `forecast_only` nothing changes either (`forecast_only`). Above
   `max_replicas`, `honor` clamps; `increase_by_percent` lets the ceiling rise to the forecast plus
   `max_capacity_buffer_percent` of it (`max_capacity_breach`), as AWS predictive scaling does.
 
@@ -39,6 +43,7 @@ from empire.agent.stabilizing import TargetHistory, history_keep, stabilize
 from empire.agent.types import (
     Decision,
     Forecast,
+    ForecastGate,
     Observation,
     Reason,
     Recommendation,
@@ -61,6 +66,11 @@ __all__ = [
 
 ANNOTATION_PAUSED = "empire.io/paused"
 ANNOTATION_PIN = "empire.io/pin-replicas"
+
+_GATE_REASON = {
+    ForecastGate.unproven: Reason.forecast_unproven,
+    ForecastGate.skill_lost: Reason.forecast_skill_lost,
+}
 
 _STATUS_REASON = {
     SampleStatus.missing: Reason.signal_missing,
@@ -216,25 +226,32 @@ def recommend(
     details: dict[str, Any] = {}
     forecast_replicas = None
     max_allowed = target.max_replicas
+    scale_down_window = None
     if forecast is not None and target.predictive.mode != PredictiveMode.off:
         forecast_replicas = _forecast_replicas(target, forecast, current)
         details["forecast"] = {**forecast.details, "signal": forecast.signal, "value": forecast.value,
                                "quantile": forecast.quantile, "horizon_seconds": forecast.horizon_seconds,
-                               "replicas": forecast_replicas}  # fmt: skip
+                               "replicas": forecast_replicas, "gate": forecast.gate.value}  # fmt: skip
         breach = target.predictive.max_capacity_breach == "increase_by_percent"
+        scale = target.predictive.mode == PredictiveMode.forecast_and_scale
+        acts = scale and forecast.gate == ForecastGate.trusted
+        if scale and not acts:  # the guard has not vouched for it: reactive scaling alone decides
+            reasons.append(_GATE_REASON[forecast.gate])
         if forecast_replicas is not None:
             ceiling = _breach_ceiling(target, forecast_replicas) if breach else target.max_replicas
-            scale = target.predictive.mode == PredictiveMode.forecast_and_scale
-            if scale and forecast_replicas > raw:
+            if acts and forecast_replicas > raw:
                 raw = forecast_replicas
                 reasons = [r for r in reasons if r != Reason.below_target] + [Reason.predicted_demand]
-            elif not scale and forecast_replicas > raw:  # forecast_only: record what it would do, act on nothing
+            elif not acts and forecast_replicas > raw:  # record what it would do, act on nothing
                 details["forecast"]["would_scale_to"] = max(target.min_replicas, min(forecast_replicas, ceiling))
-                reasons.append(Reason.forecast_only)
-            if scale and ceiling > target.max_replicas:
+                if not scale:
+                    reasons.append(Reason.forecast_only)
+            if acts and ceiling > target.max_replicas:
                 max_allowed = ceiling  # the reactive signals may use the raised ceiling too (AWS)
                 if raw > target.max_replicas:
                     reasons.append(Reason.max_capacity_breach)
+        if acts and forecast.scale_down_window is not None:
+            scale_down_window = forecast.scale_down_window
 
     if bad or grace:
         reasons.extend(bad_reasons)
@@ -245,7 +262,7 @@ def recommend(
             reasons = [r for r in reasons if r != Reason.below_target] + [Reason.scale_down_blocked]
     return Recommendation(
         **base, replicas=raw, reasons=(*reasons, *tail), estimates=estimates, forecast_replicas=forecast_replicas,
-        max_allowed=max_allowed, details=details,
+        max_allowed=max_allowed, scale_down_window=scale_down_window, details=details,
     )  # fmt: skip
 
 

@@ -36,16 +36,18 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from empire.agent.deciding import total_replicas
+from empire.agent.guard import GuardSettings, GuardVerdict, PredictiveGuard
 from empire.agent.horizon import HorizonForecasts, HorizonPath, history_query
 from empire.agent.loop import jsonable
-from empire.agent.types import Forecast
+from empire.agent.recent import RecentSeries
+from empire.agent.types import Forecast, ForecastGate
 from empire.models.forecast import quantile_name
 from empire.models.shortterm import CANDIDATE, MODEL_KINDS, LevelQuantileModel, choose_model
 from empire.policies.durations import format_duration
@@ -90,6 +92,20 @@ class PredictiveMetrics:
             "Holdout MAE of the horizon model (gbm) and of its seasonal fallback; the model is used only if not worse",
             ["target", "signal", "horizon", "model"], registry=registry,
         )  # fmt: skip
+        self.gate = Gauge("empire_forecast_gate", "1 for the predictive guard's state: trusted (the forecast acts), "
+                          "unproven or skill_lost (reactive scaling acts)", ["target", "state"], registry=registry)  # fmt: skip
+        self.skill = Gauge("empire_forecast_skill", "1 - pinball loss of the forecast / that of seasonal naive, recent "
+                           "forecasts (above 0: better than seasonal naive)", ["target"], registry=registry)  # fmt: skip
+        self.exceedance = Gauge("empire_forecast_exceedance_ratio", "Share of the recent forecasts that actual demand "
+                                "exceeded, at the quantile in use", ["target"], registry=registry)  # fmt: skip
+        self.quantile_used = Gauge("empire_forecast_quantile_used", "Forecast quantile the scaling acts on",
+                                   ["target"], registry=registry)  # fmt: skip
+        self.shadow_under = Gauge("empire_forecast_shadow_underprovisioned_ratio", "Share of ticks under-provisioned "
+                                  "over the evaluation window: reactive scaling vs the chosen variant (counterfactual)",
+                                  ["target", "policy"], registry=registry)  # fmt: skip
+        self.shadow_cost = Gauge("empire_forecast_shadow_replica_hours", "Replica-hours over the evaluation window: "
+                                 "reactive scaling vs the chosen variant (counterfactual)", ["target", "policy"],
+                                 registry=registry)  # fmt: skip
         self.horizon_refits = Counter(
             "empire_forecast_horizon_refits", "Horizon model refits by result (model|fallback|short_history|error)",
             ["target", "signal", "result"], registry=registry,
@@ -99,6 +115,10 @@ class PredictiveMetrics:
 @dataclass
 class _State:
     model: LevelQuantileModel | None = None
+    baseline: LevelQuantileModel | None = None  # seasonal naive (or naive): the yardstick of the skill measure
+    guard: PredictiveGuard | None = None
+    verdict: GuardVerdict | None = None
+    recent: RecentSeries | None = None
     fitted_at: datetime | None = None
     attempted_at: datetime | None = None
     restored: bool = False
@@ -156,7 +176,8 @@ class ForecastService:
         *,
         monitor: Monitor | None = None,
         step: float | None = None,
-        level_window: timedelta = timedelta(minutes=10),
+        level_windows: tuple[timedelta, ...] = (timedelta(0), timedelta(minutes=3), timedelta(minutes=10),
+                                                timedelta(minutes=30)),
         season: timedelta = timedelta(days=1),
         validation: timedelta = timedelta(days=1),
         min_history: timedelta = timedelta(minutes=30),
@@ -168,9 +189,10 @@ class ForecastService:
         self.observer, self.store, self.policy = observer, store, policy
         self.monitor = monitor or Monitor()
         self.fixed_step = step
-        self.level_window, self.season, self.validation = level_window, season, validation
+        self.level_windows, self.season, self.validation = level_windows, season, validation
         self.min_history, self.retry_after = min_history, retry_after
         self.states: dict[str, _State] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.horizon = horizon  # the daemon attaches one; the backtest does not
 
     # -- per tick ---------------------------------------------------------------------------------
@@ -187,23 +209,34 @@ class ForecastService:
         state = self.states.get(target.name)
         if state is None:
             state = self.states[target.name] = _State()
-            await self._restore(target, state)
+            await self._restore(target, state, now)
         model = state.model
         if model is None or model.horizon != self.horizon_steps(target):
             return None
         step = self.step()
-        first, last = model.window_back()  # only the steps the level is the mean of
-        query = history_query(self.observer, target.name, signal.name, signal.query)
-        start, end = now - timedelta(seconds=step * first), now - timedelta(seconds=step * last)
-        values = [v for _, v in await self.observer.history(query, start, end, step) if math.isfinite(v)]
-        if not values:
+        recent = await self._recent(target, signal, state, now)
+        first, last = model.window_back()  # the steps the level is the mean of
+        window = [v for v in recent.back(first, last) if math.isfinite(v)]
+        if not window:
             return None
-        value = model.from_level(sum(values) / len(values), target.predictive.quantile)
+        level = sum(window) / len(window)
+        vol = model.recent_volatility(recent.back(model.recent_steps() - 1))
+        guard = self._guard(target, signal, state)
+        quantiles = sorted({target.predictive.quantile, *guard.quantiles})
+        values = model.forecasts(level, quantiles, vol)
+        demand = recent.latest()
+        if math.isfinite(demand) and recent.end is not None:
+            at = datetime.fromtimestamp(recent.end * recent.step, UTC)
+            guard.observe(at, demand, values, self._naive(target, state, recent))
+        verdict = state.verdict = guard.verdict()
+        q = verdict.variant.quantile if verdict.trusted and verdict.variant else target.predictive.quantile
+        value = values[q]
         metrics = self.monitor.predictive
-        metrics.demand.labels(target.name).set(value)
+        self._gauge(metrics.demand, target.name).set(value)
         if signal.type == SignalType.total:
-            metrics.replicas.labels(target.name).set(total_replicas(target, signal, value))
-        details: dict[str, Any] = {}
+            self._gauge(metrics.replicas, target.name).set(total_replicas(target, signal, value))
+        self._gate_metrics(target.name, verdict, guard)
+        details: dict[str, Any] = {"guard": verdict.summary()}
         if self.horizon is not None:
             try:
                 path = await self.horizon.path(target.name, signal.name, now)
@@ -213,8 +246,83 @@ class ForecastService:
                 info = None
             if info is not None:
                 details["horizon"] = info
-        q = target.predictive.quantile
-        return Forecast(signal.name, value, q, model.horizon * step, model.kind, details)
+        window_s = verdict.variant.window if verdict.trusted and verdict.variant else None
+        return Forecast(signal.name, value, q, model.horizon * step, model.kind, details,
+                        gate=ForecastGate(verdict.state), scale_down_window=window_s)  # fmt: skip
+
+    async def _recent(self, target: Target, signal: Signal, state: _State, now: datetime) -> RecentSeries:
+        """The target's recent demand, long enough for both models' windows, up to `now`."""
+        step = self.step()
+        need = max(m.window_back()[0] + 1 if m.season else max(m.window, m.recent_steps())
+                   for m in (state.model, state.baseline) if m is not None)  # fmt: skip
+        need = max(need, state.model.recent_steps() if state.model else 1)
+        if state.recent is None or state.recent.step != step or state.recent.size < need:
+            state.recent = RecentSeries(step, need)
+        query = history_query(self.observer, target.name, signal.name, signal.query)
+
+        async def fetch(start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+            return await self.observer.history(query, start, end, step)
+
+        await state.recent.update(fetch, now)
+        return state.recent
+
+    def _naive(self, target: Target, state: _State, recent: RecentSeries) -> float | None:
+        """The seasonal-naive (or naive) forecast at the policy's quantile: the skill measure's yardstick."""
+        base = state.baseline
+        if base is None or base.horizon != self.horizon_steps(target):
+            return None
+        first, last = base.window_back()
+        level = [v for v in recent.back(first, last) if math.isfinite(v)]
+        if not level:
+            return None
+        vol = base.recent_volatility(recent.back(base.recent_steps() - 1))
+        return base.from_level(sum(level) / len(level), target.predictive.quantile, vol)
+
+    def guard_settings(self, target: Target, signal: Signal) -> GuardSettings:
+        p = target.predictive
+        return GuardSettings(
+            step=self.step(), target=signal.target, capacity=p.target or signal.target, tolerance=target.tolerance,
+            policy_window=target.behavior.scale_down.stabilization_window.total_seconds(),
+            buffer=p.scheduling_buffer.total_seconds(), quantile=p.quantile, min_replicas=max(1, target.min_replicas),
+            max_replicas=target.max_replicas, evaluation_window=p.evaluation_window.total_seconds(),
+            min_evaluation=p.min_evaluation.total_seconds(),
+        )  # fmt: skip
+
+    def _guard(self, target: Target, signal: Signal, state: _State) -> PredictiveGuard:
+        """The target's guard, rebuilt (evidence kept where it still applies) when the policy changed it."""
+        settings = self.guard_settings(target, signal)
+        if state.guard is None or state.guard.s != settings:
+            old = state.guard
+            state.guard = PredictiveGuard(settings, settings.min_replicas)
+            if old is not None and old.last_at is not None:
+                state.guard.restore(old.state(), datetime.fromtimestamp(old.last_at, UTC))
+        return state.guard
+
+    def _gauge(self, metric: Gauge, *labels: str) -> Gauge:
+        """A labelled child, looked up once (every predictive target sets a dozen of them every tick)."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def _gate_metrics(self, name: str, verdict: GuardVerdict, guard: PredictiveGuard) -> None:
+        m, g = self.monitor.predictive, self._gauge
+        for gate in ForecastGate:
+            g(m.gate, name, gate.value).set(1 if gate.value == verdict.state else 0)
+        skill = guard.skill()
+        if skill is not None:
+            g(m.skill, name).set(skill)
+        used = verdict.variant.quantile if verdict.variant else guard.s.quantile
+        misses, n = guard.exceedance(used)
+        if n:
+            g(m.exceedance, name).set(misses / n)
+        g(m.quantile_used, name).set(used)
+        for policy, variant in (("reactive", None), ("chosen", verdict.variant)):
+            if policy == "reactive" or variant is not None:
+                under, ticks, cost = guard.totals(variant)
+                g(m.shadow_under, name, policy).set(under / ticks if ticks else 0)
+                g(m.shadow_cost, name, policy).set(cost / 3600)
 
     # -- refits -----------------------------------------------------------------------------------
     async def refit_due(self, now: datetime) -> None:
@@ -224,7 +332,7 @@ class ForecastService:
                 continue
             state = self.states.setdefault(target.name, _State())
             if not state.restored:
-                await self._restore(target, state)
+                await self._restore(target, state, now)
             age = now - state.fitted_at if state.fitted_at is not None else None
             young = state.trained_on is not None and state.trained_on < target.predictive.history
             due = (
@@ -269,45 +377,57 @@ class ForecastService:
             return None
         season = round(self.season.total_seconds() / step)
         val = min(round(self.validation.total_seconds() / step), len(y) // 4)
-        window = max(1, round(self.level_window.total_seconds() / step))
-        choice = choose_model(y, horizon=h, window=window, season=season, quantile=q, validation=val)
+        windows = tuple(sorted({max(1, round(w.total_seconds() / step)) for w in self.level_windows}))
+        choice = choose_model(y, horizon=h, window=windows, season=season, quantile=q, validation=val)
         chosen, other, losses = choice.chosen, choice.other, choice.losses
         for kind, loss in losses.items():
             metrics.validation.labels(target.name, kind).set(loss)
         common = {"validation_steps": val, "train_steps": len(y) - val, "step_seconds": step, "quantile": q,
-                  "losses": losses, "baseline": choice.baseline}  # fmt: skip
+                  "losses": losses, "baseline": choice.baseline, "window_losses": choice.windows}  # fmt: skip
         reason = choice.reason
         use_candidate = chosen.kind == CANDIDATE
         name = f"demand/{target.name}"
         await self.store.save_model(
-            ModelRecord(name, other.kind, other.params(), jsonable({**common, "used": False}), now, None, in_use=False)
-        )
-        await self.store.save_model(ModelRecord(name, chosen.kind, chosen.to_record(),
-                                                jsonable({**common, "used": True, "reason": reason}), now, None,
-                                                in_use=True))  # fmt: skip
+            ModelRecord(name, other.kind, other.to_record(), jsonable({**common, "used": False}), now, None,
+                        in_use=False)
+        )  # fmt: skip
+        guard = {"guard": state.guard.state()} if state.guard is not None else {}
+        baseline = other if use_candidate else chosen
+        params = {**chosen.to_record(), "baseline": baseline.to_record()}
+        await self.store.save_model(ModelRecord(name, chosen.kind, params,
+                                                jsonable({**common, "used": True, "reason": reason, **guard}), now,
+                                                None, in_use=True))  # fmt: skip
         for kind in MODEL_KINDS:
             metrics.in_use.labels(target.name, kind).set(1 if kind == chosen.kind else 0)
         metrics.refits.labels(target.name, "candidate" if use_candidate else "fallback").inc()
         state.model, state.fitted_at, state.reason, state.metrics = chosen, now, reason, common
+        state.baseline = baseline
         state.trained_on = timedelta(seconds=len(y) * step)
         logger.info("%s: forecast model refitted: %s", target.name, reason)
         return chosen
 
-    async def _restore(self, target: Target, state: _State) -> None:
-        """Reuse the model in use from the registry (a restart does not wait for a refit)."""
+    async def _restore(self, target: Target, state: _State, now: datetime) -> None:
+        """Reuse the model in use and the guard's books from the registry (a restart neither waits for a
+        refit nor forgets what the shadows have seen, up to the last refit)."""
         state.restored = True
         try:
             rec = await self.store.latest_model(f"demand/{target.name}")
             if rec is not None and rec.params.get("residual_quantiles"):
                 state.model = LevelQuantileModel.from_record(rec.params)
+                if rec.params.get("baseline"):
+                    state.baseline = LevelQuantileModel.from_record(rec.params["baseline"])
                 state.fitted_at, state.reason = rec.created_at, f"restored from the model registry ({rec.kind})"
+                signal = target.demand_signal()
+                if signal is not None and isinstance(rec.metrics.get("guard"), dict):
+                    self._guard(target, signal, state).restore(rec.metrics["guard"], now)
         except Exception as exc:
             logger.warning("%s: could not restore the forecast model: %s", target.name, exc)
 
     def status(self) -> dict[str, Any]:
         return {
-            name: {"model": s.model.kind if s.model else None,
-                   "fitted_at": s.fitted_at.isoformat() if s.fitted_at else None, "reason": s.reason}
+            name: {"model": s.model.kind if s.model else None, "window": s.model.window if s.model else None,
+                   "fitted_at": s.fitted_at.isoformat() if s.fitted_at else None, "reason": s.reason,
+                   "guard": {"state": s.verdict.state, **s.verdict.details} if s.verdict else None}
             for name, s in self.states.items()
         }  # fmt: skip
 

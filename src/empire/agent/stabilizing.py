@@ -11,7 +11,9 @@ This reproduces `normalizeDesiredReplicasWithBehaviors` of the Kubernetes HPA co
    `clamp(current, lowest_up, highest_down)` (HPA's upRecommendation / downRecommendation). The
    raw recommendation is then recorded in the history (HPA records the unstabilized value). When
    the history is empty, `current` is recorded first at `now` (HPA's initial recommendation), so a
-   restart never scales down before the window has seen real data.
+   restart never scales down before the window has seen real data. A trusted forecast may bring a
+   shorter scale-down window (`Recommendation.scale_down_window`, from the predictive guard): a
+   scale-down it allows before the policy's window would have is named `early_scale_down`.
 3. Rate policies: per policy, the replicas at the start of its period are `current - added + removed`
    by the scale events of the last `period`; a `pods` policy allows +/- value from there, a
    `percent` policy `ceil(start * (1 + v/100))` up or `floor(start * (1 - v/100))` down. `select:
@@ -157,17 +159,26 @@ def stabilize(target: Target, rec: Recommendation, history: TargetHistory, now: 
     up_rules, down_rules = target.behavior.scale_up, target.behavior.scale_down
     up_cutoff = now - up_rules.stabilization_window
     down_cutoff = now - down_rules.stabilization_window
-    up_rec = down_rec = raw
+    early_cutoff = down_cutoff
+    if rec.scale_down_window is not None:  # a trusted forecast's window: never longer than the policy's
+        early_cutoff = max(down_cutoff, now - timedelta(seconds=rec.scale_down_window))
+    up_rec = down_rec = policy_down = raw
     for at, replicas in history.recommendations:
         if at > up_cutoff:
             up_rec = min(up_rec, replicas)
-        if at > down_cutoff:
+        if at > early_cutoff:
             down_rec = max(down_rec, replicas)
+        if at > down_cutoff:
+            policy_down = max(policy_down, replicas)
     stabilized = min(max(current, up_rec), down_rec)
     reasons: list[Reason] = []
     if stabilized != raw:
         reasons.append(Reason.stabilized_up if raw > current else Reason.stabilized_down)
+    if stabilized < min(max(current, up_rec), policy_down):
+        reasons.append(Reason.early_scale_down)
     details: dict[str, Any] = {"window_up_min": up_rec, "window_down_max": down_rec, "stabilized": stabilized}
+    if rec.scale_down_window is not None:
+        details["scale_down_window"] = rec.scale_down_window
 
     desired = stabilized
     if stabilized > current:

@@ -48,6 +48,8 @@ class Reason(StrEnum):
     within_tolerance = "within_tolerance"  # ratio inside the dead band: keep current
     predicted_demand = "predicted_demand"  # the forecast asked for more than the reactive signals
     forecast_only = "forecast_only"  # the forecast asked for more, recorded only (predictive mode forecast_only)
+    forecast_unproven = "forecast_unproven"  # the guard has no evidence that the forecast beats reactive: not acted on
+    forecast_skill_lost = "forecast_skill_lost"  # recent forecasts missed too often: not acted on
     # -- scaling: safety rules
     signal_missing = "signal_missing"  # no value: never scale down on it
     signal_stale = "signal_stale"
@@ -67,6 +69,7 @@ class Reason(StrEnum):
     scaling_disabled = "scaling_disabled"  # select: disabled in that direction
     clamped_min = "clamped_min"
     clamped_max = "clamped_max"
+    early_scale_down = "early_scale_down"  # a trusted forecast's shorter scale-down window let it scale down sooner
     max_capacity_breach = "max_capacity_breach"  # forecast above max_replicas, buffer allowed
     no_change = "no_change"
     # -- execution
@@ -299,19 +302,31 @@ class Observation:
         return next((s for s in self.samples if s.signal == signal), None)
 
 
+class ForecastGate(StrEnum):
+    """What the predictive guard (`empire.agent.guard`) lets a scaling forecast do."""
+
+    trusted = "trusted"  # it beat reactive scaling on this workload's recent demand: it may add replicas and
+    # shorten the scale-down window to `Forecast.scale_down_window`
+    unproven = "unproven"  # no such evidence (yet): recorded, not acted on; reactive scaling acts
+    skill_lost = "skill_lost"  # it missed too often lately, or is no better than seasonal naive: not acted on
+
+
 @dataclass(frozen=True)
 class Forecast:
     """Predicted demand for a target's demand signal: the `quantile` of the forecast distribution
-    at `at + horizon`. Filled by the predictive model (issue 5); `decide()` only reads it."""
+    at `at + horizon`. Filled by the predictive model; `decide()` only reads it. It acts only when
+    `gate` is `trusted` (the default is not: a forecast nobody vouched for never scales)."""
 
     signal: str
     value: float
     quantile: float
     horizon_seconds: float
     model: str | None = None
-    # What else the forecaster wants on the record (the horizon forecast): `decide()` copies it into
-    # `details["forecast"]` untouched; it never changes a decision.
+    # What else the forecaster wants on the record (the guard's evidence, the horizon forecast):
+    # `decide()` copies it into `details["forecast"]` untouched; it never changes a decision.
     details: dict[str, Any] = field(default_factory=dict, compare=False)
+    gate: ForecastGate = ForecastGate.unproven
+    scale_down_window: float | None = None  # seconds; with a trusted gate, replaces the policy's scale-down window
 
 
 @dataclass(frozen=True)
@@ -345,6 +360,7 @@ class Recommendation:
     estimates: tuple[SignalEstimate, ...] = ()
     forecast_replicas: int | None = None
     max_allowed: int | None = None  # max_replicas, or more under max_capacity_breach
+    scale_down_window: float | None = None  # seconds: a trusted forecast's window, shorter than the policy's
     bypass_stabilization: bool = False
     hold: bool = False
     paused: bool = False

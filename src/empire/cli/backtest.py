@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from empire.cli.common import check_output_path, count, number, replaced_when_done
 from empire.errors import ConfigError
@@ -33,13 +34,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 is turned into requests per minute (divided by the step, interpolated); --noise poisson draws
 per-minute arrivals at that rate. Rows whose status is not 'ok' are replayed but not counted.
 
+TRACE may also name a trace of the suite, suite:NAME (e.g. suite:twitter-fb), with the suite's
+capacity rule (the 99th-percentile minute needs 40 replicas) unless --capacity is given.
+
+--suite runs every trace of the default suite (or the comma-separated NAMES) for every policy, in
+--workers processes, and prints a table per trace plus the totals: NASA-HTTP, NYC taxi (native and
+with Poisson arrivals, seeds 0-2), five Twitter-volume traces and a synthetic flash crowd. It holds
+when empire is no worse than reactive on every trace (under-provisioned minutes and replica-hours)
+and has at most half of reactive's under-provisioned minutes over all of them. Exit 1 when not.
+
 examples:
   empire backtest                                   the shipped NASA trace, reference settings
   empire backtest --json out/bt.json --plot out/bt.png
+  empire backtest suite:twitter-fb --plot out/fb.png
+  empire backtest --suite --json out/suite.json     every trace of the suite (minutes, not seconds)
   empire backtest taxi.csv --scale 0.083 --noise poisson
   empire backtest --capacity 20 --startup-delay 3m --quantile 0.95""",
     )
-    p.add_argument("trace", nargs="?", metavar="TRACE.csv", help="demand trace (default: shipped NASA-HTTP)")
+    p.add_argument("trace", nargs="?", metavar="TRACE.csv",
+                   help="demand trace, or suite:NAME (default: shipped NASA-HTTP)")  # fmt: skip
+    p.add_argument("--suite", nargs="?", const="all", metavar="NAMES",
+                   help="run the backtest suite (all traces, or the comma-separated NAMES)")  # fmt: skip
     p.add_argument("--value-column", metavar="COL", help="default: the first column besides timestamp/status")
     p.add_argument("--status-column", metavar="COL", help="default: 'status' when present")
     p.add_argument("--timestamp-column", metavar="COL", default="timestamp")
@@ -49,7 +64,8 @@ examples:
     p.add_argument("--days", type=number(high=1e6, above=0), help="only the first N days of the trace")
     g = p.add_argument_group("cluster and reactive (HPA) baseline")
     g.add_argument(
-        "--capacity", type=number(high=1e9, above=0), default=10.0, help="requests/min per ready replica (default 10)"
+        "--capacity", type=number(high=1e9, above=0),
+        help="requests/min per ready replica (default 10; for a suite trace, its p99 minute / 40)",
     )
     g.add_argument("--startup-delay", default="2m", help="request to ready (default 2m)")
     g.add_argument("--min-replicas", type=count(0, 1_000_000), default=1)
@@ -60,12 +76,9 @@ examples:
     g.add_argument("--observation-lag", default="0s",
                    help="a minute's demand is seen this long after the minute starts (default 0s: at once)")  # fmt: skip
     e = p.add_argument_group("empire")
-    e.add_argument("--quantile", type=number(), default=0.975, help="forecast quantile provisioned for (default 0.975)")
+    e.add_argument("--quantile", type=number(), default=0.975,
+                   help="forecast quantile at the centre of the guard's variants (default 0.975)")  # fmt: skip
     e.add_argument("--scheduling-buffer", help="forecast this far ahead (default: the start-up delay)")
-    e.add_argument(
-        "--empire-utilization", type=number(), default=0.85, help="reactive safety net target (default 0.85)"
-    )
-    e.add_argument("--empire-scale-down-window", help="default: scheduling buffer + 1 minute")
     o = p.add_argument_group("output")
     o.add_argument("--policies", default="reactive,empire,oracle", help="comma-separated subset")
     o.add_argument("--json", metavar="FILE", help="write every figure as JSON")
@@ -119,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise ConfigError(f"--policies: unknown {', '.join(bad) or '(none)'}; valid: {', '.join(POLICIES)}")
-    for name, value in (("--quantile", args.quantile), ("--target-utilization", args.target_utilization),
-                        ("--empire-utilization", args.empire_utilization)):  # fmt: skip
+    for name, value in (("--quantile", args.quantile), ("--target-utilization", args.target_utilization)):
         if not 0 < value < 1 + (name != "--quantile"):
             raise ConfigError(f"{name} must be between 0 and 1 (got {value})")
     if args.min_replicas > args.max_replicas:
@@ -130,17 +142,25 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_path(args.plot, "--plot", PLOT_FORMATS)
     settings = BacktestSettings(
-        capacity=args.capacity, startup_delay=_seconds(args.startup_delay, "--startup-delay") or 0.0,
+        capacity=args.capacity or 10.0, startup_delay=_seconds(args.startup_delay, "--startup-delay") or 0.0,
         min_replicas=args.min_replicas, max_replicas=args.max_replicas, target_utilization=args.target_utilization,
         tolerance=args.tolerance, scale_down_window=_seconds(args.scale_down_window, "--scale-down-window") or 0.0,
         quantile=args.quantile, scheduling_buffer=_seconds(args.scheduling_buffer, "--scheduling-buffer"),
-        empire_utilization=args.empire_utilization,
-        empire_scale_down_window=_seconds(args.empire_scale_down_window, "--empire-scale-down-window"),
         observation_lag=_seconds(args.observation_lag, "--observation-lag") or 0.0,
     )  # fmt: skip
-    trace = load_trace(args.trace, value_column=args.value_column, status_column=args.status_column,
-                       timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed,
-                       days=args.days)  # fmt: skip
+    if args.suite:
+        return _run_suite(args, settings, policies)
+    if args.trace and args.trace.startswith("suite:"):
+        from empire.agent.backtest.suite import capacity_for, suite_trace
+
+        spec = suite_trace(args.trace.removeprefix("suite:"))
+        trace = spec.load()
+        capacity = args.capacity or spec.capacity or capacity_for(trace)
+        settings = replace(settings, capacity=capacity)
+    else:
+        trace = load_trace(args.trace, value_column=args.value_column, status_column=args.status_column,
+                           timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed,
+                           days=args.days)  # fmt: skip
     if args.days is not None:
         trace = trace.head(max(1, int(args.days * 1440)))
     started = time.monotonic()
@@ -160,4 +180,32 @@ def run(args: argparse.Namespace) -> int:
             write_plot(runs, trace, settings, partial, fmt=Path(args.plot).suffix.lstrip(".").lower())
         print(f"plot: {args.plot}")
     check = target_check(runs)
+    return 0 if check is None or check["met"] else 1
+
+
+def _run_suite(args: argparse.Namespace, settings: Any, policies: tuple[str, ...]) -> int:
+    from empire.agent.backtest.suite import DEFAULT_SUITE, format_suite, run_suite, suite_check, suite_trace
+
+    if args.trace or args.plot or args.days is not None:
+        raise ConfigError("--suite runs the suite's own traces in full: leave out TRACE, --days and --plot "
+                          "(plot one trace with: empire backtest suite:NAME --plot FILE)")  # fmt: skip
+    names = [n.strip() for n in args.suite.split(",") if n.strip()] if args.suite != "all" else []
+    traces = tuple(suite_trace(n) for n in names) if names else DEFAULT_SUITE
+    started = time.monotonic()
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        results, _ = run_suite(traces, settings, policies, workers=max(1, args.workers), progress=progress)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(format_suite(results, settings))
+    check = suite_check(results)
+    if args.json:
+        body = {"settings": settings.as_dict(), "wall_seconds": round(time.monotonic() - started, 1),
+                "traces": [{"name": r.name, "minutes": r.minutes, "counted_minutes": r.counted_minutes,
+                            "capacity": r.capacity, "policies": r.summaries, "wall_seconds": r.seconds,
+                            "check": r.check()} for r in results],
+                "suite": check}  # fmt: skip
+        with replaced_when_done(args.json, "--json") as partial:
+            partial.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        print(f"figures: {args.json}")
     return 0 if check is None or check["met"] else 1

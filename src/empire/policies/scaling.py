@@ -207,6 +207,18 @@ class PredictivePolicy(StrictModel):
         default=10, ge=0, le=100, description="with increase_by_percent: effective max = forecast * (1 + buffer)"
     )
     history: Duration = Field(default=timedelta(days=14), description="history fetched to fit the models")
+    evaluation_window: Duration = Field(
+        default=timedelta(days=7),
+        description=(
+            "the guard compares, over this much recent live demand, reactive scaling with the forecast's variants "
+            "(counterfactual shadows); the forecast acts only through a variant that had fewer under-provisioned "
+            "minutes at no more replica-hours"
+        ),
+    )
+    min_evaluation: Duration = Field(
+        default=timedelta(hours=12),
+        description="live demand the guard must have seen before the forecast may act (reactive scaling until then)",
+    )
     refit_every: Duration = Field(
         default=timedelta(hours=6), description="refit both models (scheduling_buffer and horizon) this often"
     )

@@ -61,12 +61,9 @@ class BacktestSettings:
     target_utilization: float = 0.7  # HPA v2 default target
     tolerance: float = 0.1
     scale_down_window: float = 300.0
-    # empire: predictive (forecast quantile over the scheduling buffer) + a reactive safety net
+    # empire: the same reactive rule (same target, same windows) plus the guarded forecast
     quantile: float = 0.975
     scheduling_buffer: float | None = None  # default: the start-up delay
-    empire_utilization: float = 0.85
-    empire_scale_down_window: float | None = None  # default: scheduling buffer + one tick
-    level_window: float = 600.0  # seconds of recent demand averaged into the forecast's level
     observation_lag: float = 0.0  # seconds before a minute's demand is visible (0: the reference convention)
     history: float = 14 * 86400.0
     refit_every: float = 6 * 3600.0
@@ -75,21 +72,17 @@ class BacktestSettings:
     def buffer(self) -> float:
         return self.scheduling_buffer if self.scheduling_buffer is not None else self.startup_delay
 
-    @property
-    def empire_window(self) -> float:
-        return self.empire_scale_down_window if self.empire_scale_down_window is not None else self.buffer + 60.0
-
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "scheduling_buffer": self.buffer, "empire_scale_down_window": self.empire_window}
+        return {**asdict(self), "scheduling_buffer": self.buffer}
 
 
-def _target(name: str, s: BacktestSettings, utilization: float, window: float, predictive: dict[str, Any]) -> dict:
+def _target(name: str, s: BacktestSettings, predictive: dict[str, Any]) -> dict:
     return {
         "name": name, "workload": {"name": name, "namespace": "backtest"},
         "min_replicas": s.min_replicas, "max_replicas": s.max_replicas, "tolerance": s.tolerance,
         "startup_grace": "0s",
-        "signals": [{"name": "demand", "query": "demand", "type": "total", "target": utilization * s.capacity}],
-        "behavior": {"scale_down": {"stabilization_window": f"{int(window)}s", "select": "max",
+        "signals": [{"name": "demand", "query": "demand", "type": "total", "target": s.target_utilization * s.capacity}],
+        "behavior": {"scale_down": {"stabilization_window": f"{int(s.scale_down_window)}s", "select": "max",
                                     "policies": [{"type": "percent", "value": 100, "period": "15s"}]}},
         "predictive": predictive,
     }  # fmt: skip
@@ -98,14 +91,14 @@ def _target(name: str, s: BacktestSettings, utilization: float, window: float, p
 def policy_for(name: str, s: BacktestSettings) -> LoadedPolicy:
     """The policy document each loop runs (shown in the JSON output, valid for `empire run` too)."""
     if name == "reactive":
-        target = _target(name, s, s.target_utilization, s.scale_down_window, {"mode": "off"})
+        target = _target(name, s, {"mode": "off"})
     elif name == "empire":
         predictive = {
             "mode": "forecast_and_scale", "signal": "demand", "quantile": s.quantile,
             "scheduling_buffer": f"{int(s.buffer)}s", "target": s.capacity,
             "history": f"{int(s.history)}s", "refit_every": f"{int(s.refit_every)}s",
         }  # fmt: skip
-        target = _target(name, s, s.empire_utilization, s.empire_window, predictive)
+        target = _target(name, s, predictive)
     else:
         raise ValueError(f"no loop policy for {name!r}")
     body = {"loop": {"interval": "60s"}, "targets": [target]}
@@ -180,9 +173,7 @@ async def _run_loop(name: str, trace: DemandTrace, s: BacktestSettings, progress
                        monitor=monitor, replica="backtest", jobs=jobs, drive_jobs=True)  # fmt: skip
     service = None
     if name == "empire":
-        service = ForecastService(
-            observer, store, lambda: loop.policy, monitor=monitor, level_window=timedelta(seconds=s.level_window)
-        )
+        service = ForecastService(observer, store, lambda: loop.policy, monitor=monitor)
         loop.forecaster = service
         jobs.add("predictive-refit", timedelta(minutes=5), service.refit_due)
     started = time.perf_counter()

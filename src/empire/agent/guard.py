@@ -1,0 +1,381 @@
+"""The predictive guard: a forecast acts only where, on this workload's own live demand, it has
+beaten plain reactive scaling. PURE: no I/O, no clock (times are arguments), no globals.
+
+Why a guard and not a better model: a forecaster tuned on one kind of traffic is wrong on another
+(bursty tweet volumes, Poisson arrivals, flash crowds), and a wrong forecast that *lowers* headroom
+causes outages HPA would not have had. So the question "may the forecast act?" is answered per
+target, on the evidence of the target's own recent demand, against the baseline the user would
+otherwise run: HPA at the policy's own target utilization.
+
+How. For every observed demand point the guard advances a few **shadow scalers**, counterfactual
+controllers that see the same demand as the real one:
+
+* `reactive`: HPA's rule (`ceil(demand / target)`, the tolerance dead band, the policy's scale-down
+  stabilization window), which is what the user gets without predictive scaling;
+* one *variant* per (forecast quantile, scale-down window): the same reactive rule, plus the
+  forecast's replicas when they are more (`max(reactive, forecast)`: a forecast only ever adds), and
+  a scale-down window that may be shorter than the policy's (scaling down sooner is where the savings
+  come from). The quantiles are the policy's and its neighbours on a log scale of the miss rate
+  (4x, 2x, 1x and 0.4x `1 - quantile`); the windows are 0.5x, 1x and 1.5x the scheduling buffer and
+  the policy's own, never longer than the policy's (the guard only ever scales down sooner).
+
+Each shadow keeps books per hour: minutes (ticks) under-provisioned (demand above the replicas that
+would be ready: a replica asked for is ready `scheduling_buffer` later, removal is immediate) and
+replica-seconds. Over the last `evaluation_window` (7 days by default, once `min_evaluation` has
+passed) a variant is **eligible** when it was under-provisioned clearly less often than the reactive
+shadow (by at least 3 ticks and one standard deviation of reactive's count, so that luck cannot
+explain it) *and* cost no more replica-seconds; the one with the fewest under-provisioned ticks (then
+the cheapest) is chosen. Where reactive is (nearly) never short, nothing can be won and the forecast
+does not act. No eligible variant: the forecast does not act (`unproven`) and the target
+scales as HPA would. The counterfactual is exact for a demand that does not depend on the replicas
+(requests, queue arrivals), which is what predictive scaling forecasts.
+
+Two online skill measures are kept beside the books, both strictly causal (a forecast is scored
+only when its target time has been observed):
+
+* **exceedance**: how often actual demand exceeded the chosen variant's forecast. A sudden run of
+  misses (more than a binomial test allows at the quantile, over the last `gate_window` forecasts)
+  closes the gate at once (`skill_lost`) until the misses drop out of that window: the slow books
+  would take days to notice, this takes minutes;
+* **skill**: `1 - pinball(model) / pinball(seasonal naive)` at the policy's quantile over the same
+  recent forecasts, reported (metrics, `/status`, the journal) and required to be positive.
+
+Shadows approximate HPA's stabilization: tolerance and the stabilization windows, not the rate
+policies (which rarely bind at one tick per interval); they start at the current replicas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "GateState",
+    "GuardSettings",
+    "GuardVerdict",
+    "PredictiveGuard",
+    "ShadowBank",
+    "Variant",
+    "trip_count",
+    "variant_grid",
+]
+
+_MISS_FACTORS = (4.0, 2.0, 1.0, 0.4)  # miss rates of the variants, relative to the policy's 1 - quantile
+_WINDOW_FACTORS = (0.5, 1.0, 1.5)  # scale-down windows of the variants, relative to the scheduling buffer
+
+
+class GateState:
+    """Why the forecast may or may not act (string constants: they reach the journal and metrics)."""
+
+    trusted = "trusted"  # a variant beat reactive on the evidence: it acts
+    unproven = "unproven"  # not enough evidence yet, or no variant beat reactive: reactive acts
+    skill_lost = "skill_lost"  # a sudden run of misses (or no skill over seasonal naive): reactive acts
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way the forecast could act: provision for `quantile`, scale down after `window` seconds."""
+
+    quantile: float
+    window: float  # scale-down stabilization window, seconds
+
+    @property
+    def name(self) -> str:
+        return f"q{self.quantile:g}/{_fmt_seconds(self.window)}"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def variant_grid(quantile: float, buffer: float, policy_window: float) -> tuple[Variant, ...]:
+    """The variants for a policy: quantiles around the policy's, windows around the scheduling buffer."""
+    miss = 1.0 - quantile
+    qs = sorted({round(min(0.999, max(0.5, 1.0 - miss * f)), 6) for f in _MISS_FACTORS})
+    windows = sorted({*(min(round(buffer * f, 3), policy_window) for f in _WINDOW_FACTORS), policy_window})
+    return tuple(Variant(q, w) for q in qs for w in windows)
+
+
+def trip_count(n: int, miss: float, p: float = 1e-3) -> int:
+    """The fewest misses among `n` forecasts whose chance is below `p` if each misses with `miss`
+    (a one-sided binomial test, computed exactly)."""
+    term = (1.0 - miss) ** n  # P(X = 0)
+    tail = 1.0
+    for k in range(n + 1):
+        tail -= term  # P(X >= k + 1)
+        if tail < p:
+            return k + 1
+        term = term * (n - k) / (k + 1) * miss / (1.0 - miss)
+    return n + 1
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """Everything the guard needs from the policy, in seconds and replica units."""
+
+    step: float  # seconds between observations (the loop interval)
+    target: float  # demand per replica for reactive scaling (the signal's target: HPA's rule)
+    capacity: float  # demand one replica serves at full capacity (predictive.target): the books' yardstick
+    tolerance: float
+    policy_window: float  # the policy's scale-down stabilization window, seconds
+    buffer: float  # scheduling buffer (replica start-up time), seconds
+    quantile: float
+    min_replicas: int = 1
+    max_replicas: int = 10_000
+    evaluation_window: float = 7 * 86400.0
+    min_evaluation: float = 12 * 3600.0
+    gate_window: int = 60  # recent forecasts the sudden-miss test looks at
+    bucket: float = 3600.0  # the books' granularity
+
+    @property
+    def delay_steps(self) -> int:
+        return max(1, math.ceil(self.buffer / self.step - 1e-9))
+
+
+class ShadowBank:
+    """The counterfactual controllers (see the module docstring), one column each, stepped together:
+    column 0 is reactive scaling, column i > 0 is `variants[i - 1]`. Books in hourly buckets."""
+
+    def __init__(self, variants: tuple[Variant, ...], settings: GuardSettings, replicas: int) -> None:
+        self.s = settings
+        self.names = ("reactive", *(v.name for v in variants))
+        self.windows = np.array([settings.policy_window, *(v.window for v in variants)])
+        self.replicas = np.full(len(self.names), replicas, dtype=np.int64)
+        self.recent: deque[tuple[float, np.ndarray]] = deque()  # (time, raw recommendations)
+        self.asked: deque[np.ndarray] = deque([self.replicas.copy()] * (settings.delay_steps + 1),
+                                              maxlen=settings.delay_steps + 1)  # fmt: skip
+        self.books: deque[tuple[float, list[float], np.ndarray, np.ndarray]] = deque()  # start, [ticks], under, cost
+        self.under = np.zeros(len(self.names))
+        self.cost = np.zeros(len(self.names))
+        self.ticks = 0.0
+
+    def step(self, at: float, demand: float, forecast_replicas: np.ndarray | None) -> None:
+        """Advance one observation: decide like each controller would, then book the tick.
+        `forecast_replicas`: one per variant (column 1..), or None while there is no forecast."""
+        s, cur = self.s, self.replicas
+        with np.errstate(divide="ignore", invalid="ignore"):
+            within = (cur > 0) & (np.abs(1.0 - demand / (s.target * cur)) <= s.tolerance)
+        raw = np.where(within, cur, math.ceil(demand / s.target - 1e-9))
+        if forecast_replicas is not None:
+            raw[1:] = np.maximum(raw[1:], forecast_replicas)
+        raw = np.clip(raw, s.min_replicas, s.max_replicas)
+        longest = float(self.windows.max())
+        while self.recent and self.recent[0][0] <= at - longest:
+            self.recent.popleft()
+        down = raw.copy()
+        for when, earlier in self.recent:
+            np.maximum(down, np.where(when > at - self.windows, earlier, 0), out=down)
+        self.recent.append((at, raw))
+        self.replicas = np.minimum(np.maximum(cur, raw), down)
+        self.asked.append(self.replicas)
+        ready = np.minimum.reduce(self.asked)  # asked for at least `buffer` ago and not removed since
+        under = (demand - ready * s.capacity > 1e-9).astype(float)
+        cost = self.replicas * s.step
+        start = at - at % s.bucket
+        if not self.books or self.books[-1][0] != start:
+            self.books.append((start, [0.0], np.zeros(len(self.names)), np.zeros(len(self.names))))
+            self.forget(at - s.evaluation_window)
+        _, ticks, book_under, book_cost = self.books[-1]
+        ticks[0] += 1
+        book_under += under
+        book_cost += cost
+        self.ticks += 1
+        self.under += under
+        self.cost += cost
+
+    def forget(self, horizon: float) -> None:
+        """Drop the buckets that start at or before `horizon`."""
+        while self.books and self.books[0][0] <= horizon:
+            _, ticks, under, cost = self.books.popleft()
+            self.ticks -= ticks[0]
+            self.under = self.under - under
+            self.cost = self.cost - cost
+
+    def state(self) -> dict[str, Any]:
+        return {"names": list(self.names),
+                "books": [[start, ticks[0], under.tolist(), cost.tolist()] for start, ticks, under, cost in self.books]}  # fmt: skip
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Books saved by an earlier process with the same variants (else nothing: False)."""
+        if list(state.get("names", [])) != list(self.names):
+            return False
+        self.books.clear()
+        for start, ticks, under, cost in state.get("books", []):
+            self.books.append((float(start), [float(ticks)], np.asarray(under, dtype=float),
+                               np.asarray(cost, dtype=float)))  # fmt: skip
+        self.ticks = sum(b[1][0] for b in self.books)
+        self.under = sum((b[2] for b in self.books), np.zeros(len(self.names)))
+        self.cost = sum((b[3] for b in self.books), np.zeros(len(self.names)))
+        return True
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """What the forecast may do now, and the evidence."""
+
+    state: str
+    variant: Variant | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        return self.state == GateState.trusted and self.variant is not None
+
+    def summary(self) -> dict[str, Any]:
+        """What each decision records (the full evidence is in `details`, shown by `/status`)."""
+        out: dict[str, Any] = {"state": self.state}
+        if self.variant is not None:
+            out["variant"] = self.variant.name
+        for key in ("why", "skill", "evaluated_hours"):
+            if key in self.details:
+                out[key] = self.details[key]
+        return out
+
+
+class PredictiveGuard:
+    """Shadows for reactive and every variant, the online skill measures, and the choice."""
+
+    def __init__(self, settings: GuardSettings, replicas: int = 1) -> None:
+        self.s = settings
+        self.variants = variant_grid(settings.quantile, settings.buffer, settings.policy_window)
+        self.bank = ShadowBank(self.variants, settings, max(settings.min_replicas, replicas))
+        self.pending: deque[tuple[float, dict[float, float], float | None]] = deque()  # (due, quantile->value, naive)
+        self.misses: dict[float, deque[int]] = {q: deque(maxlen=settings.gate_window) for q in self.quantiles}
+        self.losses: deque[tuple[float, float]] = deque()  # (model, naive) pinball losses, the last day's forecasts
+        self.loss_sums = [0.0, 0.0]
+        self.loss_keep = max(settings.gate_window, round(86400 / settings.step))
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.trip = {q: trip_count(settings.gate_window, 1.0 - q) for q in self.quantiles}
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return tuple(sorted({v.quantile for v in self.variants}))
+
+    def forecast_replicas(self, value: float) -> int:
+        return math.ceil(max(value, 0.0) / self.s.capacity - 1e-9)
+
+    def observe(
+        self, at: datetime, demand: float, forecasts: dict[float, float] | None, naive: float | None = None
+    ) -> None:
+        """One observation of the demand at `at`, then the forecasts made at `at` for `at + buffer`
+        (`forecasts`: quantile -> value; None while no model is fitted; `naive`: the seasonal-naive
+        forecast at the policy's quantile, for the skill measure). Points must come in time order."""
+        t = at.timestamp()
+        if self.last_at is not None and t <= self.last_at:
+            return  # already seen (the service may hand the same point twice)
+        if not math.isfinite(demand) or demand < 0:
+            return
+        self.last_at = t
+        if self.first_at is None:
+            self.first_at = t
+        self._score(t, demand)
+        replicas = None
+        if forecasts and all(v.quantile in forecasts for v in self.variants):
+            replicas = np.array([self.forecast_replicas(forecasts[v.quantile]) for v in self.variants])
+        self.bank.step(t, demand, replicas)
+        if forecasts:
+            self.pending.append((t + self.s.buffer, dict(forecasts), naive))
+
+    def _score(self, t: float, demand: float) -> None:
+        """Score every forecast whose target time has come (causal: only past forecasts, this demand)."""
+        half = self.s.step / 2
+        while self.pending and self.pending[0][0] <= t + half:
+            due, values, naive = self.pending.popleft()
+            if due < t - half:
+                continue  # its target time was not observed (a gap): not scored
+            for q, value in values.items():
+                if q in self.misses:
+                    self.misses[q].append(1 if demand > value + 1e-9 else 0)
+            model = values.get(self.s.quantile)
+            if model is not None and naive is not None:
+                pair = (_pinball(demand, model, self.s.quantile), _pinball(demand, naive, self.s.quantile))
+                self.losses.append(pair)
+                self.loss_sums = [self.loss_sums[0] + pair[0], self.loss_sums[1] + pair[1]]
+                if len(self.losses) > self.loss_keep:
+                    old = self.losses.popleft()
+                    self.loss_sums = [self.loss_sums[0] - old[0], self.loss_sums[1] - old[1]]
+
+    def skill(self) -> float | None:
+        """1 - pinball(model) / pinball(seasonal naive) over the recent forecasts (None: not measured)."""
+        if len(self.losses) < 30:
+            return None
+        model, naive = self.loss_sums
+        if naive <= 1e-12:
+            return 0.0 if model > 0 else None
+        return 1.0 - model / naive
+
+    def exceedance(self, quantile: float) -> tuple[int, int]:
+        window = self.misses.get(quantile, deque())
+        return sum(window), len(window)
+
+    def verdict(self) -> GuardVerdict:
+        """The variant that may act now, or why none may."""
+        bank = self.bank
+        r_under, r_cost = float(bank.under[0]), float(bank.cost[0])
+        seen = 0.0 if self.first_at is None or self.last_at is None else self.last_at - self.first_at
+        details: dict[str, Any] = {
+            "evaluated_hours": round(min(seen, self.s.evaluation_window) / 3600, 1),
+            "reactive": {"under_ticks": int(r_under), "ticks": int(bank.ticks), "replica_hours": round(r_cost / 3600, 1)},
+        }
+        skill = self.skill()
+        if skill is not None:
+            details["skill"] = round(skill, 4)
+        if seen < self.s.min_evaluation:
+            details["why"] = f"evaluating: {seen / 3600:.1f} h of {self.s.min_evaluation / 3600:g} h"
+            return GuardVerdict(GateState.unproven, None, details)
+        # Fewer misses by a margin a count's noise cannot explain: at least 3, and one standard deviation of
+        # reactive's (Poisson) count. Where reactive is (nearly) never short, no variant can show that:
+        # nothing is left to win there, only to lose, so reactive keeps acting.
+        margin = max(3.0, math.sqrt(r_under))
+        eligible = (bank.under[1:] <= r_under - margin) & (bank.cost[1:] <= r_cost)
+        if not eligible.any():
+            details["why"] = (f"no variant was short at least {margin:.0f} ticks less often than reactive at no more "
+                              "replica-hours")  # fmt: skip
+            return GuardVerdict(GateState.unproven, None, details)
+        order = np.lexsort((bank.cost[1:], bank.under[1:]))  # fewest misses, then cheapest
+        i = int(next(k for k in order if eligible[k]))
+        v = self.variants[i]
+        details["variant"] = {"name": v.name, "quantile": v.quantile, "scale_down_window": v.window,
+                              "under_ticks": int(bank.under[i + 1]), "replica_hours": round(bank.cost[i + 1] / 3600, 1)}  # fmt: skip
+        misses, n = self.exceedance(v.quantile)
+        details["exceedance"] = {"misses": misses, "of": n, "expected": round((1 - v.quantile) * n, 2),
+                                 "trip_at": self.trip[v.quantile]}  # fmt: skip
+        if misses >= self.trip[v.quantile]:
+            details["why"] = f"{misses} of the last {n} forecasts missed (trips at {self.trip[v.quantile]})"
+            return GuardVerdict(GateState.skill_lost, None, details)
+        if skill is not None and skill <= 0:
+            details["why"] = "no better than the seasonal-naive forecast on recent demand"
+            return GuardVerdict(GateState.skill_lost, None, details)
+        return GuardVerdict(GateState.trusted, v, details)
+
+    def totals(self, variant: Variant | None) -> tuple[float, float, float]:
+        """(under-provisioned ticks, ticks, replica-seconds) of reactive (None) or a variant."""
+        i = 0 if variant is None else self.variants.index(variant) + 1
+        return float(self.bank.under[i]), float(self.bank.ticks), float(self.bank.cost[i])
+
+    # -- persistence: the books survive a restart (the model registry keeps them) -----------------
+    def state(self) -> dict[str, Any]:
+        return {"first_at": self.first_at, "bank": self.bank.state()}
+
+    def restore(self, state: dict[str, Any], now: datetime) -> None:
+        """Books from an earlier process with the same variants (a policy that changed them starts the
+        evaluation afresh); evidence older than the evaluation window is dropped."""
+        horizon = now.timestamp() - self.s.evaluation_window
+        first = state.get("first_at")
+        if first is None or not self.bank.restore(state.get("bank", {})):
+            return
+        self.first_at = max(float(first), horizon)
+        self.bank.forget(horizon)
+
+
+def _pinball(actual: float, forecast: float, q: float) -> float:
+    diff = actual - forecast
+    return max(q * diff, (q - 1) * diff)

@@ -9,8 +9,10 @@ from typing import Any
 
 from empire.agent.deciding import ANNOTATION_PAUSED, ANNOTATION_PIN, decide, recommend
 from empire.agent.stabilizing import TargetHistory
-from empire.agent.types import Forecast, Observation, Reason, Sample, SampleStatus, ScaleTo
+from empire.agent.types import Forecast, ForecastGate, Observation, Reason, Sample, SampleStatus, ScaleTo
 from empire.policies.scaling import Target
+
+TRUSTED = ForecastGate.trusted  # what the predictive guard says once a forecast has earned it
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 R = Reason
@@ -190,10 +192,10 @@ def test_unknown_workload_never_acts():
 
 def test_forecast_raises_never_lowers():
     t = target(predictive={"mode": "forecast_and_scale", "signal": "queue"})
-    f = Forecast("queue", 900.0, 0.9, 3600)
+    f = Forecast("queue", 900.0, 0.9, 3600, gate=TRUSTED)
     r = recommend(t, obs(queue=200, cpu=0.7), TargetHistory(), NOW, forecast=f)
     assert r.replicas == 18 and r.reasons[-1] == R.predicted_demand
-    low = Forecast("queue", 10.0, 0.9, 3600)
+    low = Forecast("queue", 10.0, 0.9, 3600, gate=TRUSTED)
     assert recommend(t, obs(queue=400, cpu=0.7), TargetHistory(), NOW, forecast=low).replicas == 8
     only = target(predictive={"mode": "forecast_only", "signal": "queue"})
     r = recommend(only, obs(queue=200, cpu=0.7), TargetHistory(), NOW, forecast=f)
@@ -204,12 +206,20 @@ def test_capacity_breach_buffer():
     t = target(max_replicas=10, predictive={"mode": "forecast_and_scale", "signal": "queue",
                                             "max_capacity_breach": "increase_by_percent", "max_capacity_buffer_percent": 20})  # fmt: skip
     d = decide(
-        t, obs(current=10, queue=500, cpu=0.7), TargetHistory(), NOW, forecast=Forecast("queue", 2000, 0.9, 3600)
+        t,
+        obs(current=10, queue=500, cpu=0.7),
+        TargetHistory(),
+        NOW,
+        forecast=Forecast("queue", 2000, 0.9, 3600, gate=TRUSTED),
     )
     # AWS semantics: the effective maximum is the forecast capacity (40) plus 20 % of it (48), not max + 20 %
     assert d.decision.desired == 40 and R.max_capacity_breach in d.decision.reasons
     up = decide(
-        t, obs(current=10, queue=3000, cpu=0.7), TargetHistory(), NOW, forecast=Forecast("queue", 2000, 0.9, 3600)
+        t,
+        obs(current=10, queue=3000, cpu=0.7),
+        TargetHistory(),
+        NOW,
+        forecast=Forecast("queue", 2000, 0.9, 3600, gate=TRUSTED),
     )
     assert up.decision.desired == 48 and R.clamped_max in up.decision.reasons  # reactive 60, capped at 48
 

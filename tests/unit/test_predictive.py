@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from empire.agent.deciding import decide
 from empire.agent.stabilizing import TargetHistory
-from empire.agent.types import Forecast, Observation, Reason, Sample
+from empire.agent.types import Forecast, ForecastGate, Observation, Reason, Sample
 from empire.policies.scaling import Target
+
+TRUSTED = ForecastGate.trusted  # what the predictive guard says once a forecast has earned it
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -29,11 +31,11 @@ def obs(demand: float, current: int) -> Observation:
 
 def test_predictive_takes_the_max_of_reactive_and_forecast():
     t = target(mode="forecast_and_scale", target=10)
-    up = decide(t, obs(35, 6), TargetHistory(), NOW, Forecast("demand", 120.0, 0.98, 120)).decision
+    up = decide(t, obs(35, 6), TargetHistory(), NOW, Forecast("demand", 120.0, 0.98, 120, gate=TRUSTED)).decision
     assert up.desired == 12 and Reason.predicted_demand in up.reasons  # ceil(120 / 10) beats ceil(35 / 7) = 5
     assert Reason.below_target not in up.reasons
     assert up.details["forecast"]["replicas"] == 12
-    low = decide(t, obs(140, 5), TargetHistory(), NOW, Forecast("demand", 30.0, 0.98, 120)).decision
+    low = decide(t, obs(140, 5), TargetHistory(), NOW, Forecast("demand", 30.0, 0.98, 120, gate=TRUSTED)).decision
     assert low.desired == 10 and Reason.predicted_demand not in low.reasons  # reactive wins (5 -> 20, rate 10)
 
 
@@ -44,7 +46,7 @@ def test_predictive_may_scale_in_through_the_scale_down_window():
     for minute in range(6):  # demand and forecast both fell: max(ceil(20 / 7), ceil(35 / 10)) = 4
         at = NOW + timedelta(minutes=minute)
         o = Observation("web", at, (Sample("demand", 20.0, at, 0.0),), replicas, replicas)
-        d = decide(t, o, history, at, Forecast("demand", 35.0, 0.98, 120))
+        d = decide(t, o, history, at, Forecast("demand", 35.0, 0.98, 120, gate=TRUSTED))
         history = d.history
         if d.decision.actions:
             history = history.scaled(at, replicas, d.decision.desired, timedelta(minutes=5))
@@ -57,14 +59,14 @@ def test_predictive_may_scale_in_through_the_scale_down_window():
 
 def test_forecast_only_records_and_never_acts():
     t = target(mode="forecast_only", target=10)
-    d = decide(t, obs(35, 5), TargetHistory(), NOW, Forecast("demand", 120.0, 0.98, 120)).decision
+    d = decide(t, obs(35, 5), TargetHistory(), NOW, Forecast("demand", 120.0, 0.98, 120, gate=TRUSTED)).decision
     assert d.desired == 5 and d.actions == ()
     assert Reason.forecast_only in d.reasons and Reason.predicted_demand not in d.reasons
     assert d.details["forecast"]["would_scale_to"] == 12 and d.details["forecast_replicas"] == 12
 
 
 def test_max_capacity_breach_honor_and_increase_by_percent():
-    forecast = Forecast("demand", 300.0, 0.98, 120)  # 30 replicas; max_replicas is 20
+    forecast = Forecast("demand", 300.0, 0.98, 120, gate=TRUSTED)  # 30 replicas; max_replicas is 20
     honor = decide(target(mode="forecast_and_scale", target=10), obs(35, 19), TargetHistory(), NOW, forecast).decision
     assert honor.desired == 20 and Reason.clamped_max in honor.reasons
     t = target(mode="forecast_and_scale", target=10, max_capacity_breach="increase_by_percent",

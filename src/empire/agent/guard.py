@@ -344,7 +344,7 @@ class PredictiveGuard:
         i = int(next(k for k in order if eligible[k]))
         v = self.variants[i]
         details["variant"] = {"name": v.name, "quantile": v.quantile, "scale_down_window": v.window,
-                              "under_ticks": int(bank.under[i + 1]), "replica_hours": round(bank.cost[i + 1] / 3600, 1)}  # fmt: skip
+                              "under_ticks": int(bank.under[i + 1]), "replica_hours": round(float(bank.cost[i + 1]) / 3600, 1)}  # fmt: skip
         misses, n = self.exceedance(v.quantile)
         details["exceedance"] = {"misses": misses, "of": n, "expected": round((1 - v.quantile) * n, 2),
                                  "trip_at": self.trip[v.quantile]}  # fmt: skip

@@ -323,7 +323,11 @@ class PredictiveGuard:
         seen = 0.0 if self.first_at is None or self.last_at is None else self.last_at - self.first_at
         details: dict[str, Any] = {
             "evaluated_hours": round(min(seen, self.s.evaluation_window) / 3600, 1),
-            "reactive": {"under_ticks": int(r_under), "ticks": int(bank.ticks), "replica_hours": round(r_cost / 3600, 1)},
+            "reactive": {
+                "under_ticks": int(r_under),
+                "ticks": int(bank.ticks),
+                "replica_hours": round(r_cost / 3600, 1),
+            },
         }
         skill = self.skill()
         if skill is not None:
@@ -363,7 +367,7 @@ class PredictiveGuard:
 
     # -- persistence: the books survive a restart (the model registry keeps them) -----------------
     def state(self) -> dict[str, Any]:
-        return {"first_at": self.first_at, "bank": self.bank.state()}
+        return {"first_at": self.first_at, "last_at": self.last_at, "bank": self.bank.state()}
 
     def restore(self, state: dict[str, Any], now: datetime) -> None:
         """Books from an earlier process with the same variants (a policy that changed them starts the
@@ -373,7 +377,10 @@ class PredictiveGuard:
         if first is None or not self.bank.restore(state.get("bank", {})):
             return
         self.first_at = max(float(first), horizon)
+        self.last_at = float(state.get("last_at") or first)
         self.bank.forget(horizon)
+        if self.last_at <= horizon:  # nothing recent is left: start afresh
+            self.first_at = self.last_at = None
 
 
 def _pinball(actual: float, forecast: float, q: float) -> float:

@@ -64,7 +64,8 @@ examples:
     p.add_argument("--days", type=number(high=1e6, above=0), help="only the first N days of the trace")
     g = p.add_argument_group("cluster and reactive (HPA) baseline")
     g.add_argument(
-        "--capacity", type=number(high=1e9, above=0),
+        "--capacity",
+        type=number(high=1e9, above=0),
         help="requests/min per ready replica (default 10; for a suite trace, its p99 minute / 40)",
     )
     g.add_argument("--startup-delay", default="2m", help="request to ready (default 2m)")

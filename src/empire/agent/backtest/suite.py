@@ -60,7 +60,7 @@ class SuiteTrace:
     """One trace of a suite: where its demand comes from and how it is drawn."""
 
     name: str
-    source: str  # a file of the package's data/suite, "nasa" (the shipped trace) or "flash-crowd"
+    source: str  # a CSV file, a file of the package's data/suite, "nasa" (the shipped trace) or "flash-crowd"
     noise: str = "none"
     seed: int = 0
     capacity: float | None = None  # None: the p99 rule
@@ -69,7 +69,9 @@ class SuiteTrace:
         if self.source == "flash-crowd":
             trace = synthetic_trace(days=28, seed=self.seed, burst_every=0.25)
             return replace(trace, name=self.name)
-        path = None if self.source == "nasa" else _data(self.source)
+        path = (
+            None if self.source == "nasa" else Path(self.source) if Path(self.source).is_file() else _data(self.source)
+        )
         trace = load_trace(path, noise=self.noise, seed=self.seed)
         return replace(trace, name=self.name)
 

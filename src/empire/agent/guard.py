@@ -247,7 +247,10 @@ class PredictiveGuard:
         self.variants = variant_grid(settings.quantile, settings.buffer, settings.policy_window)
         self.bank = ShadowBank(self.variants, settings, max(settings.min_replicas, replicas))
         self.pending: deque[tuple[float, dict[float, float], float | None]] = deque()  # (due, quantile->value, naive)
-        self.misses: dict[float, deque[int]] = {q: deque(maxlen=settings.gate_window) for q in self.quantiles}
+        self.misses: dict[float, deque[int]] = {q: deque() for q in self.quantiles}
+        self.miss_sums: dict[float, int] = dict.fromkeys(self.quantiles, 0)
+        self._column_quantile = np.array([self.quantiles.index(v.quantile) for v in self.variants])
+        self._selection: tuple[tuple[Any, ...], tuple[int, float, float] | None, float] | None = None
         self.losses: deque[tuple[float, float]] = deque()  # (model, naive) pinball losses, the last day's forecasts
         self.loss_sums = [0.0, 0.0]
         self.loss_keep = max(settings.gate_window, round(86400 / settings.step))
@@ -278,8 +281,10 @@ class PredictiveGuard:
             self.first_at = t
         self._score(t, demand)
         replicas = None
-        if forecasts and all(v.quantile in forecasts for v in self.variants):
-            replicas = np.array([self.forecast_replicas(forecasts[v.quantile]) for v in self.variants])
+        if forecasts and all(q in forecasts for q in self.quantiles):
+            values = np.array([forecasts[q] for q in self.quantiles])
+            per_quantile = np.ceil(np.maximum(values, 0.0) / self.s.capacity - 1e-9)
+            replicas = per_quantile[self._column_quantile]
         self.bank.step(t, demand, replicas)
         if forecasts:
             self.pending.append((t + self.s.buffer, dict(forecasts), naive))
@@ -292,8 +297,13 @@ class PredictiveGuard:
             if due < t - half:
                 continue  # its target time was not observed (a gap): not scored
             for q, value in values.items():
-                if q in self.misses:
-                    self.misses[q].append(1 if demand > value + 1e-9 else 0)
+                window = self.misses.get(q)
+                if window is not None:
+                    miss = 1 if demand > value + 1e-9 else 0
+                    window.append(miss)
+                    self.miss_sums[q] += miss
+                    if len(window) > self.s.gate_window:
+                        self.miss_sums[q] -= window.popleft()
             model = values.get(self.s.quantile)
             if model is not None and naive is not None:
                 pair = (_pinball(demand, model, self.s.quantile), _pinball(demand, naive, self.s.quantile))
@@ -313,8 +323,9 @@ class PredictiveGuard:
         return 1.0 - model / naive
 
     def exceedance(self, quantile: float) -> tuple[int, int]:
-        window = self.misses.get(quantile, deque())
-        return sum(window), len(window)
+        """(misses, forecasts scored) among the last `gate_window` forecasts at `quantile`."""
+        window = self.misses.get(quantile)
+        return (self.miss_sums[quantile], len(window)) if window is not None else (0, 0)
 
     def verdict(self) -> GuardVerdict:
         """The variant that may act now, or why none may."""
@@ -335,20 +346,15 @@ class PredictiveGuard:
         if seen < self.s.min_evaluation:
             details["why"] = f"evaluating: {seen / 3600:.1f} h of {self.s.min_evaluation / 3600:g} h"
             return GuardVerdict(GateState.unproven, None, details)
-        # Fewer misses by a margin a count's noise cannot explain: at least 3, and one standard deviation of
-        # reactive's (Poisson) count. Where reactive is (nearly) never short, no variant can show that:
-        # nothing is left to win there, only to lose, so reactive keeps acting.
-        margin = max(3.0, math.sqrt(r_under))
-        eligible = (bank.under[1:] <= r_under - margin) & (bank.cost[1:] <= r_cost)
-        if not eligible.any():
+        chosen, margin = self._select()
+        if chosen is None:
             details["why"] = (f"no variant was short at least {margin:.0f} ticks less often than reactive at no more "
                               "replica-hours")  # fmt: skip
             return GuardVerdict(GateState.unproven, None, details)
-        order = np.lexsort((bank.cost[1:], bank.under[1:]))  # fewest misses, then cheapest
-        i = int(next(k for k in order if eligible[k]))
+        i = chosen[0]
         v = self.variants[i]
         details["variant"] = {"name": v.name, "quantile": v.quantile, "scale_down_window": v.window,
-                              "under_ticks": int(bank.under[i + 1]), "replica_hours": round(float(bank.cost[i + 1]) / 3600, 1)}  # fmt: skip
+                              "under_ticks": int(chosen[1]), "replica_hours": round(chosen[2] / 3600, 1)}  # fmt: skip
         misses, n = self.exceedance(v.quantile)
         details["exceedance"] = {"misses": misses, "of": n, "expected": round((1 - v.quantile) * n, 2),
                                  "trip_at": self.trip[v.quantile]}  # fmt: skip
@@ -359,6 +365,28 @@ class PredictiveGuard:
             details["why"] = "no better than the seasonal-naive forecast on recent demand"
             return GuardVerdict(GateState.skill_lost, None, details)
         return GuardVerdict(GateState.trusted, v, details)
+
+    def _select(self) -> tuple[tuple[int, float, float] | None, float]:
+        """The eligible variant with the fewest short ticks, then the cheapest: (index, under, cost) or None,
+        and the margin it had to beat reactive by. Chosen again when an hour's bucket opens (or the books
+        were restored), not every tick: the evidence is a week, an hour more does not change it."""
+        bank = self.bank
+        key = (len(bank.books), bank.books[-1][0] if bank.books else None, bank.ticks if not bank.books else None)
+        if self._selection is not None and self._selection[0] == key:
+            return self._selection[1], self._selection[2]
+        r_under, r_cost = float(bank.under[0]), float(bank.cost[0])
+        # Fewer misses by a margin a count's noise cannot explain: at least 3, and one standard deviation of
+        # reactive's (Poisson) count. Where reactive is (nearly) never short, no variant can show that:
+        # nothing is left to win there, only to lose, so reactive keeps acting.
+        margin = max(3.0, math.sqrt(r_under))
+        eligible = (bank.under[1:] <= r_under - margin) & (bank.cost[1:] <= r_cost)
+        chosen = None
+        if eligible.any():
+            order = np.lexsort((bank.cost[1:], bank.under[1:]))  # fewest misses, then cheapest
+            i = int(next(k for k in order if eligible[k]))
+            chosen = (i, float(bank.under[i + 1]), float(bank.cost[i + 1]))
+        self._selection = (key, chosen, margin)
+        return chosen, margin
 
     def totals(self, variant: Variant | None) -> tuple[float, float, float]:
         """(under-provisioned ticks, ticks, replica-seconds) of reactive (None) or a variant."""
@@ -379,6 +407,7 @@ class PredictiveGuard:
         self.first_at = max(float(first), horizon)
         self.last_at = float(state.get("last_at") or first)
         self.bank.forget(horizon)
+        self._selection = None
         if self.last_at <= horizon:  # nothing recent is left: start afresh
             self.first_at = self.last_at = None
 

@@ -197,6 +197,7 @@ class ForecastService:
         self.min_history, self.retry_after = min_history, retry_after
         self.states: dict[str, _State] = {}
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._shown: dict[str, tuple[Any, ...]] = {}  # what the guard's gauges last showed, per target
         self.horizon = horizon  # the daemon attaches one; the backtest does not
 
     # -- per tick ---------------------------------------------------------------------------------
@@ -311,6 +312,12 @@ class ForecastService:
         return child
 
     def _gate_metrics(self, name: str, verdict: GuardVerdict, guard: PredictiveGuard) -> None:
+        """The guard's gauges, set when what they show can have changed: the gate's state, or an hour's
+        bucket of the books (the skill and exceedance gauges move with them)."""
+        key = (verdict.state, verdict.variant, len(guard.bank.books), guard.bank.books[-1][0] if guard.bank.books else 0)
+        if self._shown.get(name) == key:
+            return
+        self._shown[name] = key
         m, g = self.monitor.predictive, self._gauge
         for gate in ForecastGate:
             g(m.gate, name, gate.value).set(1 if gate.value == verdict.state else 0)

@@ -79,7 +79,7 @@ def test_a_forecast_suddenly_wrong_loses_the_gate_within_minutes():
     assert guard.verdict().state == GateState.trusted
     states = feed(guard, demand, lambda i: 0.0, start=good)  # now it predicts nothing at all
     lost = states.index(GateState.skill_lost)
-    misses_needed = trip_count(60, 1 - guard.verdict().details["variant"]["quantile"])
+    misses_needed = trip_count(60, 1 - guard.evidence()["variant"]["quantile"])
     assert lost <= misses_needed + 2  # a miss per minute, scored 2 minutes after the forecast
     assert set(states[lost:]) == {GateState.skill_lost}
 

@@ -207,7 +207,10 @@ def test_cli_prints_and_checks_the_crd(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "empire", "operator", "crd"]
     printed = subprocess.run(run, capture_output=True, text=True, check=True).stdout
     assert printed == crd_yaml()
-    assert subprocess.run([*run, "--check", str(DEPLOY / "crds" / "empireconfigs.yaml")], capture_output=True).returncode == 0
+    assert (
+        subprocess.run([*run, "--check", str(DEPLOY / "crds" / "empireconfigs.yaml")], capture_output=True).returncode
+        == 0
+    )
     stale = tmp_path / "crd.yaml"
     stale.write_text(printed.replace("empireconfigs", "oldconfigs", 1))
     res = subprocess.run([*run, "--check", str(stale)], capture_output=True, text=True)

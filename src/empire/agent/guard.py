@@ -52,8 +52,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
 __all__ = [
     "GateState",
     "GuardSettings",
@@ -141,66 +139,75 @@ class GuardSettings:
 
 class ShadowBank:
     """The counterfactual controllers (see the module docstring), one column each, stepped together:
-    column 0 is reactive scaling, column i > 0 is `variants[i - 1]`. Books in hourly buckets."""
+    column 0 is reactive scaling, column i > 0 is `variants[i - 1]`. Books in hourly buckets.
+
+    Plain Python lists, not numpy: with a score of columns, a numpy call costs more than the loop."""
 
     def __init__(self, variants: tuple[Variant, ...], settings: GuardSettings, replicas: int) -> None:
         self.s = settings
         self.names = ("reactive", *(v.name for v in variants))
-        self.windows = np.array([settings.policy_window, *(v.window for v in variants)])
-        self.replicas = np.full(len(self.names), replicas, dtype=np.int64)
-        self.recent: deque[tuple[float, np.ndarray]] = deque()  # (time, raw recommendations)
-        self.asked: deque[np.ndarray] = deque([self.replicas.copy()] * (settings.delay_steps + 1),
-                                              maxlen=settings.delay_steps + 1)  # fmt: skip
-        self.books: deque[tuple[float, list[float], np.ndarray, np.ndarray]] = deque()  # start, [ticks], under, cost
-        self.under = np.zeros(len(self.names))
-        self.cost = np.zeros(len(self.names))
+        self.windows = [settings.policy_window, *(v.window for v in variants)]
+        self.longest = max(self.windows)
+        width = len(self.names)
+        self.replicas = [replicas] * width
+        self.recent: deque[tuple[float, list[int]]] = deque()  # (time, raw recommendations)
+        self.asked: deque[list[int]] = deque([list(self.replicas)] * (settings.delay_steps + 1),
+                                             maxlen=settings.delay_steps + 1)  # fmt: skip
+        self.books: deque[tuple[float, list[float], list[float], list[float]]] = deque()  # start, [ticks], under, cost
+        self.under = [0.0] * width
+        self.cost = [0.0] * width
         self.ticks = 0.0
 
-    def step(self, at: float, demand: float, forecast_replicas: np.ndarray | None) -> None:
+    def step(self, at: float, demand: float, forecast_replicas: list[int] | None) -> None:
         """Advance one observation: decide like each controller would, then book the tick.
         `forecast_replicas`: one per variant (column 1..), or None while there is no forecast."""
-        s, cur = self.s, self.replicas
-        with np.errstate(divide="ignore", invalid="ignore"):
-            within = (cur > 0) & (np.abs(1.0 - demand / (s.target * cur)) <= s.tolerance)
-        raw = np.where(within, cur, math.ceil(demand / s.target - 1e-9))
-        if forecast_replicas is not None:
-            raw[1:] = np.maximum(raw[1:], forecast_replicas)
-        raw = np.clip(raw, s.min_replicas, s.max_replicas)
-        longest = float(self.windows.max())
-        while self.recent and self.recent[0][0] <= at - longest:
+        s = self.s
+        target, tolerance, lo, hi = s.target, s.tolerance, s.min_replicas, s.max_replicas
+        plain = math.ceil(demand / target - 1e-9)
+        raw = []
+        for i, cur in enumerate(self.replicas):
+            r = cur if cur > 0 and abs(1.0 - demand / (target * cur)) <= tolerance else plain
+            if i and forecast_replicas is not None and forecast_replicas[i - 1] > r:
+                r = forecast_replicas[i - 1]
+            raw.append(min(max(r, lo), hi))
+        while self.recent and self.recent[0][0] <= at - self.longest:
             self.recent.popleft()
-        down = raw.copy()
+        down = list(raw)
         for when, earlier in self.recent:
-            np.maximum(down, np.where(when > at - self.windows, earlier, 0), out=down)
+            for i, window in enumerate(self.windows):
+                if when > at - window and earlier[i] > down[i]:
+                    down[i] = earlier[i]
         self.recent.append((at, raw))
-        self.replicas = np.minimum(np.maximum(cur, raw), down)
+        self.replicas = [min(max(c, r), d) for c, r, d in zip(self.replicas, raw, down, strict=True)]
         self.asked.append(self.replicas)
-        ready = np.minimum.reduce(self.asked)  # asked for at least `buffer` ago and not removed since
-        under = (demand - ready * s.capacity > 1e-9).astype(float)
-        cost = self.replicas * s.step
+        ready = [min(column) for column in zip(*self.asked, strict=True)]  # asked `buffer` ago, not removed since
+        capacity = s.capacity
+        under = [1.0 if demand - r * capacity > 1e-9 else 0.0 for r in ready]
         start = at - at % s.bucket
         if not self.books or self.books[-1][0] != start:
-            self.books.append((start, [0.0], np.zeros(len(self.names)), np.zeros(len(self.names))))
+            self.books.append((start, [0.0], [0.0] * len(raw), [0.0] * len(raw)))
             self.forget(at - s.evaluation_window)
         _, ticks, book_under, book_cost = self.books[-1]
         ticks[0] += 1
-        book_under += under
-        book_cost += cost
         self.ticks += 1
-        self.under += under
-        self.cost += cost
+        step = s.step
+        for i, (u, r) in enumerate(zip(under, self.replicas, strict=True)):
+            book_under[i] += u
+            self.under[i] += u
+            book_cost[i] += r * step
+            self.cost[i] += r * step
 
     def forget(self, horizon: float) -> None:
         """Drop the buckets that start at or before `horizon`."""
         while self.books and self.books[0][0] <= horizon:
             _, ticks, under, cost = self.books.popleft()
             self.ticks -= ticks[0]
-            self.under = self.under - under
-            self.cost = self.cost - cost
+            self.under = [a - b for a, b in zip(self.under, under, strict=True)]
+            self.cost = [a - b for a, b in zip(self.cost, cost, strict=True)]
 
     def state(self) -> dict[str, Any]:
         return {"names": list(self.names),
-                "books": [[start, ticks[0], under.tolist(), cost.tolist()] for start, ticks, under, cost in self.books]}  # fmt: skip
+                "books": [[start, ticks[0], under, cost] for start, ticks, under, cost in self.books]}  # fmt: skip
 
     def restore(self, state: dict[str, Any]) -> bool:
         """Books saved by an earlier process with the same variants (else nothing: False)."""
@@ -208,11 +215,10 @@ class ShadowBank:
             return False
         self.books.clear()
         for start, ticks, under, cost in state.get("books", []):
-            self.books.append((float(start), [float(ticks)], np.asarray(under, dtype=float),
-                               np.asarray(cost, dtype=float)))  # fmt: skip
+            self.books.append((float(start), [float(ticks)], [float(u) for u in under], [float(c) for c in cost]))
         self.ticks = sum(b[1][0] for b in self.books)
-        self.under = sum((b[2] for b in self.books), np.zeros(len(self.names)))
-        self.cost = sum((b[3] for b in self.books), np.zeros(len(self.names)))
+        self.under = [sum(b[2][i] for b in self.books) for i in range(len(self.names))]
+        self.cost = [sum(b[3][i] for b in self.books) for i in range(len(self.names))]
         return True
 
 
@@ -229,14 +235,8 @@ class GuardVerdict:
         return self.state == GateState.trusted and self.variant is not None
 
     def summary(self) -> dict[str, Any]:
-        """What each decision records (the full evidence is in `details`, shown by `/status`)."""
-        out: dict[str, Any] = {"state": self.state}
-        if self.variant is not None:
-            out["variant"] = self.variant.name
-        for key in ("why", "skill", "evaluated_hours"):
-            if key in self.details:
-                out[key] = self.details[key]
-        return out
+        """What each decision records: the state, the variant, why (the figures: `PredictiveGuard.evidence`)."""
+        return {"state": self.state, **self.details}
 
 
 class PredictiveGuard:
@@ -249,8 +249,9 @@ class PredictiveGuard:
         self.pending: deque[tuple[float, dict[float, float], float | None]] = deque()  # (due, quantile->value, naive)
         self.misses: dict[float, deque[int]] = {q: deque() for q in self.quantiles}
         self.miss_sums: dict[float, int] = dict.fromkeys(self.quantiles, 0)
-        self._column_quantile = np.array([self.quantiles.index(v.quantile) for v in self.variants])
+        self._column_quantile = [self.quantiles.index(v.quantile) for v in self.variants]
         self._selection: tuple[tuple[Any, ...], tuple[int, float, float] | None, float] | None = None
+        self._verdict: tuple[tuple[Any, ...], GuardVerdict] | None = None
         self.losses: deque[tuple[float, float]] = deque()  # (model, naive) pinball losses, the last day's forecasts
         self.loss_sums = [0.0, 0.0]
         self.loss_keep = max(settings.gate_window, round(86400 / settings.step))
@@ -282,9 +283,8 @@ class PredictiveGuard:
         self._score(t, demand)
         replicas = None
         if forecasts and all(q in forecasts for q in self.quantiles):
-            values = np.array([forecasts[q] for q in self.quantiles])
-            per_quantile = np.ceil(np.maximum(values, 0.0) / self.s.capacity - 1e-9)
-            replicas = per_quantile[self._column_quantile]
+            per_quantile = [self.forecast_replicas(forecasts[q]) for q in self.quantiles]
+            replicas = [per_quantile[i] for i in self._column_quantile]
         self.bank.step(t, demand, replicas)
         if forecasts:
             self.pending.append((t + self.s.buffer, dict(forecasts), naive))
@@ -328,43 +328,65 @@ class PredictiveGuard:
         return (self.miss_sums[quantile], len(window)) if window is not None else (0, 0)
 
     def verdict(self) -> GuardVerdict:
-        """The variant that may act now, or why none may."""
-        bank = self.bank
-        r_under, r_cost = float(bank.under[0]), float(bank.cost[0])
+        """The variant that may act now, or why none may (the same object until that changes: it runs
+        every tick; `evidence()` has the figures behind it)."""
         seen = 0.0 if self.first_at is None or self.last_at is None else self.last_at - self.first_at
-        details: dict[str, Any] = {
+        skill = self.skill()
+        if seen < self.s.min_evaluation:
+            key: tuple[Any, ...] = ("evaluating", int(seen // 3600))
+        else:
+            chosen, margin = self._select()
+            if chosen is None:
+                key = ("no variant", round(margin))
+            else:
+                q = self.variants[chosen[0]].quantile
+                misses, _ = self.exceedance(q)
+                key = ("variant", chosen[0], misses >= self.trip[q], skill is not None and skill <= 0)
+        if self._verdict is not None and self._verdict[0] == key:
+            return self._verdict[1]
+        verdict = self._judge(key, seen, skill)
+        self._verdict = (key, verdict)
+        return verdict
+
+    def _judge(self, key: tuple[Any, ...], seen: float, skill: float | None) -> GuardVerdict:
+        if key[0] == "evaluating":
+            why = f"evaluating: {seen / 3600:.1f} h of {self.s.min_evaluation / 3600:g} h"
+            return GuardVerdict(GateState.unproven, None, {"why": why})
+        if key[0] == "no variant":
+            why = f"no variant was short at least {key[1]} ticks less often than reactive at no more replica-hours"
+            return GuardVerdict(GateState.unproven, None, {"why": why})
+        v = self.variants[key[1]]
+        if key[2]:
+            misses, n = self.exceedance(v.quantile)
+            why = f"{misses} of the last {n} forecasts missed (trips at {self.trip[v.quantile]})"
+            return GuardVerdict(GateState.skill_lost, None, {"why": why, "variant": v.name})
+        if key[3]:
+            why = f"no better than the seasonal-naive forecast on recent demand (skill {skill:.3f})"
+            return GuardVerdict(GateState.skill_lost, None, {"why": why, "variant": v.name})
+        return GuardVerdict(GateState.trusted, v, {"variant": v.name})
+
+    def evidence(self) -> dict[str, Any]:
+        """The figures behind the verdict (for `/status`): both books, the variant, the skill measures."""
+        bank, verdict = self.bank, self.verdict()
+        seen = 0.0 if self.first_at is None or self.last_at is None else self.last_at - self.first_at
+        out: dict[str, Any] = {
+            "state": verdict.state, **verdict.details,
             "evaluated_hours": round(min(seen, self.s.evaluation_window) / 3600, 1),
-            "reactive": {
-                "under_ticks": int(r_under),
-                "ticks": int(bank.ticks),
-                "replica_hours": round(r_cost / 3600, 1),
-            },
-        }
+            "reactive": {"under_ticks": int(bank.under[0]), "ticks": int(bank.ticks),
+                         "replica_hours": round(float(bank.cost[0]) / 3600, 1)},
+        }  # fmt: skip
         skill = self.skill()
         if skill is not None:
-            details["skill"] = round(skill, 4)
-        if seen < self.s.min_evaluation:
-            details["why"] = f"evaluating: {seen / 3600:.1f} h of {self.s.min_evaluation / 3600:g} h"
-            return GuardVerdict(GateState.unproven, None, details)
-        chosen, margin = self._select()
-        if chosen is None:
-            details["why"] = (f"no variant was short at least {margin:.0f} ticks less often than reactive at no more "
-                              "replica-hours")  # fmt: skip
-            return GuardVerdict(GateState.unproven, None, details)
-        i = chosen[0]
-        v = self.variants[i]
-        details["variant"] = {"name": v.name, "quantile": v.quantile, "scale_down_window": v.window,
+            out["skill"] = round(skill, 4)
+        chosen, _ = self._select()
+        if chosen is not None:
+            v = self.variants[chosen[0]]
+            misses, n = self.exceedance(v.quantile)
+            out["variant"] = {"name": v.name, "quantile": v.quantile, "scale_down_window": v.window,
                               "under_ticks": int(chosen[1]), "replica_hours": round(chosen[2] / 3600, 1)}  # fmt: skip
-        misses, n = self.exceedance(v.quantile)
-        details["exceedance"] = {"misses": misses, "of": n, "expected": round((1 - v.quantile) * n, 2),
+            out["exceedance"] = {"misses": misses, "of": n, "expected": round((1 - v.quantile) * n, 2),
                                  "trip_at": self.trip[v.quantile]}  # fmt: skip
-        if misses >= self.trip[v.quantile]:
-            details["why"] = f"{misses} of the last {n} forecasts missed (trips at {self.trip[v.quantile]})"
-            return GuardVerdict(GateState.skill_lost, None, details)
-        if skill is not None and skill <= 0:
-            details["why"] = "no better than the seasonal-naive forecast on recent demand"
-            return GuardVerdict(GateState.skill_lost, None, details)
-        return GuardVerdict(GateState.trusted, v, details)
+        return out
 
     def _select(self) -> tuple[tuple[int, float, float] | None, float]:
         """The eligible variant with the fewest short ticks, then the cheapest: (index, under, cost) or None,
@@ -379,12 +401,12 @@ class PredictiveGuard:
         # reactive's (Poisson) count. Where reactive is (nearly) never short, no variant can show that:
         # nothing is left to win there, only to lose, so reactive keeps acting.
         margin = max(3.0, math.sqrt(r_under))
-        eligible = (bank.under[1:] <= r_under - margin) & (bank.cost[1:] <= r_cost)
+        eligible = [(under, cost, i) for i, (under, cost) in enumerate(zip(bank.under[1:], bank.cost[1:], strict=True))
+                    if under <= r_under - margin and cost <= r_cost]  # fmt: skip
         chosen = None
-        if eligible.any():
-            order = np.lexsort((bank.cost[1:], bank.under[1:]))  # fewest misses, then cheapest
-            i = int(next(k for k in order if eligible[k]))
-            chosen = (i, float(bank.under[i + 1]), float(bank.cost[i + 1]))
+        if eligible:
+            under, cost, i = min(eligible)  # fewest misses, then cheapest
+            chosen = (i, float(under), float(cost))
         self._selection = (key, chosen, margin)
         return chosen, margin
 
@@ -407,7 +429,7 @@ class PredictiveGuard:
         self.first_at = max(float(first), horizon)
         self.last_at = float(state.get("last_at") or first)
         self.bank.forget(horizon)
-        self._selection = None
+        self._selection = self._verdict = None
         if self.last_at <= horizon:  # nothing recent is left: start afresh
             self.first_at = self.last_at = None
 

@@ -314,7 +314,12 @@ class ForecastService:
     def _gate_metrics(self, name: str, verdict: GuardVerdict, guard: PredictiveGuard) -> None:
         """The guard's gauges, set when what they show can have changed: the gate's state, or an hour's
         bucket of the books (the skill and exceedance gauges move with them)."""
-        key = (verdict.state, verdict.variant, len(guard.bank.books), guard.bank.books[-1][0] if guard.bank.books else 0)
+        key = (
+            verdict.state,
+            verdict.variant,
+            len(guard.bank.books),
+            guard.bank.books[-1][0] if guard.bank.books else 0,
+        )
         if self._shown.get(name) == key:
             return
         self._shown[name] = key
@@ -438,7 +443,7 @@ class ForecastService:
         return {
             name: {"model": s.model.kind if s.model else None, "window": s.model.window if s.model else None,
                    "fitted_at": s.fitted_at.isoformat() if s.fitted_at else None, "reason": s.reason,
-                   "guard": {"state": s.verdict.state, **s.verdict.details} if s.verdict else None}
+                   "guard": s.guard.evidence() if s.guard is not None and s.verdict is not None else None}
             for name, s in self.states.items()
         }  # fmt: skip
 

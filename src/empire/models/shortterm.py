@@ -24,6 +24,7 @@ history, refits on a schedule and registers models is `empire.agent.predictive.F
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,7 @@ class LevelQuantileModel:
             rows.append(np.quantile(chosen, _LEVELS) if len(chosen) >= 50 else pooled)
         self.edges_ = edges
         self.residual_quantiles_ = np.vstack([*rows, pooled])  # the last row: volatility unknown
+        self.__dict__.pop("_edge_list", None)  # the per-tick caches of `offset`
         self.n_residuals_ = int(ok.sum())
         return self
 
@@ -145,20 +147,34 @@ class LevelQuantileModel:
     def _row(self, vol: float) -> int:
         if not math.isfinite(vol):
             return len(self.residual_quantiles_) - 1
-        return int(np.searchsorted(self.edges_, vol))
+        return bisect.bisect_left(self._edges(), vol)  # np.searchsorted's side="left"
+
+    def _edges(self) -> list[float]:
+        edges = self.__dict__.get("_edge_list")
+        if edges is None or len(edges) != len(self.edges_):
+            edges = self.__dict__["_edge_list"] = [float(e) for e in self.edges_]
+            self.__dict__["_offsets"] = {}
+        return edges
 
     def offset(self, q: float, vol: float = math.nan) -> float:
-        return float(np.interp(q, _LEVELS, self.residual_quantiles_[self._row(vol)]))
+        """The residual quantile `q` for the volatility's bin (cached: a target asks the same few quantiles
+        every tick)."""
+        row = self._row(vol)
+        cache = self.__dict__.setdefault("_offsets", {})
+        key = (row, q)
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = float(np.interp(q, _LEVELS, self.residual_quantiles_[row]))
+        return value
 
     def from_level(self, level: float, q: float, vol: float = math.nan) -> float:
         """The quantile forecast for a level and the recent volatility (what `predict` does at one origin)."""
         return max(math.sqrt(max(level, 0.0)) + self.offset(q, vol), 0.0) ** 2
 
     def forecasts(self, level: float, quantiles: list[float], vol: float = math.nan) -> dict[float, float]:
-        """`from_level` at several quantiles at once (one interpolation)."""
-        offsets = np.interp(quantiles, _LEVELS, self.residual_quantiles_[self._row(vol)])
+        """`from_level` at several quantiles at once."""
         root = math.sqrt(max(level, 0.0))
-        return {q: max(root + float(o), 0.0) ** 2 for q, o in zip(quantiles, offsets, strict=True)}
+        return {q: max(root + self.offset(q, vol), 0.0) ** 2 for q in quantiles}
 
     def recent_volatility(self, recent: np.ndarray) -> float:
         """The volatility at the last of `recent` (the latest `recent_steps()` values, oldest first): what

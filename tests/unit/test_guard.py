@@ -188,3 +188,19 @@ def test_the_trusted_window_scales_down_sooner_and_says_so():
     early = decide(t, _obs(35, 20, later), history, later, f).decision
     assert early.desired == 5 and Reason.early_scale_down in early.reasons
     assert math.isclose(early.details["stabilization"]["scale_down_window"], 60)
+
+
+def test_explain_says_whether_the_forecast_acted_and_why():
+    from types import SimpleNamespace
+
+    from empire.cli.explain import render
+
+    t, now = _target(), START
+    f = Forecast("demand", 300.0, 0.975, 120, details={"guard": {"state": "unproven", "why": "evaluating: 2.0 h of 12 h"}},
+                 gate=ForecastGate.unproven)  # fmt: skip
+    d = decide(t, _obs(35, 5, now), TargetHistory(), now, f).decision
+    record = SimpleNamespace(id=1, at=d.at, current=d.current, recommended=d.recommended, desired=d.desired,
+                             dry_run=False, policy_version=None, reasons=[r.value for r in d.reasons], details=d.details)  # fmt: skip
+    text = "\n".join(render([record], {}))
+    assert "forecast_unproven" in text
+    assert "guard: unproven: not acted on (reactive scaling decides); evaluating: 2.0 h of 12 h" in text

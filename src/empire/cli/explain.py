@@ -60,8 +60,15 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
             lines.append(f"    signal {name}: " + ", ".join(parts))
         if "forecast" in det:
             f = det["forecast"]
-            lines.append(f"    forecast {f.get('signal')}: p{round(100 * f.get('quantile', 0))} "
+            lines.append(f"    forecast {f.get('signal')}: p{100 * f.get('quantile', 0):g} "
                          f"{_fmt(f.get('value'))} in {_fmt(f.get('horizon_seconds'))}s -> {_fmt(f.get('replicas'))} replicas")  # fmt: skip
+            guard = f.get("guard") or {}
+            if guard or f.get("gate"):
+                state = guard.get("state") or f.get("gate")
+                acts = "acts" if state == "trusted" else "not acted on (reactive scaling decides)"
+                why = f"; {guard['why']}" if guard.get("why") else ""
+                variant = f", variant {guard['variant']}" if guard.get("variant") else ""
+                lines.append(f"    guard: {state}{variant}: {acts}{why}")
         st = det.get("stabilization")
         if st:
             bits = [f"window min(up) {_fmt(st.get('window_up_min'))}", f"max(down) {_fmt(st.get('window_down_max'))}",
@@ -70,6 +77,8 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
                 bits.append(f"rate limit up to {st['scale_up_limit']}")
             if "scale_down_limit" in st:
                 bits.append(f"rate limit down to {st['scale_down_limit']}")
+            if "scale_down_window" in st:
+                bits.append(f"scale-down window {_fmt(st['scale_down_window'])}s (the trusted forecast's)")
             if st.get("rule"):
                 bits = [st["rule"]]
             lines.append("    stabilization: " + ", ".join(bits))

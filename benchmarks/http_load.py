@@ -8,7 +8,7 @@ requests (default 2,000) with `--concurrency` in flight (50): /healthz, /readyz,
 line: requests/s, p50/p99 latency, errors, and the tick's p50/p99 duration and interval jitter
 (start-to-start interval minus the loop interval) idle and under load.
 
-    .venv/bin/python benchmarks/http.py [--requests 2000] [--concurrency 50] [--idle 12]
+    .venv/bin/python benchmarks/http_load.py [--requests 2000] [--concurrency 50] [--idle 12]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ DEMO_DIR ?= out/demo
 help:
 	@echo "make demo   run the main job on the embedded default (creates $(VENV))"
 	@echo "make test   install test deps, start services on 127.0.0.1, lint, run pytest, stop services"
-	@echo "make lint   ruff check + format check"
+	@echo "make lint   ruff check + format check + import layers (lint-imports, .importlinter)"
 	@echo "make bench  run every benchmark (one JSON line each)"
 	@echo "make crd    regenerate deploy/crds/empireconfigs.yaml and deploy/empireconfig.yaml after a policy schema change"
 	@echo "make lock   regenerate deploy/image/requirements.lock (the image's hashed dependencies) from pyproject.toml"
@@ -42,9 +42,11 @@ demo: $(VENV)/.installed-run
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	scripts/with-services.sh $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev

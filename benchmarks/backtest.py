@@ -21,7 +21,7 @@ import os
 import platform
 import time
 
-from empire.agent.backtest import BacktestSettings
+from empire.agent.backtest.engine import BacktestSettings
 from empire.agent.backtest.suite import DEFAULT_SUITE, run_suite, suite_check, suite_trace, trace_check
 
 

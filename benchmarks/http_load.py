@@ -50,7 +50,7 @@ def serve(port: int, workdir: Path, ticks_out: Path) -> None:
     from empire import logrepeat
     from empire.agent.daemon import build_daemon, run_daemon
     from empire.agent.tiering.inventory import ContentObject, Inventory
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
     from empire.policies.loading import default_policy_path
 
     doc = yaml.safe_load(default_policy_path().read_text())

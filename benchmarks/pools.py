@@ -54,7 +54,7 @@ from empire.agent.pools.dispatcher import DispatcherOptions  # noqa: E402
 from empire.agent.pools.model import NewJob  # noqa: E402
 from empire.agent.pools.queue import JobQueue  # noqa: E402
 from empire.policies.schema import parse_policy  # noqa: E402
-from empire.state import Database  # noqa: E402
+from empire.state.database import Database  # noqa: E402
 from fakes.provider import fake_provider_process, http_provider_policy  # noqa: E402
 
 ACCOUNTS = 5

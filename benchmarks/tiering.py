@@ -49,7 +49,7 @@ from empire.agent.tiering.mover import Mover
 from empire.agent.tiering.planner import PlannedMove
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
-from empire.state import Database
+from empire.state.database import Database
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 COLUMNS = ("id, size, checksum, tier, location, persona, title, status, created_at, tier_since, last_access_at, "

@@ -139,7 +139,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[object]:
-    from empire.state import Database
+    from empire.state.database import Database
 
     db = await Database.open(database_url)
     try:

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from empire.agent.executors import ClusterConfig, DryRunExecutor, KubernetesScaler, load_cluster_config
+from empire.agent.executors.dryrun import DryRunExecutor
+from empire.agent.executors.kubeconfig import ClusterConfig, load_cluster_config
+from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import OutcomeStatus, Reason, ScaleTo
 from empire.config.settings import KubernetesSettings
 from empire.errors import ConfigError, NotFoundError, PermanentError, TemporaryError
 from empire.policies.scaling import Target
-from empire.state.records import ActionRecord, ActionState
 from fakes.kubernetes import FakeKubernetes
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from empire.errors import ConfigError, TemporaryError
-from empire.state import Database
+from empire.state.database import Database
 from empire.state.migrations import alembic_config, head_revision
 from empire.state.tables import metadata
 

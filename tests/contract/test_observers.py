@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from empire.agent.observers import NoSource, PrometheusObserver, ReplayObserver
+from empire.agent.observers.none import NoSource
+from empire.agent.observers.prometheus import PrometheusObserver
+from empire.agent.observers.replay import ReplayObserver
 from empire.agent.types import SampleStatus
 from empire.errors import PermanentError, TemporaryError
 from empire.policies.scaling import Target

@@ -8,16 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from empire.agent.ports import StateStore
-from empire.state import (
-    ActionRecord,
-    ActionState,
-    AuditRecord,
-    Database,
-    DecisionRecord,
-    MemoryStateStore,
-    ModelRecord,
-    SqlStateStore,
-)
+from empire.agent.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
+from empire.state.database import Database
+from empire.state.memory import MemoryStateStore
+from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -16,13 +16,15 @@ from empire.agent.alerting.job import AlertRulesJob
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.service import AlertService
 from empire.agent.alerting.store import AlertStore
-from empire.agent.executors import ClusterConfig, KubernetesScaler
+from empire.agent.executors.kubeconfig import ClusterConfig
+from empire.agent.executors.kubernetes import KubernetesScaler
 from empire.agent.monitor import Monitor
-from empire.agent.observers import PrometheusObserver
+from empire.agent.observers.prometheus import PrometheusObserver
+from empire.agent.records import ActionState
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import Alert
 from empire.policies.loading import load_policy_text
-from empire.state import ActionState, SqlStateStore
+from empire.state.store import SqlStateStore
 from fakes.kubernetes import FakeKubernetes
 from fakes.loop import build_loop
 from fakes.prometheus import FakePrometheus

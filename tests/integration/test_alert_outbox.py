@@ -19,9 +19,11 @@ from empire.agent.alerting.store import AlertStore
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
+from empire.agent.records import ActionState
 from empire.agent.types import Alert, OutcomeStatus, Reason
 from empire.policies.alerting import AlertingPolicy
-from empire.state import ActionState, Database, SqlStateStore
+from empire.state.database import Database
+from empire.state.store import SqlStateStore
 from fakes.server import free_port
 from fakes.webhook import FakeWebhook
 

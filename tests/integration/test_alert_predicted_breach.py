@@ -26,7 +26,7 @@ import yaml
 from empire.agent.alerting.store import AlertStore
 from empire.agent.clock import FakeClock
 from empire.agent.daemon import Daemon, build_daemon
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from fakes.prometheus import FakePrometheus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -24,7 +24,7 @@ from empire.agent.monitor import Monitor
 from empire.agent.types import Alert, Reason
 from empire.cli import main
 from empire.policies.alerting import AlertingPolicy
-from empire.state import Database
+from empire.state.database import Database
 
 
 @pytest.fixture

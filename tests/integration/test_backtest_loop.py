@@ -13,8 +13,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from empire.agent.backtest import BacktestSettings, DemandTrace, backtest_policy, run_backtest, synthetic_trace
+from empire.agent.backtest.engine import BacktestSettings, backtest_policy, run_backtest
 from empire.agent.backtest.suite import trace_check
+from empire.agent.backtest.trace import DemandTrace, synthetic_trace
 from empire.agent.clock import FakeClock
 from empire.agent.monitor import Monitor
 from empire.agent.observers.replay import ReplayObserver
@@ -142,7 +143,7 @@ async def test_forecast_only_records_what_it_would_do_through_the_loop():
 async def test_refits_go_to_the_model_registry_and_the_worse_model_is_not_used(database):
     """A demand that repeats exactly every day: seasonal naive beats the recent level, so the candidate
     is registered (with its validation error) but not used; a restart reuses the model in use."""
-    from empire.state import SqlStateStore
+    from empire.state.store import SqlStateStore
 
     day = np.where((np.arange(1440) // 30) % 2 == 0, 10.0, 200.0)
     values = np.tile(day, 4)

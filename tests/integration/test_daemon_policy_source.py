@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from empire.agent.daemon import build_daemon, check_policy
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.operator.handoff import apply_policy
 from empire.operator.spec import ConfigRef, parse_spec
 
@@ -87,7 +87,7 @@ async def test_policy_file_argument_overrides_the_database_source(settings, tmp_
 async def test_retention_job_prunes_old_history(settings) -> None:
     from datetime import timedelta
 
-    from empire.state.records import DecisionRecord
+    from empire.agent.records import DecisionRecord
 
     daemon = await build_daemon(settings)
     try:

@@ -29,7 +29,7 @@ from empire.agent.clock import FakeClock
 from empire.agent.daemon import build_daemon
 from empire.agent.http import build_app
 from empire.agent.tiering.inventory import ContentObject, Inventory
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.state import tables as t
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

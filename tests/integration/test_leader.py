@@ -12,12 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from empire.agent.executors import DryRunExecutor
+from empire.agent.executors.dryrun import DryRunExecutor
 from empire.agent.leader import FileLeader, PostgresLeader, RedisLeader, leader_for
 from empire.agent.types import Sample
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.errors import ConfigError
-from empire.state import MemoryStateStore
+from empire.state.memory import MemoryStateStore
 from fakes.loop import build_loop, policy, target_spec
 
 pytestmark = pytest.mark.anyio

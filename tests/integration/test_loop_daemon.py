@@ -17,8 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from empire.state import Database, SqlStateStore
-from empire.state.records import ActionState
+from empire.agent.records import ActionState
+from empire.state.database import Database
+from empire.state.store import SqlStateStore
 from fakes.kubernetes import FakeKubernetes
 from fakes.prometheus import FakePrometheus
 from fakes.server import free_port

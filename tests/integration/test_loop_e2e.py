@@ -9,11 +9,12 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from empire.agent.executors import ClusterConfig, KubernetesScaler
-from empire.agent.observers import PrometheusObserver
+from empire.agent.executors.kubeconfig import ClusterConfig
+from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.observers.prometheus import PrometheusObserver
+from empire.agent.records import ActionState
 from empire.agent.types import Reason
-from empire.state import SqlStateStore
-from empire.state.records import ActionState
+from empire.state.store import SqlStateStore
 from fakes.kubernetes import FakeKubernetes
 from fakes.loop import build_loop, policy, target_spec
 from fakes.prometheus import FakePrometheus
@@ -200,7 +201,7 @@ async def test_history_survives_a_restart(world, database):
 async def test_database_briefly_unavailable(world):
     """No journal, no action: the tick carries on, nothing is scaled, the next tick recovers."""
     from empire.errors import TemporaryError
-    from empire.state import MemoryStateStore
+    from empire.state.memory import MemoryStateStore
 
     class Flaky(MemoryStateStore):
         down = False
@@ -235,9 +236,9 @@ async def test_database_briefly_unavailable(world):
 
 async def test_replayed_trace_on_the_fake_clock(tmp_path):
     """The backtest's shape: a CSV trace, the pretend cluster, `run(ticks=N)` on a FakeClock."""
-    from empire.agent.executors import DryRunExecutor
-    from empire.agent.observers import ReplayObserver
-    from empire.state import MemoryStateStore
+    from empire.agent.executors.dryrun import DryRunExecutor
+    from empire.agent.observers.replay import ReplayObserver
+    from empire.state.memory import MemoryStateStore
     from fakes.loop import START
 
     rows = ["timestamp,target,signal,value"]

@@ -16,14 +16,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from empire.agent.clock import SystemClock
-from empire.agent.executors import DryRunExecutor
+from empire.agent.executors.dryrun import DryRunExecutor
 from empire.agent.http import AppContext, build_app
 from empire.agent.monitor import Monitor
+from empire.agent.records import DecisionRecord
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import Sample
 from empire.cli import main
-from empire.state import Database, MemoryStateStore, SqlStateStore
-from empire.state.records import DecisionRecord
+from empire.state.database import Database
+from empire.state.memory import MemoryStateStore
+from empire.state.store import SqlStateStore
 from fakes.loop import build_loop, policy, target_spec
 
 pytestmark = pytest.mark.anyio
@@ -158,7 +160,7 @@ async def test_periodic_jobs_on_the_fake_clock_and_on_apscheduler():
 async def file_daemon(tmp_path, monkeypatch) -> AsyncIterator[tuple[Any, Path]]:
     """A daemon on SQLite following the policy file it returns (one target, `gen`)."""
     from empire.agent.daemon import build_daemon
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     for var in ("EMPIRE_DATABASE_URL", "EMPIRE_REDIS_URL", "EMPIRE_PROMETHEUS__URL", "EMPIRE_POLICY_FILE"):
         monkeypatch.delenv(var, raising=False)
@@ -228,7 +230,7 @@ async def test_a_policy_file_that_blocks_does_not_block_the_loop(tmp_path):
     import os
     import threading
 
-    from empire.policies import PolicyWatcher
+    from empire.policies.loading import PolicyWatcher
 
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump({"targets": [target_spec("gen")]}))

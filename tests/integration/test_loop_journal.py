@@ -11,10 +11,11 @@ from prometheus_client import CollectorRegistry
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Generate, Outcome, OutcomeStatus, ReadBack, Reason, ScaleTo
 from empire.errors import PermanentError, TemporaryError
-from empire.state import MemoryStateStore, SqlStateStore
-from empire.state.records import ActionRecord, ActionState
+from empire.state.memory import MemoryStateStore
+from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

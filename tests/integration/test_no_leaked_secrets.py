@@ -32,7 +32,7 @@ import yaml
 from sqlalchemy import MetaData, inspect, select
 
 from empire.cli import build_parser
-from empire.state import Database
+from empire.state.database import Database
 from fakes.prometheus import FakePrometheus
 from fakes.server import free_port
 

@@ -18,8 +18,9 @@ import yaml
 
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION
 from empire.operator.testing import kube_api
-from empire.policies import default_policy_path
-from empire.state import Database, SqlStateStore
+from empire.policies.loading import default_policy_path
+from empire.state.database import Database
+from empire.state.store import SqlStateStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 NS = "empire"

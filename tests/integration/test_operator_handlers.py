@@ -18,12 +18,15 @@ import pytest
 import yaml
 
 from empire.agent.clock import FakeClock
+from empire.agent.records import DecisionRecord
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION
 from empire.operator.handlers import FINALIZER, OperatorConfig
-from empire.operator.spec import IDLE_POLICY, ConfigRef, parse_spec
+from empire.operator.spec import ConfigRef, parse_spec
 from empire.operator.testing import kube_api, operator_running
-from empire.policies import default_policy_path
-from empire.state import Database, DecisionRecord, SqlStateStore
+from empire.policies.loading import default_policy_path
+from empire.policies.schema import IDLE_POLICY
+from empire.state.database import Database
+from empire.state.store import SqlStateStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from empire.agent.policysource import DbPolicySource
 from empire.errors import TemporaryError
-from empire.operator.handoff import DbPolicySource, apply_policy, withdraw_policy
-from empire.operator.spec import IDLE_POLICY, ConfigRef, parse_spec
-from empire.policies import LoadedPolicy, default_policy_path, parse_policy
-from empire.state import SqlStateStore
+from empire.operator.handoff import apply_policy, withdraw_policy
+from empire.operator.spec import ConfigRef, parse_spec
+from empire.policies.loading import LoadedPolicy, default_policy_path
+from empire.policies.schema import IDLE_POLICY, parse_policy
+from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
 

@@ -22,14 +22,14 @@ import yaml
 
 from empire.agent.executors.kubeconfig import ClusterConfig
 from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.executors.kubesecrets import KubernetesSecretReader
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Reason, ScaleTo
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION
 from empire.operator.handlers import OperatorConfig
 from empire.operator.rbac import Attributes, request_attributes, role_allows, unused_grants
-from empire.operator.secrets import KubernetesSecretReader
 from empire.operator.testing import kube_api, operator_running
-from empire.policies import default_policy_path, load_policy
-from empire.state.records import ActionRecord, ActionState
+from empire.policies.loading import default_policy_path, load_policy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

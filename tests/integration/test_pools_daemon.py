@@ -32,10 +32,10 @@ from empire.agent.clock import FakeClock
 from empire.agent.daemon import Daemon, build_daemon
 from empire.agent.http import build_app
 from empire.agent.pools.model import JobState
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import DrainAccount, OutcomeStatus, PausePersona, Reason
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.state import tables as t
-from empire.state.records import ActionRecord, ActionState
 from fakes.server import free_port, serve_in_thread
 
 pytestmark = pytest.mark.anyio

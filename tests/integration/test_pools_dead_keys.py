@@ -28,10 +28,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from empire.agent.monitor import Monitor
 from empire.agent.pools.build import build_dispatcher
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
+from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.model import Job, JobState, NewJob
 from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy
-from empire.state import Database
+from empire.state.database import Database
 from fakes.provider import TEST_KEYS as KEYS
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
@@ -209,7 +210,7 @@ async def test_the_key_rejected_gauge_follows_the_breaker(database: Database, ke
         registry = CollectorRegistry()
         # a heartbeat every 200 s: the gauge must follow the breaker itself, not a periodic refresh
         d = build_dispatcher(policy, database, options(stop_when_empty=False, lease_seconds=600),
-                             metrics=Monitor(registry).pools)  # fmt: skip
+                             metrics=Monitor(registry).group(PoolMetrics))  # fmt: skip
 
         def gauges() -> tuple[float | None, ...]:
             return tuple(registry.get_sample_value("empire_pool_account_key_rejected", {"provider": p, "account": a})

@@ -20,12 +20,13 @@ from empire.agent.clock import SystemClock
 from empire.agent.monitor import Monitor
 from empire.agent.pools.build import build_dispatcher
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
+from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.model import JobState, NewJob
 from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink
 from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy
-from empire.state import Database
 from empire.state import tables as t
+from empire.state.database import Database
 from fakes.provider import REJECT, FakeKey, FakeProvider, http_provider_policy
 from fakes.provider import TEST_KEYS as KEYS
 
@@ -129,7 +130,7 @@ async def test_faults_server_errors_and_a_dead_key(database: Database, keys_env:
             cooldown={"server_errors": 50, "failures": 50, "after_auth_failure": "10m"},
         )  # fmt: skip
         registry = CollectorRegistry()
-        metrics = Monitor(registry).pools
+        metrics = Monitor(registry).group(PoolMetrics)
         await enqueue(database, 150)
         await drain(build_dispatcher(make_policy(provider), database, options(), metrics=metrics))
         s = fake.snapshot()
@@ -240,7 +241,7 @@ async def test_simulated_provider_publishes_and_quarantines(database: Database, 
         compliance={"banned_terms": ["orbit"]},
     )  # fmt: skip
     registry = CollectorRegistry()
-    metrics = Monitor(registry).pools
+    metrics = Monitor(registry).group(PoolMetrics)
     clock = SystemClock()
     publisher = ContentPublisher(
         database, DirectoryContentSink(database, tmp_path), lambda: policy.compliance, clock, metrics.on_content
@@ -277,7 +278,7 @@ async def test_no_secret_in_logs_metrics_or_reprs(
         )
     )
     await enqueue(database, 30)
-    d = build_dispatcher(policy, database, options(), metrics=Monitor(registry).pools)
+    d = build_dispatcher(policy, database, options(), metrics=Monitor(registry).group(PoolMetrics))
     text = repr(d.adapters) + repr(d) + repr(policy)
     await drain(d)
     jobs = await JobQueue(database).list(limit=100)
@@ -289,7 +290,7 @@ async def test_no_secret_in_logs_metrics_or_reprs(
 async def test_queue_depth_and_cooling_gauges(database: Database, fake: FakeProvider, keys_env: dict) -> None:
     fake.keys[KEYS["c"]].dead = True
     registry = CollectorRegistry()
-    metrics = Monitor(registry).pools
+    metrics = Monitor(registry).group(PoolMetrics)
     policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1800, 10)))
     later = datetime.now(UTC) + timedelta(hours=1)
     await JobQueue(database).enqueue(

@@ -16,11 +16,11 @@ from empire.agent.pools.model import JobState
 from empire.agent.pools.planner import plan_generation
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Executor
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Generate, OutcomeStatus, Reason
 from empire.cli import main
 from empire.policies.loading import default_policy_path, load_policy
-from empire.state import Database
-from empire.state.records import ActionRecord, ActionState
+from empire.state.database import Database
 
 NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 
@@ -155,7 +155,7 @@ def test_pools_run_drains_the_simulated_provider(tmp_path: Path, monkeypatch: py
 @pytest.mark.anyio
 async def test_generate_through_the_journaling_action_runner(database: Database) -> None:
     from empire.agent.journal import ActionRunner
-    from empire.state import SqlStateStore
+    from empire.state.store import SqlStateStore
 
     policy = load_policy(default_policy_path()).policy
     queue = JobQueue(database, budget_limits(policy))

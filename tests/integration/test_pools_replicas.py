@@ -21,7 +21,7 @@ import yaml
 
 from empire.agent.pools.model import NewJob
 from empire.agent.pools.queue import JobQueue
-from empire.state import Database
+from empire.state.database import Database
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
 N = 160

@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from empire.agent.observers import PrometheusObserver
+from empire.agent.observers.prometheus import PrometheusObserver
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.model import Spend
 from empire.agent.pools.planner import plan_generation
 from empire.agent.pools.trends import TrendReader
 from empire.agent.types import Reason
-from empire.policies import parse_policy
+from empire.policies.schema import parse_policy
 from fakes.prometheus import FakePrometheus
 
 pytestmark = pytest.mark.anyio
@@ -75,7 +75,7 @@ async def test_trend_is_reread_every_interval_and_failures_mean_no_boost() -> No
 
 
 async def test_no_metric_source_means_no_boost() -> None:
-    from empire.agent.observers import NoSource
+    from empire.agent.observers.none import NoSource
 
     reader = TrendReader(NoSource(), lambda: POLICY)
     assert await reader(T0) == {"luna": 1.0, "grit": 1.0}

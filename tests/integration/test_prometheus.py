@@ -12,11 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from empire.agent.clock import FakeClock
-from empire.agent.executors import ClusterConfig, KubernetesScaler
-from empire.agent.observers import PrometheusObserver
+from empire.agent.executors.kubeconfig import ClusterConfig
+from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.observers.prometheus import PrometheusObserver
 from empire.agent.types import Reason, SampleStatus
 from empire.policies.scaling import Target
-from empire.state import MemoryStateStore
+from empire.state.memory import MemoryStateStore
 from fakes.kubernetes import FakeKubernetes
 from fakes.loop import build_loop, policy, target_spec
 

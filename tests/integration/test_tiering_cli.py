@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select, update
 
 from empire.cli import main
-from empire.state import Database
 from empire.state import tables as t
+from empire.state.database import Database
 
 
 @pytest.fixture

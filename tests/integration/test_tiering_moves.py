@@ -25,8 +25,8 @@ from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import FAULT_POINTS, Mover
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
-from empire.state import Database
 from empire.state import tables as t
+from empire.state.database import Database
 
 pytestmark = pytest.mark.anyio
 
@@ -197,7 +197,7 @@ CHILD = textwrap.dedent(
     from empire.agent.tiering.mover import Mover
     from empire.agent.types import Reason
     from empire.policies.storage import StoragePolicy
-    from empire.state import Database
+    from empire.state.database import Database
 
     url, base, point, *ids = sys.argv[1:]
 

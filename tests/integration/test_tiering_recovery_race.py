@@ -23,7 +23,7 @@ from empire.agent.tiering.mover import Mover
 from empire.agent.tiering.owner import owner_is_dead_here, process_owner
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
-from empire.state import Database
+from empire.state.database import Database
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -14,15 +14,16 @@ from prometheus_client import CollectorRegistry
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
+from empire.agent.records import ActionState
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.tiering.backends import LocalBackend
 from empire.agent.tiering.executor import RetierExecutor, TieringSweep
 from empire.agent.tiering.inventory import AccessEvent, ContentObject, Inventory
+from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover
 from empire.agent.types import Reason, Retier
 from empire.policies.storage import StoragePolicy
-from empire.state import SqlStateStore
-from empire.state.records import ActionState
+from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
 
@@ -48,10 +49,10 @@ async def world(database, tmp_path: Path):
     backend = LocalBackend({t: tmp_path / "tiers" / t for t in ("hot", "warm", "cold", "archive")})
     inv = Inventory(database)
     policy = StoragePolicy()
-    mover = Mover(database, backend, policy, clock, metrics=monitor.tiering)
+    mover = Mover(database, backend, policy, clock, metrics=monitor.group(TieringMetrics))
     store = SqlStateStore(database)
     runner = ActionRunner(store, {Retier: RetierExecutor(mover, inv)}, clock, monitor, replica="r1")
-    sweep = TieringSweep(inv, mover, lambda a, now: runner.run(a, at=now), lambda: policy, monitor.tiering,
+    sweep = TieringSweep(inv, mover, lambda a, now: runner.run(a, at=now), lambda: policy, monitor.group(TieringMetrics),
                          lambda: not runner.dry_run)  # fmt: skip
     await add(inv, backend, "old-big", 3 * MB, idle_days=200)  # -> archive
     await add(inv, backend, "quiet", 2 * MB, idle_days=45)  # -> warm

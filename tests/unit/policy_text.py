@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from empire.policies import PolicyError, load_policy_text
+from empire.policies.errors import PolicyError
+from empire.policies.loading import load_policy_text
 
 MINIMAL_TARGET = """
 targets:

@@ -13,8 +13,9 @@ from empire.agent.alerting.receivers.alertmanager import postable_alerts
 from empire.agent.alerting.receivers.email import email_message
 from empire.agent.alerting.receivers.slack import slack_message
 from empire.agent.retrying import parse_retry_after
-from empire.policies import PolicyError, parse_policy
 from empire.policies.alerting import EmailReceiver
+from empire.policies.errors import PolicyError
+from empire.policies.schema import parse_policy
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ import pytest
 from empire.agent.alerting.matching import Matcher, fingerprint, matchers_match, parse_matchers
 from empire.agent.alerting.routing import build_tree, group_key, group_labels, match_routes
 from empire.errors import ConfigError
-from empire.policies import default_policy_path, load_policy
 from empire.policies.alerting import Route
+from empire.policies.loading import default_policy_path, load_policy
 
 
 @pytest.mark.parametrize(

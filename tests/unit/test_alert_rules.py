@@ -23,7 +23,7 @@ from empire.agent.types import (
     SampleStatus,
     ScaleTo,
 )
-from empire.policies import Policy, parse_policy
+from empire.policies.schema import Policy, parse_policy
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

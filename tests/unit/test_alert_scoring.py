@@ -9,7 +9,7 @@ import numpy as np
 
 from empire.agent.alerting.scoring import AnomalyScorer, watched_signals
 from empire.agent.types import Observation, Sample, SampleStatus
-from empire.policies import Policy, parse_policy
+from empire.policies.schema import Policy, parse_policy
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empire.agent.backtest import BacktestSettings, Books, DemandTrace, SimulatedCluster, backtest_policy, load_trace
+from empire.agent.backtest.cluster import Books, SimulatedCluster
+from empire.agent.backtest.engine import BacktestSettings, backtest_policy
 from empire.agent.backtest.report import format_table, target_check
-from empire.agent.backtest.trace import default_trace_path, synthetic_trace
+from empire.agent.backtest.trace import DemandTrace, default_trace_path, load_trace, synthetic_trace
 from empire.agent.clock import FakeClock
 from empire.errors import ConfigError
 

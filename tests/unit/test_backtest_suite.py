@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empire.agent.backtest import BacktestSettings, DemandTrace
+from empire.agent.backtest.engine import BacktestSettings
 from empire.agent.backtest.suite import (
     DEFAULT_SUITE,
     SuiteTrace,
@@ -21,6 +21,7 @@ from empire.agent.backtest.suite import (
     suite_trace,
     trace_check,
 )
+from empire.agent.backtest.trace import DemandTrace
 from empire.errors import ConfigError
 
 START = datetime(2026, 1, 5, tzinfo=UTC)

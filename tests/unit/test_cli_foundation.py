@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from empire.cli import main
-from empire.policies import default_policy_path
+from empire.policies.loading import default_policy_path
 
 
 @pytest.fixture(autouse=True)

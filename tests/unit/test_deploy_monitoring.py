@@ -19,7 +19,14 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from empire.agent.alerting.metrics import AlertMetrics
+from empire.agent.horizon.metrics import HorizonMetrics
 from empire.agent.monitor import Monitor
+from empire.agent.pools.metrics import PoolMetrics
+from empire.agent.predictive import PredictiveMetrics
+from empire.agent.tiering.metrics import TieringMetrics
+
+AREA_GROUPS = (AlertMetrics, HorizonMetrics, PoolMetrics, PredictiveMetrics, TieringMetrics)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "base"
 SUFFIXES = {
@@ -44,6 +51,8 @@ def exported() -> frozenset[str]:
     assert groups, "Monitor has no metric groups"
     for name in groups:
         getattr(monitor, name)
+    for group in AREA_GROUPS:
+        monitor.group(group)
     names = set()
     for family in monitor.registry.collect():
         for suffix in SUFFIXES[family.type]:

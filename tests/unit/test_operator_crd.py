@@ -22,7 +22,7 @@ from empire.operator.crd import (
 )
 from empire.operator.spec import ConfigRef, parse_spec
 from empire.operator.status import agent_status, applied_status
-from empire.policies import default_policy_path
+from empire.policies.loading import default_policy_path
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NOW_ISO = "2026-03-01T12:00:00Z"
@@ -163,7 +163,7 @@ def test_the_api_server_rejects_what_the_policy_parser_rejects(edit: Any, path: 
 def test_status_written_by_the_operator_fits_the_status_schema() -> None:
     from datetime import UTC, datetime
 
-    from empire.state.records import DecisionRecord
+    from empire.agent.records import DecisionRecord
 
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     result = parse_spec(example_spec(), ConfigRef("empire", "main", 1))

@@ -19,7 +19,7 @@ import yaml
 from empire.operator.crd import crd_manifest
 from empire.operator.crdrules import LIST_KEYS, RULES, rules_at
 from empire.operator.spec import ConfigRef, parse_spec
-from empire.policies import default_policy_path
+from empire.policies.loading import default_policy_path
 
 ENV = celpy.Environment()
 PER_RULE_BUDGET = 10_000_000  # apiextensions StaticEstimatedCostLimit: one rule's estimated cost

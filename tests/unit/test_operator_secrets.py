@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from empire.agent.executors.kubeconfig import ClusterConfig
+from empire.agent.executors.kubesecrets import KubernetesSecretReader
 from empire.errors import ConfigError, PermanentError, TemporaryError
-from empire.operator.secrets import KubernetesSecretReader
 
 VALUE = "sk-live-do-not-print"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from empire.operator.spec import IDLE_POLICY, Candidate, ConfigRef, choose_active, parse_spec, plain
-from empire.policies import default_policy_path, load_policy, parse_policy, policy_version
+from empire.operator.spec import Candidate, ConfigRef, choose_active, parse_spec, plain
+from empire.policies.loading import default_policy_path, load_policy
+from empire.policies.schema import IDLE_POLICY, parse_policy, policy_version
 
 REF = ConfigRef("empire", "main", 4)
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
+from empire.agent.records import DecisionRecord
 from empire.operator.spec import Candidate, ConfigRef, parse_spec
 from empire.operator.status import (
     agent_status,
@@ -18,8 +19,8 @@ from empire.operator.status import (
     stall_after,
     unavailable_status,
 )
-from empire.policies import default_policy_path, parse_policy
-from empire.state.records import DecisionRecord
+from empire.policies.loading import default_policy_path
+from empire.policies.schema import parse_policy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REF = ConfigRef("empire", "main", 2)

@@ -15,8 +15,10 @@ import pytest
 
 from empire.agent.stabilizing import TargetHistory, stabilize
 from empire.agent.types import Reason, Recommendation
-from empire.policies import PolicyError, load_policy_text, parse_policy
+from empire.policies.errors import PolicyError
+from empire.policies.loading import load_policy_text
 from empire.policies.scaling import SelectPolicy, Target
+from empire.policies.schema import parse_policy
 
 HPA_DEFAULTS: dict[str, dict[str, Any]] = {
     "scale_up": {

@@ -9,7 +9,8 @@ import pytest
 from policy_text import errors
 
 from empire.errors import ConfigError
-from empire.policies import PolicyError, PolicyWatcher, load_policy
+from empire.policies.errors import PolicyError
+from empire.policies.loading import PolicyWatcher, load_policy
 
 GOOD = """
 targets:

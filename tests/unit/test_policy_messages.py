@@ -17,8 +17,10 @@ import yaml
 from policy_text import errors
 from pydantic import BaseModel
 
-from empire.policies import Policy, PolicyError, load_policy_text
 from empire.policies.common import SecretRef
+from empire.policies.errors import PolicyError
+from empire.policies.loading import load_policy_text
+from empire.policies.schema import Policy
 
 REF = "{env: VAR}, {file: /path} or {secret: {name: NAME, key: KEY}}"
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from policy_text import MINIMAL_TARGET, errors
 
-from empire.policies import default_policy_path, load_policy, load_policy_text, parse_policy
+from empire.policies.loading import default_policy_path, load_policy, load_policy_text
 from empire.policies.scaling import SEED_TARGETS, PredictiveMode, SelectPolicy, SignalType
-from empire.policies.schema import policy_json_schema, policy_version
+from empire.policies.schema import parse_policy, policy_json_schema, policy_version
 
 
 def test_shipped_example_is_valid_and_complete() -> None:

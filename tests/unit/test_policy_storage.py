@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from policy_text import errors
 
-from empire.policies import PolicyError, load_policy_text, parse_policy
+from empire.policies.errors import PolicyError
+from empire.policies.loading import load_policy_text
+from empire.policies.schema import parse_policy
 from empire.policies.storage import overlapping_roots
 
 CONSEQUENCE = (

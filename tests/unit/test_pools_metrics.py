@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from empire.agent.monitor import Monitor
 from empire.agent.pools.budget import BudgetLimits
+from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.model import Spend
 from empire.agent.types import Reason
 from empire.policies.schema import parse_policy
@@ -20,7 +21,7 @@ POLICY = parse_policy({
 
 def metrics() -> tuple[CollectorRegistry, object]:
     registry = CollectorRegistry()
-    m = Monitor(registry).pools
+    m = Monitor(registry).group(PoolMetrics)
     m.configure(POLICY.providers, [p.name for p in POLICY.personas])
     return registry, m
 

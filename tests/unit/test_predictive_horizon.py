@@ -14,13 +14,25 @@ import pytest
 
 from empire.agent.alerting.rules import RuleInputs, evaluate
 from empire.agent.deciding import decide
-from empire.agent.horizon import HorizonPath, PathPoint, bucket_means, build_path, fit_leads, grid_step, horizon_specs
-from empire.agent.horizon.path import dump_models, forecast_point, grid_times, load_models, sample_step
+from empire.agent.horizon.path import (
+    HorizonPath,
+    PathPoint,
+    bucket_means,
+    build_path,
+    dump_models,
+    fit_leads,
+    forecast_point,
+    grid_step,
+    grid_times,
+    horizon_specs,
+    load_models,
+    sample_step,
+)
 from empire.agent.predictive import horizon_details
 from empire.agent.stabilizing import TargetHistory
 from empire.agent.types import Forecast, Observation, Reason, Sample
 from empire.models.forecast import MODEL, DemandForecaster
-from empire.policies import Policy, parse_policy
+from empire.policies.schema import Policy, parse_policy
 
 NOW = datetime(2026, 3, 1, 12, 2, tzinfo=UTC)
 STEP = 300.0

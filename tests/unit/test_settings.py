@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from empire.config import load_settings, mask_url
+from empire.config.settings import load_settings
+from empire.config.urls import mask_url
 from empire.errors import ConfigError
 
 
@@ -185,7 +186,7 @@ def test_rejected_values_are_not_echoed_even_by_pydantic(monkeypatch: pytest.Mon
     """Settings() built directly (not through load_settings) must not print the URL either."""
     from pydantic import ValidationError
 
-    from empire.config import Settings
+    from empire.config.settings import Settings
 
     with pytest.raises(ValidationError) as info:
         Settings(redis_url="redis://:hunter2@redis:abc/0")

@@ -49,16 +49,17 @@ from empire.agent.journal import ActionRunner
 from empire.agent.leader import leader_for
 from empire.agent.loop import ControlLoop
 from empire.agent.monitor import Monitor
+from empire.agent.policysource import FilePolicySource, PolicySource, database_source
 from empire.agent.ports import Clock, Observer, WorkloadReader
+from empire.agent.records import AuditRecord
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
 from empire.config.settings import Settings
 from empire.config.urls import mask_url
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy, PolicyWatcher
-from empire.state.records import AuditRecord
 
-__all__ = ["AREA_MODULES", "Daemon", "FilePolicySource", "build_daemon", "check_policy", "run_daemon"]
+__all__ = ["AREA_MODULES", "Daemon", "build_daemon", "check_policy", "run_daemon"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Daemon:
     monitor: Monitor
     db: Any
     store: Any
-    source: Any  # FilePolicySource | DbPolicySource: `current`, `last_error`, `interval`, `async check()`
+    source: PolicySource  # `current`, `last_error`, `interval`, `where`, `async check()`
     observer: Observer
     workloads: WorkloadReader
     runner: ActionRunner
@@ -106,48 +107,9 @@ class Daemon:
                 logger.exception("a policy listener failed on version %s", loaded.version)
 
 
-class FilePolicySource:
-    """`PolicyWatcher` behind the same async `check()` as `DbPolicySource`."""
-
-    def __init__(self, watcher: PolicyWatcher) -> None:
-        self.watcher = watcher
-        self.interval = watcher.interval
-
-    @property
-    def current(self) -> LoadedPolicy:
-        return self.watcher.current
-
-    @property
-    def last_error(self) -> str | None:
-        return self.watcher.last_error
-
-    @property
-    def where(self) -> str:
-        return str(self.watcher.path)
-
-    async def check(self) -> bool:
-        return await self.watcher.check_async()
-
-
-async def _database_source(store: Any) -> Any:
-    """Follow the operator's applied policy; idle (no targets, dry run) until there is one."""
-    from empire.operator.handoff import DbPolicySource
-    from empire.operator.spec import IDLE_POLICY
-    from empire.policies import parse_policy, policy_version
-
-    source = DbPolicySource(store, interval=5.0)
-    source.where = "state database (policy_versions)"  # type: ignore[attr-defined]
-    await source.check()
-    if source.current is None:
-        idle = parse_policy(IDLE_POLICY)
-        source.current = LoadedPolicy(idle, policy_version(idle), "idle: no EmpireConfig applied yet", "")
-        logger.warning("policy source is the database and no EmpireConfig has been applied yet: idle, dry run")
-    return source
-
-
 def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -> Any:
     """Reads `secret:` references from the agent's namespace (cached; closed with the daemon)."""
-    from empire.operator.secrets import KubernetesSecretReader
+    from empire.agent.executors.kubesecrets import KubernetesSecretReader
 
     reader = KubernetesSecretReader(cluster, timeout=10.0)
 
@@ -159,7 +121,7 @@ def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -
 
 
 async def _open_db(url: str, attempts: int = 5) -> Any:
-    from empire.state import Database
+    from empire.state.database import Database
 
     for i in range(attempts):
         try:
@@ -176,9 +138,12 @@ async def build_daemon(
     settings: Settings, policy_file: str | Path | None = None, dry_run: bool = False, *, clock: Clock | None = None
 ) -> Daemon:
     """Assemble the daemon. `clock` is for tests (a `FakeClock`); `empire run` uses the system clock."""
-    from empire.agent.executors import DryRunExecutor, KubernetesScaler, load_cluster_config
-    from empire.agent.observers import NoSource, PrometheusObserver
-    from empire.state import SqlStateStore
+    from empire.agent.executors.dryrun import DryRunExecutor
+    from empire.agent.executors.kubeconfig import load_cluster_config
+    from empire.agent.executors.kubernetes import KubernetesScaler
+    from empire.agent.observers.none import NoSource
+    from empire.agent.observers.prometheus import PrometheusObserver
+    from empire.state.store import SqlStateStore
 
     use_db = settings.policy_source == "database" and policy_file is None
     if not use_db:  # a bad policy file at start is a ConfigError: exit 2 with its errors
@@ -188,7 +153,7 @@ async def build_daemon(
     logger.info("state database %s", mask_url(url))
     store = SqlStateStore(db)
     if use_db:
-        source = await _database_source(store)
+        source = await database_source(store)
     loaded = source.current
     logger.info("policy %s (version %s): %d targets", loaded.source, loaded.version, len(loaded.policy.targets))
     clock, monitor = clock or SystemClock(), Monitor()

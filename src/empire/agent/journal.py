@@ -29,9 +29,9 @@ import anyio
 
 from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock, Executor, LeaderElection, StateStore
+from empire.agent.records import ActionRecord, ActionState, AuditRecord
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, action_key, error_class
 from empire.errors import PermanentError, TemporaryError
-from empire.state.records import ActionRecord, ActionState, AuditRecord
 
 __all__ = ["ActionRunner", "ReconcileResult", "action_extra", "primary_reason"]
 

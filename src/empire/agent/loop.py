@@ -22,7 +22,6 @@ Why this shape:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,32 +34,19 @@ from empire.agent.deciding import decide, keep_for
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock, LeaderElection, Observer, StateStore, WorkloadReader
+from empire.agent.records import ActionState, AuditRecord, DecisionRecord, jsonable
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.stabilizing import ScaleEvent, TargetHistory
 from empire.agent.types import Decision, Forecast, Observation, Outcome, OutcomeStatus, ScaleTo, error_class
 from empire.policies.loading import LoadedPolicy
 from empire.policies.scaling import Target
-from empire.state.records import ActionState, AuditRecord, DecisionRecord
 
-__all__ = ["ControlLoop", "Forecaster", "TargetStatus", "jsonable"]
+__all__ = ["ControlLoop", "Forecaster", "TargetStatus"]
 
 logger = logging.getLogger(__name__)
 
 Forecaster = Callable[[Target, datetime], Awaitable[Forecast | None]]
 """The predictive seam (issue 5): demand forecast for a target at `now`, or None."""
-
-
-def jsonable(value: Any) -> Any:
-    """Details go to JSON columns (PostgreSQL JSONB rejects NaN/inf): make them plain and finite."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One `Monitor` for every metric the agent exports, on an injectable `CollectorRegistry`.
 
 Each area (loop, pools, tiering, alerting) defines its metric group in its own module as a class
-taking the registry; `Monitor` exposes each group as a lazily built attribute, so a process
+taking the registry; `Monitor.loop` and `Monitor.group(kind)` build each group on first use, so a process
 registers only what it uses and tests read values with `registry.get_sample_value(...)` on a
 fresh registry. Label values come from closed sets (target and provider names from the policy,
 `Reason` members, fixed state names), never from free text, and never carry secrets.
@@ -10,16 +10,14 @@ fresh registry. Label values come from closed sets (target and provider names fr
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
-    from empire.agent.alerting.metrics import AlertMetrics
     from empire.agent.metrics import LoopMetrics
-    from empire.agent.pools.metrics import PoolMetrics
-    from empire.agent.predictive import PredictiveMetrics
-    from empire.agent.tiering.metrics import TieringMetrics
+
+G = TypeVar("G")
 
 __all__ = ["Monitor"]
 
@@ -27,40 +25,21 @@ __all__ = ["Monitor"]
 class Monitor:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._groups: dict[type, Any] = {}
 
-    # Metric groups are added below as `functools.cached_property`s, one per area, e.g.:
-    #
-    #     @cached_property
-    #     def pools(self) -> PoolMetrics:
-    #         from empire.agent.pools.metrics import PoolMetrics
-    #         return PoolMetrics(self.registry)
+    def group(self, kind: type[G]) -> G:
+        """The metric group `kind(registry)` of an area, built on first use and then shared.
+
+        Areas bring their own groups (`monitor.group(PoolMetrics)`), so this module imports none of them:
+        the runtime layer stays below the areas (see `.importlinter`).
+        """
+        built = self._groups.get(kind)
+        if built is None:
+            built = self._groups[kind] = kind(self.registry)
+        return built  # type: ignore[no-any-return]
 
     @cached_property
     def loop(self) -> LoopMetrics:
         from empire.agent.metrics import LoopMetrics
 
         return LoopMetrics(self.registry)
-
-    @cached_property
-    def tiering(self) -> TieringMetrics:
-        from empire.agent.tiering.metrics import TieringMetrics
-
-        return TieringMetrics(self.registry)
-
-    @cached_property
-    def alerts(self) -> AlertMetrics:
-        from empire.agent.alerting.metrics import AlertMetrics
-
-        return AlertMetrics(self.registry)
-
-    @cached_property
-    def pools(self) -> PoolMetrics:
-        from empire.agent.pools.metrics import PoolMetrics
-
-        return PoolMetrics(self.registry)
-
-    @cached_property
-    def predictive(self) -> PredictiveMetrics:
-        from empire.agent.predictive import PredictiveMetrics
-
-        return PredictiveMetrics(self.registry)

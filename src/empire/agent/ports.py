@@ -12,10 +12,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from empire.state.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
+from empire.agent.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
 
 if TYPE_CHECKING:
-    from empire.agent.alerting.notification import Notification
     from empire.agent.types import Action, Outcome, ReadBack, Sample, WorkloadState
     from empire.policies.scaling import Target
 
@@ -198,20 +197,5 @@ class RateLimiter(Protocol):
     async def renew_slots(self, key: str, holders: list[str], ttl: float) -> None: ...
 
     async def slots_in_use(self, key: str) -> int: ...
-
-    async def aclose(self) -> None: ...
-
-
-@runtime_checkable
-class AlertSink(Protocol):
-    """An alert receiver (Slack webhook, email, Alertmanager, the dashboard), named as in the policy.
-
-    `send` delivers one grouped notification or raises `TemporaryError` (the outbox retries it with
-    backoff, honouring `delay`) / `PermanentError` (marked failed; retrying cannot help). It must be
-    safe to call again with the same notification (delivery is at least once)."""
-
-    name: str
-
-    async def send(self, notification: Notification) -> None: ...
 
     async def aclose(self) -> None: ...

@@ -44,18 +44,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from empire.agent.deciding import total_replicas
 from empire.agent.guard import GuardSettings, GuardVerdict, PredictiveGuard
-from empire.agent.horizon import HorizonForecasts, HorizonPath, history_query
-from empire.agent.loop import jsonable
+from empire.agent.horizon.path import HorizonPath
+from empire.agent.horizon.service import HorizonForecasts, history_query
 from empire.agent.recent import RecentSeries
+from empire.agent.records import ModelRecord, jsonable
 from empire.agent.types import Forecast, ForecastGate
 from empire.models.forecast import quantile_name
 from empire.models.shortterm import CANDIDATE, MODEL_KINDS, LevelQuantileModel, choose_model
 from empire.policies.durations import format_duration
 from empire.policies.scaling import PredictiveMode, Signal, SignalType, Target
-from empire.state.records import ModelRecord
 
 if TYPE_CHECKING:
-    from empire.agent.daemon import Daemon
     from empire.agent.monitor import Monitor
     from empire.agent.ports import Observer, StateStore
     from empire.policies.loading import LoadedPolicy
@@ -67,7 +66,7 @@ _CHUNK = 10_000  # steps per history query
 
 
 class PredictiveMetrics:
-    """`Monitor.predictive`: what the forecaster predicts and which model it trusts."""
+    """`monitor.group(PredictiveMetrics)`: what the forecaster predicts and which model it trusts."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.demand = Gauge("empire_forecast_demand", "Forecast demand (policy quantile) at the scheduling buffer",
@@ -80,18 +79,6 @@ class PredictiveMetrics:
                                 ["target", "model"], registry=registry)  # fmt: skip
         self.in_use = Gauge("empire_forecast_model_in_use", "1 for the model in use", ["target", "model"],
                             registry=registry)  # fmt: skip
-        # The horizon forecast (empire.agent.horizon): label values come from the policy (targets, signals,
-        # its horizons) and the fixed quantiles p10/p50/p90 plus the policy's, so the sets are closed.
-        self.horizon_demand = Gauge(
-            "empire_forecast_horizon_demand",
-            "Demand forecast `horizon` after the last complete step, per quantile (what predicted_breach rules read)",
-            ["target", "signal", "forecast_quantile", "horizon"], registry=registry,
-        )  # fmt: skip
-        self.horizon_mae = Gauge(
-            "empire_forecast_horizon_validation_mae",
-            "Holdout MAE of the horizon model (gbm) and of its seasonal fallback; the model is used only if not worse",
-            ["target", "signal", "horizon", "model"], registry=registry,
-        )  # fmt: skip
         self.gate = Gauge("empire_forecast_gate", "1 for the predictive guard's state: trusted (the forecast acts), "
                           "unproven or skill_lost (reactive scaling acts)", ["target", "state"], registry=registry)  # fmt: skip
         self.skill = Gauge("empire_forecast_skill", "1 - pinball loss of the forecast / that of seasonal naive, recent "
@@ -106,10 +93,6 @@ class PredictiveMetrics:
         self.shadow_cost = Gauge("empire_forecast_shadow_replica_hours", "Replica-hours over the evaluation window: "
                                  "reactive scaling vs the chosen variant (counterfactual)", ["target", "policy"],
                                  registry=registry)  # fmt: skip
-        self.horizon_refits = Counter(
-            "empire_forecast_horizon_refits", "Horizon model refits by result (model|fallback|short_history|error)",
-            ["target", "signal", "result"], registry=registry,
-        )  # fmt: skip
 
 
 @dataclass
@@ -236,7 +219,7 @@ class ForecastService:
         verdict = state.verdict = guard.verdict()
         q = verdict.variant.quantile if verdict.trusted and verdict.variant else target.predictive.quantile
         value = values[q]
-        metrics = self.monitor.predictive
+        metrics = self.monitor.group(PredictiveMetrics)
         self._gauge(metrics.demand, target.name).set(value)
         if signal.type == SignalType.total:
             self._gauge(metrics.replicas, target.name).set(total_replicas(target, signal, value))
@@ -323,7 +306,7 @@ class ForecastService:
         if self._shown.get(name) == key:
             return
         self._shown[name] = key
-        m, g = self.monitor.predictive, self._gauge
+        m, g = self.monitor.group(PredictiveMetrics), self._gauge
         for gate in ForecastGate:
             g(m.gate, name, gate.value).set(1 if gate.value == verdict.state else 0)
         skill = guard.skill()
@@ -363,7 +346,7 @@ class ForecastService:
             except Exception as exc:
                 state.attempted_at = now
                 state.reason = f"refit failed: {exc}"
-                self.monitor.predictive.refits.labels(target.name, "error").inc()
+                self.monitor.group(PredictiveMetrics).refits.labels(target.name, "error").inc()
                 logger.warning("%s: forecast model refit failed: %s", target.name, exc)
 
     async def refit(self, target: Target, now: datetime) -> LevelQuantileModel | None:
@@ -384,7 +367,7 @@ class ForecastService:
         valid = int(np.isfinite(y).sum())
         first = int(np.argmax(np.isfinite(y))) if valid else n
         y = y[first:]
-        metrics = self.monitor.predictive
+        metrics = self.monitor.group(PredictiveMetrics)
         if valid * step < self.min_history.total_seconds():
             state.reason = (f"history too short: {valid} valid steps of {step:g}s, need "
                             f"{self.min_history.total_seconds() / step:.0f}; scaling stays reactive")  # fmt: skip
@@ -448,7 +431,7 @@ class ForecastService:
         }  # fmt: skip
 
 
-def setup(daemon: Daemon) -> None:
+def setup(daemon: Any) -> None:
     """Daemon area hook: forecasts for the loop, the horizon forecasts (for alert rules too), refit jobs,
     `/status` sections `predictive` and `forecast_horizon`. The alerting area finds the horizon
     forecasts in `daemon.services["forecast_horizon"]`."""

@@ -126,8 +126,9 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from empire.agent.backtest import POLICIES, BacktestSettings, load_trace, run_backtest
+    from empire.agent.backtest.engine import POLICIES, BacktestSettings, run_backtest
     from empire.agent.backtest.report import format_table, target_check, to_json, write_plot
+    from empire.agent.backtest.trace import load_trace
 
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     bad = [p for p in policies if p not in POLICIES]

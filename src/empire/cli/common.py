@@ -28,7 +28,7 @@ import anyio
 from empire.errors import ConfigError
 
 if TYPE_CHECKING:
-    from empire.state import Database
+    from empire.state.database import Database
 
 __all__ = [
     "MAX_ID",
@@ -50,8 +50,8 @@ T = TypeVar("T")
 def with_database(fn: Callable[[Database], Awaitable[T]], *, url: str | None = None, migrate: bool = True) -> T:
     """`fn(db)` on the database of the settings (or `url`), migrated to the newest schema unless
     `migrate` is False (`empire db` inspects or migrates it itself)."""
-    from empire.config import load_settings
-    from empire.state import Database
+    from empire.config.settings import load_settings
+    from empire.state.database import Database
 
     target = url or load_settings().database_url_value
 

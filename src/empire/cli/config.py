@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def show(args: argparse.Namespace) -> int:
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     print(json.dumps(load_settings().describe(), indent=2, default=str))
     return 0

@@ -164,7 +164,7 @@ def add(args: argparse.Namespace) -> int:
 
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.inventory import ContentObject
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     path: Path = args.file
     if not path.is_file():
@@ -197,7 +197,7 @@ def import_csv(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.tiering.context import open_tiering
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> None:
         async with open_tiering(load_settings(), args.policy) as tc:
@@ -221,7 +221,7 @@ def touch(args: argparse.Namespace) -> int:
 
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.inventory import AccessEvent
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> None:
         async with open_tiering(load_settings(), args.policy) as tc:
@@ -240,7 +240,7 @@ def verify(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.tiering.context import open_tiering
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> int:
         async with open_tiering(load_settings(), args.policy) as tc:
@@ -270,7 +270,7 @@ def show(args: argparse.Namespace) -> int:
 
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.planner import access_rate, desired_tier, economics, plan_object
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> dict[str, Any]:
         async with open_tiering(load_settings(), args.policy) as tc:

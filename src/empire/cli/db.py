@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from empire.errors import ConfigError
 
 if TYPE_CHECKING:
-    from empire.state import Database
+    from empire.state.database import Database
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def upgrade(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
-    from empire.config import load_settings, mask_url
+    from empire.config.settings import load_settings
+    from empire.config.urls import mask_url
 
     if not args.revision.strip():  # alembic asserts on an empty revision
         raise ConfigError("--revision: empty; give a revision id or 'head' (the default)")
@@ -58,7 +59,8 @@ def upgrade(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
-    from empire.config import load_settings, mask_url
+    from empire.config.settings import load_settings
+    from empire.config.urls import mask_url
     from empire.state.migrations import head_revision
 
     url = load_settings().database_url_value

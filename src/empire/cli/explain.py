@@ -93,7 +93,7 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
 def explain(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
     from empire.config.urls import mask_url
-    from empire.state import SqlStateStore
+    from empire.state.store import SqlStateStore
 
     if args.last < 1:
         from empire.errors import ConfigError

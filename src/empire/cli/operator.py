@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         import kopf  # noqa: F401
     except ImportError:
         raise ConfigError("the operator needs kopf: pip install 'empire[operator]'") from None
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
     from empire.operator.handlers import OperatorConfig
     from empire.operator.runner import run_operator
 

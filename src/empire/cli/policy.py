@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from empire.policies import load_policy
+    from empire.policies.loading import load_policy
 
     failed = False
     for path in args.files:
@@ -69,7 +69,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from empire.policies import default_policy_path, load_policy
+    from empire.policies.loading import default_policy_path, load_policy
 
     loaded = load_policy(args.file or default_policy_path())
     body = loaded.policy.model_dump(mode="json", by_alias=True)
@@ -82,7 +82,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from empire.policies import policy_json_schema
+    from empire.policies.schema import policy_json_schema
 
     print(json.dumps(policy_json_schema(), indent=2))
     return 0

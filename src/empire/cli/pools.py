@@ -70,7 +70,7 @@ def status(args: argparse.Namespace) -> int:
     from empire.agent.pools.budget import day_start
     from empire.agent.pools.context import open_pools
     from empire.agent.pools.holds import HoldStore
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> dict[str, Any]:
         async with open_pools(load_settings(), args.policy) as pc:
@@ -151,27 +151,28 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.clock import SystemClock
-    from empire.agent.executors import load_cluster_config
+    from empire.agent.executors.kubeconfig import load_cluster_config
     from empire.agent.monitor import Monitor
     from empire.agent.pools.context import open_pools
     from empire.agent.pools.dispatcher import DispatcherOptions
+    from empire.agent.pools.metrics import PoolMetrics
     from empire.agent.pools.publish import StorageContentSink
     from empire.agent.pools.runtime import PoolsRuntime
     from empire.agent.tiering.backends import build_backend
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     settings = load_settings()
     clock = SystemClock()
     secrets = None
     cluster = load_cluster_config(settings.kubernetes)
     if cluster is not None:
-        from empire.operator.secrets import KubernetesSecretReader
+        from empire.agent.executors.kubesecrets import KubernetesSecretReader
 
         secrets = KubernetesSecretReader(cluster)
 
     async def go() -> dict[str, Any]:
         async with open_pools(settings, args.policy) as pc:
-            metrics = Monitor().pools
+            metrics = Monitor().group(PoolMetrics)
             backend = sink = None
             if not args.no_publish:
                 backend = build_backend(pc.policy.storage, settings.data_dir, secrets)
@@ -221,7 +222,7 @@ def _hold(args: argparse.Namespace, held: bool) -> int:
     from empire.agent.clock import SystemClock
     from empire.agent.pools.holds import MANUAL, HoldKind, HoldStore
     from empire.cli.common import with_database
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
     from empire.errors import ConfigError
     from empire.policies.loading import load_policy
 

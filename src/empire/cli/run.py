@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.daemon import build_daemon, run_daemon
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     settings = load_settings()
     _dump_stacks_on_sigusr1()

@@ -62,7 +62,7 @@ def plan(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.tiering.context import open_tiering
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> dict[str, Any]:
         async with open_tiering(load_settings(), args.policy) as tc:
@@ -112,8 +112,8 @@ def apply(args: argparse.Namespace) -> int:
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.executor import RetierExecutor, TieringSweep
     from empire.agent.types import Retier
-    from empire.config import load_settings
-    from empire.state import SqlStateStore
+    from empire.config.settings import load_settings
+    from empire.state.store import SqlStateStore
 
     async def go() -> tuple[Any, list[str]]:
         settings = load_settings()
@@ -157,7 +157,7 @@ def status(args: argparse.Namespace) -> int:
 
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.mover import UNFINISHED_STEPS
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
     from empire.state import tables as t
 
     async def go() -> dict[str, Any]:

@@ -7,26 +7,3 @@ config is in force), `status` (conditions, Events), `rbac` (does a Role allow a 
 harness). kopf is imported only by `handlers`/`runner`/`testing`, so the agent can use
 `DbPolicySource` and the Secret reader without the operator extra.
 """
-
-from empire.operator.crd import GROUP, KIND, PLURAL, VERSION, crd_manifest, crd_yaml
-from empire.operator.handoff import DbPolicySource, apply_policy, withdraw_policy
-from empire.operator.secrets import KubernetesSecretReader
-from empire.operator.spec import IDLE_POLICY, ConfigRef, SpecResult, choose_active, parse_spec
-
-__all__ = [
-    "GROUP",
-    "IDLE_POLICY",
-    "KIND",
-    "PLURAL",
-    "VERSION",
-    "ConfigRef",
-    "DbPolicySource",
-    "KubernetesSecretReader",
-    "SpecResult",
-    "apply_policy",
-    "choose_active",
-    "crd_manifest",
-    "crd_yaml",
-    "parse_spec",
-    "withdraw_policy",
-]

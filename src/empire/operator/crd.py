@@ -260,7 +260,7 @@ def status_schema() -> dict[str, Any]:
 def crd_manifest(policy_schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """The CustomResourceDefinition as a mapping (the default: the current policy schema)."""
     if policy_schema is None:
-        from empire.policies import policy_json_schema
+        from empire.policies.schema import policy_json_schema
 
         policy_schema = policy_json_schema()
     spec = annotate(structural_schema(policy_schema))
@@ -342,7 +342,7 @@ def crd_yaml(policy_schema: dict[str, Any] | None = None) -> str:
 
 def example_config_yaml(name: str = "empire", namespace: str = "empire") -> str:
     """An EmpireConfig whose spec is the shipped example policy, comments included (`deploy/empireconfig.yaml`)."""
-    from empire.policies import default_policy_path
+    from empire.policies.loading import default_policy_path
 
     policy = default_policy_path().read_text(encoding="utf-8")
     body = "".join(f"  {line}" if line.strip() else line for line in policy.splitlines(keepends=True))

@@ -43,7 +43,8 @@ from empire.operator.status import (
     invalid_status,
     unavailable_status,
 )
-from empire.policies import PolicyError, parse_policy
+from empire.policies.errors import PolicyError
+from empire.policies.schema import parse_policy
 
 __all__ = ["FINALIZER", "OperatorConfig", "build_registry"]
 
@@ -82,7 +83,8 @@ class _Operator:
         # (kopf's default re-checks once a minute, which would hold the finalizer that long).
         settings.background.instant_exit_timeout = 0.5
         settings.background.cancellation_polling = 1.0
-        from empire.state import Database, SqlStateStore
+        from empire.state.database import Database
+        from empire.state.store import SqlStateStore
 
         try:
             self.db = await Database.open(self.config.database_url)

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from empire.policies import Issue, Policy, PolicyError, parse_policy, policy_version
+from empire.policies.errors import Issue, PolicyError
+from empire.policies.schema import Policy, parse_policy, policy_version
 
 __all__ = [
-    "IDLE_POLICY",
     "Candidate",
     "ConfigRef",
     "SpecResult",
@@ -30,10 +30,6 @@ __all__ = [
     "parse_spec",
     "plain",
 ]
-
-IDLE_POLICY: dict[str, Any] = {"loop": {"dry_run": True}}
-"""What the agent runs once no EmpireConfig is left: no targets, providers or personas, and dry
-run, so the default storage and alerting sections journal what they would do and act on nothing."""
 
 
 @dataclass(frozen=True, order=True)

@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from empire.agent.records import DecisionRecord
 from empire.agent.types import Reason
 from empire.operator.spec import Candidate, ConfigRef, SpecResult
-from empire.policies import Policy
-from empire.state.records import DecisionRecord
+from empire.policies.schema import Policy
 
 __all__ = [
     "DEGRADING_REASONS",

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -142,6 +141,8 @@ def _valid_keys(model: type[BaseModel]) -> list[str]:
 def _line_of(text: str | None, loc: tuple[Any, ...]) -> int | None:
     if not text:
         return None
+    import yaml  # here, not at the top: the schema (core) must not load an I/O library; only YAML text needs it
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:

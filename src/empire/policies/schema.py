@@ -31,7 +31,11 @@ from empire.policies.generation import Budget, CompliancePolicy, Persona, Provid
 from empire.policies.scaling import Target
 from empire.policies.storage import StoragePolicy
 
-__all__ = ["LoopPolicy", "Policy", "parse_policy", "policy_json_schema", "policy_version"]
+__all__ = ["IDLE_POLICY", "LoopPolicy", "Policy", "parse_policy", "policy_json_schema", "policy_version"]
+
+IDLE_POLICY: dict[str, Any] = {"loop": {"dry_run": True}}
+"""What the agent runs once no EmpireConfig is left: no targets, providers or personas, and dry
+run, so the default storage and alerting sections journal what they would do and act on nothing."""
 
 
 class LoopPolicy(StrictModel):

@@ -10,7 +10,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from empire.state.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
+from empire.agent.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
 
 __all__ = ["MemoryStateStore"]
 

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from empire.agent.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
 from empire.state import tables as t
 from empire.state.database import Database
-from empire.state.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
 
 __all__ = ["SqlStateStore"]
 

@@ -1,4 +1,4 @@
-"""Alerting's metric group (`Monitor.alerts`): what fires, what is muted, what was delivered.
+"""Alerting's metric group (`monitor.group(AlertMetrics)`): what fires, what is muted, what was delivered.
 
 Closed label sets only: severities (critical / warning / info), rule and receiver names from the
 policy, mute reasons (silenced / inhibited) and delivery results (sent / retried / failed). The

@@ -29,8 +29,9 @@ from datetime import datetime, timedelta
 import anyio
 
 from empire.agent.alerting.metrics import AlertMetrics
+from empire.agent.alerting.ports import AlertSink
 from empire.agent.alerting.store import AlertStore, OutboxItem
-from empire.agent.ports import AlertSink, Clock
+from empire.agent.ports import Clock
 from empire.errors import PermanentError, TemporaryError
 
 __all__ = ["Backoff", "DeliveryReport", "Outbox"]

@@ -28,14 +28,16 @@ import anyio
 
 from empire.agent.alerting.dispatch import LOG_RETENTION, DispatchState, Plan, latest_by_fingerprint, plan
 from empire.agent.alerting.matching import fingerprint
+from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.outbox import Backoff, DeliveryReport, Outbox
+from empire.agent.alerting.ports import AlertSink
 from empire.agent.alerting.routing import RouteNode, build_tree
 from empire.agent.alerting.store import AlertStore
 from empire.agent.monitor import Monitor
-from empire.agent.ports import AlertSink, Clock, LeaderElection
+from empire.agent.ports import Clock, LeaderElection
+from empire.agent.records import ActionRecord
 from empire.agent.types import Action, Alert, Outcome, OutcomeStatus, ReadBack, error_class
 from empire.policies.alerting import AlertingPolicy
-from empire.state.records import ActionRecord
 
 __all__ = ["AlertExecutor", "AlertService"]
 
@@ -91,7 +93,7 @@ class AlertService:
         self.store = store
         self.clock = clock
         self.monitor = monitor or Monitor()
-        self.metrics = self.monitor.alerts
+        self.metrics = self.monitor.group(AlertMetrics)
         self.leader = leader
         self.poll = poll
         self.state = DispatchState()

@@ -21,6 +21,7 @@ import httpx
 
 from empire.agent.alerting.api import routes
 from empire.agent.alerting.job import AlertRulesJob
+from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.secrets import resolver
 from empire.agent.alerting.service import AlertService
@@ -46,7 +47,7 @@ def setup(daemon: Any) -> None:
     daemon.runner.register(Alert, service.executor)
     # predicted_breach rules read the horizon forecasts the predictive area offers (it is set up after us)
     rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store,
-                          horizon=lambda: daemon.services.get("forecast_horizon"), metrics=daemon.monitor.alerts)  # fmt: skip
+                          horizon=lambda: daemon.services.get("forecast_horizon"), metrics=daemon.monitor.group(AlertMetrics))  # fmt: skip
     version = {"v": daemon.policy().version}
 
     async def evaluate(now: Any) -> None:

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from empire.agent.ports import Clock
+from empire.agent.records import ActionRecord
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, ScaleTo, WorkloadState
 from empire.policies.scaling import Target
-from empire.state.records import ActionRecord
 
 __all__ = ["Books", "SimulatedCluster"]
 

@@ -38,11 +38,11 @@ from empire.agent.journal import ActionRunner
 from empire.agent.loop import ControlLoop
 from empire.agent.monitor import Monitor
 from empire.agent.predictive import ForecastService
+from empire.agent.records import ActionRecord, ActionState, DecisionRecord
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
 from empire.policies.loading import LoadedPolicy, load_policy_text
 from empire.state.memory import MemoryStateStore
-from empire.state.records import ActionRecord, ActionState, DecisionRecord
 
 __all__ = ["POLICIES", "BacktestSettings", "PolicyRun", "backtest_policy", "run_backtest"]
 

@@ -10,9 +10,9 @@ a real run; every action is journaled as `skipped` with reason `dry_run`, nothin
 from __future__ import annotations
 
 from empire.agent.ports import WorkloadReader
+from empire.agent.records import ActionRecord
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, ScaleTo, WorkloadState
 from empire.policies.scaling import Target
-from empire.state.records import ActionRecord
 
 __all__ = ["DryRunExecutor"]
 

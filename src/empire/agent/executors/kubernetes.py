@@ -25,12 +25,12 @@ import anyio
 import httpx
 
 from empire.agent.executors.kubeconfig import ClusterConfig
+from empire.agent.records import ActionRecord
 from empire.agent.retrying import parse_retry_after, retry, transport_error
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, ScaleTo, WorkloadState
 from empire.config.urls import mask_url
 from empire.errors import NotFoundError, PermanentError, TemporaryError
 from empire.policies.scaling import Target
-from empire.state.records import ActionRecord
 
 __all__ = ["KubernetesScaler", "workload_path"]
 

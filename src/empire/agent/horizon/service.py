@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import numpy as np
 
+from empire.agent.horizon.metrics import HorizonMetrics
 from empire.agent.horizon.path import (
     HorizonPath,
     HorizonSpec,
@@ -38,10 +39,9 @@ from empire.agent.horizon.path import (
     load_models,
     sample_step,
 )
-from empire.agent.loop import jsonable
+from empire.agent.records import ModelRecord, jsonable
 from empire.models.forecast import MODEL, DemandForecaster, InsufficientHistory, quantile_name
 from empire.policies.durations import format_duration
-from empire.state.records import ModelRecord
 
 if TYPE_CHECKING:
     from empire.agent.monitor import Monitor
@@ -57,10 +57,9 @@ _CLOSE_WAIT = 60.0  # seconds a shutdown waits for a refit in flight
 
 
 def history_query(observer: Any, target: str, signal: str, query: str) -> str:
-    """The query `Observer.history` understands: PromQL, or `target/signal` for a replayed trace."""
-    from empire.agent.observers.replay import ReplayObserver
-
-    return f"{target}/{signal}" if isinstance(observer, ReplayObserver) else query
+    """The query `Observer.history` understands: PromQL, or `target/signal` for a replayed trace
+    (an observer with `history_by_signal`; asked, not type-checked, so areas import no adapter)."""
+    return f"{target}/{signal}" if getattr(observer, "history_by_signal", False) else query
 
 
 def _at(seconds: float) -> datetime:
@@ -171,7 +170,7 @@ class HorizonForecasts:
             await self.refit(spec, now)
         except Exception as exc:
             st.failed_at, st.reason = now, f"refit failed: {exc}"
-            self.monitor.predictive.horizon_refits.labels(spec.target, spec.signal, "error").inc()
+            self.monitor.group(HorizonMetrics).horizon_refits.labels(spec.target, spec.signal, "error").inc()
             logger.warning("%s/%s: horizon model refit failed: %s", spec.target, spec.signal, exc)
 
     async def refit(self, spec: HorizonSpec, now: datetime) -> list[LeadFit] | None:
@@ -182,7 +181,7 @@ class HorizonForecasts:
         y = await self._fetch(spec, end, n)
         ts = grid_times(end, spec.step, n)
         valid = np.isfinite(y)
-        metrics = self.monitor.predictive
+        metrics = self.monitor.group(HorizonMetrics)
         if valid.sum() < 2:
             st.failed_at, st.reason = now, f"no history of {spec.signal} to forecast from"
             metrics.horizon_refits.labels(spec.target, spec.signal, "short_history").inc()
@@ -226,7 +225,7 @@ class HorizonForecasts:
                reason: str) -> None:  # fmt: skip
         st.fits, st.config, st.fitted_at, st.trained_on = fits, spec.config, at, span
         st.failed_at, st.reason, st.path = None, reason, None
-        gauge = self.monitor.predictive.horizon_mae
+        gauge = self.monitor.group(HorizonMetrics).horizon_mae
         series = set()
         for f in fits:
             for model, value in ((MODEL, f.validation_mae), ("fallback", f.fallback_mae)):
@@ -327,7 +326,7 @@ class HorizonForecasts:
         return bucket_means(points, end, spec.step, steps, per)
 
     def _export(self, spec: HorizonSpec, st: _KeyState, path: HorizonPath) -> None:
-        gauge = self.monitor.predictive.horizon_demand
+        gauge = self.monitor.group(HorizonMetrics).horizon_demand
         series = set()
         for p in path.anchors():
             for q, value in p.quantiles.items():
@@ -340,7 +339,7 @@ class HorizonForecasts:
 
     def _forget(self, specs: Mapping[Key, HorizonSpec]) -> None:
         """Drop the state and the metric series of keys the policy no longer asks about."""
-        metrics = self.monitor.predictive
+        metrics = self.monitor.group(HorizonMetrics)
         for key in [k for k in self.states if k not in specs]:
             st = self.states.pop(key)
             for labels in st.demand_series:

@@ -45,6 +45,8 @@ def parse_timestamp(text: str) -> datetime:
 
 class ReplayObserver:
     source = "replay"  # the `source` label of empire_metric_source_up
+    history_by_signal = True
+    """`history()` takes `target/signal` instead of PromQL (read by `horizon.service.history_query`)."""
 
     def __init__(self, rows: Iterable[tuple[datetime, str, str, float | None]]) -> None:
         series: dict[tuple[str, str], list[tuple[datetime, float | None]]] = defaultdict(list)

@@ -22,10 +22,10 @@ from empire.agent.pools.model import JobPriority, NewJob
 from empire.agent.pools.planner import batch_id, job_key
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Clock
+from empire.agent.records import ActionRecord
 from empire.agent.types import Action, Generate, Outcome, OutcomeStatus, ReadBack, Reason
 from empire.errors import PermanentError
 from empire.policies.schema import Policy
-from empire.state.records import ActionRecord
 
 __all__ = ["GenerateExecutor", "build_jobs", "track_prompt"]
 

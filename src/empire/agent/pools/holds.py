@@ -29,12 +29,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from empire.agent.ports import Clock
+from empire.agent.records import ActionRecord
 from empire.agent.types import Action, DrainAccount, Outcome, OutcomeStatus, PausePersona, ReadBack, Reason
 from empire.errors import PermanentError
 from empire.policies.schema import Policy
 from empire.state import tables as t
 from empire.state.database import Database
-from empire.state.records import ActionRecord
 
 __all__ = ["MANUAL", "Hold", "HoldExecutor", "HoldKind", "HoldStore", "Holds"]
 

@@ -1,4 +1,4 @@
-"""The pools' metric group (`Monitor.pools`): per provider/account traffic, health, spend, queue.
+"""The pools' metric group (`monitor.group(PoolMetrics)`): per provider/account traffic, health, spend, queue.
 
 Closed label sets only: provider and account names come from the policy (`configure`); a name the
 policy does not know is reported as "other" rather than minting a new series. `error_class`,

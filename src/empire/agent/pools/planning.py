@@ -27,9 +27,9 @@ from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, plan_generation, window_start
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import StateStore
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Action, Generate, Outcome, action_key
 from empire.policies.schema import Policy
-from empire.state.records import ActionRecord, ActionState
 
 __all__ = ["GenerationPlanner"]
 

@@ -27,6 +27,7 @@ from empire.agent.pools.callbacks import callback_routes
 from empire.agent.pools.dispatcher import DispatcherOptions
 from empire.agent.pools.executor import GenerateExecutor
 from empire.agent.pools.holds import HoldExecutor
+from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.planning import GenerationPlanner
 from empire.agent.pools.publish import DirectoryContentSink, StorageContentSink
 from empire.agent.pools.runtime import PoolsRuntime
@@ -68,7 +69,7 @@ def setup(daemon: Any) -> None:
     s = daemon.settings
     limiter, limits_where = _limiter(daemon)
     sink = _sink(daemon, pol)
-    metrics = daemon.monitor.pools
+    metrics = daemon.monitor.group(PoolMetrics)
     runtime = PoolsRuntime(
         policy, daemon.db, daemon.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
         secrets=daemon.services.get("secret_reader"), paused=lambda: daemon.loop.dry_run,

@@ -38,7 +38,7 @@ class TieringContext:
 
 @asynccontextmanager
 async def open_tiering(settings: Settings, policy_file: str | Path | None = None) -> AsyncIterator[TieringContext]:
-    from empire.policies import load_policy
+    from empire.policies.loading import load_policy
 
     loaded = load_policy(settings.policy_path(policy_file))
     policy = loaded.policy.storage

@@ -18,13 +18,13 @@ from typing import Any
 
 import anyio
 
+from empire.agent.records import ActionRecord
 from empire.agent.tiering.inventory import Inventory
 from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover, MoveResult
 from empire.agent.types import Outcome, OutcomeStatus, ReadBack, Reason, Retier
 from empire.errors import NotFoundError
 from empire.policies.storage import StoragePolicy
-from empire.state.records import ActionRecord
 
 __all__ = ["RetierExecutor", "SweepReport", "TieringSweep", "outcome_of", "refresh_usage"]
 

@@ -1,4 +1,4 @@
-"""Tiering metrics (`Monitor.tiering`): what each tier holds and costs, and what the mover did.
+"""Tiering metrics (`monitor.group(TieringMetrics)`): what each tier holds and costs, and what the mover did.
 
 Labels are closed sets: tier names come from the policy, `reason` from the `Reason` enum and
 `result` from the fixed move outcomes; object ids never become labels.

@@ -14,6 +14,7 @@ from empire.agent.tiering.api import routes
 from empire.agent.tiering.backends import build_backend
 from empire.agent.tiering.executor import RetierExecutor, TieringSweep, refresh_usage
 from empire.agent.tiering.inventory import Inventory
+from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover
 from empire.agent.types import Retier
 from empire.errors import TemporaryError
@@ -30,7 +31,7 @@ def setup(daemon: Any) -> None:
 
     storage = policy()
     backend = build_backend(storage, daemon.settings.data_dir, daemon.services.get("secret_reader"))
-    metrics = daemon.monitor.tiering
+    metrics = daemon.monitor.group(TieringMetrics)
     inventory = Inventory(daemon.db)
     mover = Mover(daemon.db, backend, storage, daemon.clock, metrics=metrics, actor=daemon.settings.replica_id)
     daemon.runner.register(Retier, RetierExecutor(mover, inventory))

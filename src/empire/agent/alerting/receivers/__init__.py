@@ -1,4 +1,4 @@
-"""Receivers (`ports.AlertSink`): Slack webhook, email, Alertmanager and the built-in dashboard.
+"""Receivers (`alerting.ports.AlertSink`): Slack webhook, email, Alertmanager and the built-in dashboard.
 
 `build_receivers(policy, client)` turns the policy's `receivers[]` into sinks. Secrets are looked
 up at send time through `resolver` (default: `env` and `file` references).
@@ -12,11 +12,11 @@ from collections.abc import Callable
 import httpx
 
 from empire.agent.alerting.notification import Notification
+from empire.agent.alerting.ports import AlertSink
 from empire.agent.alerting.receivers.alertmanager import AlertmanagerReceiver
 from empire.agent.alerting.receivers.email import EmailReceiver
 from empire.agent.alerting.receivers.slack import SlackReceiver
 from empire.agent.alerting.secrets import SecretResolver, resolve_secret
-from empire.agent.ports import AlertSink
 from empire.policies.alerting import AlertingPolicy
 from empire.policies.common import SecretRef
 

@@ -6,12 +6,13 @@ and the CR status, and must never lazily touch the database.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["ActionRecord", "ActionState", "AuditRecord", "DecisionRecord", "ModelRecord"]
+__all__ = ["ActionRecord", "ActionState", "AuditRecord", "DecisionRecord", "ModelRecord", "jsonable"]
 
 
 class ActionState(StrEnum):
@@ -73,3 +74,16 @@ class AuditRecord:
     subject: str
     details: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
+
+
+def jsonable(value: Any) -> Any:
+    """Details go to JSON columns (PostgreSQL JSONB rejects NaN/inf): make them plain and finite."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

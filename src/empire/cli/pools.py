@@ -69,8 +69,8 @@ def status(args: argparse.Namespace) -> int:
     from empire.agent.clock import SystemClock
     from empire.agent.pools.budget import day_start
     from empire.agent.pools.context import open_pools
-    from empire.agent.pools.holds import HoldStore
     from empire.config.settings import load_settings
+    from empire.state.holds import SqlHoldStore
 
     async def go() -> dict[str, Any]:
         async with open_pools(load_settings(), args.policy) as pc:
@@ -79,7 +79,7 @@ def status(args: argparse.Namespace) -> int:
             done = await pc.queue.done_since(day_start(now))
             spend = await pc.queue.spend(now)
             counts = await pc.queue.counts()
-            holds = [h.describe() for h in await HoldStore(pc.db).list()]
+            holds = [h.describe() for h in await SqlHoldStore(pc.db).list()]
             providers = []
             for p in pc.policy.providers:
                 accounts = []
@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from empire.agent.pools.runtime import PoolsRuntime
     from empire.agent.tiering.backends import build_backend
     from empire.config.settings import load_settings
+    from empire.state.holds import SqlHoldStore
 
     settings = load_settings()
     clock = SystemClock()
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             opts = DispatcherOptions(owner=args.owner or settings.replica_id, max_in_flight=args.max_in_flight,
                                      lease_seconds=args.lease, stop_when_empty=args.drain)  # fmt: skip
             rt = PoolsRuntime(lambda: pc.policy, pc.db, clock, pc.limiter, opts, sink, metrics=metrics,
-                              secrets=secrets)  # fmt: skip
+                              secrets=secrets, holds=SqlHoldStore(pc.db))  # fmt: skip
             for name, error in rt.adapter_errors.items():
                 print(f"provider {name} unavailable: {error}", file=sys.stderr)
             d = rt.dispatcher
@@ -220,11 +221,12 @@ def _hold(args: argparse.Namespace, held: bool) -> int:
     import getpass
 
     from empire.agent.clock import SystemClock
-    from empire.agent.pools.holds import MANUAL, HoldKind, HoldStore
+    from empire.agent.pools.holds import MANUAL, HoldKind
     from empire.cli.common import with_database
     from empire.config.settings import load_settings
     from empire.errors import ConfigError
     from empire.policies.loading import load_policy
+    from empire.state.holds import SqlHoldStore
 
     settings = load_settings()
     policy = load_policy(settings.policy_path(args.policy)).policy
@@ -236,7 +238,7 @@ def _hold(args: argparse.Namespace, held: bool) -> int:
     actor = f"cli:{getpass.getuser()}"
 
     async def go(db: Any) -> int:
-        store, now = HoldStore(db), SystemClock().now()
+        store, now = SqlHoldStore(db), SystemClock().now()
         if held:
             return int(await store.set(kind, args.name, MANUAL, True, reason="manual", actor=actor, at=now))
         return await store.release_all(kind, args.name, actor=actor, at=now)

@@ -18,27 +18,20 @@ Who honours what:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from typing import Any, Protocol
 
 from empire.agent.ports import Clock
 from empire.agent.records import ActionRecord
 from empire.agent.types import Action, DrainAccount, Outcome, OutcomeStatus, PausePersona, ReadBack, Reason
 from empire.errors import PermanentError
 from empire.policies.schema import Policy
-from empire.state import tables as t
-from empire.state.database import Database
 
-__all__ = ["MANUAL", "Hold", "HoldExecutor", "HoldKind", "HoldStore", "Holds"]
+__all__ = ["MANUAL", "Hold", "HoldExecutor", "HoldKind", "HoldStore", "Holds", "active_holds"]
 
-H = t.pool_holds
 MANUAL = "manual"
 
 
@@ -70,73 +63,38 @@ class Holds:
     accounts: frozenset[str] = frozenset()  # "provider/account"
 
 
-def _hold(row: Any) -> Hold:
-    m = row._mapping
-    return Hold(HoldKind(m["kind"]), m["subject"], m["source"], bool(m["held"]), m["reason"], m["actor"],
-                m["updated_at"])  # fmt: skip
-
-
-class HoldStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+class HoldStore(Protocol):
+    """Where holds live. `empire.state.holds.SqlHoldStore` (SQLite, PostgreSQL) keeps them in the state
+    DB and audits every change in the same transaction; `empire.agent.pools.memory.MemoryHoldStore` is
+    the in-process twin. `tests/contract/test_hold_store.py` runs one suite over all three."""
 
     async def set(
         self, kind: HoldKind, subject: str, source: str, held: bool, *, reason: str, actor: str, at: datetime
     ) -> bool:
-        """Hold or release `subject` for `source`; True when that changed anything."""
-        key = (H.c.kind == kind.value, H.c.subject == subject, H.c.source == source)
-        async with self.db.begin() as conn:
-            row = (await conn.execute(select(H.c.held).where(*key))).first()
-            if row is not None and bool(row.held) == held:
-                return False
-            if row is None and not held:
-                return False  # releasing what was never held: nothing to record
-            values = {"held": held, "reason": reason, "actor": actor, "updated_at": at}
-            ins = (pg_insert if self.db.dialect == "postgresql" else sqlite_insert)(H).values(
-                kind=kind.value, subject=subject, source=source, **values
-            )
-            await conn.execute(ins.on_conflict_do_update(index_elements=["kind", "subject", "source"], set_=values))
-            await conn.execute(insert(t.audit).values(
-                at=at, actor=actor, action="pool_hold" if held else "pool_release", subject=f"{kind.value}/{subject}",
-                details={"source": source, "reason": reason},
-            ))  # fmt: skip
-        return True
+        """Hold or release `subject` for `source`; True when that changed anything (releasing what was
+        never held changes nothing)."""
+        ...
 
     async def release_all(self, kind: HoldKind, subject: str, *, actor: str, at: datetime) -> int:
         """Release `subject` for every source (the operator's override). Returns how many were held."""
-        async with self.db.begin() as conn:
-            res = await conn.execute(
-                update(H)
-                .where(H.c.kind == kind.value, H.c.subject == subject, H.c.held.is_(True))
-                .values(held=False, reason=Reason.manual.value, actor=actor, updated_at=at)
-            )
-            n = int(res.rowcount or 0)
-            if n:
-                await conn.execute(insert(t.audit).values(
-                    at=at, actor=actor, action="pool_release", subject=f"{kind.value}/{subject}",
-                    details={"source": "all", "released": n},
-                ))  # fmt: skip
-        return n
+        ...
 
-    async def get(self, kind: HoldKind, subject: str, source: str) -> Hold | None:
-        q = select(H).where(H.c.kind == kind.value, H.c.subject == subject, H.c.source == source)
-        async with self.db.connect() as conn:
-            row = (await conn.execute(q)).first()
-        return _hold(row) if row else None
+    async def get(self, kind: HoldKind, subject: str, source: str) -> Hold | None: ...
 
     async def list(self, held_only: bool = True) -> list[Hold]:
-        q = select(H).order_by(H.c.kind, H.c.subject, H.c.source)
-        if held_only:
-            q = q.where(H.c.held.is_(True))
-        async with self.db.connect() as conn:
-            return [_hold(r) for r in (await conn.execute(q)).all()]
+        """Ordered by kind, subject, source."""
+        ...
 
-    async def active(self) -> Holds:
-        rows = await self.list(held_only=True)
-        return Holds(
-            frozenset(h.subject for h in rows if h.kind is HoldKind.persona),
-            frozenset(h.subject for h in rows if h.kind is HoldKind.account),
-        )
+    async def active(self) -> Holds: ...
+
+
+def active_holds(rows: Iterable[Hold]) -> Holds:
+    """What the held rows among `rows` hold."""
+    held = [h for h in rows if h.held]
+    return Holds(
+        frozenset(h.subject for h in held if h.kind is HoldKind.persona),
+        frozenset(h.subject for h in held if h.kind is HoldKind.account),
+    )
 
 
 def _target(action: Action | ActionRecord) -> tuple[HoldKind, str, str, bool]:

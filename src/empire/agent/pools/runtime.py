@@ -73,6 +73,7 @@ class PoolsRuntime:
         env: Mapping[str, str] | None = None,
         paused: Callable[[], bool] | None = None,
         refresh_every: float = 5.0,
+        holds: HoldStore,
     ) -> None:
         self.policy = policy
         self.db = db
@@ -98,7 +99,7 @@ class PoolsRuntime:
         self.dispatcher = Dispatcher(pol.providers, adapters, self.queue, limiter, options, metrics=metrics,
                                      publisher=self.publisher, clock=clock)  # fmt: skip
         self.dispatcher.paused = paused
-        self.holds_store = HoldStore(db)
+        self.holds_store = holds
         self.holds = Holds()
         self.spend: Spend | None = None
         self.running = False

@@ -36,6 +36,7 @@ from empire.agent.ports import RateLimiter
 from empire.agent.types import DrainAccount, Generate, PausePersona
 from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
+from empire.state.holds import SqlHoldStore
 
 __all__ = ["setup"]
 
@@ -72,7 +73,7 @@ def setup(daemon: Any) -> None:
     metrics = daemon.monitor.group(PoolMetrics)
     runtime = PoolsRuntime(
         policy, daemon.db, daemon.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
-        secrets=daemon.services.get("secret_reader"), paused=lambda: daemon.loop.dry_run,
+        secrets=daemon.services.get("secret_reader"), paused=lambda: daemon.loop.dry_run, holds=SqlHoldStore(daemon.db),
     )  # fmt: skip
     daemon.services["pools"] = runtime
 

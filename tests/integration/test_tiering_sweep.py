@@ -109,27 +109,29 @@ async def test_read_back_settles_an_unfinished_retier_intent(world) -> None:
     assert (await executor.read_back(rec)).applied is False
 
 
-async def test_setup_plugs_tiering_into_the_daemon(world, database, tmp_path: Path) -> None:
+async def test_the_tiering_area_plugs_into_the_daemon(world, database, tmp_path: Path) -> None:
     from pydantic import SecretStr
 
-    from empire.agent.tiering.setup import setup
+    from empire.agent.tiering.setup import AREA
 
-    daemon = SimpleNamespace(
+    deps = SimpleNamespace(
         policy=lambda: SimpleNamespace(policy=SimpleNamespace(storage=world.policy)),
         settings=SimpleNamespace(data_dir=tmp_path, replica_id="r1", ingest_token=SecretStr("x"),
                                  http=SimpleNamespace(max_body_bytes=1000)),
-        monitor=world.monitor, db=database, clock=world.clock, runner=world.runner,
-        jobs=PeriodicJobs(world.clock, world.monitor), routes=[], context=SimpleNamespace(status_sections={}),
-        background=[], closers=[], services={},
+        monitor=world.monitor, db=database, clock=world.clock, runner=world.runner, secret_reader=None, offered={},
     )  # fmt: skip
-    setup(daemon)
-    assert list(daemon.jobs.jobs) == ["tiering-sweep"]
-    assert [r.path for r in daemon.routes] == ["/v1/content/access", "/v1/content/revenue"]
-    assert daemon.context.status_sections["tiering"]()["last_sweep"] is None
-    await daemon.background[0]()
-    await daemon.jobs.run_due()
+    handle = AREA.build(deps)
+    jobs = PeriodicJobs(world.clock, world.monitor)
+    for job in handle.jobs:
+        jobs.add(job.name, job.every(SimpleNamespace(storage=world.policy)), job.run)
+    assert list(jobs.jobs) == ["tiering-sweep"]
+    assert [r.path for r in handle.routes] == ["/v1/content/access", "/v1/content/revenue"]
+    assert handle.status["tiering"]()["last_sweep"] is None
+    assert handle.offers["storage_backend"] is not None and handle.executors
+    await handle.background[0]()
+    await jobs.run_due()
     # the default local roots are <data_dir>/tiers/<tier>, where the fixture put the files
-    assert daemon.context.status_sections["tiering"]()["last_sweep"]["results"] == {"applied": 2}
+    assert handle.status["tiering"]()["last_sweep"]["results"] == {"applied": 2}
     assert (await world.inv.get("old-big")).tier == "archive"
 
 

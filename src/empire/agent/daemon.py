@@ -5,17 +5,15 @@ logged in plain words (which metric source, which cluster, which leader election
 with nothing configured explains itself: "no metric source configured ... fallback applies",
 "no Kubernetes cluster found ... dry-run pretend cluster". Nothing here crashes on a missing peer.
 
-Other areas plug in through `AREA_MODULES`: each listed module that exists and defines
-`setup(daemon: Daemon) -> None` is called after the core is built and may register executors
-(`daemon.runner.register`), periodic jobs (`daemon.jobs.add`), HTTP routes (`daemon.routes`),
-`/status` sections (`daemon.context.status_sections`), background tasks
-(`daemon.background.append(async_fn)`; each runs in the daemon's task group until shutdown) and
-policy listeners (`daemon.policy_listeners.append(fn)`, called with each new `LoadedPolicy`).
-An area offers objects to the areas set up after it in `daemon.services` (tiering offers
-`"storage_backend"`; pools stores generated tracks through it). The core offers
-`"secret_reader"` when a cluster is configured: the `KubernetesSecretReader` every area hands to
-`empire.config.secrets.resolve_secret` for `secret:` references.
-Areas read the policy in force with `daemon.policy()`, never from a file of their own.
+Areas (tiering, pools, alerting, predictive) plug in through one typed interface
+(`empire.agent.areas`): each module in `AREA_MODULES` exports `AREA`, whose `build(AreaDeps)`
+returns an `AreaHandle` (periodic jobs, HTTP routes, `/status` sections, executors, background
+tasks, metric groups, `on_policy`, `close`). `build_daemon` wires them here, in order (an area may
+use what an earlier one offered: tiering offers `"storage_backend"`, predictive
+`"forecast_horizon"`), and `Daemon.apply_policy` applies a reload to all of them the same way,
+rescheduling every job whose interval changed. A failing area leaves the daemon running degraded
+(see `empire.agent.areas`). The core offers the `KubernetesSecretReader` (`AreaDeps.secret_reader`)
+when a cluster is configured, for `secret:` references.
 
 The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the policy file,
 hot-reloaded by `PolicyWatcher`) or `database` (the version the operator applied from an
@@ -43,6 +41,7 @@ from typing import Any
 import anyio
 from starlette.routing import BaseRoute
 
+from empire.agent.areas import Area, AreaDeps, AreaHandle, PeriodicJob
 from empire.agent.clock import SystemClock
 from empire.agent.http import AppContext, ConnectionLimits, bind, build_app, serve
 from empire.agent.journal import ActionRunner
@@ -69,6 +68,7 @@ AREA_MODULES: tuple[str, ...] = (
     "empire.agent.alerting.setup",
     "empire.agent.predictive",  # forecasts for targets with predictive.mode (issue 5)
 )
+"""Each exports `AREA` (an `empire.agent.areas.Area`), built in this order."""
 
 
 @dataclass
@@ -91,20 +91,66 @@ class Daemon:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     policy_listeners: list[Callable[[LoadedPolicy], None]] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)  # what one area offers the next, by name
+    periodic: dict[str, PeriodicJob] = field(default_factory=dict)  # every job, with its interval rule
+    areas: dict[str, str] = field(default_factory=dict)  # area -> "ok" | "failed: <error>" (in /status)
+    app: Any = None  # the Starlette app, once `run_daemon` serves it
 
     def policy(self) -> LoadedPolicy:
         """The policy in force (what the loop decides with)."""
         return self.loop.policy
 
+    def schedule(self, job: PeriodicJob) -> None:
+        """Register a job at its interval under the policy in force (re-read on every reload)."""
+        self.periodic[job.name] = job
+        self.jobs.add(job.name, job.every(self.policy().policy), job.run, leader_only=job.leader_only,
+                      first_delay=job.first_delay)  # fmt: skip
+
     def apply_policy(self, loaded: LoadedPolicy) -> None:
-        """Swap a new policy in: the loop first, then every area's listener (one failing listener
-        is logged and does not keep the others, or the loop, on the old policy)."""
+        """Swap a new policy in: the loop first, then every area's `on_policy` and every other listener
+        (one failing is logged and does not keep the others, or the loop, on the old policy), then every
+        job whose interval under the new policy differs is rescheduled."""
         self.loop.set_policy(loaded)
         for listener in self.policy_listeners:
             try:
                 listener(loaded)
             except Exception:
                 logger.exception("a policy listener failed on version %s", loaded.version)
+        for job in self.periodic.values():
+            try:
+                every = job.every(loaded.policy)
+                current = self.jobs.jobs.get(job.name)
+                if current is not None and current.interval != every:
+                    self.jobs.add(job.name, every, job.run, leader_only=job.leader_only, first_delay=job.first_delay)
+                    logger.info("job %s rescheduled: every %s (was %s)", job.name, every, current.interval)
+            except Exception:
+                logger.exception("could not reschedule job %s on version %s", job.name, loaded.version)
+
+    def add_area(self, name: str, handle: AreaHandle) -> None:
+        """Register everything an area contributes, at once."""
+        for kind, executor in handle.executors.items():
+            self.runner.register(kind, executor)
+        for job in handle.jobs:
+            self.schedule(job)
+        self.routes.extend(handle.routes)
+        self.context.status_sections.update(handle.status)
+        self.background.extend(handle.background)
+        self.services.update(handle.offers)
+        for group in handle.metrics:
+            self.monitor.group(group)
+        if handle.forecaster is not None:
+            self.loop.forecaster = handle.forecaster
+        if handle.on_policy is not None:
+            self.policy_listeners.append(handle.on_policy)
+        if handle.close is not None:
+            self.closers.append(handle.close)
+        self.areas[name] = "ok"
+
+    def deps(self) -> AreaDeps:
+        return AreaDeps(
+            settings=self.settings, clock=self.clock, monitor=self.monitor, db=self.db, store=self.store,
+            observer=self.observer, runner=self.runner, loop=self.loop, leader=self.leader, policy=self.policy,
+            secret_reader=self.services.get("secret_reader"), offered=self.services,
+        )  # fmt: skip
 
 
 def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -> Any:
@@ -191,7 +237,6 @@ async def build_daemon(
     info["leader_election"] = leader.name
     runner = ActionRunner(store, {ScaleTo: executor}, clock, monitor, replica=settings.replica_id, leader=leader)
     jobs = PeriodicJobs(clock, monitor)
-    jobs.add("retention", timedelta(hours=1), retention_job(store, settings), first_delay=timedelta(minutes=5))
     loop = ControlLoop(
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
         monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs,
@@ -203,24 +248,39 @@ async def build_daemon(
     daemon = Daemon(settings, clock, monitor, db, store, source, observer, workloads, runner, jobs, loop, leader,
                     context, closers=closers, services=services)  # fmt: skip
     (source.watcher if isinstance(source, FilePolicySource) else source).on_change = daemon.apply_policy
-    for name in AREA_MODULES:
+    daemon.schedule(PeriodicJob("retention", lambda _: timedelta(hours=1), retention_job(store, settings),
+                                first_delay=timedelta(minutes=5)))  # fmt: skip
+    context.status_sections["areas"] = lambda: dict(daemon.areas)
+    context.degraded = lambda: [f"{name}: {state}" for name, state in daemon.areas.items() if state != "ok"]
+    for module_name in AREA_MODULES:
+        area = _load_area(module_name)
+        if area is None:
+            continue
         try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            logger.error("area %s not loaded: %s", name, exc)
-            continue
+            handle = area.build(daemon.deps())
         except Exception as exc:
-            logger.error("area %s not loaded: %s", name, exc)
+            logger.exception("area %s failed to start; the daemon runs without it (degraded in /status and /readyz)",
+                             area.name)  # fmt: skip
+            daemon.areas[area.name] = f"failed: {mask_url(str(exc))}"
             continue
-        setup = getattr(module, "setup", None)
-        if setup is not None:
-            try:
-                setup(daemon)
-            except Exception:
-                logger.exception("area %s failed to set up; the loop runs without it", name)
+        daemon.add_area(area.name, handle)
     return daemon
+
+
+def _load_area(module_name: str) -> Area | None:
+    """The `AREA` of a module; None (logged) when it cannot be imported (an optional extra missing)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        logger.error("area %s not loaded: %s", module_name, exc)
+        return None
+    except Exception as exc:
+        logger.error("area %s not loaded: %s", module_name, exc)
+        return None
+    area: Area = module.AREA
+    return area
 
 
 def retention_job(store: Any, settings: Settings) -> Callable[[datetime], Awaitable[None]]:
@@ -320,7 +380,7 @@ async def run_daemon(
             tg.start_soon(lambda: serve(app, s.http.host, s.http.port, started=http_up, sock=sock, limits=limits))
             with anyio.fail_after(30):
                 await http_up.wait()
-            daemon.app = app  # type: ignore[attr-defined]
+            daemon.app = app
             if started is not None:
                 started.set()
             await daemon.loop.start()

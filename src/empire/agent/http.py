@@ -6,7 +6,8 @@ ingest endpoint, `/alerts`) and `/status` sections (`context.status_sections`). 
 * `/healthz` (liveness): 200 while the loop is ticking; 503 once no tick has finished for
   max(3 intervals, 60 s): a wedged loop should be restarted by Kubernetes.
 * `/readyz` (readiness): 200 once the loop has started and finished a first tick (standby
-  replicas are ready too: leadership is not readiness), 503 before.
+  replicas are ready too: leadership is not readiness), 503 before. An area that failed to start
+  is named in `"degraded"` (the daemon runs without it; see `empire.agent.areas`).
 * `/status`: JSON, leader flag, policy version, last decision per target with its reasons.
 
 Request bodies above `max_body_bytes` are refused with 413 before a handler reads them. `serve()`
@@ -54,6 +55,7 @@ class AppContext:
     status_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
     started_wall: float = field(default_factory=time.monotonic)
+    degraded: Callable[[], list[str]] = lambda: []  # areas that failed to start ("pools: <error>")
 
 
 class BodyLimit:
@@ -108,7 +110,11 @@ def build_app(context: AppContext, extra_routes: Sequence[BaseRoute] = ()) -> St
         loop = context.loop
         if loop is None or not loop.started or loop.ticks == 0:
             return JSONResponse({"status": "starting"}, 503)
-        return JSONResponse({"status": "ready", "leader": loop.is_leader})
+        body: dict[str, Any] = {"status": "ready", "leader": loop.is_leader}
+        degraded = context.degraded()
+        if degraded:  # still ready: the loop runs; what is missing is named (empire.agent.areas)
+            body["degraded"] = degraded
+        return JSONResponse(body)
 
     async def status(request: Request) -> Response:
         body: dict[str, Any] = dict(context.loop.snapshot()) if context.loop is not None else {}

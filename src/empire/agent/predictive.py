@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.deciding import total_replicas
 from empire.agent.guard import GuardSettings, GuardVerdict, PredictiveGuard
+from empire.agent.horizon.metrics import HorizonMetrics
 from empire.agent.horizon.path import HorizonPath
 from empire.agent.horizon.service import HorizonForecasts, history_query
 from empire.agent.recent import RecentSeries
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     from empire.agent.ports import Observer, StateStore
     from empire.policies.loading import LoadedPolicy
 
-__all__ = ["ForecastService", "PredictiveMetrics", "horizon_details", "setup"]
+__all__ = ["AREA", "ForecastService", "PredictiveMetrics", "build", "horizon_details"]
 
 logger = logging.getLogger(__name__)
 _CHUNK = 10_000  # steps per history query
@@ -431,23 +433,31 @@ class ForecastService:
         }  # fmt: skip
 
 
-def setup(daemon: Any) -> None:
-    """Daemon area hook: forecasts for the loop, the horizon forecasts (for alert rules too), refit jobs,
-    `/status` sections `predictive` and `forecast_horizon`. The alerting area finds the horizon
-    forecasts in `daemon.services["forecast_horizon"]`."""
-    horizon = HorizonForecasts(daemon.observer, daemon.store, daemon.policy, monitor=daemon.monitor)
-    service = ForecastService(daemon.observer, daemon.store, daemon.policy, monitor=daemon.monitor, horizon=horizon)
-    daemon.loop.forecaster = service
-    daemon.services["forecast_horizon"] = horizon
-    daemon.jobs.add("predictive-refit", timedelta(minutes=5), service.refit_due)
-    every = min(daemon.policy().policy.loop.interval, timedelta(minutes=1))  # paths move once per grid step (>= 1m)
-    daemon.jobs.add("predictive-horizon", every, horizon.run)
-    daemon.context.status_sections["predictive"] = service.status
-    daemon.context.status_sections["forecast_horizon"] = horizon.status
-    daemon.closers.append(horizon.aclose)  # closers run in reverse: before the state DB closes
-    modes = {t.name: t.predictive.mode.value for t in daemon.policy().policy.targets}
+def build(deps: AreaDeps) -> AreaHandle:
+    """The predictive area: forecasts for the loop, the horizon forecasts (for alert rules too, offered as
+    `"forecast_horizon"`), refit jobs, `/status` sections `predictive` and `forecast_horizon`."""
+    horizon = HorizonForecasts(deps.observer, deps.store, deps.policy, monitor=deps.monitor)
+    service = ForecastService(deps.observer, deps.store, deps.policy, monitor=deps.monitor, horizon=horizon)
+    handle = AreaHandle(
+        jobs=[
+            PeriodicJob("predictive-refit", lambda p: timedelta(minutes=5), service.refit_due),
+            # paths move once per grid step (>= 1m)
+            PeriodicJob("predictive-horizon", lambda p: min(p.loop.interval, timedelta(minutes=1)), horizon.run),
+        ],
+        status={"predictive": service.status, "forecast_horizon": horizon.status},
+        metrics=(PredictiveMetrics, HorizonMetrics),
+        offers={"forecast_horizon": horizon},
+        forecaster=service,
+        close=horizon.aclose,  # closers run in reverse: before the state DB closes
+    )
+    policy = deps.policy().policy
+    modes = {t.name: t.predictive.mode.value for t in policy.targets}
     logger.info("predictive scaling: %s", ", ".join(f"{k} {v}" for k, v in modes.items()) or "no targets")
     keys = horizon.specs()
     if keys:
         logger.info("horizon forecasts: %s", ", ".join(
             f"{t}/{s} ({', '.join(sorted({who for _, who in spec.asked}))})" for (t, s), spec in keys.items()))  # fmt: skip
+    return handle
+
+
+AREA = AreaPlugin("predictive", build)

@@ -1,9 +1,10 @@
 """Plug alerting into the daemon (`empire run`): executor, rule job, dispatcher + delivery tasks, `/alerts`.
 
-Called by `empire.agent.daemon.build_daemon` through `AREA_MODULES`:
+`AREA` is built by `empire.agent.daemon.build_daemon` (see `empire.agent.areas`):
 
 * `Alert` actions get the `AlertExecutor` (store the alert, wake the dispatcher);
-* the `alert-rules` periodic job evaluates the rules every `loop.interval` (leader only);
+* the `alert-rules` periodic job evaluates the rules every `loop.interval` (leader only); a reload
+  swaps the routing tree and receivers in (`on_policy`);
 * the dispatcher and delivery tasks run in the daemon's task group (`AlertService.run`);
 * `GET /alerts`, a `/status` section ("alerting") and the `empire_alert*` metrics.
 
@@ -15,7 +16,6 @@ in the state DB, so it outlives a restart, and every replica's dispatcher follow
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import httpx
 
@@ -26,49 +26,54 @@ from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.secrets import resolver
 from empire.agent.alerting.service import AlertService
 from empire.agent.alerting.store import AlertStore
+from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.types import Alert
+from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
 
-__all__ = ["setup"]
+__all__ = ["AREA", "build"]
 
 logger = logging.getLogger(__name__)
 
 
-def setup(daemon: Any) -> None:
+def build(deps: AreaDeps) -> AreaHandle:
     def policy() -> Policy:
-        return daemon.policy().policy
+        return deps.policy().policy
 
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
-    secrets = resolver(daemon.services.get("secret_reader"))  # Kubernetes Secret references when in a cluster
-    store = AlertStore(daemon.db)
+    secrets = resolver(deps.secret_reader)  # Kubernetes Secret references when in a cluster
+    store = AlertStore(deps.db)
     alerting = policy().alerting
-    service = AlertService(store, alerting, build_receivers(alerting, client, secrets), daemon.clock, daemon.monitor,
-                           leader=daemon.leader)  # fmt: skip
-    daemon.runner.register(Alert, service.executor)
-    # predicted_breach rules read the horizon forecasts the predictive area offers (it is set up after us)
-    rules = AlertRulesJob(policy, daemon.loop, daemon.runner, store,
-                          horizon=lambda: daemon.services.get("forecast_horizon"), metrics=daemon.monitor.group(AlertMetrics))  # fmt: skip
-    version = {"v": daemon.policy().version}
+    service = AlertService(store, alerting, build_receivers(alerting, client, secrets), deps.clock, deps.monitor,
+                           leader=deps.leader)  # fmt: skip
+    # predicted_breach rules read the horizon forecasts the predictive area offers (it is built after us)
+    rules = AlertRulesJob(policy, deps.loop, deps.runner, store, horizon=lambda: deps.offered.get("forecast_horizon"),
+                          metrics=deps.monitor.group(AlertMetrics))  # fmt: skip
 
-    async def evaluate(now: Any) -> None:
-        if daemon.policy().version != version["v"]:  # hot reload: new routes, receivers
-            version["v"] = daemon.policy().version
-            service.update_policy(policy().alerting, build_receivers(policy().alerting, client, secrets))
-        await rules(now)
-
-    daemon.jobs.add("alert-rules", policy().loop.interval, evaluate)
-    daemon.routes.extend(routes(store, daemon.clock, service))
-    daemon.context.status_sections["alerting"] = lambda: {
-        "rules": rules.last_results,
-        "muted": dict(service.last_plan.muted) if service.last_plan else {},
-        "receivers": [f"{r.name} ({r.kind})" for r in policy().alerting.receivers],
-    }  # fmt: skip
-    daemon.background.append(service.run)
+    def on_policy(loaded: LoadedPolicy) -> None:  # new routes, receivers
+        new = loaded.policy.alerting
+        service.update_policy(new, build_receivers(new, client, secrets))
 
     async def close() -> None:
         await service.aclose()
         await client.aclose()
 
-    daemon.closers.append(close)
     logger.info("alerting: %d rules, receivers %s", len(alerting.rules),
                 ", ".join(f"{r.name} ({r.kind})" for r in alerting.receivers))  # fmt: skip
+    return AreaHandle(
+        jobs=[PeriodicJob("alert-rules", lambda p: p.loop.interval, rules)],
+        routes=routes(store, deps.clock, service),
+        status={"alerting": lambda: {
+            "rules": rules.last_results,
+            "muted": dict(service.last_plan.muted) if service.last_plan else {},
+            "receivers": [f"{r.name} ({r.kind})" for r in policy().alerting.receivers],
+        }},
+        executors={Alert: service.executor},
+        background=[service.run],
+        metrics=(AlertMetrics,),
+        on_policy=on_policy,
+        close=close,
+    )  # fmt: skip
+
+
+AREA = AreaPlugin("alerting", build)

@@ -1,6 +1,6 @@
 """Plug tiering into the daemon (`empire run`): executor, periodic sweep, ingest routes, status.
 
-Called by `empire.agent.daemon.build_daemon` through `AREA_MODULES`. Recovery of interrupted moves
+`AREA` is built by `empire.agent.daemon.build_daemon` (see `empire.agent.areas`). Recovery of interrupted moves
 runs once at start as a background task (before the first sweep can plan anything for the same
 objects) and again at the start of every sweep.
 """
@@ -8,8 +8,8 @@ objects) and again at the start of every sweep.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.tiering.api import routes
 from empire.agent.tiering.backends import build_backend
 from empire.agent.tiering.executor import RetierExecutor, TieringSweep, refresh_usage
@@ -18,36 +18,29 @@ from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover
 from empire.agent.types import Retier
 from empire.errors import TemporaryError
+from empire.policies.loading import LoadedPolicy
 from empire.policies.storage import StoragePolicy
 
-__all__ = ["setup"]
+__all__ = ["AREA", "build"]
 
 logger = logging.getLogger(__name__)
 
 
-def setup(daemon: Any) -> None:
+def build(deps: AreaDeps) -> AreaHandle:
     def policy() -> StoragePolicy:
-        return daemon.policy().policy.storage
+        return deps.policy().policy.storage
 
     storage = policy()
-    backend = build_backend(storage, daemon.settings.data_dir, daemon.services.get("secret_reader"))
-    metrics = daemon.monitor.group(TieringMetrics)
-    inventory = Inventory(daemon.db)
-    mover = Mover(daemon.db, backend, storage, daemon.clock, metrics=metrics, actor=daemon.settings.replica_id)
-    daemon.runner.register(Retier, RetierExecutor(mover, inventory))
+    settings = deps.settings
+    backend = build_backend(storage, settings.data_dir, deps.secret_reader)
+    metrics = deps.monitor.group(TieringMetrics)
+    inventory = Inventory(deps.db)
+    mover = Mover(deps.db, backend, storage, deps.clock, metrics=metrics, actor=settings.replica_id)
 
     def live() -> bool:
-        return not daemon.runner.dry_run
+        return not deps.runner.dry_run
 
-    sweep = TieringSweep(inventory, mover, lambda a, now: daemon.runner.run(a, at=now), policy, metrics, live)
-    daemon.jobs.add("tiering-sweep", storage.sweep_every, sweep)
-    daemon.routes.extend(
-        routes(inventory, token=daemon.settings.ingest_token, clock=daemon.clock,
-               half_life=lambda: policy().access_half_life, max_body_bytes=daemon.settings.http.max_body_bytes)
-    )  # fmt: skip
-    daemon.context.status_sections["tiering"] = lambda: {
-        "backend": repr(backend), "last_sweep": sweep.last.as_dict() if sweep.last else None,
-    }  # fmt: skip
+    sweep = TieringSweep(inventory, mover, lambda a, now: deps.runner.run(a, at=now), policy, metrics, live)
 
     async def recover() -> None:
         if not live():
@@ -63,10 +56,24 @@ def setup(daemon: Any) -> None:
         except TemporaryError as exc:
             logger.warning("tiering: cannot read the inventory's usage yet: %s", exc)
 
-    daemon.background.append(recover)
-    daemon.background.append(usage)
-    daemon.closers.append(backend.aclose)
-    daemon.services["storage_backend"] = backend
-    if daemon.settings.ingest_token is None:
+    def on_policy(loaded: LoadedPolicy) -> None:
+        mover.set_policy(loaded.policy.storage)
+
+    if settings.ingest_token is None:
         logger.info("tiering: ingest endpoint refuses all calls (EMPIRE_INGEST_TOKEN unset)")
     logger.info("tiering: %s, sweep every %s", backend, storage.sweep_every)
+    return AreaHandle(
+        jobs=[PeriodicJob("tiering-sweep", lambda p: p.storage.sweep_every, sweep)],
+        routes=routes(inventory, token=settings.ingest_token, clock=deps.clock,
+                      half_life=lambda: policy().access_half_life, max_body_bytes=settings.http.max_body_bytes),
+        status={"tiering": lambda: {"backend": repr(backend), "last_sweep": sweep.last.as_dict() if sweep.last else None}},
+        executors={Retier: RetierExecutor(mover, inventory)},
+        background=[recover, usage],
+        metrics=(TieringMetrics,),
+        offers={"storage_backend": backend},
+        on_policy=on_policy,
+        close=backend.aclose,
+    )  # fmt: skip
+
+
+AREA = AreaPlugin("tiering", build)

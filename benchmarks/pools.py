@@ -51,7 +51,7 @@ import yaml  # noqa: E402
 
 from empire.agent.pools.build import build_dispatcher  # noqa: E402
 from empire.agent.pools.dispatcher import DispatcherOptions  # noqa: E402
-from empire.agent.pools.model import NewJob  # noqa: E402
+from empire.agent.pools.jobs import NewJob  # noqa: E402
 from empire.agent.pools.queue import JobQueue  # noqa: E402
 from empire.policies.schema import parse_policy  # noqa: E402
 from empire.state.database import Database  # noqa: E402

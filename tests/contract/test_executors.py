@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from empire.agent.executors.dryrun import DryRunExecutor
-from empire.agent.executors.kubeconfig import ClusterConfig, load_cluster_config
-from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.kube.dryrun import DryRunExecutor
+from empire.agent.kube.kubeconfig import ClusterConfig, load_cluster_config
+from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import OutcomeStatus, Reason, ScaleTo
 from empire.config.settings import KubernetesSettings

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from empire.agent.pools.budget import BudgetLimits
-from empire.agent.pools.model import JobPriority, JobState, NewJob
+from empire.agent.pools.jobs import JobPriority, JobState, NewJob
 from empire.agent.pools.queue import DeadLettered, JobQueue, Noted, Released, Rescheduled, Submitted, Succeeded
 from empire.policies.generation import Budget
 

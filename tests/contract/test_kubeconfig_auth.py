@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from empire.agent.executors.kubeconfig import load_cluster_config
-from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.kube.kubeconfig import load_cluster_config
+from empire.agent.kube.scaler import KubernetesScaler
 from empire.config.settings import KubernetesSettings
 from empire.errors import ConfigError, PermanentError, TemporaryError
 from empire.policies.scaling import Target

@@ -16,8 +16,8 @@ from empire.agent.alerting.job import AlertRulesJob
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.service import AlertService
 from empire.agent.alerting.store import AlertStore
-from empire.agent.executors.kubeconfig import ClusterConfig
-from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.kube.kubeconfig import ClusterConfig
+from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.monitor import Monitor
 from empire.agent.observers.prometheus import PrometheusObserver
 from empire.agent.records import ActionState

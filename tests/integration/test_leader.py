@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from empire.agent.executors.dryrun import DryRunExecutor
+from empire.agent.kube.dryrun import DryRunExecutor
 from empire.agent.leader import FileLeader, PostgresLeader, RedisLeader, leader_for
 from empire.agent.types import Sample
 from empire.config.settings import load_settings

@@ -9,8 +9,8 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from empire.agent.executors.kubeconfig import ClusterConfig
-from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.kube.kubeconfig import ClusterConfig
+from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.observers.prometheus import PrometheusObserver
 from empire.agent.records import ActionState
 from empire.agent.types import Reason
@@ -236,7 +236,7 @@ async def test_database_briefly_unavailable(world):
 
 async def test_replayed_trace_on_the_fake_clock(tmp_path):
     """The backtest's shape: a CSV trace, the pretend cluster, `run(ticks=N)` on a FakeClock."""
-    from empire.agent.executors.dryrun import DryRunExecutor
+    from empire.agent.kube.dryrun import DryRunExecutor
     from empire.agent.observers.replay import ReplayObserver
     from empire.state.memory import MemoryStateStore
     from fakes.loop import START

@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from empire.agent.clock import SystemClock
-from empire.agent.executors.dryrun import DryRunExecutor
 from empire.agent.http import AppContext, build_app
+from empire.agent.kube.dryrun import DryRunExecutor
 from empire.agent.monitor import Monitor
 from empire.agent.records import DecisionRecord
 from empire.agent.scheduler import PeriodicJobs

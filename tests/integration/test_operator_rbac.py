@@ -20,9 +20,9 @@ import anyio
 import pytest
 import yaml
 
-from empire.agent.executors.kubeconfig import ClusterConfig
-from empire.agent.executors.kubernetes import KubernetesScaler
-from empire.agent.executors.kubesecrets import KubernetesSecretReader
+from empire.agent.kube.kubeconfig import ClusterConfig
+from empire.agent.kube.kubesecrets import KubernetesSecretReader
+from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Reason, ScaleTo
 from empire.operator.crd import GROUP, KIND, PLURAL, VERSION

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empire.agent.pools.model import NewJob
+from empire.agent.pools.jobs import NewJob
 from empire.agent.pools.queue import JobQueue
 from empire.state.database import Database
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from empire.agent.clock import FakeClock
 from empire.agent.daemon import Daemon, build_daemon
 from empire.agent.http import build_app
-from empire.agent.pools.model import JobState
+from empire.agent.pools.jobs import JobState
 from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import DrainAccount, OutcomeStatus, PausePersona, Reason
 from empire.config.settings import load_settings

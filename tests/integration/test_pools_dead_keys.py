@@ -28,8 +28,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from empire.agent.monitor import Monitor
 from empire.agent.pools.build import build_dispatcher
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
+from empire.agent.pools.jobs import Job, JobState, NewJob
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.model import Job, JobState, NewJob
 from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy
 from empire.state.database import Database

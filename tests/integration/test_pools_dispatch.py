@@ -20,8 +20,8 @@ from empire.agent.clock import SystemClock
 from empire.agent.monitor import Monitor
 from empire.agent.pools.build import build_dispatcher
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
+from empire.agent.pools.jobs import JobState, NewJob
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.model import JobState, NewJob
 from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink
 from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy

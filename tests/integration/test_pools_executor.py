@@ -12,7 +12,7 @@ import pytest
 from empire.agent.clock import FakeClock
 from empire.agent.pools.build import budget_limits, plan_inputs
 from empire.agent.pools.executor import GenerateExecutor
-from empire.agent.pools.model import JobState
+from empire.agent.pools.jobs import JobState
 from empire.agent.pools.planner import plan_generation
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Executor

@@ -8,7 +8,7 @@ import pytest
 
 from empire.agent.observers.prometheus import PrometheusObserver
 from empire.agent.pools.budget import BudgetLimits
-from empire.agent.pools.model import Spend
+from empire.agent.pools.jobs import Spend
 from empire.agent.pools.planner import plan_generation
 from empire.agent.pools.trends import TrendReader
 from empire.agent.types import Reason

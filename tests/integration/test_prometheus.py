@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from empire.agent.clock import FakeClock
-from empire.agent.executors.kubeconfig import ClusterConfig
-from empire.agent.executors.kubernetes import KubernetesScaler
+from empire.agent.kube.kubeconfig import ClusterConfig
+from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.observers.prometheus import PrometheusObserver
 from empire.agent.types import Reason, SampleStatus
 from empire.policies.scaling import Target

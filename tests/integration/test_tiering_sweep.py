@@ -17,10 +17,11 @@ from empire.agent.monitor import Monitor
 from empire.agent.records import ActionState
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.tiering.backends import LocalBackend
-from empire.agent.tiering.executor import RetierExecutor, TieringSweep
+from empire.agent.tiering.executor import RetierExecutor
 from empire.agent.tiering.inventory import AccessEvent, ContentObject, Inventory
 from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover
+from empire.agent.tiering.sweep import TieringSweep
 from empire.agent.types import Reason, Retier
 from empire.policies.storage import StoragePolicy
 from empire.state.store import SqlStateStore

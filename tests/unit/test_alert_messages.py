@@ -12,7 +12,7 @@ from empire.agent.alerting.outbox import Backoff
 from empire.agent.alerting.receivers.alertmanager import postable_alerts
 from empire.agent.alerting.receivers.email import email_message
 from empire.agent.alerting.receivers.slack import slack_message
-from empire.agent.retrying import parse_retry_after
+from empire.agent.httpretry import parse_retry_after
 from empire.policies.alerting import EmailReceiver
 from empire.policies.errors import PolicyError
 from empire.policies.schema import parse_policy

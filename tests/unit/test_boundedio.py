@@ -69,7 +69,7 @@ def test_standard_input_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_secret_kubeconfig_and_settings_files_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from empire.agent.executors.kubeconfig import load_cluster_config
+    from empire.agent.kube.kubeconfig import load_cluster_config
     from empire.config.secrets import resolve_secret
     from empire.config.settings import KubernetesSettings, load_settings
     from empire.policies.common import SecretRef

@@ -7,8 +7,8 @@ import base64
 import httpx
 import pytest
 
-from empire.agent.executors.kubeconfig import ClusterConfig
-from empire.agent.executors.kubesecrets import KubernetesSecretReader
+from empire.agent.kube.kubeconfig import ClusterConfig
+from empire.agent.kube.kubesecrets import KubernetesSecretReader
 from empire.errors import ConfigError, PermanentError, TemporaryError
 
 VALUE = "sk-live-do-not-print"

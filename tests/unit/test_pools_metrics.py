@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry
 
 from empire.agent.monitor import Monitor
 from empire.agent.pools.budget import BudgetLimits
+from empire.agent.pools.jobs import Spend
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.model import Spend
 from empire.agent.types import Reason
 from empire.policies.schema import parse_policy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
-from empire.agent.pools.model import Spend
+from empire.agent.pools.jobs import Spend
 from empire.agent.pools.planner import batch_id, key_prefix, plan_generation, window_start
 from empire.agent.types import Reason
 from empire.policies.generation import Budget, Persona, Provider

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from empire.agent.httpretry import parse_retry_after
+from empire.agent.pools.backoff import Verdict, backoff_delay, decide_retry
 from empire.agent.pools.errors import (
     AuthFailed,
     BadRequest,
@@ -20,8 +22,6 @@ from empire.agent.pools.errors import (
     error_from_exception,
     error_from_status,
 )
-from empire.agent.pools.retry import Verdict, backoff_delay, decide_retry
-from empire.agent.retrying import parse_retry_after
 from empire.errors import PermanentError, TemporaryError
 from empire.policies.generation import RetryPolicy
 

@@ -11,8 +11,8 @@ import pytest
 
 from empire.agent.alerting.secrets import redact_in_logs, resolver
 from empire.agent.alerting.secrets import resolve_secret as alerting_resolve
-from empire.agent.executors.kubeconfig import ClusterConfig
-from empire.agent.executors.kubesecrets import KubernetesSecretReader
+from empire.agent.kube.kubeconfig import ClusterConfig
+from empire.agent.kube.kubesecrets import KubernetesSecretReader
 from empire.agent.pools.build import build_adapters
 from empire.config.secrets import resolve_secret, resolve_secret_value
 from empire.errors import ConfigError, PermanentError

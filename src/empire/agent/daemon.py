@@ -155,7 +155,7 @@ class Daemon:
 
 def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -> Any:
     """Reads `secret:` references from the agent's namespace (cached; closed with the daemon)."""
-    from empire.agent.executors.kubesecrets import KubernetesSecretReader
+    from empire.agent.kube.kubesecrets import KubernetesSecretReader
 
     reader = KubernetesSecretReader(cluster, timeout=10.0)
 
@@ -184,9 +184,9 @@ async def build_daemon(
     settings: Settings, policy_file: str | Path | None = None, dry_run: bool = False, *, clock: Clock | None = None
 ) -> Daemon:
     """Assemble the daemon. `clock` is for tests (a `FakeClock`); `empire run` uses the system clock."""
-    from empire.agent.executors.dryrun import DryRunExecutor
-    from empire.agent.executors.kubeconfig import load_cluster_config
-    from empire.agent.executors.kubernetes import KubernetesScaler
+    from empire.agent.kube.dryrun import DryRunExecutor
+    from empire.agent.kube.kubeconfig import load_cluster_config
+    from empire.agent.kube.scaler import KubernetesScaler
     from empire.agent.observers.none import NoSource
     from empire.agent.observers.prometheus import PrometheusObserver
     from empire.state.store import SqlStateStore

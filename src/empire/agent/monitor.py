@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
-    from empire.agent.metrics import LoopMetrics
+    from empire.agent.loop_metrics import LoopMetrics
 
 G = TypeVar("G")
 
@@ -40,6 +40,6 @@ class Monitor:
 
     @cached_property
     def loop(self) -> LoopMetrics:
-        from empire.agent.metrics import LoopMetrics
+        from empire.agent.loop_metrics import LoopMetrics
 
         return LoopMetrics(self.registry)

@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.clock import SystemClock
-    from empire.agent.executors.kubeconfig import load_cluster_config
+    from empire.agent.kube.kubeconfig import load_cluster_config
     from empire.agent.monitor import Monitor
     from empire.agent.pools.context import open_pools
     from empire.agent.pools.dispatcher import DispatcherOptions
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     secrets = None
     cluster = load_cluster_config(settings.kubernetes)
     if cluster is not None:
-        from empire.agent.executors.kubesecrets import KubernetesSecretReader
+        from empire.agent.kube.kubesecrets import KubernetesSecretReader
 
         secrets = KubernetesSecretReader(cluster)
 

@@ -110,7 +110,8 @@ def apply(args: argparse.Namespace) -> int:
     from empire.agent.journal import ActionRunner
     from empire.agent.monitor import Monitor
     from empire.agent.tiering.context import open_tiering
-    from empire.agent.tiering.executor import RetierExecutor, TieringSweep
+    from empire.agent.tiering.executor import RetierExecutor
+    from empire.agent.tiering.sweep import TieringSweep
     from empire.agent.types import Retier
     from empire.config.settings import load_settings
     from empire.state.store import SqlStateStore

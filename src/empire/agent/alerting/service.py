@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from empire.agent.alerting.dispatch import LOG_RETENTION, DispatchState, Plan, latest_by_fingerprint, plan
-from empire.agent.alerting.matching import fingerprint
+from empire.agent.alerting.executor import AlertExecutor
 from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.outbox import Backoff, DeliveryReport, Outbox
 from empire.agent.alerting.ports import AlertSink
@@ -35,45 +35,15 @@ from empire.agent.alerting.routing import RouteNode, build_tree
 from empire.agent.alerting.store import AlertStore
 from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock, LeaderElection
-from empire.agent.records import ActionRecord
-from empire.agent.types import Action, Alert, Outcome, OutcomeStatus, ReadBack, error_class
+from empire.agent.types import error_class
 from empire.policies.alerting import AlertingPolicy
 
-__all__ = ["AlertExecutor", "AlertService"]
+__all__ = ["AlertService"]
 
 logger = logging.getLogger(__name__)
 
 # Resolved alerts stay in the dispatcher's view this long (they must outlive a group's flush).
 RESOLVED_RETENTION = timedelta(hours=6)
-
-
-class AlertExecutor:
-    """`ports.Executor` for `Alert` actions: record the alert (dedup by fingerprint), wake the dispatcher."""
-
-    def __init__(self, service: AlertService) -> None:
-        self.service = service
-
-    async def execute(self, action: Action) -> Outcome:
-        assert isinstance(action, Alert)
-        svc = self.service
-        now = svc.clock.now()
-        fp = fingerprint(action.labels)
-        if action.resolved:
-            changed = await svc.store.resolve(action, now)
-        else:
-            changed = await svc.store.fire(action, now)
-        svc.wake()
-        status = OutcomeStatus.applied if changed else OutcomeStatus.unchanged
-        return Outcome(status, state={"fingerprint": fp, "state": "resolved" if action.resolved else "firing"})
-
-    async def read_back(self, record: ActionRecord) -> ReadBack:
-        labels = record.params.get("labels") or {}
-        latest = await self.service.store.latest(fingerprint(labels))
-        want_resolved = bool(record.params.get("resolved"))
-        if latest is None:
-            return ReadBack(False, note="no alert row")
-        applied = (not latest.firing) if want_resolved else latest.firing
-        return ReadBack(applied, {"fingerprint": latest.fingerprint, "state": latest.status})
 
 
 class AlertService:

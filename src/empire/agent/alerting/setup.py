@@ -9,7 +9,7 @@
 * `GET /alerts`, a `/status` section ("alerting") and the `empire_alert*` metrics.
 
 Remediation actions other than scaling (`pause_persona`, `drain_account`) are journaled like any
-action and executed by the generation area's `HoldExecutor` (`pools/holds.py`): the hold is kept
+action and executed by the generation area's `HoldExecutor` (`pools/executor.py`): the hold is kept
 in the state DB, so it outlives a restart, and every replica's dispatcher follows it.
 """
 

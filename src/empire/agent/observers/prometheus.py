@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import httpx
 
-from empire.agent.retrying import parse_retry_after, retry, transport_error
+from empire.agent.httpretry import parse_retry_after, retry, transport_error
 from empire.agent.types import Sample, SampleStatus
 from empire.config.urls import mask_url
 from empire.errors import PermanentError, TemporaryError

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from empire.agent.pools.model import Spend
+from empire.agent.pools.jobs import Spend
 from empire.policies.generation import Budget, Provider
 
 __all__ = ["BudgetLedger", "BudgetLimits", "day_start", "job_cost_estimate", "month_start"]

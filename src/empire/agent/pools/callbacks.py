@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from empire.agent.pools.model import JobState
+from empire.agent.pools.jobs import JobState
 from empire.agent.pools.providers.http import CallbackHub, dotted
 from empire.agent.ports import Clock
 from empire.agent.webio import json_error, read_json_body, tokens_match

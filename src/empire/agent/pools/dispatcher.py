@@ -46,10 +46,11 @@ from anyio.abc import TaskStatus
 
 from empire.agent.clock import SystemClock
 from empire.agent.pools.accounts import AccountLimits, PoolRegistry
+from empire.agent.pools.backoff import Verdict, decide_retry
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.errors import AuthFailed, ErrorClass, GenerationFailed, ProviderTimeout, error_class_of
+from empire.agent.pools.jobs import Job, JobState
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.model import Job, JobState
 from empire.agent.pools.providers.base import JobProvider, JobRequest, PollResult
 from empire.agent.pools.queue import (
     DeadLettered,
@@ -61,7 +62,6 @@ from empire.agent.pools.queue import (
     Succeeded,
     Update,
 )
-from empire.agent.pools.retry import Verdict, decide_retry
 from empire.agent.pools.routing import Route, route
 from empire.agent.ports import Clock, RateLimiter
 from empire.errors import EmpireError, PermanentError, TemporaryError

@@ -18,16 +18,17 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
-from empire.agent.pools.model import JobPriority, NewJob
+from empire.agent.pools.holds import MANUAL, HoldKind, Holds, HoldStore
+from empire.agent.pools.jobs import JobPriority, NewJob
 from empire.agent.pools.planner import batch_id, job_key
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Clock
 from empire.agent.records import ActionRecord
-from empire.agent.types import Action, Generate, Outcome, OutcomeStatus, ReadBack, Reason
+from empire.agent.types import Action, DrainAccount, Generate, Outcome, OutcomeStatus, PausePersona, ReadBack, Reason
 from empire.errors import PermanentError
 from empire.policies.schema import Policy
 
-__all__ = ["GenerateExecutor", "build_jobs", "track_prompt"]
+__all__ = ["GenerateExecutor", "HoldExecutor", "build_jobs", "track_prompt"]
 
 _MOODS = (
     "dusk", "neon", "rain", "sunrise", "midnight", "haze", "static", "velvet", "ember", "tide", "glass", "orbit",
@@ -85,7 +86,7 @@ class GenerateExecutor:
 
     async def read_back(self, record: ActionRecord) -> ReadBack:
         p = record.params
-        if p.get("held"):  # a planner row for held-back work (`planning.py`): nothing was to be queued
+        if p.get("held"):  # a planner row for held-back work (`plan_job.py`): nothing was to be queued
             return ReadBack(False, note="held back: nothing was queued")
         persona = record.subject.removeprefix("persona/")
         batch, first, count = str(p.get("batch", "")), int(p.get("first", 0)), int(p.get("count", 0))
@@ -93,3 +94,71 @@ class GenerateExecutor:
             return ReadBack(None, note="no batch in the journaled action: cannot tell")
         found = await self.queue.count_keys([job_key(persona, batch, first + i) for i in range(count)])
         return ReadBack(found == count, {"found": found, "count": count})
+
+
+def _target(action: Action | ActionRecord) -> tuple[HoldKind, str, str, bool]:
+    """(kind, subject, source, held) of a pause/drain action or its journal record."""
+    if isinstance(action, PausePersona):
+        return HoldKind.persona, action.persona, action.alert or MANUAL, action.paused
+    if isinstance(action, DrainAccount):
+        return HoldKind.account, f"{action.provider}/{action.account}", action.alert or MANUAL, action.drained
+    if isinstance(action, ActionRecord):
+        p = action.params
+        source = str(p.get("alert") or MANUAL)
+        if action.kind == PausePersona.kind:
+            return HoldKind.persona, str(p.get("persona", "")), source, bool(p.get("paused"))
+        if action.kind == DrainAccount.kind:
+            return HoldKind.account, f"{p.get('provider')}/{p.get('account')}", source, bool(p.get("drained"))
+    raise PermanentError(f"the hold executor cannot run a {getattr(action, 'kind', type(action).__name__)!r} action")
+
+
+class HoldExecutor:
+    """The `Executor` port for `PausePersona` and `DrainAccount` (register it for both kinds).
+
+    `on_change(holds)` is called after every change, so this replica's planner, queue and
+    dispatcher follow at once; the other replicas pick the change up from the table."""
+
+    def __init__(
+        self,
+        store: HoldStore,
+        policy: Callable[[], Policy],
+        clock: Clock,
+        actor: str,
+        on_change: Callable[[Holds], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        self.actor = actor
+        self.on_change = on_change
+
+    def _check(self, kind: HoldKind, subject: str) -> None:
+        pol = self.policy()
+        if kind is HoldKind.persona and subject not in {p.name for p in pol.personas}:
+            raise PermanentError(f"persona {subject!r} is not in the policy")
+        if kind is HoldKind.account:
+            known = {f"{p.name}/{a.name}" for p in pol.providers for a in p.accounts}
+            if subject not in known:
+                raise PermanentError(f"account {subject!r} is not in the policy (provider/account)")
+
+    async def execute(self, action: Action) -> Outcome:
+        kind, subject, source, held = _target(action)
+        if held:  # releasing a name the policy no longer has is fine: it frees the row
+            self._check(kind, subject)
+        reason = action.reasons[0].value if action.reasons else Reason.manual.value
+        changed = await self.store.set(kind, subject, source, held, reason=reason, actor=self.actor,
+                                       at=self.clock.now())  # fmt: skip
+        holds = await self.store.active()
+        if self.on_change is not None:
+            self.on_change(holds)
+        still = subject in (holds.personas if kind is HoldKind.persona else holds.accounts)
+        state = {"held": still, "source": source}
+        if not changed:
+            return Outcome(OutcomeStatus.unchanged, reason=Reason.no_change, state=state)
+        return Outcome(OutcomeStatus.applied, state=state)
+
+    async def read_back(self, record: ActionRecord) -> ReadBack:
+        kind, subject, source, held = _target(record)
+        hold = await self.store.get(kind, subject, source)
+        current = hold.held if hold is not None else False
+        return ReadBack(current == held, {"held": current, "source": source})

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.errors import ErrorClass
 from empire.agent.pools.health import CooldownCause
-from empire.agent.pools.model import JobPriority, JobState, Spend
+from empire.agent.pools.jobs import JobPriority, JobState, Spend
 from empire.agent.types import Reason
 from empire.policies.generation import Budget, Provider
 

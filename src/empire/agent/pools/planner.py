@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
-from empire.agent.pools.model import JobPriority, Spend
+from empire.agent.pools.jobs import JobPriority, Spend
 from empire.agent.types import Generate, Reason
 from empire.policies.generation import Persona
 

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from empire.agent.pools.compliance import check_compliance
-from empire.agent.pools.model import Job
+from empire.agent.pools.jobs import Job
 from empire.agent.pools.providers.base import JobProvider, PollResult
 from empire.agent.ports import Clock, StorageBackend
 from empire.policies.generation import CompliancePolicy

@@ -33,8 +33,8 @@ from empire.agent.pools.build import budget_limits, build_adapters
 from empire.agent.pools.callbacks import callback_lookup
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
 from empire.agent.pools.holds import Holds, HoldStore
+from empire.agent.pools.jobs import Spend
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.model import Spend
 from empire.agent.pools.providers.base import JobProvider
 from empire.agent.pools.providers.http import CallbackHub
 from empire.agent.pools.publish import ContentPublisher, ContentSink

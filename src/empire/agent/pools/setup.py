@@ -27,10 +27,9 @@ from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.pools.bucket import LocalLimiter
 from empire.agent.pools.callbacks import callback_routes
 from empire.agent.pools.dispatcher import DispatcherOptions
-from empire.agent.pools.executor import GenerateExecutor
-from empire.agent.pools.holds import HoldExecutor
+from empire.agent.pools.executor import GenerateExecutor, HoldExecutor
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.planning import GenerationPlanner
+from empire.agent.pools.plan_job import GenerationPlanner
 from empire.agent.pools.publish import DirectoryContentSink, StorageContentSink
 from empire.agent.pools.runtime import PoolsRuntime
 from empire.agent.pools.trends import TrendReader

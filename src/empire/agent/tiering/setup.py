@@ -12,10 +12,11 @@ import logging
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.tiering.api import routes
 from empire.agent.tiering.backends import build_backend
-from empire.agent.tiering.executor import RetierExecutor, TieringSweep, refresh_usage
+from empire.agent.tiering.executor import RetierExecutor
 from empire.agent.tiering.inventory import Inventory
 from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover
+from empire.agent.tiering.sweep import TieringSweep, refresh_usage
 from empire.agent.types import Retier
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import httpx
 
-from empire.agent.retrying import parse_retry_after, untrusted_certificate
+from empire.agent.httpretry import parse_retry_after, untrusted_certificate
 from empire.errors import PermanentError, TemporaryError
 
 __all__ = ["classify_response", "classify_transport_error"]

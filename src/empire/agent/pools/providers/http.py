@@ -28,6 +28,7 @@ import aiohttp
 import anyio
 from pydantic import SecretStr
 
+from empire.agent.httpretry import parse_retry_after
 from empire.agent.pools.errors import (
     BadRequest,
     ConnectionFailed,
@@ -35,7 +36,6 @@ from empire.agent.pools.errors import (
     error_from_status,
 )
 from empire.agent.pools.providers.base import JobRequest, PollResult, Submission
-from empire.agent.retrying import parse_retry_after
 from empire.errors import EmpireError
 from empire.policies.generation import HttpProviderSpec
 

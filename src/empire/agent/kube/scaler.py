@@ -24,9 +24,9 @@ from typing import Any
 import anyio
 import httpx
 
-from empire.agent.executors.kubeconfig import ClusterConfig
+from empire.agent.httpretry import parse_retry_after, retry, transport_error
+from empire.agent.kube.kubeconfig import ClusterConfig
 from empire.agent.records import ActionRecord
-from empire.agent.retrying import parse_retry_after, retry, transport_error
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, ScaleTo, WorkloadState
 from empire.config.urls import mask_url
 from empire.errors import NotFoundError, PermanentError, TemporaryError

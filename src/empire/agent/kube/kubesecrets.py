@@ -44,7 +44,7 @@ class KubernetesSecretReader:
 
     def __init__(
         self,
-        config: Any,  # empire.agent.executors.kubeconfig.ClusterConfig
+        config: Any,  # empire.agent.kube.kubeconfig.ClusterConfig
         namespace: str | None = None,
         *,
         ttl: float = 60.0,

@@ -1,1 +1,0 @@
-"""Executors: the Kubernetes scale subresource over httpx, and a dry-run pretend cluster."""

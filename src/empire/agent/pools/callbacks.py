@@ -19,14 +19,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from empire.agent.pools.jobs import JobState
 from empire.agent.pools.providers.http import CallbackHub, dotted
 from empire.agent.ports import Clock
 from empire.agent.webio import json_error, read_json_body, tokens_match
@@ -34,37 +32,44 @@ from empire.config.secrets import SecretReader, resolve_secret
 from empire.errors import ConfigError, EmpireError, TemporaryError
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
-from empire.state import tables as t
-from empire.state.database import Database
 
-__all__ = ["callback_lookup", "callback_routes"]
+__all__ = ["CallbackStore", "callback_routes"]
 
 logger = logging.getLogger(__name__)
 
-J = t.jobs
-_IN_FLIGHT = (JobState.leased.value, JobState.submitted.value)
 
+class CallbackStore(Protocol):
+    """Where accepted callbacks are kept: on the job's row, so whichever replica polls the job finds it.
 
-def callback_lookup(db: Database) -> Callable[[str, str], Any]:
-    """`CallbackHub.lookup`: a callback recorded on the job's row (by any replica)."""
+    `empire.state.callbacks.SqlCallbackStore` writes `jobs.result` and an `audit` row in one
+    transaction; `empire.agent.pools.memory.MemoryCallbackStore` is the in-process twin
+    (`tests/contract/test_callback_store.py` runs one suite over all three)."""
 
-    async def lookup(provider: str, job_id: str) -> dict[str, Any] | None:
-        q = select(J.c.result).where(J.c.provider == provider, J.c.provider_job_id == job_id,
-                                     J.c.state.in_(_IN_FLIGHT))  # fmt: skip
-        async with db.connect() as conn:
-            row = (await conn.execute(q)).first()
-        cb = (row.result or {}).get("callback") if row is not None else None
-        if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
-            return dict(cb["payload"])
-        return None
+    async def record(
+        self,
+        provider: str,
+        job_id: str,
+        payload: dict[str, Any],
+        *,
+        status: str,
+        actor: str,
+        at: datetime,
+        expected: bool,
+    ) -> int | None:
+        """Record `payload` on the job in flight on `provider` with provider job id `job_id` and audit
+        it; return our job's id, or None when no such job is in flight (audited all the same when
+        `expected`: this process waits for it and its row may not be written yet)."""
+        ...
 
-    return lookup
+    async def lookup(self, provider: str, job_id: str) -> dict[str, Any] | None:
+        """`CallbackHub.lookup`: the payload recorded for a job still in flight (by any replica)."""
+        ...
 
 
 def callback_routes(
     policy: Callable[[], Policy],
     hubs: Callable[[], dict[str, CallbackHub]],
-    db: Database,
+    store: CallbackStore,
     clock: Clock,
     *,
     secrets: SecretReader | None = None,
@@ -111,30 +116,6 @@ def callback_routes(
             return json_error(422, "invalid body: a JSON object is expected")
         return data
 
-    async def record(
-        p: Provider, job_id: str, payload: dict[str, Any], actor: str, now: datetime, local: bool
-    ) -> int | None:
-        """Write the callback on the job's row and audit it; the job's id, or None for no such job
-        (audited all the same when this process waits for it: its row is not written yet)."""
-        async with db.begin() as conn:
-            q = select(J.c.id, J.c.state).where(J.c.provider == p.name, J.c.provider_job_id == job_id,
-                                                J.c.state.in_(_IN_FLIGHT))  # fmt: skip
-            row = (await conn.execute(q)).first()
-            if row is None and not local:
-                return None
-            if row is not None:
-                await conn.execute(update(J).where(J.c.id == row.id, J.c.state.in_(_IN_FLIGHT)).values(
-                    result={"callback": {"job_id": job_id, "payload": payload, "at": now.isoformat()}},
-                    updated_at=now,
-                ))  # fmt: skip
-            status = str(dotted(payload, p.http.status_path) if p.http else "")[:64]
-            await conn.execute(insert(t.audit).values(
-                at=now, actor=actor, action="provider_callback",
-                subject=f"job/{row.id}" if row is not None else f"provider/{p.name}/{job_id[:200]}",
-                details={"provider": p.name, "provider_job_id": job_id[:256], "status": status},
-            ))  # fmt: skip
-            return int(row.id) if row is not None else None
-
     async def callback(request: Request) -> JSONResponse:
         name = request.path_params["provider"]
         p = provider_of(name)
@@ -153,8 +134,10 @@ def callback_routes(
         host = request.client.host if request.client else "unknown"
         hub = hubs().get(name)
         local = hub is not None and hub.expecting(name, job_id)
+        status = str(dotted(body, p.http.status_path))[:64]
         try:
-            recorded = await record(p, job_id, body, f"http:{host}", clock.now(), local)
+            recorded = await store.record(name, job_id, body, status=status, actor=f"http:{host}", at=clock.now(),
+                                          expected=local)  # fmt: skip
         except TemporaryError as exc:
             if not local:
                 logger.warning("provider callback not recorded: %s", exc)

@@ -14,7 +14,7 @@ from typing import Any
 from empire.agent.pools.holds import Hold, HoldKind, Holds, active_holds
 from empire.agent.types import Reason
 
-__all__ = ["MemoryHoldStore"]
+__all__ = ["MemoryCallbackStore", "MemoryHoldStore"]
 
 
 class MemoryHoldStore:
@@ -53,3 +53,43 @@ class MemoryHoldStore:
 
     async def active(self) -> Holds:
         return active_holds(self._rows.values())
+
+
+class MemoryCallbackStore:
+    """`CallbackStore` over a map of the jobs in flight: `in_flight[(provider, provider_job_id)] = job id`
+    stands for the job rows the SQL store reads (set it as jobs are submitted; remove them when done)."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[tuple[str, str], int] = {}
+        self.results: dict[int, dict[str, Any]] = {}  # job id -> {"callback": ...}, as `jobs.result`
+        self.audit: list[dict[str, Any]] = []
+
+    async def record(
+        self,
+        provider: str,
+        job_id: str,
+        payload: dict[str, Any],
+        *,
+        status: str,
+        actor: str,
+        at: datetime,
+        expected: bool,
+    ) -> int | None:
+        ours = self.in_flight.get((provider, job_id))
+        if ours is None and not expected:
+            return None
+        if ours is not None:
+            self.results[ours] = {"callback": {"job_id": job_id, "payload": payload, "at": at.isoformat()}}
+        self.audit.append({
+            "at": at, "actor": actor, "action": "provider_callback",
+            "subject": f"job/{ours}" if ours is not None else f"provider/{provider}/{job_id[:200]}",
+            "details": {"provider": provider, "provider_job_id": job_id[:256], "status": status},
+        })  # fmt: skip
+        return ours
+
+    async def lookup(self, provider: str, job_id: str) -> dict[str, Any] | None:
+        ours = self.in_flight.get((provider, job_id))
+        cb = self.results.get(ours, {}).get("callback") if ours is not None else None
+        if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
+            return dict(cb["payload"])
+        return None

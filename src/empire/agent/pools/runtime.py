@@ -30,7 +30,7 @@ import anyio
 
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.build import budget_limits, build_adapters
-from empire.agent.pools.callbacks import callback_lookup
+from empire.agent.pools.callbacks import CallbackStore
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
 from empire.agent.pools.holds import Holds, HoldStore
 from empire.agent.pools.jobs import Spend
@@ -74,6 +74,7 @@ class PoolsRuntime:
         paused: Callable[[], bool] | None = None,
         refresh_every: float = 5.0,
         holds: HoldStore,
+        callbacks: CallbackStore,
     ) -> None:
         self.policy = policy
         self.db = db
@@ -84,6 +85,7 @@ class PoolsRuntime:
         self.env = env
         self.refresh_every = refresh_every
         self.hubs: dict[str, CallbackHub] = {}
+        self.callbacks = callbacks
         self.adapter_errors: dict[str, str] = {}
         self._wires: dict[str, str] = {}
         self._retired: list[JobProvider] = []
@@ -116,7 +118,7 @@ class PoolsRuntime:
                 continue
             hub = None
             if p.kind == "http":
-                hub = self.hubs.setdefault(p.name, CallbackHub(lookup=callback_lookup(self.db)))
+                hub = self.hubs.setdefault(p.name, CallbackHub(lookup=self.callbacks.lookup))
             try:
                 out[p.name] = build_adapters((p,), self.clock, self.env, self.secrets, hub)[p.name]
             except EmpireError as exc:  # ConfigError naming the secret reference, or reading it failed

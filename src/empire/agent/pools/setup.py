@@ -37,6 +37,7 @@ from empire.agent.ports import RateLimiter
 from empire.agent.types import DrainAccount, Generate, PausePersona
 from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
+from empire.state.callbacks import SqlCallbackStore
 from empire.state.holds import SqlHoldStore
 
 __all__ = ["AREA", "build"]
@@ -72,9 +73,11 @@ def build(deps: AreaDeps) -> AreaHandle:
     limiter, limits_where = _limiter(deps)
     sink = _sink(deps, pol)
     metrics = deps.monitor.group(PoolMetrics)
+    callbacks = SqlCallbackStore(deps.db)
     runtime = PoolsRuntime(
         policy, deps.db, deps.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
         secrets=deps.secret_reader, paused=lambda: deps.loop.dry_run, holds=SqlHoldStore(deps.db),
+        callbacks=callbacks,
     )  # fmt: skip
     holds = HoldExecutor(runtime.holds_store, policy, deps.clock, s.replica_id, runtime.apply_holds)
     actions = deps.monitor.loop.actions
@@ -102,7 +105,7 @@ def build(deps: AreaDeps) -> AreaHandle:
             PeriodicJob("persona-trends", every, trends),  # reads each persona's trend every trend.every
             PeriodicJob("generation-plan", every, planner),
         ],
-        routes=callback_routes(policy, lambda: runtime.hubs, deps.db, deps.clock, secrets=deps.secret_reader,
+        routes=callback_routes(policy, lambda: runtime.hubs, callbacks, deps.clock, secrets=deps.secret_reader,
                                max_body_bytes=s.http.max_body_bytes),
         status={"pools": lambda: {
             **runtime.status(), "limits": limits_where, "content": f"{sink.backend!r} tier {sink.tier}",

@@ -15,7 +15,6 @@ import yaml
 from empire.agent.alerting.job import AlertRulesJob
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.service import AlertService
-from empire.agent.alerting.store import AlertStore
 from empire.agent.kube.kubeconfig import ClusterConfig
 from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.monitor import Monitor
@@ -24,6 +23,7 @@ from empire.agent.records import ActionState
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import Alert
 from empire.policies.loading import load_policy_text
+from empire.state.alerts import SqlAlertStore
 from empire.state.store import SqlStateStore
 from fakes.kubernetes import FakeKubernetes
 from fakes.loop import build_loop
@@ -71,7 +71,7 @@ async def test_threshold_alert_remediates_notifies_and_resolves(world: Any, data
     store = SqlStateStore(database)
     loop = build_loop(loaded, obs, scaler, store)
     loop.jobs, loop.drive_jobs = PeriodicJobs(loop.clock, Monitor()), True
-    alerts = AlertStore(database)
+    alerts = SqlAlertStore(database)
     async with httpx.AsyncClient() as client:
         pol = loaded.policy.alerting
         service = AlertService(alerts, pol, build_receivers(pol, client, lambda ref: f"{hook.url}/hook"), loop.clock,

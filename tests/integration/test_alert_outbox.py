@@ -15,13 +15,13 @@ from prometheus_client import CollectorRegistry
 from empire.agent.alerting.outbox import Backoff
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.service import AlertService
-from empire.agent.alerting.store import AlertStore
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
 from empire.agent.records import ActionState
 from empire.agent.types import Alert, OutcomeStatus, Reason
 from empire.policies.alerting import AlertingPolicy
+from empire.state.alerts import SqlAlertStore
 from empire.state.database import Database
 from empire.state.store import SqlStateStore
 from fakes.server import free_port
@@ -60,7 +60,7 @@ class Harness:
         self.clock = clock
         self.registry = CollectorRegistry()
         self.monitor = Monitor(self.registry)
-        self.store = AlertStore(db)
+        self.store = SqlAlertStore(db)
         policy = alerting_policy()
         self.service = AlertService(
             self.store, policy, build_receivers(policy, client, lambda ref: hook_url), clock, self.monitor,
@@ -241,7 +241,7 @@ async def test_background_tasks_deliver_promptly_and_only_on_the_leader(
     )  # fmt: skip
     leader = Leader(False)
     with hook.serve() as base:
-        store = AlertStore(database)
+        store = SqlAlertStore(database)
         svc = AlertService(store, policy, build_receivers(policy, client, lambda ref: f"{base}/hook"), SystemClock(),
                            Monitor(CollectorRegistry()), leader=leader, poll=0.2)  # fmt: skip
         async with anyio.create_task_group() as tg:

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import yaml
 
-from empire.agent.alerting.store import AlertStore
 from empire.agent.clock import FakeClock
 from empire.agent.daemon import Daemon, build_daemon
 from empire.config.settings import load_settings
+from empire.state.alerts import SqlAlertStore
 from fakes.prometheus import FakePrometheus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -118,7 +118,7 @@ async def test_predicted_breach_fires_before_the_threshold_is_crossed(settings: 
     clock = FakeClock(START)
     fired: dict[str, tuple[datetime, float, dict[str, str]]] = {}
     async with running(settings, clock) as d:
-        alerts = AlertStore(d.db)
+        alerts = SqlAlertStore(d.db)
         while clock.now() < crossing() + timedelta(minutes=10) and len(fired) < 2:
             await step(d)
             for a in await alerts.list_alerts("firing"):

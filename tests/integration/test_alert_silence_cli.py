@@ -18,12 +18,12 @@ from starlette.testclient import TestClient
 from empire.agent.alerting.api import routes
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.service import AlertService
-from empire.agent.alerting.store import AlertStore
 from empire.agent.clock import FakeClock
 from empire.agent.monitor import Monitor
 from empire.agent.types import Alert, Reason
 from empire.cli import main
 from empire.policies.alerting import AlertingPolicy
+from empire.state.alerts import SqlAlertStore
 from empire.state.database import Database
 
 
@@ -70,7 +70,7 @@ def test_silence_lifecycle_and_the_dispatcher_honours_it(data_dir: Path, capsys:
     async def daemon_pass(*fire: str) -> list[str]:
         db = await Database.open(f"sqlite+aiosqlite:///{data_dir / 'empire.db'}")
         try:
-            store = AlertStore(db)
+            store = SqlAlertStore(db)
             async with httpx.AsyncClient() as client:
                 svc = AlertService(store, policy, build_receivers(policy, client), clock, Monitor(CollectorRegistry()))
                 for name in fire:
@@ -131,7 +131,7 @@ def test_alerts_endpoint(data_dir: Path) -> None:
     async def seed() -> None:
         db = await Database.open(f"sqlite+aiosqlite:///{data_dir / 'empire.db'}")
         try:
-            store = AlertStore(db)
+            store = SqlAlertStore(db)
             await store.fire(alert("queue-anomaly"), now)
             await store.fire(alert("old"), now - timedelta(hours=1))
             await store.resolve(alert("old"), now - timedelta(minutes=30))
@@ -146,7 +146,7 @@ def test_alerts_endpoint(data_dir: Path) -> None:
 
     db = anyio.run(lifespan_db)
     try:
-        app = Starlette(routes=routes(AlertStore(db), FakeClock(now + timedelta(minutes=1))))
+        app = Starlette(routes=routes(SqlAlertStore(db), FakeClock(now + timedelta(minutes=1))))
         with TestClient(app) as client:
             body = client.get("/alerts").json()
             assert [a["rule"] for a in body["alerts"]] == ["queue-anomaly"]

@@ -38,10 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(fn: Any) -> Any:
-    from empire.agent.alerting.store import AlertStore
     from empire.cli.common import with_database
+    from empire.state.alerts import SqlAlertStore
 
-    return with_database(lambda db: fn(AlertStore(db)))
+    return with_database(lambda db: fn(SqlAlertStore(db)))
 
 
 def list_(args: argparse.Namespace) -> int:

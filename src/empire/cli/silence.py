@@ -74,10 +74,10 @@ def check_matchers(texts: list[str]) -> list[str]:
 
 
 def _run(fn: Any) -> Any:
-    from empire.agent.alerting.store import AlertStore
     from empire.cli.common import with_database
+    from empire.state.alerts import SqlAlertStore
 
-    return with_database(lambda db: fn(AlertStore(db)))
+    return with_database(lambda db: fn(SqlAlertStore(db)))
 
 
 def add(args: argparse.Namespace) -> int:

@@ -25,11 +25,11 @@ from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.secrets import resolver
 from empire.agent.alerting.service import AlertService
-from empire.agent.alerting.store import AlertStore
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.types import Alert
 from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
+from empire.state.alerts import SqlAlertStore
 
 __all__ = ["AREA", "build"]
 
@@ -42,7 +42,7 @@ def build(deps: AreaDeps) -> AreaHandle:
 
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     secrets = resolver(deps.secret_reader)  # Kubernetes Secret references when in a cluster
-    store = AlertStore(deps.db)
+    store = SqlAlertStore(deps.db)
     alerting = policy().alerting
     service = AlertService(store, alerting, build_receivers(alerting, client, secrets), deps.clock, deps.monitor,
                            leader=deps.leader)  # fmt: skip

@@ -52,9 +52,9 @@ import yaml  # noqa: E402
 from empire.agent.pools.build import build_dispatcher  # noqa: E402
 from empire.agent.pools.dispatcher import DispatcherOptions  # noqa: E402
 from empire.agent.pools.jobs import NewJob  # noqa: E402
-from empire.agent.pools.queue import JobQueue  # noqa: E402
 from empire.policies.schema import parse_policy  # noqa: E402
 from empire.state.database import Database  # noqa: E402
+from empire.state.jobs import SqlJobQueue  # noqa: E402
 from fakes.provider import fake_provider_process, http_provider_policy  # noqa: E402
 
 ACCOUNTS = 5
@@ -86,7 +86,7 @@ async def _enqueue(url: str, n: int) -> list[str]:
     db = await Database.open(url)
     try:
         keys = [f"bench-{i}" for i in range(n)]
-        await JobQueue(db).enqueue([NewJob(k, "bench", {"prompt": f"song {k}"}) for k in keys], datetime.now(UTC))
+        await SqlJobQueue(db).enqueue([NewJob(k, "bench", {"prompt": f"song {k}"}) for k in keys], datetime.now(UTC))
         return keys
     finally:
         await db.close()
@@ -95,7 +95,7 @@ async def _enqueue(url: str, n: int) -> list[str]:
 async def _succeeded(url: str) -> int:
     db = await Database.open(url)
     try:
-        return sum(n for (s, _), n in (await JobQueue(db).counts()).items() if s == "succeeded")
+        return sum(n for (s, _), n in (await SqlJobQueue(db).counts()).items() if s == "succeeded")
     finally:
         await db.close()
 
@@ -134,7 +134,7 @@ def run_in_process(n: int, rpm: float, error_rate: float, dead: int | None) -> d
             db = await Database.open(db_url)
             try:
                 opts = DispatcherOptions(owner="bench", max_in_flight=400, stop_when_empty=True, idle_poll=0.05)
-                d = build_dispatcher(policy, db, opts)
+                d = build_dispatcher(policy, SqlJobQueue(db), opts)
                 t0, c0 = time.monotonic(), time.process_time()
                 await d.run()
                 cpu, wall = time.process_time() - c0, time.monotonic() - t0

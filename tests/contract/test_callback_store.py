@@ -14,9 +14,10 @@ import pytest
 from empire.agent.pools.callbacks import CallbackStore
 from empire.agent.pools.jobs import NewJob
 from empire.agent.pools.memory import MemoryCallbackStore
-from empire.agent.pools.queue import JobQueue, Submitted, Succeeded
+from empire.agent.pools.queue import Submitted, Succeeded
 from empire.state.callbacks import SqlCallbackStore
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -49,7 +50,7 @@ async def world(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[World
         else request.getfixturevalue("postgres_url")
     )
     db = await Database.open(url)
-    queue = JobQueue(db)
+    queue = SqlJobQueue(db)
 
     async def submit(provider: str, pjid: str) -> int:
         await queue.enqueue([NewJob(f"key-{pjid}", provider, {"prompt": "x"}, None)], T0)

@@ -1,4 +1,4 @@
-"""The durable job queue, on SQLite and PostgreSQL (the `database` fixture runs both).
+"""One contract for every JobQueue: the memory twin, SQLite and PostgreSQL behave alike.
 
 What a user relies on: a job is never leased to two replicas at once, a replica that lost its
 lease cannot overwrite the new owner's result, a crashed replica's jobs come back after the lease,
@@ -8,6 +8,7 @@ even with replicas claiming concurrently.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -15,10 +16,36 @@ import pytest
 
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.jobs import JobPriority, JobState, NewJob
+from empire.agent.pools.memory import MemoryJobQueue
 from empire.agent.pools.queue import DeadLettered, JobQueue, Noted, Released, Rescheduled, Submitted, Succeeded
 from empire.policies.generation import Budget
+from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 
 pytestmark = pytest.mark.anyio
+MakeQueue = Callable[..., JobQueue]  # (limits=None) -> a fresh queue on the parametrized store
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+async def make_queue(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[MakeQueue]:
+    """Queues over one store: two made in one test see the same jobs (two replicas)."""
+    if request.param == "memory":
+        shared = MemoryJobQueue()
+
+        yield lambda limits=None: MemoryJobQueue(limits, same_jobs_as=shared)
+        return
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    db = await Database.open(url)
+    try:
+        yield lambda limits=None: SqlJobQueue(db, limits)
+    finally:
+        await db.close()
+
+
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -26,16 +53,16 @@ def jobs(n: int, prefix: str = "k", priority: JobPriority = JobPriority.normal, 
     return [NewJob(f"{prefix}{i}", provider, {"prompt": f"p{i}"}, "persona", priority) for i in range(n)]
 
 
-async def test_enqueue_is_idempotent(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_enqueue_is_idempotent(make_queue: MakeQueue) -> None:
+    q = make_queue()
     assert await q.enqueue(jobs(5), T0) == 5
     assert await q.enqueue(jobs(7), T0) == 2  # k0..k4 exist already
     assert sum((await q.counts()).values()) == 7
     assert await q.count_prefix("k") == 7 and await q.count_prefix("k1") == 1
 
 
-async def test_claim_by_priority_then_age_and_not_before(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_claim_by_priority_then_age_and_not_before(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.enqueue(jobs(2, "low", JobPriority.low), T0)
     await q.enqueue(jobs(2, "norm"), T0 + timedelta(seconds=1))
     await q.enqueue([NewJob("later", "p", {}, None, JobPriority.high, T0 + timedelta(hours=1))], T0)
@@ -47,8 +74,8 @@ async def test_claim_by_priority_then_age_and_not_before(database: object) -> No
     assert [j.idempotency_key for j in await q.claim("r2", T0 + timedelta(hours=2), 10, 60)] == ["later"]
 
 
-async def test_concurrent_claims_never_share_a_job(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_concurrent_claims_never_share_a_job(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.enqueue(jobs(60), T0)
     claimed: dict[str, list[int]] = {}
 
@@ -65,8 +92,8 @@ async def test_concurrent_claims_never_share_a_job(database: object) -> None:
     assert len(all_ids) == 60 and len(set(all_ids)) == 60
 
 
-async def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_write(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_write(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.enqueue(jobs(2), T0)
     a, b = await q.claim("dead-replica", T0, 2, lease_seconds=30)
     await q.apply([Submitted(b.id, "dead-replica", "p", "acct", "pj-1", 0.5, T0)])
@@ -85,8 +112,8 @@ async def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_write(databas
     assert done.lease_owner is None and done.finished_at == T0 + timedelta(seconds=53)
 
 
-async def test_transitions_reschedule_dead_letter_release(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_transitions_reschedule_dead_letter_release(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.enqueue(jobs(3), T0)
     a, b, c = await q.claim("r", T0, 3, 60)
     later = T0 + timedelta(seconds=10)
@@ -104,8 +131,8 @@ async def test_transitions_reschedule_dead_letter_release(database: object) -> N
     assert [j.id for j in await q.claim("r", later, 5, 60)] == [a.id]
 
 
-async def test_a_note_says_why_a_job_waits_and_survives_its_release(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_a_note_says_why_a_job_waits_and_survives_its_release(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.enqueue(jobs(2), T0)
     a, b = await q.claim("r", T0, 2, 60)
     await q.apply([
@@ -124,8 +151,8 @@ async def test_a_note_says_why_a_job_waits_and_survives_its_release(database: ob
     assert (await q.get(a.id)).last_error is None  # type: ignore[union-attr]
 
 
-async def test_cancel_and_retry(database: object) -> None:
-    q = JobQueue(database)  # type: ignore[arg-type]
+async def test_cancel_and_retry(make_queue: MakeQueue) -> None:
+    q = make_queue()
     await q.enqueue(jobs(2), T0)
     (a,) = await q.claim("r", T0, 1, 60)
     await q.apply([DeadLettered(a.id, "r", 5, "boom", "server_error", T0)])
@@ -139,9 +166,9 @@ async def test_cancel_and_retry(database: object) -> None:
     assert [j.state for j in await q.list(state="cancelled")] == [JobState.cancelled]
 
 
-async def test_claim_never_reserves_past_the_budget(database: object) -> None:
+async def test_claim_never_reserves_past_the_budget(make_queue: MakeQueue) -> None:
     limits = BudgetLimits(total=Budget(daily=10.0), providers={"p": Budget(daily=8.0)}, cost_estimate={"p": 1.5})
-    q = JobQueue(database, limits)  # type: ignore[arg-type]
+    q = make_queue(limits)
     await q.enqueue(jobs(20), T0)
     got: list[int] = []
 
@@ -162,8 +189,8 @@ async def test_claim_never_reserves_past_the_budget(database: object) -> None:
     assert (await q.spend(T0)).provider_day("p") <= 8.0
 
 
-async def test_spend_counts_succeeded_by_day_and_month_plus_in_flight(database: object) -> None:
-    q = JobQueue(database, BudgetLimits(cost_estimate={"p": 2.0}))  # type: ignore[arg-type]
+async def test_spend_counts_succeeded_by_day_and_month_plus_in_flight(make_queue: MakeQueue) -> None:
+    q = make_queue(BudgetLimits(cost_estimate={"p": 2.0}))
     await q.enqueue(jobs(3), T0)
     a, b, _ = await q.claim("r", T0, 3, 86400)
     now = T0 + timedelta(days=3)  # a finished on May 1 (this month, not today), b today
@@ -174,11 +201,11 @@ async def test_spend_counts_succeeded_by_day_and_month_plus_in_flight(database: 
     assert (await q.done_since(now - timedelta(hours=1)))[("p", None)] == (1, 1.25)
 
 
-async def test_cancelling_a_submitted_job_keeps_its_cost_in_the_budget(database: object) -> None:
+async def test_cancelling_a_submitted_job_keeps_its_cost_in_the_budget(make_queue: MakeQueue) -> None:
     """The provider has a submitted job and may bill it: cancelling it must not free budget that
     could then be spent twice. A job cancelled before submission frees its reservation."""
     limits = BudgetLimits(providers={"p": Budget(daily=3.0)}, cost_estimate={"p": 1.5})
-    q = JobQueue(database, limits)  # type: ignore[arg-type]
+    q = make_queue(limits)
     await q.enqueue(jobs(4), T0)
     a, b = await q.claim("r", T0, 5, 60)
     await q.apply([Submitted(a.id, "r", "p", "acct", "pj-1", 1.5, T0)])

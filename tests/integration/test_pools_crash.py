@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from empire.agent.pools.jobs import NewJob
-from empire.agent.pools.queue import JobQueue
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
 N = 300
@@ -58,7 +58,7 @@ async def _enqueue(db_path: Path) -> None:
     db = await _open(db_path)
     try:
         jobs = [NewJob(f"crash-{i}", "fake", {"prompt": f"song {i}"}, "luna") for i in range(N)]
-        await JobQueue(db).enqueue(jobs, datetime.now(UTC))
+        await SqlJobQueue(db).enqueue(jobs, datetime.now(UTC))
     finally:
         await db.close()
 
@@ -66,7 +66,7 @@ async def _enqueue(db_path: Path) -> None:
 async def _states(db_path: Path) -> tuple[dict[str, int], dict[str, str | None]]:
     db = await _open(db_path)
     try:
-        q = JobQueue(db)
+        q = SqlJobQueue(db)
         counts: dict[str, int] = {}
         for (state, _), n in (await q.counts()).items():
             counts[state] = counts.get(state, 0) + n

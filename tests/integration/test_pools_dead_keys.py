@@ -30,9 +30,9 @@ from empire.agent.pools.build import build_dispatcher
 from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
 from empire.agent.pools.jobs import Job, JobState, NewJob
 from empire.agent.pools.metrics import PoolMetrics
-from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 from fakes.provider import TEST_KEYS as KEYS
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
@@ -49,14 +49,14 @@ def options(**kw: Any) -> DispatcherOptions:
 
 
 async def enqueue(db: Database, n: int, provider: str) -> None:
-    await JobQueue(db).enqueue(
+    await SqlJobQueue(db).enqueue(
         [NewJob(f"job-{i}", provider, {"prompt": f"song {i}", "persona": "luna"}, "luna") for i in range(n)],
         datetime.now(UTC),
     )
 
 
 async def all_jobs(db: Database) -> list[Job]:
-    return await JobQueue(db).list(limit=1000)
+    return await SqlJobQueue(db).list(limit=1000)
 
 
 async def drain(d: Dispatcher, seconds: float) -> None:
@@ -75,7 +75,7 @@ async def dispatch_all(
     with fake.serve():
         policy = parse_policy({"providers": [http_provider_policy(fake.url, provider, accounts(names))]})
         await enqueue(db, jobs, provider)
-        d = build_dispatcher(policy, db, options())
+        d = build_dispatcher(policy, SqlJobQueue(db), options())
         await drain(d, seconds)
         return d, fake.snapshot()
 
@@ -97,7 +97,7 @@ async def test_every_key_rejected_dead_letters_with_the_401(
     database: Database, every_key_dead: FakeProvider, keys_env: dict
 ) -> None:
     await enqueue(database, 40, "main")
-    d = build_dispatcher(dead_policy(every_key_dead.url), database, options())
+    d = build_dispatcher(dead_policy(every_key_dead.url), SqlJobQueue(database), options())
     t0 = time.monotonic()
     await drain(d, 20)  # the drain ends: nothing is left waiting for an account that will never come
     assert time.monotonic() - t0 < 10
@@ -137,7 +137,7 @@ async def test_a_rerouted_job_notes_the_rejection_until_it_succeeds(database: Da
     with fake.serve():
         policy = parse_policy({"providers": [http_provider_policy(fake.url, "main", accounts("ab"))]})
         await enqueue(database, 1, "main")  # least-busy ties go to the first account: a, the dead one
-        d = build_dispatcher(policy, database, options())
+        d = build_dispatcher(policy, SqlJobQueue(database), options())
         async with anyio.create_task_group() as tg:
             tg.start_soon(drain, d, 30)
             with anyio.fail_after(10):
@@ -173,7 +173,7 @@ async def test_a_waiting_job_says_what_it_waits_for(database: Database, keys_env
     with fake.serve():
         policy = parse_policy({"providers": [http_provider_policy(fake.url, "main", accounts("ab"))]})
         await enqueue(database, 6, "main")
-        d = build_dispatcher(policy, database, options(stop_when_empty=False))
+        d = build_dispatcher(policy, SqlJobQueue(database), options(stop_when_empty=False))
 
         def waiting(jobs: list[Job]) -> list[Job]:
             return [j for j in jobs if j.state is not JobState.succeeded and j.last_error]
@@ -209,7 +209,7 @@ async def test_the_key_rejected_gauge_follows_the_breaker(database: Database, ke
                                              http_provider_policy(fake.url, "spare", accounts("b"), **rests)]})  # fmt: skip
         registry = CollectorRegistry()
         # a heartbeat every 200 s: the gauge must follow the breaker itself, not a periodic refresh
-        d = build_dispatcher(policy, database, options(stop_when_empty=False, lease_seconds=600),
+        d = build_dispatcher(policy, SqlJobQueue(database), options(stop_when_empty=False, lease_seconds=600),
                              metrics=Monitor(registry).group(PoolMetrics))  # fmt: skip
 
         def gauges() -> tuple[float | None, ...]:
@@ -217,7 +217,7 @@ async def test_the_key_rejected_gauge_follows_the_breaker(database: Database, ke
                          for p, a in (("main", "a"), ("spare", "b")))  # fmt: skip
 
         async def submit(key: str, provider: str) -> None:
-            await JobQueue(database).enqueue([NewJob(key, provider, {"prompt": key}, "luna")], datetime.now(UTC))
+            await SqlJobQueue(database).enqueue([NewJob(key, provider, {"prompt": key}, "luna")], datetime.now(UTC))
 
         async def until(check: Callable[[], Awaitable[bool]]) -> None:
             with anyio.fail_after(10):

@@ -23,10 +23,10 @@ from empire.agent.pools.dispatcher import Dispatcher, DispatcherOptions
 from empire.agent.pools.jobs import JobState, NewJob
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink
-from empire.agent.pools.queue import JobQueue
 from empire.policies.schema import Policy, parse_policy
 from empire.state import tables as t
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 from fakes.provider import REJECT, FakeKey, FakeProvider, http_provider_policy
 from fakes.provider import TEST_KEYS as KEYS
 
@@ -51,7 +51,7 @@ def fake() -> Iterator[FakeProvider]:
 
 async def enqueue(db: Database, n: int, provider: str = "fake", prompt: str = "song", **kw: Any) -> list[str]:
     keys = [f"job-{i}" for i in range(n)]
-    await JobQueue(db).enqueue(
+    await SqlJobQueue(db).enqueue(
         [NewJob(k, provider, {"prompt": prompt, "persona": "luna", "genre": "synthwave", **kw}, "luna") for k in keys],
         datetime.now(UTC),
     )
@@ -74,7 +74,7 @@ def options(**kw: Any) -> DispatcherOptions:
 
 
 async def states(db: Database) -> dict[str, int]:
-    counts = await JobQueue(db).counts()
+    counts = await SqlJobQueue(db).counts()
     out: dict[str, int] = {}
     for (state, _), n in counts.items():
         out[state] = out.get(state, 0) + n
@@ -85,7 +85,7 @@ async def test_every_job_once_and_never_over_a_limit(database: Database, fake: F
     fake.keys[KEYS["a"]].rpm = fake.keys[KEYS["b"]].rpm = fake.keys[KEYS["c"]].rpm = 1200
     policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1200, 40), poll_interval="50ms"))
     keys = await enqueue(database, 240)
-    d = build_dispatcher(policy, database, options())
+    d = build_dispatcher(policy, SqlJobQueue(database), options())
     await drain(d)
     s = fake.snapshot(with_keys=True)
     # the latency estimate tracks the provider (0.1 s), not our own polling delay
@@ -101,7 +101,7 @@ async def test_a_hundred_and_more_generations_at_once(database: Database, keys_e
     with fake.serve():
         policy = make_policy(http_provider_policy(fake.url, "fake", accounts(60_000, 60), poll_interval="200ms"))
         await enqueue(database, 170)
-        d = build_dispatcher(policy, database, options())
+        d = build_dispatcher(policy, SqlJobQueue(database), options())
         peak = 0
 
         async def watch() -> None:
@@ -132,7 +132,7 @@ async def test_faults_server_errors_and_a_dead_key(database: Database, keys_env:
         registry = CollectorRegistry()
         metrics = Monitor(registry).group(PoolMetrics)
         await enqueue(database, 150)
-        await drain(build_dispatcher(make_policy(provider), database, options(), metrics=metrics))
+        await drain(build_dispatcher(make_policy(provider), SqlJobQueue(database), options(), metrics=metrics))
         s = fake.snapshot()
     assert await states(database) == {"succeeded": 150}
     assert s["accepted"] == 150 and s["duplicates"] == 0 and s["server_errors"] > 10
@@ -170,7 +170,7 @@ async def test_unexpected_429_cools_the_account_for_retry_after(database: Databa
     with fake.serve():
         provider = http_provider_policy(fake.url, "fake", accounts(6000, 5, "ab"), poll_interval="50ms")
         await enqueue(database, 100)
-        d = build_dispatcher(make_policy(provider), database, options())
+        d = build_dispatcher(make_policy(provider), SqlJobQueue(database), options())
         await drain(d)
         s = fake.snapshot()
     assert await states(database) == {"succeeded": 100} and s["duplicates"] == 0
@@ -194,9 +194,9 @@ async def test_permanent_errors_and_exhausted_attempts_dead_letter(database: Dat
             cooldown={"server_errors": 100, "failures": 100},
         )  # fmt: skip
         await enqueue(database, 2)
-        await JobQueue(database).enqueue([NewJob("bad", "fake", {"prompt": REJECT})], datetime.now(UTC))
-        await drain(build_dispatcher(make_policy(provider), database, options()))
-    q = JobQueue(database)
+        await SqlJobQueue(database).enqueue([NewJob("bad", "fake", {"prompt": REJECT})], datetime.now(UTC))
+        await drain(build_dispatcher(make_policy(provider), SqlJobQueue(database), options()))
+    q = SqlJobQueue(database)
     bad, flaky = await q.get("bad"), await q.get("job-0")
     assert bad and bad.state is JobState.dead and bad.attempts == 1 and bad.error_class == "bad_request"
     assert "422" in (bad.last_error or "")
@@ -207,7 +207,7 @@ async def test_budget_is_never_exceeded(database: Database, fake: FakeProvider, 
     provider = http_provider_policy(fake.url, "fake", accounts(1800, 40, cost_per_job=0.25), budget={"daily": 5.0})
     policy = make_policy(provider, budget={"daily": 100.0})
     await enqueue(database, 50)
-    d = build_dispatcher(policy, database, options(stop_when_empty=False))
+    d = build_dispatcher(policy, SqlJobQueue(database), options(stop_when_empty=False))
     async with anyio.create_task_group() as tg:
         tg.start_soon(drain, d)
         with anyio.fail_after(30):
@@ -215,7 +215,7 @@ async def test_budget_is_never_exceeded(database: Database, fake: FakeProvider, 
                 await anyio.sleep(0.1)
         await anyio.sleep(0.5)  # would it take more?
         d.stop()
-    spend = await JobQueue(database).spend(datetime.now(UTC))
+    spend = await SqlJobQueue(database).spend(datetime.now(UTC))
     assert spend.day == pytest.approx(5.0) and fake.snapshot()["accepted"] == 20
     assert (await states(database)) == {"succeeded": 20, "queued": 30}
 
@@ -226,8 +226,8 @@ async def test_fallback_provider_when_every_account_is_dead(database: Database, 
         primary = http_provider_policy(fake.url, "main", accounts(6000, 10, "a"), fallback=["backup"])
         backup = http_provider_policy(fake.url, "backup", accounts(6000, 10, "b"))
         await enqueue(database, 20, provider="main")
-        await drain(build_dispatcher(make_policy(primary, backup), database, options()))
-    jobs = await JobQueue(database).list(limit=100)
+        await drain(build_dispatcher(make_policy(primary, backup), SqlJobQueue(database), options()))
+    jobs = await SqlJobQueue(database).list(limit=100)
     assert {(j.state, j.provider, j.account) for j in jobs} == {(JobState.succeeded, "backup", "b")}
 
 
@@ -247,7 +247,7 @@ async def test_simulated_provider_publishes_and_quarantines(database: Database, 
         database, DirectoryContentSink(database, tmp_path), lambda: policy.compliance, clock, metrics.on_content
     )
     await enqueue(database, 80, provider="sim", title="")
-    d = build_dispatcher(policy, database, options(), metrics=metrics, publisher=publisher, clock=clock)
+    d = build_dispatcher(policy, SqlJobQueue(database), options(), metrics=metrics, publisher=publisher, clock=clock)
     await drain(d)
     assert await states(database) == {"succeeded": 80}
     async with database.connect() as conn:
@@ -278,10 +278,10 @@ async def test_no_secret_in_logs_metrics_or_reprs(
         )
     )
     await enqueue(database, 30)
-    d = build_dispatcher(policy, database, options(), metrics=Monitor(registry).group(PoolMetrics))
+    d = build_dispatcher(policy, SqlJobQueue(database), options(), metrics=Monitor(registry).group(PoolMetrics))
     text = repr(d.adapters) + repr(d) + repr(policy)
     await drain(d)
-    jobs = await JobQueue(database).list(limit=100)
+    jobs = await SqlJobQueue(database).list(limit=100)
     text += caplog.text + generate_latest(registry).decode() + repr(jobs)
     for secret in KEYS.values():
         assert secret not in text
@@ -293,12 +293,14 @@ async def test_queue_depth_and_cooling_gauges(database: Database, fake: FakeProv
     metrics = Monitor(registry).group(PoolMetrics)
     policy = make_policy(http_provider_policy(fake.url, "fake", accounts(1800, 10)))
     later = datetime.now(UTC) + timedelta(hours=1)
-    await JobQueue(database).enqueue(
+    await SqlJobQueue(database).enqueue(
         [NewJob(f"w{i}", "fake", {"prompt": "x"}, None, prio, later) for i, prio in enumerate([0, 1, 1, 2, 2, 2])],
         datetime.now(UTC),
     )
     await enqueue(database, 12)
-    d = build_dispatcher(policy, database, options(stop_when_empty=False, lease_seconds=0.3), metrics=metrics)
+    d = build_dispatcher(
+        policy, SqlJobQueue(database), options(stop_when_empty=False, lease_seconds=0.3), metrics=metrics
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(drain, d)
         with anyio.fail_after(20):

@@ -14,13 +14,13 @@ from empire.agent.pools.build import budget_limits, plan_inputs
 from empire.agent.pools.executor import GenerateExecutor
 from empire.agent.pools.jobs import JobState
 from empire.agent.pools.planner import plan_generation
-from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Executor
 from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Generate, OutcomeStatus, Reason
 from empire.cli import main
 from empire.policies.loading import default_policy_path, load_policy
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 
 NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 @pytest.mark.anyio
 async def test_plan_execute_is_idempotent_and_reads_back(database: Database) -> None:
     policy = load_policy(default_policy_path()).policy
-    queue = JobQueue(database, budget_limits(policy))
+    queue = SqlJobQueue(database, budget_limits(policy))
     executor = GenerateExecutor(queue, lambda: policy, FakeClock(NOW))
     assert isinstance(executor, Executor)
 
@@ -73,7 +73,7 @@ def test_cli_jobs_and_pools_status(
     async def setup() -> None:
         db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
         try:
-            ex = GenerateExecutor(JobQueue(db), lambda: policy, FakeClock(NOW))
+            ex = GenerateExecutor(SqlJobQueue(db), lambda: policy, FakeClock(NOW))
             await ex.execute(Generate("grit-city", 3, "normal", (Reason.manual,), batch="b1"))
         finally:
             await db.close()
@@ -132,7 +132,7 @@ def test_pools_run_drains_the_simulated_provider(tmp_path: Path, monkeypatch: py
     async def setup() -> None:
         db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
         try:
-            ex = GenerateExecutor(JobQueue(db), lambda: policy, FakeClock(NOW))
+            ex = GenerateExecutor(SqlJobQueue(db), lambda: policy, FakeClock(NOW))
             await ex.execute(Generate("nova", 12, "normal", (Reason.manual,), batch="b1"))
         finally:
             await db.close()
@@ -158,7 +158,7 @@ async def test_generate_through_the_journaling_action_runner(database: Database)
     from empire.state.store import SqlStateStore
 
     policy = load_policy(default_policy_path()).policy
-    queue = JobQueue(database, budget_limits(policy))
+    queue = SqlJobQueue(database, budget_limits(policy))
     store = SqlStateStore(database)
     clock = FakeClock(NOW)
     runner = ActionRunner(store, {"generate": GenerateExecutor(queue, lambda: policy, clock)}, clock)

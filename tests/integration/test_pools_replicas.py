@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from empire.agent.pools.jobs import NewJob
-from empire.agent.pools.queue import JobQueue
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
 
 N = 160
@@ -35,7 +35,7 @@ async def _enqueue(db_path: Path) -> None:
         # due in a few seconds: both processes are up and polling by then, and start together
         due = datetime.now(UTC) + timedelta(seconds=START_IN)
         jobs = [NewJob(f"rep-{i}", "fake", {"prompt": f"song {i}"}, None, not_before=due) for i in range(N)]
-        await JobQueue(db).enqueue(jobs, datetime.now(UTC))
+        await SqlJobQueue(db).enqueue(jobs, datetime.now(UTC))
     finally:
         await db.close()
 

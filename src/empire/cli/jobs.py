@@ -48,10 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(fn: Any) -> Any:
-    from empire.agent.pools.queue import JobQueue
     from empire.cli.common import with_database
+    from empire.state.jobs import SqlJobQueue
 
-    return with_database(lambda db: fn(JobQueue(db)))
+    return with_database(lambda db: fn(SqlJobQueue(db)))
 
 
 def list_jobs(args: argparse.Namespace) -> int:

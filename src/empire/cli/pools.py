@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     from empire.config.settings import load_settings
     from empire.state.callbacks import SqlCallbackStore
     from empire.state.holds import SqlHoldStore
+    from empire.state.jobs import SqlJobQueue
 
     settings = load_settings()
     clock = SystemClock()
@@ -182,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
             opts = DispatcherOptions(owner=args.owner or settings.replica_id, max_in_flight=args.max_in_flight,
                                      lease_seconds=args.lease, stop_when_empty=args.drain)  # fmt: skip
             rt = PoolsRuntime(lambda: pc.policy, pc.db, clock, pc.limiter, opts, sink, metrics=metrics,
-                              secrets=secrets, holds=SqlHoldStore(pc.db), callbacks=SqlCallbackStore(pc.db))  # fmt: skip
+                              secrets=secrets, holds=SqlHoldStore(pc.db), callbacks=SqlCallbackStore(pc.db),
+                              queue=SqlJobQueue(pc.db))  # fmt: skip
             for name, error in rt.adapter_errors.items():
                 print(f"provider {name} unavailable: {error}", file=sys.stderr)
             d = rt.dispatcher

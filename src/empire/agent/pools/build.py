@@ -28,7 +28,6 @@ from empire.errors import ConfigError
 from empire.policies.common import SecretRef
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
-from empire.state.database import Database
 
 __all__ = ["budget_limits", "build_adapters", "build_dispatcher", "plan_inputs"]
 
@@ -71,7 +70,7 @@ def budget_limits(policy: Policy) -> BudgetLimits:
 
 def build_dispatcher(
     policy: Policy,
-    db: Database,
+    queue: JobQueue,
     options: DispatcherOptions,
     limiter: RateLimiter | None = None,
     metrics: PoolMetrics | None = None,
@@ -81,10 +80,11 @@ def build_dispatcher(
 ) -> Dispatcher:
     if metrics is not None:
         metrics.configure(policy.providers, [p.name for p in policy.personas])
+    queue.limits = budget_limits(policy)
     return Dispatcher(
         policy.providers,
         adapters if adapters is not None else build_adapters(policy.providers, clock),
-        JobQueue(db, budget_limits(policy)),
+        queue,
         limiter or LocalLimiter(),
         options,
         metrics=metrics,

@@ -15,6 +15,7 @@ from empire.config.settings import Settings
 from empire.policies.loading import load_policy
 from empire.policies.schema import Policy
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 
 __all__ = ["PoolsContext", "open_pools"]
 
@@ -43,5 +44,5 @@ async def open_pools(settings: Settings, policy_file: str | None = None) -> Asyn
             stack.push_async_callback(limiter.aclose)
         else:
             limiter = LocalLimiter()
-        yield PoolsContext(settings, policy, db, JobQueue(db, budget_limits(policy)), limiter,
+        yield PoolsContext(settings, policy, db, SqlJobQueue(db, budget_limits(policy)), limiter,
                            settings.redis_url is not None)  # fmt: skip

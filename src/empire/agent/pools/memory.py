@@ -7,14 +7,19 @@ here survives a restart or is shared between replicas.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from empire.agent.pools.budget import BudgetLedger, BudgetLimits, day_start, month_start
 from empire.agent.pools.holds import Hold, HoldKind, Holds, active_holds
+from empire.agent.pools.jobs import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATES, Job, JobState, NewJob, Spend
+from empire.agent.pools.queue import DeadLettered, Noted, Released, Rescheduled, Submitted, Succeeded, Update
 from empire.agent.types import Reason
 
-__all__ = ["MemoryCallbackStore", "MemoryHoldStore"]
+__all__ = ["MemoryCallbackStore", "MemoryHoldStore", "MemoryJobQueue"]
 
 
 class MemoryHoldStore:
@@ -93,3 +98,219 @@ class MemoryCallbackStore:
         if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
             return dict(cb["payload"])
         return None
+
+
+class MemoryJobQueue:
+    """`JobQueue` in a dict of `Job` values, with the SQL queue's guards and orderings."""
+
+    def __init__(self, limits: BudgetLimits | None = None, *, same_jobs_as: MemoryJobQueue | None = None) -> None:
+        """`same_jobs_as`: another replica's queue over the same jobs (as two SQL queues share a table)."""
+        self.limits = limits or BudgetLimits()
+        self.held_personas: frozenset[str] = frozenset()
+        self._jobs: dict[int, Job] = same_jobs_as._jobs if same_jobs_as is not None else {}
+        self._ids: dict[str, int] = same_jobs_as._ids if same_jobs_as is not None else {}
+
+    def _set(self, job: Job, **values: Any) -> None:
+        self._jobs[job.id] = replace(job, **values)
+
+    def _owned(self, job_id: int, owner: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return job if job is not None and job.lease_owner == owner and job.state in ACTIVE_STATES else None
+
+    # -- producing --------------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> int:
+        new = 0
+        for j in jobs:
+            if j.idempotency_key in self._ids:
+                continue
+            job_id = len(self._jobs) + 1
+            self._ids[j.idempotency_key] = job_id
+            self._jobs[job_id] = Job(
+                id=job_id, idempotency_key=j.idempotency_key, persona=j.persona, provider=j.provider, account=None,
+                priority=int(j.priority), state=JobState.queued, attempts=0, not_before=j.not_before or now,
+                lease_owner=None, lease_expires_at=None, provider_job_id=None, request=dict(j.request), result=None,
+                last_error=None, error_class=None, cost=None, created_at=now, updated_at=now,
+            )  # fmt: skip
+            new += 1
+        return new
+
+    # -- claiming ---------------------------------------------------------------------------
+    async def claim(self, owner: str, now: datetime, limit: int, lease_seconds: float) -> list[Job]:
+        if limit <= 0:
+            return []
+        expires = now + timedelta(seconds=lease_seconds)
+        reclaimed = [j for j in self._jobs.values() if j.state in ACTIVE_STATES and j.lease_expires_at is not None
+                     and j.lease_expires_at < now][:limit]  # fmt: skip
+        fresh: list[Job] = []
+        room = limit - len(reclaimed)
+        if room > 0:
+            candidates = sorted(
+                (j for j in self._jobs.values() if j.state in CLAIMABLE_STATES and j.not_before <= now
+                 and (j.persona is None or j.persona not in self.held_personas)),
+                key=lambda j: (j.priority, j.not_before, j.id),
+            )[: room if not self.limits.active else room * 4]  # fmt: skip
+            fresh = self._within_budget(candidates, now, room)
+        for j in reclaimed:
+            self._set(j, lease_owner=owner, lease_expires_at=expires, updated_at=now)
+        for j in fresh:
+            self._set(self._jobs[j.id], state=JobState.leased, lease_owner=owner, lease_expires_at=expires,
+                      cost=j.cost, updated_at=now)  # fmt: skip
+        out = [replace(j, lease_owner=owner, lease_expires_at=expires) for j in reclaimed]
+        return out + [replace(j, state=JobState.leased, lease_owner=owner, lease_expires_at=expires) for j in fresh]
+
+    def _within_budget(self, candidates: list[Job], now: datetime, room: int) -> list[Job]:
+        if not self.limits.active:
+            return [replace(j, cost=self.limits.estimate(j.provider)) for j in candidates[:room]]
+        ledger = BudgetLedger(self.limits, self._spend(now))
+        taken: list[Job] = []
+        for j in candidates:
+            cost = self.limits.estimate(j.provider)
+            if ledger.reserve(j.provider, cost):
+                taken.append(replace(j, cost=cost))
+                if len(taken) >= room:
+                    break
+        return taken
+
+    async def reserve_for(self, job_id: int, owner: str, provider: str, now: datetime) -> bool:
+        cost = self.limits.estimate(provider)
+        job = self._jobs.get(job_id)
+        if job is None or job.lease_owner != owner:
+            return False
+        if self.limits.active:
+            ledger = BudgetLedger(self.limits, self._spend(now))
+            ledger.reserve(job.provider, -(job.cost or 0.0))  # its own reservation, under its old provider
+            if not ledger.fits(provider, cost):
+                return False
+        self._set(job, provider=provider, cost=cost, updated_at=now)
+        return True
+
+    async def heartbeat(self, owner: str, now: datetime, lease_seconds: float) -> int:
+        mine = [j for j in self._jobs.values() if j.lease_owner == owner and j.state in ACTIVE_STATES]
+        for j in mine:
+            self._set(j, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        return len(mine)
+
+    # -- transitions --------------------------------------------------------------------------
+    async def apply(self, updates: Sequence[Update]) -> None:
+        for u in updates:
+            if isinstance(u, Released):
+                self._release(u)
+                continue
+            if isinstance(u, Rescheduled) and u.request is not None and u.job_id in self._jobs:
+                self._set(self._jobs[u.job_id], request=u.request)  # as the SQL queue: whoever owns it
+            job = self._owned(u.job_id, u.owner)
+            if job is None:
+                continue
+            if isinstance(u, Submitted):
+                self._set(job, state=JobState.submitted, provider=u.provider, account=u.account,
+                          provider_job_id=u.provider_job_id, cost=u.cost, updated_at=u.at)  # fmt: skip
+            elif isinstance(u, Succeeded):
+                self._set(job, state=JobState.succeeded, result=u.result, cost=u.cost, lease_owner=None,
+                          lease_expires_at=None, last_error=None, error_class=None, updated_at=u.at,
+                          finished_at=u.at)  # fmt: skip
+            elif isinstance(u, Rescheduled):
+                self._set(job, state=JobState.failed, attempts=u.attempts, not_before=u.not_before,
+                          last_error=u.error[:2000], error_class=u.error_class, lease_owner=None, lease_expires_at=None,
+                          provider_job_id=None, account=None, cost=None, updated_at=u.at)  # fmt: skip
+            elif isinstance(u, DeadLettered):
+                self._set(job, state=JobState.dead, attempts=u.attempts, last_error=u.error[:2000],
+                          error_class=u.error_class, lease_owner=None, lease_expires_at=None, cost=None,
+                          updated_at=u.at, finished_at=u.at)  # fmt: skip
+            elif isinstance(u, Noted):
+                self._set(job, last_error=u.error[:2000], error_class=u.error_class, updated_at=u.at)
+
+    def _release(self, u: Released) -> None:
+        job = self._jobs.get(u.job_id)
+        if job is None or job.lease_owner != u.owner:
+            return
+        if job.state is JobState.leased:
+            self._set(job, state=JobState.queued, lease_owner=None, lease_expires_at=None, cost=None, updated_at=u.at)
+        elif job.state is JobState.submitted:  # keeps its provider job id: any replica resumes polling
+            self._set(job, lease_expires_at=u.at)
+
+    # -- operator actions (CLI) -----------------------------------------------------------
+    async def cancel(self, job_id: int, now: datetime) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.state in FINAL_STATES:
+            return False
+        self._set(job, state=JobState.cancelled, lease_owner=None, lease_expires_at=None,
+                  cost=job.cost if job.state is JobState.submitted else None, updated_at=now, finished_at=now)  # fmt: skip
+        return True
+
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.state not in (JobState.dead, JobState.cancelled, JobState.failed, JobState.deferred):
+            return False
+        self._set(job, state=JobState.queued, attempts=0, not_before=now, lease_owner=None, lease_expires_at=None,
+                  finished_at=None, updated_at=now)  # fmt: skip
+        return True
+
+    # -- reading ----------------------------------------------------------------------------
+    async def get(self, ref: int | str) -> Job | None:
+        return self._jobs.get(ref if isinstance(ref, int) else self._ids.get(ref, -1))
+
+    async def list(
+        self, state: str | None = None, persona: str | None = None, limit: int = 50, provider: str | None = None
+    ) -> list[Job]:
+        rows = [j for j in sorted(self._jobs.values(), key=lambda j: -j.id)
+                if (not state or j.state.value == state) and (not persona or j.persona == persona)
+                and (not provider or j.provider == provider)]  # fmt: skip
+        return rows[:limit]
+
+    async def counts(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = defaultdict(int)
+        for j in self._jobs.values():
+            out[(j.state.value, j.priority)] += 1
+        return dict(out)
+
+    async def open_jobs(self) -> int:
+        return sum(1 for j in self._jobs.values() if j.state in ACTIVE_STATES or (
+            j.state in CLAIMABLE_STATES and (j.persona is None or j.persona not in self.held_personas)))  # fmt: skip
+
+    async def in_flight(self) -> dict[tuple[str, str | None], int]:
+        out: dict[tuple[str, str | None], int] = defaultdict(int)
+        for j in self._jobs.values():
+            if j.state in ACTIVE_STATES:
+                out[(j.provider, j.account)] += 1
+        return dict(out)
+
+    async def done_since(self, since: datetime) -> dict[tuple[str, str | None], tuple[int, float]]:
+        out: dict[tuple[str, str | None], tuple[int, float]] = {}
+        for j in self._jobs.values():
+            if j.state is JobState.succeeded and j.finished_at is not None and j.finished_at >= since:
+                n, c = out.get((j.provider, j.account), (0, 0.0))
+                out[(j.provider, j.account)] = (n + 1, c + (j.cost or 0.0))
+        return out
+
+    async def count_keys(self, keys: Sequence[str]) -> int:
+        keys = list(keys)
+        return sum(len(set(keys[i : i + 500]) & self._ids.keys()) for i in range(0, len(keys), 500))
+
+    async def count_prefix(self, prefix: str) -> int:
+        return sum(1 for k in self._ids if k.startswith(prefix))
+
+    async def queued_cost(self) -> dict[str, float]:
+        n: dict[str, int] = defaultdict(int)
+        for j in self._jobs.values():
+            if j.state in CLAIMABLE_STATES:
+                n[j.provider] += 1
+        return {p: k * self.limits.estimate(p) for p, k in n.items()}
+
+    async def spend(self, now: datetime) -> Spend:
+        return self._spend(now)
+
+    def _spend(self, now: datetime) -> Spend:
+        d0, m0 = day_start(now), month_start(now)
+        by_day: dict[str, float] = defaultdict(float)
+        by_month: dict[str, float] = defaultdict(float)
+        for j in self._jobs.values():
+            active = j.state in ACTIVE_STATES
+            # billed: succeeded, or cancelled after submission (cancel keeps the cost only then)
+            done = j.state is JobState.succeeded or (j.state is JobState.cancelled and j.cost is not None)
+            finished = j.finished_at
+            if not (active or (done and finished is not None and finished >= m0)):
+                continue
+            cost = j.cost or 0.0
+            by_day[j.provider] += cost if active or (done and finished is not None and finished >= d0) else 0.0
+            by_month[j.provider] += cost
+        return Spend(sum(by_day.values()), sum(by_month.values()), dict(by_day), dict(by_month))

@@ -75,6 +75,7 @@ class PoolsRuntime:
         refresh_every: float = 5.0,
         holds: HoldStore,
         callbacks: CallbackStore,
+        queue: JobQueue,
     ) -> None:
         self.policy = policy
         self.db = db
@@ -93,7 +94,8 @@ class PoolsRuntime:
         adapters = self._adapters(pol.providers, {})
         if metrics is not None:
             metrics.configure(pol.providers, [p.name for p in pol.personas])
-        self.queue = JobQueue(db, budget_limits(pol))
+        self.queue = queue
+        queue.limits = budget_limits(pol)
         self.publisher = None
         if sink is not None:  # None: record results only (`empire pools run --no-publish`)
             self.publisher = ContentPublisher(db, sink, lambda: self.policy().compliance, clock,

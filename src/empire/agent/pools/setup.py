@@ -39,6 +39,7 @@ from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
 from empire.state.callbacks import SqlCallbackStore
 from empire.state.holds import SqlHoldStore
+from empire.state.jobs import SqlJobQueue
 
 __all__ = ["AREA", "build"]
 
@@ -77,7 +78,7 @@ def build(deps: AreaDeps) -> AreaHandle:
     runtime = PoolsRuntime(
         policy, deps.db, deps.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
         secrets=deps.secret_reader, paused=lambda: deps.loop.dry_run, holds=SqlHoldStore(deps.db),
-        callbacks=callbacks,
+        callbacks=callbacks, queue=SqlJobQueue(deps.db),
     )  # fmt: skip
     holds = HoldExecutor(runtime.holds_store, policy, deps.clock, s.replica_id, runtime.apply_holds)
     actions = deps.monitor.loop.actions

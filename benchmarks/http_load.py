@@ -49,9 +49,10 @@ def serve(port: int, workdir: Path, ticks_out: Path) -> None:
 
     from empire import logrepeat
     from empire.agent.daemon import build_daemon, run_daemon
-    from empire.agent.tiering.inventory import ContentObject, Inventory
+    from empire.agent.tiering.inventory import ContentObject
     from empire.config.settings import load_settings
     from empire.policies.loading import default_policy_path
+    from empire.state.inventory import SqlInventory
 
     doc = yaml.safe_load(default_policy_path().read_text())
     doc.setdefault("loop", {})["interval"] = "1s"
@@ -76,7 +77,7 @@ def serve(port: int, workdir: Path, ticks_out: Path) -> None:
 
         daemon.loop.tick = timed  # type: ignore[method-assign]
         now = daemon.clock.now()
-        await Inventory(daemon.db).register(ContentObject(id="bench-1", size=1 << 20, checksum="sha256:" + "0" * 64,
+        await SqlInventory(daemon.db).register(ContentObject(id="bench-1", size=1 << 20, checksum="sha256:" + "0" * 64,
                                                           tier="hot", location="bench-1", created_at=now,
                                                           tier_since=now))  # fmt: skip
         await run_daemon(daemon)

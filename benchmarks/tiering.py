@@ -44,12 +44,13 @@ from sqlalchemy import text
 
 from empire.agent.clock import SystemClock
 from empire.agent.tiering.backends import LocalBackend
-from empire.agent.tiering.inventory import ContentObject, Inventory
+from empire.agent.tiering.inventory import ContentObject
 from empire.agent.tiering.mover import Mover
 from empire.agent.tiering.planner import PlannedMove
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
 from empire.state.database import Database
+from empire.state.inventory import SqlInventory
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 COLUMNS = ("id, size, checksum, tier, location, persona, title, status, created_at, tier_since, last_access_at, "
@@ -104,7 +105,7 @@ async def bench_planning(url: str, rows: int, repeat: int) -> dict[str, Any]:
                     text("VACUUM ANALYZE content_objects")
                 )
         fill_s = time.perf_counter() - t0
-        inv = Inventory(db)
+        inv = SqlInventory(db)
         policy = StoragePolicy()
         plan_s, summary_s = [], []
         for _ in range(repeat):
@@ -143,7 +144,7 @@ async def bench_moves(base: Path, files: int, file_mib: int, repeat: int) -> dic
     backend = LocalBackend(roots)
     db = await Database.open(f"sqlite+aiosqlite:///{base / 'moves.db'}")
     try:
-        inv = Inventory(db)
+        inv = SqlInventory(db)
         size = file_mib * 1024 * 1024
         for i in range(files):
             data = os.urandom(size)

@@ -28,9 +28,10 @@ from sqlalchemy import func, insert, select
 from empire.agent.clock import FakeClock
 from empire.agent.daemon import build_daemon
 from empire.agent.http import build_app
-from empire.agent.tiering.inventory import ContentObject, Inventory
+from empire.agent.tiering.inventory import ContentObject
 from empire.config.settings import load_settings
 from empire.state import tables as t
+from empire.state.inventory import SqlInventory
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 TOKEN, CB_TOKEN = "ingest-token-0123456789", "cb-token-0123456789"
@@ -218,7 +219,7 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) ->
         async def prepare() -> None:
             await daemon.loop.start()
             await daemon.loop.tick()
-            inv = Inventory(daemon.db)
+            inv = SqlInventory(daemon.db)
             for oid in ("track-1", "track-2"):
                 await inv.register(ContentObject(id=oid, size=10, checksum="sha256:" + "a" * 64, tier="hot",
                                                  location=oid, created_at=NOW - timedelta(days=3),

@@ -17,6 +17,7 @@ from empire.agent.clock import FakeClock
 from empire.agent.tiering.api import routes
 from empire.agent.tiering.inventory import ContentObject, Inventory
 from empire.state import tables as t
+from empire.state.inventory import SqlInventory
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +35,7 @@ def app_for(inv: Inventory, token: str | None = TOKEN, max_body: int = 4096) -> 
 
 @pytest.fixture
 async def inv(database) -> Inventory:
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     for oid in ("track-1", "track-2"):
         await inv.register(ContentObject(id=oid, size=10, checksum="sha256:" + "a" * 64, tier="hot", location=oid,
                                          created_at=NOW - timedelta(days=3), tier_since=NOW - timedelta(days=3)))  # fmt: skip

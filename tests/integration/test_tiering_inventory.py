@@ -14,6 +14,7 @@ from empire.agent.tiering.planner import plan_object
 from empire.errors import NotFoundError
 from empire.policies.storage import StoragePolicy
 from empire.state import tables as t
+from empire.state.inventory import SqlInventory
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +43,7 @@ def random_rows(n: int, seed: int = 7) -> list[dict]:
 
 
 async def test_sql_selection_matches_the_pure_planner(database) -> None:
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     rows = random_rows(3000)
     async with database.begin() as conn:
         await conn.execute(insert(t.content_objects), rows)
@@ -77,7 +78,7 @@ async def _one(inv: Inventory, oid: str = "track-1") -> None:
 
 
 async def test_access_decays_and_unknown_ids_change_nothing(database) -> None:
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     await _one(inv)
     h = timedelta(days=7)
     await inv.record_access([AccessEvent("track-1", NOW - timedelta(days=7), 4)], h, actor="test", at=NOW)
@@ -94,7 +95,7 @@ async def test_access_decays_and_unknown_ids_change_nothing(database) -> None:
 
 
 async def test_revenue_set_and_add(database) -> None:
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     await _one(inv)
     await inv.record_revenue([RevenueFigure("track-1", 2.5)], actor="csv", at=NOW)
     await inv.record_revenue([RevenueFigure("track-1", 1.0, "add")], actor="csv", at=NOW)
@@ -104,7 +105,7 @@ async def test_revenue_set_and_add(database) -> None:
 
 
 async def test_usage_counts_bytes_per_tier(database) -> None:
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     await _one(inv, "a")
     await _one(inv, "b")
     usage = await inv.usage()

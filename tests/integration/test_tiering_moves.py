@@ -27,6 +27,7 @@ from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
 from empire.state import tables as t
 from empire.state.database import Database
+from empire.state.inventory import SqlInventory
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +71,7 @@ def env(database: Database, tmp_path: Path):
     registry = CollectorRegistry()
     metrics = TieringMetrics(registry)
     mover = Mover(database, backend, StoragePolicy(), FakeClock(NOW), metrics=metrics)
-    return Inventory(database), backend, mover, registry
+    return SqlInventory(database), backend, mover, registry
 
 
 async def test_a_move_copies_verifies_switches_and_deletes(env, database: Database) -> None:
@@ -130,7 +131,7 @@ class FullDisk(LocalBackend):
 
 async def test_a_full_target_disk_aborts_and_the_source_stays(database: Database, tmp_path: Path) -> None:
     backend = FullDisk(roots(tmp_path), full_tier="cold")
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     mover = Mover(database, backend, StoragePolicy(), FakeClock(NOW))
     data = os.urandom(100_000)
     await add(inv, backend, "track-1", data)
@@ -146,7 +147,7 @@ async def test_a_full_target_disk_aborts_and_the_source_stays(database: Database
 async def test_moves_respect_the_bytes_per_second_budget(database: Database, tmp_path: Path) -> None:
     clock = FakeClock(NOW)
     backend = LocalBackend(roots(tmp_path), chunk_size=256 * 1024)
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     policy = StoragePolicy(max_bytes_per_second="1MiB")
     mover = Mover(database, backend, policy, clock)
     for i in range(3):
@@ -175,7 +176,7 @@ async def test_concurrency_is_bounded(database: Database, tmp_path: Path) -> Non
                 in_flight -= 1
 
     backend = Slow(roots(tmp_path))
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     mover = Mover(database, backend, StoragePolicy(max_concurrent_moves=2), FakeClock(NOW))
     from empire.agent.tiering.planner import PlannedMove
 
@@ -224,7 +225,7 @@ async def test_kill_9_at_every_step_then_recovery_leaves_each_object_in_exactly_
     point: str, database: Database, database_url: str, tmp_path: Path
 ) -> None:
     backend = LocalBackend(roots(tmp_path), chunk_size=64 * 1024)
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     blobs = {"big": os.urandom(400_000), "small": os.urandom(70_000)}
     for oid, data in blobs.items():
         await add(inv, backend, oid, data)

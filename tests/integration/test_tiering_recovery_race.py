@@ -18,12 +18,12 @@ from test_tiering_moves import add, digest, partials, roots, where_is
 
 from empire.agent.clock import FakeClock
 from empire.agent.tiering.backends import LocalBackend
-from empire.agent.tiering.inventory import Inventory
 from empire.agent.tiering.mover import Mover
 from empire.agent.tiering.owner import owner_is_dead_here, process_owner
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
 from empire.state.database import Database
+from empire.state.inventory import SqlInventory
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -51,7 +51,7 @@ class PausedBackend(LocalBackend):
 async def world(database: Database, tmp_path: Path):
     clock = FakeClock(NOW)
     plain = LocalBackend(roots(tmp_path), chunk_size=64 * 1024)
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     await add(inv, plain, "big", DATA)
     paused = PausedBackend(roots(tmp_path), chunk_size=64 * 1024)
     return SimpleNamespace(

@@ -17,6 +17,7 @@ from empire.agent.tiering.mover import Mover
 from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy, Tier, TierRule
 from empire.state import tables as t
+from empire.state.inventory import SqlInventory
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -68,7 +69,7 @@ async def put(inv: Inventory, backend, oid: str, data: bytes) -> None:
 
 async def test_sweep_plans_and_moves_on_s3_with_recovery(database, s3) -> None:
     policy, backend = s3
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     data = os.urandom(600_000)
     await put(inv, backend, "track-1", data)
     await put(inv, backend, "track-2", os.urandom(300_000))
@@ -99,7 +100,7 @@ async def test_sweep_plans_and_moves_on_s3_with_recovery(database, s3) -> None:
 
 async def test_a_corrupted_s3_source_aborts_the_move(database, s3) -> None:
     policy, backend = s3
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     await put(inv, backend, "track-1", b"a" * 200_000)
 
     async def other():

@@ -24,6 +24,7 @@ from empire.agent.tiering.mover import Mover
 from empire.agent.tiering.sweep import TieringSweep
 from empire.agent.types import Reason, Retier
 from empire.policies.storage import StoragePolicy
+from empire.state.inventory import SqlInventory
 from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +49,7 @@ async def world(database, tmp_path: Path):
     clock = FakeClock(NOW)
     monitor = Monitor(CollectorRegistry())
     backend = LocalBackend({t: tmp_path / "tiers" / t for t in ("hot", "warm", "cold", "archive")})
-    inv = Inventory(database)
+    inv = SqlInventory(database)
     policy = StoragePolicy()
     mover = Mover(database, backend, policy, clock, metrics=monitor.group(TieringMetrics))
     store = SqlStateStore(database)

@@ -43,7 +43,6 @@ from sqlalchemy import and_, insert, select, update
 
 from empire.agent.ports import Clock, StorageBackend
 from empire.agent.tiering.budget import ByteBudget
-from empire.agent.tiering.inventory import audit
 from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.owner import owner_is_dead_here, process_owner
 from empire.agent.tiering.planner import PlannedMove
@@ -52,6 +51,7 @@ from empire.errors import ConfigError, EmpireError, NotFoundError
 from empire.policies.storage import StoragePolicy
 from empire.state import tables as t
 from empire.state.database import Database
+from empire.state.inventory import audit
 
 __all__ = ["FAULT_POINTS", "MoveResult", "Mover"]
 

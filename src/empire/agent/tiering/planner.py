@@ -9,7 +9,7 @@ charge, and the early-deletion charge for the source tier's remaining minimum da
 move only when the saving is larger. Small objects are never moved (`min_object_size`): their
 per-request charges dominate.
 
-The same arithmetic runs in SQL for the whole inventory (`empire.agent.tiering.selection`); this
+The same arithmetic runs in SQL for the whole inventory (`empire.state.tier_selection`); this
 module is its reference, used to explain a single object and to cross-check the SQL in tests.
 
 Access rate: `access_score` is a count that halves every `access_half_life`. For a steady rate of
@@ -28,6 +28,7 @@ from empire.policies.storage import StoragePolicy, Tier, TierRule
 __all__ = [
     "GIB",
     "Economics",
+    "MoveSummary",
     "ObjectView",
     "PlannedMove",
     "access_rate",
@@ -168,3 +169,14 @@ def plan_object(obj: ObjectView, policy: StoragePolicy, now: datetime) -> Planne
         object_id=obj.id, size=obj.size, from_tier=src.name, to_tier=dst.name, reason=reason,
         monthly_saving=econ.monthly_saving, horizon_saving=econ.horizon_saving, move_cost=econ.move_cost,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MoveSummary:
+    """Planned moves grouped by direction."""
+
+    from_tier: str
+    to_tier: str
+    objects: int
+    bytes: int
+    monthly_saving: float

@@ -13,7 +13,6 @@ from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.tiering.api import routes
 from empire.agent.tiering.backends import build_backend
 from empire.agent.tiering.executor import RetierExecutor
-from empire.agent.tiering.inventory import Inventory
 from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.mover import Mover
 from empire.agent.tiering.sweep import TieringSweep, refresh_usage
@@ -21,6 +20,7 @@ from empire.agent.types import Retier
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy
 from empire.policies.storage import StoragePolicy
+from empire.state.inventory import SqlInventory
 
 __all__ = ["AREA", "build"]
 
@@ -35,7 +35,7 @@ def build(deps: AreaDeps) -> AreaHandle:
     settings = deps.settings
     backend = build_backend(storage, settings.data_dir, deps.secret_reader)
     metrics = deps.monitor.group(TieringMetrics)
-    inventory = Inventory(deps.db)
+    inventory = SqlInventory(deps.db)
     mover = Mover(deps.db, backend, storage, deps.clock, metrics=metrics, actor=settings.replica_id)
 
     def live() -> bool:

@@ -1,4 +1,5 @@
-"""Move candidates selected in SQL: the planner's arithmetic over the whole inventory in one query.
+"""Move candidates selected in SQL (for `state.inventory.SqlInventory`): the tiering planner's arithmetic
+over the whole inventory in one query.
 
 Why SQL: the inventory reaches millions of rows; loading them into Python to evaluate rules would
 move every row over the wire each sweep. The query below computes, per object, the tier its rules
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,18 +28,7 @@ from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
 from empire.state.tables import UTCDateTime
 
-__all__ = ["MoveSummary", "candidates_query", "summary_query"]
-
-
-@dataclass(frozen=True)
-class MoveSummary:
-    """Planned moves grouped by direction."""
-
-    from_tier: str
-    to_tier: str
-    objects: int
-    bytes: int
-    monthly_saving: float
+__all__ = ["candidates_query", "reason_of", "summary_query"]
 
 
 def _days(dialect: str, column: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,21 +20,9 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[AlertStore]:
-    if request.param == "memory":
-        yield MemoryAlertStore()
-        return
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = await Database.open(url)
-    try:
-        yield SqlAlertStore(db)
-    finally:
-        await db.close()
+@pytest.fixture
+def store(state_db: Database | None) -> AlertStore:
+    return MemoryAlertStore() if state_db is None else SqlAlertStore(state_db)
 
 
 def alert(target: str = "api", value: float = 1.0, resolved: bool = False, note: str = "") -> Alert:

@@ -5,7 +5,7 @@ provider's submission) for SQL, through `in_flight` for the twin."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,9 +30,9 @@ class World:
     finish: Callable[[int], Awaitable[None]]  # the job leaves flight (succeeded)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def world(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[World]:
-    if request.param == "memory":
+@pytest.fixture
+def world(state_db: Database | None) -> World:
+    if state_db is None:
         twin = MemoryCallbackStore()
 
         async def submit_twin(provider: str, pjid: str) -> int:
@@ -42,15 +42,8 @@ async def world(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[World
         async def finish_twin(ours: int) -> None:
             twin.in_flight = {k: v for k, v in twin.in_flight.items() if v != ours}
 
-        yield World(twin, submit_twin, finish_twin)
-        return
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = await Database.open(url)
-    queue = SqlJobQueue(db)
+        return World(twin, submit_twin, finish_twin)
+    queue = SqlJobQueue(state_db)
 
     async def submit(provider: str, pjid: str) -> int:
         await queue.enqueue([NewJob(f"key-{pjid}", provider, {"prompt": "x"}, None)], T0)
@@ -61,10 +54,7 @@ async def world(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[World
     async def finish(ours: int) -> None:
         await queue.apply([Succeeded(ours, "r1", {"url": "x"}, 1.0, T0)])
 
-    try:
-        yield World(SqlCallbackStore(db), submit, finish)
-    finally:
-        await db.close()
+    return World(SqlCallbackStore(state_db), submit, finish)
 
 
 async def record(store: CallbackStore, provider: str, pjid: str, payload: dict, expected: bool = False) -> int | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,21 +16,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 P, A = HoldKind.persona, HoldKind.account
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[HoldStore]:
-    if request.param == "memory":
-        yield MemoryHoldStore()
-        return
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = await Database.open(url)
-    try:
-        yield SqlHoldStore(db)
-    finally:
-        await db.close()
+@pytest.fixture
+def store(state_db: Database | None) -> HoldStore:
+    return MemoryHoldStore() if state_db is None else SqlHoldStore(state_db)
 
 
 async def test_hold_and_release_report_only_changes(store: HoldStore) -> None:

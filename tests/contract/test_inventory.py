@@ -4,7 +4,6 @@ select the same moves as the pure planner (the SQL selection mirrors `planner.pl
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,21 +23,9 @@ SUM = "sha256:" + "0" * 64
 H = timedelta(days=7)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def inv(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Inventory]:
-    if request.param == "memory":
-        yield MemoryInventory()
-        return
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = await Database.open(url)
-    try:
-        yield SqlInventory(db)
-    finally:
-        await db.close()
+@pytest.fixture
+def inv(state_db: Database | None) -> Inventory:
+    return MemoryInventory() if state_db is None else SqlInventory(state_db)
 
 
 def obj(oid: str, tier: str = "hot", size: int = 1000, days: float = 10, **kw) -> ContentObject:

@@ -8,7 +8,7 @@ even with replicas claiming concurrently.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -26,24 +26,13 @@ pytestmark = pytest.mark.anyio
 MakeQueue = Callable[..., JobQueue]  # (limits=None) -> a fresh queue on the parametrized store
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def make_queue(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[MakeQueue]:
+@pytest.fixture
+def make_queue(state_db: Database | None) -> MakeQueue:
     """Queues over one store: two made in one test see the same jobs (two replicas)."""
-    if request.param == "memory":
+    if state_db is None:
         shared = MemoryJobQueue()
-
-        yield lambda limits=None: MemoryJobQueue(limits, same_jobs_as=shared)
-        return
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = await Database.open(url)
-    try:
-        yield lambda limits=None: SqlJobQueue(db, limits)
-    finally:
-        await db.close()
+        return lambda limits=None: MemoryJobQueue(limits, same_jobs_as=shared)
+    return lambda limits=None: SqlJobQueue(state_db, limits)
 
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

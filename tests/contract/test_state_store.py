@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,21 +16,9 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[StateStore]:
-    if request.param == "memory":
-        yield MemoryStateStore()
-        return
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = await Database.open(url)
-    try:
-        yield SqlStateStore(db)
-    finally:
-        await db.close()
+@pytest.fixture
+def store(state_db: Database | None) -> StateStore:
+    return MemoryStateStore() if state_db is None else SqlStateStore(state_db)
 
 
 def intent(key: str, at: datetime = T0, subject: str = "api") -> ActionRecord:

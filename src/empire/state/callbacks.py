@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from empire.agent.pools.callbacks import callback_payload, callback_result
 from empire.agent.pools.jobs import JobState
 from empire.state import tables as t
 from empire.state.database import Database
@@ -45,7 +46,7 @@ class SqlCallbackStore:
                 return None
             if row is not None:
                 await conn.execute(update(J).where(J.c.id == row.id, J.c.state.in_(IN_FLIGHT)).values(
-                    result={"callback": {"job_id": job_id, "payload": payload, "at": at.isoformat()}},
+                    result=callback_result(job_id, payload, at),
                     updated_at=at,
                 ))  # fmt: skip
             await conn.execute(insert(t.audit).values(
@@ -60,7 +61,4 @@ class SqlCallbackStore:
                                      J.c.state.in_(IN_FLIGHT))  # fmt: skip
         async with self.db.connect() as conn:
             row = (await conn.execute(q)).first()
-        cb = (row.result or {}).get("callback") if row is not None else None
-        if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
-            return dict(cb["payload"])
-        return None
+        return callback_payload(row.result, job_id) if row is not None else None

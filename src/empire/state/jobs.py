@@ -24,7 +24,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits, day_start, month_start
 from empire.agent.pools.jobs import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATES, Job, JobState, NewJob, Spend
-from empire.agent.pools.queue import DeadLettered, Noted, Released, Rescheduled, Submitted, Succeeded, Update
+from empire.agent.pools.queue import (
+    DeadLettered,
+    Noted,
+    Released,
+    Rescheduled,
+    Submitted,
+    Succeeded,
+    Update,
+    within_budget,
+)
 from empire.state import tables as t
 from empire.state.database import Database
 
@@ -163,7 +172,8 @@ class SqlJobQueue:
                 if pg:
                     q = q.with_for_update(skip_locked=True)
                 candidates = [_job(r) for r in (await conn.execute(q)).all()]
-                fresh = await self._within_budget(conn, candidates, now, room)
+                spend = await self._spend(conn, now) if self.limits.active else None
+                fresh = within_budget(self.limits, spend, candidates, room)
             if reclaimed:
                 await conn.execute(
                     update(J)
@@ -182,19 +192,6 @@ class SqlJobQueue:
         out = [replace(j, lease_owner=owner, lease_expires_at=expires) for j in reclaimed]
         out += [replace(j, state=JobState.leased, lease_owner=owner, lease_expires_at=expires) for j in fresh]
         return out
-
-    async def _within_budget(self, conn: Any, candidates: list[Job], now: datetime, room: int) -> list[Job]:
-        if not self.limits.active:
-            return [replace(j, cost=self.limits.estimate(j.provider)) for j in candidates[:room]]
-        ledger = BudgetLedger(self.limits, await self._spend(conn, now))
-        taken: list[Job] = []
-        for j in candidates:
-            cost = self.limits.estimate(j.provider)
-            if ledger.reserve(j.provider, cost):
-                taken.append(replace(j, cost=cost))
-                if len(taken) >= room:
-                    break
-        return taken
 
     async def reserve_for(self, job_id: int, owner: str, provider: str, now: datetime) -> bool:
         """Move a leased job's reservation to a fallback provider, if that provider's budget allows."""

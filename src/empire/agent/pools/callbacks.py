@@ -33,9 +33,22 @@ from empire.errors import ConfigError, EmpireError, TemporaryError
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 
-__all__ = ["CallbackStore", "callback_routes"]
+__all__ = ["CallbackStore", "callback_payload", "callback_result", "callback_routes"]
 
 logger = logging.getLogger(__name__)
+
+
+def callback_result(job_id: str, payload: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """What a store keeps on the job (`jobs.result`) for an accepted callback."""
+    return {"callback": {"job_id": job_id, "payload": payload, "at": at.isoformat()}}
+
+
+def callback_payload(result: dict[str, Any] | None, job_id: str) -> dict[str, Any] | None:
+    """The payload a store kept for `job_id` in a job's result, or None."""
+    cb = (result or {}).get("callback")
+    if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
+        return dict(cb["payload"])
+    return None
 
 
 class CallbackStore(Protocol):

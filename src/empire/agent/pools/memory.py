@@ -14,9 +14,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits, day_start, month_start
+from empire.agent.pools.callbacks import callback_payload, callback_result
 from empire.agent.pools.holds import Hold, HoldKind, Holds, active_holds
 from empire.agent.pools.jobs import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATES, Job, JobState, NewJob, Spend
-from empire.agent.pools.queue import DeadLettered, Noted, Released, Rescheduled, Submitted, Succeeded, Update
+from empire.agent.pools.queue import (
+    DeadLettered,
+    Noted,
+    Released,
+    Rescheduled,
+    Submitted,
+    Succeeded,
+    Update,
+    within_budget,
+)
 from empire.agent.types import Reason
 
 __all__ = ["MemoryCallbackStore", "MemoryHoldStore", "MemoryJobQueue"]
@@ -84,7 +94,7 @@ class MemoryCallbackStore:
         if ours is None and not expected:
             return None
         if ours is not None:
-            self.results[ours] = {"callback": {"job_id": job_id, "payload": payload, "at": at.isoformat()}}
+            self.results[ours] = callback_result(job_id, payload, at)
         self.audit.append({
             "at": at, "actor": actor, "action": "provider_callback",
             "subject": f"job/{ours}" if ours is not None else f"provider/{provider}/{job_id[:200]}",
@@ -94,10 +104,7 @@ class MemoryCallbackStore:
 
     async def lookup(self, provider: str, job_id: str) -> dict[str, Any] | None:
         ours = self.in_flight.get((provider, job_id))
-        cb = self.results.get(ours, {}).get("callback") if ours is not None else None
-        if isinstance(cb, dict) and cb.get("job_id") == job_id and isinstance(cb.get("payload"), dict):
-            return dict(cb["payload"])
-        return None
+        return callback_payload(self.results.get(ours), job_id) if ours is not None else None
 
 
 class MemoryJobQueue:
@@ -149,7 +156,7 @@ class MemoryJobQueue:
                  and (j.persona is None or j.persona not in self.held_personas)),
                 key=lambda j: (j.priority, j.not_before, j.id),
             )[: room if not self.limits.active else room * 4]  # fmt: skip
-            fresh = self._within_budget(candidates, now, room)
+            fresh = within_budget(self.limits, self._spend(now) if self.limits.active else None, candidates, room)
         for j in reclaimed:
             self._set(j, lease_owner=owner, lease_expires_at=expires, updated_at=now)
         for j in fresh:
@@ -157,19 +164,6 @@ class MemoryJobQueue:
                       cost=j.cost, updated_at=now)  # fmt: skip
         out = [replace(j, lease_owner=owner, lease_expires_at=expires) for j in reclaimed]
         return out + [replace(j, state=JobState.leased, lease_owner=owner, lease_expires_at=expires) for j in fresh]
-
-    def _within_budget(self, candidates: list[Job], now: datetime, room: int) -> list[Job]:
-        if not self.limits.active:
-            return [replace(j, cost=self.limits.estimate(j.provider)) for j in candidates[:room]]
-        ledger = BudgetLedger(self.limits, self._spend(now))
-        taken: list[Job] = []
-        for j in candidates:
-            cost = self.limits.estimate(j.provider)
-            if ledger.reserve(j.provider, cost):
-                taken.append(replace(j, cost=cost))
-                if len(taken) >= room:
-                    break
-        return taken
 
     async def reserve_for(self, job_id: int, owner: str, provider: str, now: datetime) -> bool:
         cost = self.limits.estimate(provider)

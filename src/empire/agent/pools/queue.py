@@ -24,14 +24,17 @@ runs one suite over all three.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from empire.agent.pools.budget import BudgetLimits
+from empire.agent.pools.budget import BudgetLedger, BudgetLimits
 from empire.agent.pools.jobs import Job, NewJob, Spend
 
-__all__ = ["DeadLettered", "JobQueue", "Noted", "Released", "Rescheduled", "Submitted", "Succeeded", "Update"]
+__all__ = [
+    "DeadLettered", "JobQueue", "Noted", "Released", "Rescheduled", "Submitted", "Succeeded", "Update",
+    "within_budget",
+]  # fmt: skip
 
 
 # -- transitions after the claim, applied in batches ------------------------------------------
@@ -99,6 +102,22 @@ class Released:
 
 
 Update = Submitted | Succeeded | Rescheduled | DeadLettered | Noted | Released
+
+
+def within_budget(limits: BudgetLimits, spend: Spend | None, candidates: Sequence[Job], room: int) -> list[Job]:
+    """The claim's budget guard: up to `room` candidates, in order, each with its estimated cost, skipping
+    those whose cost does not fit what is left of the budget after `spend` (None: no budget is active)."""
+    if not limits.active or spend is None:
+        return [replace(j, cost=limits.estimate(j.provider)) for j in candidates[:room]]
+    ledger = BudgetLedger(limits, spend)
+    taken: list[Job] = []
+    for j in candidates:
+        cost = limits.estimate(j.provider)
+        if ledger.reserve(j.provider, cost):
+            taken.append(replace(j, cost=cost))
+            if len(taken) >= room:
+                break
+    return taken
 
 
 class JobQueue(Protocol):

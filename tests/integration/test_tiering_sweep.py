@@ -187,19 +187,17 @@ async def test_tier_gauges_read_zero_on_a_fresh_install_before_any_sweep(databas
     the daemon's setup sets the gauges at start, not after the first sweep (an hour later)."""
     from pydantic import SecretStr
 
-    from empire.agent.tiering.setup import setup
+    from empire.agent.tiering.setup import AREA
 
     clock, monitor = FakeClock(NOW), Monitor(CollectorRegistry())
     runner = ActionRunner(SqlStateStore(database), {}, clock, monitor, replica="r1")
-    daemon = SimpleNamespace(
+    deps = SimpleNamespace(
         policy=lambda: SimpleNamespace(policy=SimpleNamespace(storage=StoragePolicy())),
         settings=SimpleNamespace(data_dir=tmp_path, replica_id="r1", ingest_token=SecretStr("x"),
                                  http=SimpleNamespace(max_body_bytes=1000)),
-        monitor=monitor, db=database, clock=clock, runner=runner, jobs=PeriodicJobs(clock, monitor), routes=[],
-        context=SimpleNamespace(status_sections={}), background=[], closers=[], services={},
+        monitor=monitor, db=database, clock=clock, runner=runner, secret_reader=None, offered={},
     )  # fmt: skip
-    setup(daemon)
-    for task in daemon.background:
+    for task in AREA.build(deps).background:
         await task()
     for tier in ("hot", "warm", "cold", "archive"):
         for name in ("empire_tier_bytes", "empire_tier_objects", "empire_tier_monthly_cost"):

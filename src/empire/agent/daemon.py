@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.routing import BaseRoute
@@ -49,7 +49,7 @@ from empire.agent.leader import leader_for
 from empire.agent.loop import ControlLoop
 from empire.agent.monitor import Monitor
 from empire.agent.policysource import FilePolicySource, PolicySource, database_source
-from empire.agent.ports import Clock, Observer, WorkloadReader
+from empire.agent.ports import Clock, LeaderElection, Observer, StateStore, WorkloadReader
 from empire.agent.records import AuditRecord
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
@@ -57,6 +57,11 @@ from empire.config.settings import Settings
 from empire.config.urls import mask_url
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy, PolicyWatcher
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from empire.state.database import Database
 
 __all__ = ["AREA_MODULES", "Daemon", "build_daemon", "check_policy", "run_daemon"]
 
@@ -76,15 +81,15 @@ class Daemon:
     settings: Settings
     clock: Clock
     monitor: Monitor
-    db: Any
-    store: Any
+    db: Database
+    store: StateStore
     source: PolicySource  # `current`, `last_error`, `interval`, `where`, `async check()`
     observer: Observer
     workloads: WorkloadReader
     runner: ActionRunner
     jobs: PeriodicJobs
     loop: ControlLoop
-    leader: Any
+    leader: LeaderElection
     context: AppContext
     routes: list[BaseRoute] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -93,7 +98,7 @@ class Daemon:
     services: dict[str, Any] = field(default_factory=dict)  # what one area offers the next, by name
     periodic: dict[str, PeriodicJob] = field(default_factory=dict)  # every job, with its interval rule
     areas: dict[str, str] = field(default_factory=dict)  # area -> "ok" | "failed: <error>" (in /status)
-    app: Any = None  # the Starlette app, once `run_daemon` serves it
+    app: Starlette | None = None  # once `run_daemon` serves it
 
     def policy(self) -> LoadedPolicy:
         """The policy in force (what the loop decides with)."""

@@ -51,6 +51,7 @@ from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
 from empire.state.database import Database
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 COLUMNS = ("id, size, checksum, tier, location, persona, title, status, created_at, tier_since, last_access_at, "
@@ -156,7 +157,7 @@ async def bench_moves(base: Path, files: int, file_mib: int, repeat: int) -> dic
             await inv.register(ContentObject(id=oid, size=size, checksum="sha256:" + hashlib.sha256(data).hexdigest(),
                                              tier="hot", location=loc, created_at=NOW, tier_since=NOW))  # fmt: skip
         policy = StoragePolicy(max_bytes_per_second="1TiB")
-        mover = Mover(db, backend, policy, SystemClock())
+        mover = Mover(SqlMoveJournal(db), backend, policy, SystemClock())
         cp_runs, sync_runs, move_runs = [], [], []
         src, dst = "hot", "cold"
         for _ in range(repeat):  # alternate cp and a full move (hot -> cold, then back): best of each

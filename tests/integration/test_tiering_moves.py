@@ -28,6 +28,7 @@ from empire.policies.storage import StoragePolicy
 from empire.state import tables as t
 from empire.state.database import Database
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +71,7 @@ def env(database: Database, tmp_path: Path):
     backend = LocalBackend(roots(tmp_path), chunk_size=64 * 1024)
     registry = CollectorRegistry()
     metrics = TieringMetrics(registry)
-    mover = Mover(database, backend, StoragePolicy(), FakeClock(NOW), metrics=metrics)
+    mover = Mover(SqlMoveJournal(database), backend, StoragePolicy(), FakeClock(NOW), metrics=metrics)
     return SqlInventory(database), backend, mover, registry
 
 
@@ -132,7 +133,7 @@ class FullDisk(LocalBackend):
 async def test_a_full_target_disk_aborts_and_the_source_stays(database: Database, tmp_path: Path) -> None:
     backend = FullDisk(roots(tmp_path), full_tier="cold")
     inv = SqlInventory(database)
-    mover = Mover(database, backend, StoragePolicy(), FakeClock(NOW))
+    mover = Mover(SqlMoveJournal(database), backend, StoragePolicy(), FakeClock(NOW))
     data = os.urandom(100_000)
     await add(inv, backend, "track-1", data)
     result = await mover.move("track-1", "cold", Reason.idle_demotion)
@@ -149,7 +150,7 @@ async def test_moves_respect_the_bytes_per_second_budget(database: Database, tmp
     backend = LocalBackend(roots(tmp_path), chunk_size=256 * 1024)
     inv = SqlInventory(database)
     policy = StoragePolicy(max_bytes_per_second="1MiB")
-    mover = Mover(database, backend, policy, clock)
+    mover = Mover(SqlMoveJournal(database), backend, policy, clock)
     for i in range(3):
         await add(inv, backend, f"t{i}", os.urandom(2 * 1024 * 1024))
     from empire.agent.tiering.planner import PlannedMove
@@ -177,7 +178,7 @@ async def test_concurrency_is_bounded(database: Database, tmp_path: Path) -> Non
 
     backend = Slow(roots(tmp_path))
     inv = SqlInventory(database)
-    mover = Mover(database, backend, StoragePolicy(max_concurrent_moves=2), FakeClock(NOW))
+    mover = Mover(SqlMoveJournal(database), backend, StoragePolicy(max_concurrent_moves=2), FakeClock(NOW))
     from empire.agent.tiering.planner import PlannedMove
 
     for i in range(6):
@@ -196,6 +197,7 @@ CHILD = textwrap.dedent(
     from empire.agent.clock import SystemClock
     from empire.agent.tiering.backends import LocalBackend
     from empire.agent.tiering.mover import Mover
+    from empire.state.moves import SqlMoveJournal
     from empire.agent.types import Reason
     from empire.policies.storage import StoragePolicy
     from empire.state.database import Database
@@ -209,7 +211,7 @@ CHILD = textwrap.dedent(
     async def main():
         db = await Database.open(url)
         roots = {t: os.path.join(base, t) for t in ("hot", "warm", "cold", "archive")}
-        mover = Mover(db, LocalBackend(roots, chunk_size=64 * 1024), StoragePolicy(), SystemClock(), fault=fault)
+        mover = Mover(SqlMoveJournal(db), LocalBackend(roots, chunk_size=64 * 1024), StoragePolicy(), SystemClock(), fault=fault)
         for oid in ids:
             await mover.move(oid, "cold", Reason.idle_demotion)
         await db.close()
@@ -235,7 +237,7 @@ async def test_kill_9_at_every_step_then_recovery_leaves_each_object_in_exactly_
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
 
     registry = CollectorRegistry()
-    mover = Mover(database, backend, StoragePolicy(), FakeClock(NOW), metrics=TieringMetrics(registry))
+    mover = Mover(SqlMoveJournal(database), backend, StoragePolicy(), FakeClock(NOW), metrics=TieringMetrics(registry))
     recovered = await mover.recover()
     expected_tier = "hot" if point in ("planned", "copying", "copy_done") else "cold"
     assert [(r.object_id, r.recovered) for r in recovered] == ([] if point == "done" else [("big", True)])

@@ -24,6 +24,7 @@ from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy
 from empire.state.database import Database
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -56,9 +57,9 @@ async def world(database: Database, tmp_path: Path):
     paused = PausedBackend(roots(tmp_path), chunk_size=64 * 1024)
     return SimpleNamespace(
         clock=clock, inv=inv, plain=plain, tmp=tmp_path,
-        a=Mover(database, paused, StoragePolicy(), clock),  # the live mover
-        b=Mover(database, plain, StoragePolicy(), clock),  # another process's recovery
-        c=Mover(database, plain, StoragePolicy(), clock),
+        a=Mover(SqlMoveJournal(database), paused, StoragePolicy(), clock),  # the live mover
+        b=Mover(SqlMoveJournal(database), plain, StoragePolicy(), clock),  # another process's recovery
+        c=Mover(SqlMoveJournal(database), plain, StoragePolicy(), clock),
     )  # fmt: skip
 
 
@@ -114,7 +115,7 @@ async def test_two_recoveries_of_one_orphaned_move_act_once(world, database: Dat
         if point == "copied":
             raise Crash
 
-    dead = Mover(database, world.plain, StoragePolicy(), world.clock, fault=crash)
+    dead = Mover(SqlMoveJournal(database), world.plain, StoragePolicy(), world.clock, fault=crash)
     with pytest.raises(Crash):
         await dead.move("big", "cold", Reason.idle_demotion)
     assert await world.b.recover() == []  # its owner's lease still runs (same live process)
@@ -158,7 +159,7 @@ async def test_a_rollback_the_store_interrupted_is_finished_by_the_same_mover(wo
                 raise TemporaryError("store unreachable")
             return await super().delete(tier, location)
 
-    mover = Mover(database, Flaky(roots(world.tmp), chunk_size=64 * 1024), StoragePolicy(), world.clock)
+    mover = Mover(SqlMoveJournal(database), Flaky(roots(world.tmp), chunk_size=64 * 1024), StoragePolicy(), world.clock)
     result = await mover.move("big", "cold", Reason.idle_demotion)
     assert result.status == "failed" and "rollback pending" in (result.error or "")
     assert (await world.inv.get("big")).status == "moving"

@@ -18,6 +18,7 @@ from empire.agent.types import Reason
 from empire.policies.storage import StoragePolicy, Tier, TierRule
 from empire.state import tables as t
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -73,7 +74,7 @@ async def test_sweep_plans_and_moves_on_s3_with_recovery(database, s3) -> None:
     data = os.urandom(600_000)
     await put(inv, backend, "track-1", data)
     await put(inv, backend, "track-2", os.urandom(300_000))
-    mover = Mover(database, backend, policy, FakeClock(NOW))
+    mover = Mover(SqlMoveJournal(database), backend, policy, FakeClock(NOW))
     planned = await inv.plan(policy, NOW, 10)
     assert {(m.object_id, m.to_tier) for m in planned} == {("track-1", "cold"), ("track-2", "cold")}
     results = await mover.apply([m for m in planned if m.object_id == "track-1"])
@@ -107,7 +108,9 @@ async def test_a_corrupted_s3_source_aborts_the_move(database, s3) -> None:
         yield b"b" * 200_000
 
     await backend.put("hot", backend.location_for("track-1"), other())  # overwritten behind the inventory
-    result = await Mover(database, backend, policy, FakeClock(NOW)).move("track-1", "cold", Reason.idle_demotion)
+    result = await Mover(SqlMoveJournal(database), backend, policy, FakeClock(NOW)).move(
+        "track-1", "cold", Reason.idle_demotion
+    )
     assert result.status == "aborted" and "source changed or corrupted" in (result.error or "")
     assert (await inv.get("track-1")).status == "quarantined"
     assert await backend.list("cold") == []

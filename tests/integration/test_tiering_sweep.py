@@ -25,6 +25,7 @@ from empire.agent.tiering.sweep import TieringSweep
 from empire.agent.types import Reason, Retier
 from empire.policies.storage import StoragePolicy
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +52,7 @@ async def world(database, tmp_path: Path):
     backend = LocalBackend({t: tmp_path / "tiers" / t for t in ("hot", "warm", "cold", "archive")})
     inv = SqlInventory(database)
     policy = StoragePolicy()
-    mover = Mover(database, backend, policy, clock, metrics=monitor.group(TieringMetrics))
+    mover = Mover(SqlMoveJournal(database), backend, policy, clock, metrics=monitor.group(TieringMetrics))
     store = SqlStateStore(database)
     runner = ActionRunner(store, {Retier: RetierExecutor(mover, inv)}, clock, monitor, replica="r1")
     sweep = TieringSweep(inv, mover, lambda a, now: runner.run(a, at=now), lambda: policy, monitor.group(TieringMetrics),
@@ -149,7 +150,7 @@ async def test_a_move_that_outlasts_the_runner_timeout_is_journaled_as_applied(w
             return await super().copy(*a, **kw)
 
     slow = SlowBackend(world.backend.roots)
-    mover = Mover(world.mover.db, slow, world.policy, world.clock)
+    mover = Mover(world.mover.journal, slow, world.policy, world.clock)
     runner = ActionRunner(world.store, {Retier: RetierExecutor(mover, world.inv)}, world.clock,
                           Monitor(CollectorRegistry()), replica="r1", timeout=0.01)  # fmt: skip
     out = await runner.run(Retier("quiet", "hot", "warm", 2 * MB, (Reason.idle_demotion,)))
@@ -170,7 +171,7 @@ async def test_dry_run_leaves_interrupted_moves_for_a_live_run(world) -> None:
         if point == "copied":
             raise Crash
 
-    dead = Mover(world.mover.db, world.backend, world.policy, world.clock, fault=crash)
+    dead = Mover(world.mover.journal, world.backend, world.policy, world.clock, fault=crash)
     with pytest.raises(Crash):
         await dead.move("quiet", "warm", Reason.idle_demotion)
     world.clock.advance(301)  # its lease has run out

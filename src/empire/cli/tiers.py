@@ -157,7 +157,7 @@ def status(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
     from empire.agent.tiering.context import open_tiering
-    from empire.agent.tiering.mover import UNFINISHED_STEPS
+    from empire.agent.tiering.journal import UNFINISHED_STEPS
     from empire.config.settings import load_settings
     from empire.state import tables as t
 

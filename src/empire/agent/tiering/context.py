@@ -21,6 +21,7 @@ from empire.config.settings import Settings
 from empire.policies.storage import StoragePolicy
 from empire.state.database import Database
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 
 __all__ = ["TieringContext", "open_tiering"]
 
@@ -48,7 +49,7 @@ async def open_tiering(settings: Settings, policy_file: str | Path | None = None
     try:
         backend = build_backend(policy, settings.data_dir)
         clock = SystemClock()
-        mover = Mover(db, backend, policy, clock, actor=f"cli:{settings.replica_id}")
+        mover = Mover(SqlMoveJournal(db), backend, policy, clock, actor=f"cli:{settings.replica_id}")
         yield TieringContext(settings, policy, loaded.policy.loop.dry_run, db, SqlInventory(db), backend, mover, clock)
     finally:
         if backend is not None:

@@ -1,15 +1,18 @@
-"""`MemoryInventory`: the in-process twin of the tiering area's `Inventory` port.
+"""`MemoryInventory` and `MemoryMoveJournal`: in-process twins of the tiering area's `Inventory` and
+`MoveJournal` ports.
 
-It selects moves with the pure `planner.plan_object` (what the SQL selection mirrors term by term)
-and passes the same contract suite as `empire.state.inventory.SqlInventory`
-(tests/contract/test_inventory.py), so the sweep runs in a unit test without a database.
+The inventory selects moves with the pure `planner.plan_object` (what the SQL selection mirrors term
+by term); the journal keeps its rows beside the inventory's objects (a move switches their pointer).
+They pass the same contract suites as `empire.state.inventory.SqlInventory` and
+`empire.state.moves.SqlMoveJournal` (tests/contract/), so the sweep runs in a unit test without a database.
 Not for production: nothing here survives a restart or is shared.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,11 +26,21 @@ from empire.agent.tiering.inventory import (
     refuse_bad,
     valid_checksum,
 )
+from empire.agent.tiering.journal import (
+    UNFINISHED_STEPS,
+    Move,
+    MoveAborted,
+    MoveLost,
+    Skipped,
+    Unfinished,
+    skip_reason,
+)
 from empire.agent.tiering.planner import MoveSummary, PlannedMove, plan_object
+from empire.agent.types import Reason
 from empire.errors import ConfigError, NotFoundError
 from empire.policies.storage import StoragePolicy
 
-__all__ = ["MemoryInventory"]
+__all__ = ["MemoryInventory", "MemoryMoveJournal"]
 
 
 class MemoryInventory:
@@ -147,3 +160,109 @@ class MemoryInventory:
             u[2] += o.status == "moving"
             u[3] += o.status == "quarantined"
         return [TierUsage(tier, *out[tier]) for tier in sorted(out)]
+
+
+@dataclass
+class _Row:
+    move: Move
+    step: str
+    owner: str | None
+    lease_expires_at: datetime | None
+    error: str | None = None
+
+
+class MemoryMoveJournal:
+    """`MoveJournal` over a `MemoryInventory` (whose objects a move marks `moving` and switches)."""
+
+    def __init__(self, inventory: MemoryInventory) -> None:
+        self.inventory = inventory
+        self._rows: dict[int, _Row] = {}
+
+    async def claim(
+        self,
+        object_id: str,
+        to_tier: str,
+        reason: Reason,
+        from_tier: str | None,
+        *,
+        dst: str,
+        tiers: Collection[str],
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> Move | Skipped:
+        obj = await self.inventory.get(object_id)
+        why = skip_reason(obj.status, obj.tier, to_tier, from_tier, tiers)
+        if why is not None:
+            return Skipped(obj.tier, why)
+        self.inventory._objects[object_id] = replace(obj, status="moving")
+        move = Move(
+            len(self._rows) + 1, object_id, obj.tier, to_tier, obj.location, dst, reason, obj.checksum, obj.size
+        )
+        self._rows[move.id] = _Row(move, "planned", owner, lease_until)
+        return move
+
+    def _own(self, move: Move, owner: str, lease_until: datetime, **values: Any) -> _Row:
+        row = self._rows.get(move.id)
+        if row is None or row.owner != owner:
+            raise MoveLost()
+        row.lease_expires_at = lease_until
+        for k, v in values.items():
+            setattr(row, k, v)
+        return row
+
+    async def renew(self, move: Move, owner: str, now: datetime, lease_until: datetime, **values: Any) -> None:
+        self._own(move, owner, lease_until, **values)
+
+    async def switch(self, move: Move, owner: str, now: datetime, lease_until: datetime) -> None:
+        row = self._rows.get(move.id)
+        if row is None or row.owner != owner:
+            raise MoveLost()
+        obj = self.inventory._objects.get(move.object_id)
+        if obj is None or (obj.status, obj.tier, obj.location) != ("moving", move.from_tier, move.src):
+            raise MoveAborted("object changed during the move (pointer no longer on the source)")
+        self._own(move, owner, lease_until, step="switched")
+        self.inventory._objects[move.object_id] = replace(obj, tier=move.to_tier, location=move.dst, tier_since=now,
+                                                          status="active")  # fmt: skip
+
+    async def pointer(self, move: Move, owner: str, now: datetime, lease_until: datetime) -> tuple[str, str] | None:
+        self._own(move, owner, lease_until)
+        obj = self.inventory._objects.get(move.object_id)
+        return (obj.tier, obj.location) if obj is not None else None
+
+    async def aborted(
+        self,
+        move: Move,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        error: str,
+        quarantine: bool,
+        actor: str,
+    ) -> None:
+        self._own(move, owner, lease_until, step="aborted", error=error)
+        obj = self.inventory._objects.get(move.object_id)
+        if obj is not None and obj.status == "moving":
+            self.inventory._objects[move.object_id] = replace(obj, status="quarantined" if quarantine else "active")
+        if quarantine:
+            self.inventory._audit(now, actor, "content.quarantined", f"object/{move.object_id}", error=error)
+
+    async def take_over(
+        self, move: Move, step: str, previous: str | None, owner: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        row = self._rows.get(move.id)
+        if row is None or row.step != step or row.owner != previous:
+            return False
+        row.owner, row.lease_expires_at = owner, lease_until
+        return True
+
+    async def unfinished(self) -> list[Unfinished]:
+        out = []
+        for move_id in sorted(self._rows):
+            row = self._rows[move_id]
+            if row.step in UNFINISHED_STEPS and row.move.object_id in self.inventory._objects:
+                obj = self.inventory._objects[row.move.object_id]
+                move = replace(row.move, checksum=obj.checksum, size=obj.size)
+                out.append(Unfinished(move, row.step, row.owner, row.lease_expires_at))
+        return out

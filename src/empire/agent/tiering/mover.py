@@ -36,29 +36,25 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
-from sqlalchemy import and_, insert, select, update
 
 from empire.agent.ports import Clock, StorageBackend
 from empire.agent.tiering.budget import ByteBudget
+from empire.agent.tiering.journal import Move, MoveAborted, MoveJournal, MoveLost, Skipped
 from empire.agent.tiering.metrics import TieringMetrics
 from empire.agent.tiering.owner import owner_is_dead_here, process_owner
 from empire.agent.tiering.planner import PlannedMove
 from empire.agent.types import Reason
 from empire.errors import ConfigError, EmpireError, NotFoundError
 from empire.policies.storage import StoragePolicy
-from empire.state import tables as t
-from empire.state.database import Database
-from empire.state.inventory import audit
 
 __all__ = ["FAULT_POINTS", "MoveResult", "Mover"]
 
 logger = logging.getLogger(__name__)
 
 FAULT_POINTS = ("planned", "copying", "copy_done", "copied", "verified", "switched", "source_deleted", "done")
-UNFINISHED_STEPS = ("planned", "copied", "verified", "switched")
 MoveStatus = Literal["done", "aborted", "skipped", "failed"]
 
 
@@ -75,33 +71,10 @@ class MoveResult:
     recovered: bool = False
 
 
-@dataclass
-class _Move:
-    id: int
-    object_id: str
-    from_tier: str
-    to_tier: str
-    src: str
-    dst: str
-    reason: Reason
-    checksum: str
-    size: int
-
-
-class _Lost(Exception):
-    """Another process's recovery owns this move now: stop, touch nothing."""
-
-
-class _Abort(Exception):
-    def __init__(self, message: str, quarantine: bool = False) -> None:
-        super().__init__(message)
-        self.quarantine = quarantine
-
-
 class Mover:
     def __init__(
         self,
-        db: Database,
+        journal: MoveJournal,
         backend: StorageBackend,
         policy: StoragePolicy,
         clock: Clock,
@@ -112,7 +85,7 @@ class Mover:
         actor: str = "tiering",
         lease: timedelta = timedelta(minutes=5),
     ) -> None:
-        self.db = db
+        self.journal = journal
         self.backend = backend
         self.policy = policy
         self.clock = clock
@@ -171,7 +144,7 @@ class Mover:
             self._hit("planned")
             try:
                 result = await self._run(claimed)
-            except _Lost:  # raised by any journal write once another process owns the move
+            except MoveLost:  # raised by any journal write once another process owns the move
                 result = self._lost(claimed)
         finally:
             self._active.discard(object_id)
@@ -197,7 +170,7 @@ class Mover:
             self._active.add(move.object_id)
             try:
                 result = await self._resume(move, step)
-            except _Lost:  # a third process took it over meanwhile: its business now
+            except MoveLost:  # a third process took it over meanwhile: its business now
                 result = self._lost(move)
             except EmpireError as exc:  # store unreachable: leave it for the next recovery
                 logger.warning("move %s of %s not recovered yet: %s", move.id, move.object_id, exc)
@@ -212,7 +185,7 @@ class Mover:
         return results
 
     # ------------------------------------------------------------------ the steps
-    async def _run(self, move: _Move) -> MoveResult:
+    async def _run(self, move: Move) -> MoveResult:
         first = True
         renewed = self.clock.now()
 
@@ -232,23 +205,23 @@ class Mover:
             try:
                 await self.backend.copy(move.from_tier, move.src, move.to_tier, move.dst, progress)
             except NotFoundError as exc:
-                raise _Abort(f"source missing in tier {move.from_tier}: {exc}", quarantine=True) from exc
+                raise MoveAborted(f"source missing in tier {move.from_tier}: {exc}", quarantine=True) from exc
             except EmpireError as exc:
-                raise _Abort(f"copy to {move.to_tier} failed: {exc}") from exc
+                raise MoveAborted(f"copy to {move.to_tier} failed: {exc}") from exc
             self._hit("copy_done")
             await self._step(move, "copied")
             self._hit("copied")
-        except _Abort as abort:
+        except MoveAborted as abort:
             return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
         return await self._resume(move, "copied")
 
-    def _lost(self, move: _Move) -> MoveResult:
+    def _lost(self, move: Move) -> MoveResult:
         msg = "taken over by another process's recovery; this process stopped and touched nothing more"
         logger.warning("move %s of %s: %s", move.id, move.object_id, msg)
         return MoveResult(move.object_id, move.from_tier, move.to_tier, "failed", move.reason, error=msg,
                           move_id=move.id)  # fmt: skip
 
-    async def _abort_or_leave(self, move: _Move, error: str, *, quarantine: bool) -> MoveResult:
+    async def _abort_or_leave(self, move: Move, error: str, *, quarantine: bool) -> MoveResult:
         try:
             return await self._abort(move, error, quarantine=quarantine)
         except EmpireError as exc:  # the target could not be cleaned up: recovery finishes the rollback
@@ -256,11 +229,11 @@ class Mover:
             return MoveResult(move.object_id, move.from_tier, move.to_tier, "failed", move.reason,
                               error=f"{error}; rollback pending: {exc}", move_id=move.id)  # fmt: skip
 
-    async def _resume(self, move: _Move, step: str) -> MoveResult:
+    async def _resume(self, move: Move, step: str) -> MoveResult:
         """Carry a move forward from a journaled step (the normal path and recovery share this)."""
         try:
             if step == "planned":
-                raise _Abort("interrupted before the copy was complete: rolled back")
+                raise MoveAborted("interrupted before the copy was complete: rolled back")
             if step == "copied":
                 await self._verify(move)
                 await self._step(move, "verified")
@@ -269,11 +242,11 @@ class Mover:
             if step == "verified":
                 await self._switch(move)
                 self._hit("switched")
-        except _Abort as abort:
+        except MoveAborted as abort:
             return await self._abort_or_leave(move, str(abort), quarantine=abort.quarantine)
         return await self._finish(move)  # switched: from here on only forward
 
-    async def _finish(self, move: _Move) -> MoveResult:
+    async def _finish(self, move: Move) -> MoveResult:
         try:
             await self.backend.delete(move.from_tier, move.src)
         except EmpireError as exc:
@@ -288,13 +261,13 @@ class Mover:
         return MoveResult(move.object_id, move.from_tier, move.to_tier, "done", move.reason, move.size,
                           move_id=move.id)  # fmt: skip
 
-    async def _verify(self, move: _Move) -> None:
+    async def _verify(self, move: Move) -> None:
         try:
             copy_sum = await self.backend.checksum(move.to_tier, move.dst)
         except NotFoundError as exc:
-            raise _Abort(f"copy missing in tier {move.to_tier}") from exc
+            raise MoveAborted(f"copy missing in tier {move.to_tier}") from exc
         except EmpireError as exc:
-            raise _Abort(f"could not verify the copy: {exc}") from exc
+            raise MoveAborted(f"could not verify the copy: {exc}") from exc
         if copy_sum == move.checksum:
             return
         try:
@@ -302,159 +275,65 @@ class Mover:
         except NotFoundError:
             src_sum = "missing"
         except EmpireError as exc:
-            raise _Abort(f"copy does not match the inventory checksum; source unreadable: {exc}") from exc
+            raise MoveAborted(f"copy does not match the inventory checksum; source unreadable: {exc}") from exc
         if src_sum != move.checksum:
-            raise _Abort(
+            raise MoveAborted(
                 f"source changed or corrupted before the move: inventory checksum {move.checksum}, "
                 f"source now {src_sum}; object quarantined",
                 quarantine=True,
             )
-        raise _Abort(f"copy in {move.to_tier} does not match the source ({copy_sum} != {move.checksum})")
+        raise MoveAborted(f"copy in {move.to_tier} does not match the source ({copy_sum} != {move.checksum})")
 
     # ------------------------------------------------------------------ journal
-    async def _claim(self, object_id: str, to_tier: str, reason: Reason, from_tier: str | None) -> _Move | MoveResult:
+    def _lease_until(self, now: datetime) -> datetime:
+        return now + self.lease
+
+    async def _claim(self, object_id: str, to_tier: str, reason: Reason, from_tier: str | None) -> Move | MoveResult:
         now = self.clock.now()
-        c = t.content_objects.c
-        async with self.db.begin() as conn:
-            q = select(t.content_objects).where(c.id == object_id)
-            if self.db.dialect == "postgresql":
-                q = q.with_for_update()
-            row = (await conn.execute(q)).first()
-            if row is None:
-                raise NotFoundError(f"no content object {object_id!r}")
-            skip = None
-            if row.status != "active":
-                skip = f"object is {row.status}"
-            elif from_tier is not None and row.tier != from_tier:
-                skip = f"object is in {row.tier}, not {from_tier} (moved since it was planned)"
-            elif row.tier == to_tier:
-                skip = f"object is already in {to_tier}"
-            elif row.tier not in self.backend.tier_names:
-                skip = f"object's tier {row.tier} is not configured"
-            if skip is not None:
-                return MoveResult(object_id, row.tier, to_tier, "skipped", reason, error=skip)
-            dst = self.backend.location_for(object_id)
-            await conn.execute(update(t.content_objects).where(c.id == object_id).values(status="moving"))
-            move_id = (
-                await conn.execute(
-                    insert(t.moves).values(
-                        object_id=object_id, from_tier=row.tier, to_tier=to_tier, src_location=row.location,
-                        dst_location=dst, step="planned", reason=reason.value, created_at=now, updated_at=now,
-                        owner=self.owner, lease_expires_at=now + self.lease,
-                    ).returning(t.moves.c.id)
-                )
-            ).scalar_one()  # fmt: skip
-        return _Move(int(move_id), object_id, row.tier, to_tier, row.location, dst, reason, row.checksum, int(row.size))
+        claimed = await self.journal.claim(
+            object_id, to_tier, reason, from_tier, dst=self.backend.location_for(object_id),
+            tiers=self.backend.tier_names, owner=self.owner, now=now, lease_until=self._lease_until(now),
+        )  # fmt: skip
+        if isinstance(claimed, Skipped):
+            return MoveResult(object_id, claimed.tier, to_tier, "skipped", reason, error=claimed.why)
+        return claimed
 
-    def _mine(self, move: _Move) -> Any:
-        return and_(t.moves.c.id == move.id, t.moves.c.owner == self.owner)
-
-    async def _own(self, conn: Any, move: _Move, **values: Any) -> None:
-        """Compare-and-set on the move's owner, renewing the lease; `_Lost` when it is not ours."""
-        now = self.clock.now()
-        values = {**values, "updated_at": now, "lease_expires_at": now + self.lease}
-        result = await conn.execute(update(t.moves).where(self._mine(move)).values(**values))
-        if result.rowcount != 1:
-            raise _Lost()
-
-    async def _step(self, move: _Move, step: str | None) -> None:
+    async def _step(self, move: Move, step: str | None) -> None:
         """Journal `step` (None: only renew the lease)."""
-        async with self.db.begin() as conn:
-            await self._own(conn, move, **({"step": step} if step else {}))
-
-    async def _switch(self, move: _Move) -> None:
         now = self.clock.now()
-        c = t.content_objects.c
-        async with self.db.begin() as conn:
-            await self._own(conn, move, step="switched")  # rolled back with the pointer if that fails
-            result = await conn.execute(
-                update(t.content_objects)
-                .where(and_(c.id == move.object_id, c.status == "moving", c.tier == move.from_tier,
-                            c.location == move.src))
-                .values(tier=move.to_tier, location=move.dst, tier_since=now, status="active")
-            )  # fmt: skip
-            if result.rowcount != 1:
-                raise _Abort("object changed during the move (pointer no longer on the source)")
+        await self.journal.renew(move, self.owner, now, self._lease_until(now), **({"step": step} if step else {}))
 
-    async def _abort(self, move: _Move, error: str, *, quarantine: bool = False) -> MoveResult:
+    async def _switch(self, move: Move) -> None:
+        now = self.clock.now()
+        await self.journal.switch(move, self.owner, now, self._lease_until(now))
+
+    async def _abort(self, move: Move, error: str, *, quarantine: bool = False) -> MoveResult:
         """Delete the target, put the object back to active (or quarantined) at its source.
 
         Only while this process owns the move (the lease just renewed covers the delete), and never
         the location the object's row points at: that copy may be the only one."""
-        c = t.content_objects.c
-        async with self.db.begin() as conn:
-            await self._own(conn, move)
-            row = (await conn.execute(select(c.tier, c.location).where(c.id == move.object_id))).first()
-        if row is not None and (row.tier, row.location) == (move.to_tier, move.dst):
+        now = self.clock.now()
+        if await self.journal.pointer(move, self.owner, now, self._lease_until(now)) == (move.to_tier, move.dst):
             logger.error("move %s of %s: the object's row points at the target; not deleting it", move.id,
                          move.object_id)  # fmt: skip
         else:
             await self.backend.delete(move.to_tier, move.dst)
         now = self.clock.now()
-        status = "quarantined" if quarantine else "active"
-        async with self.db.begin() as conn:
-            await self._own(conn, move, step="aborted", error=error)
-            await conn.execute(
-                update(t.content_objects)
-                .where(and_(c.id == move.object_id, c.status == "moving"))
-                .values(status=status)
-            )
-            if quarantine:
-                await audit(conn, now, self.actor, "content.quarantined", f"object/{move.object_id}", error=error)
+        await self.journal.aborted(move, self.owner, now, self._lease_until(now), error=error, quarantine=quarantine,
+                                   actor=self.actor)  # fmt: skip
         log = logger.error if quarantine else logger.warning
         log("move %s of %s %s -> %s aborted: %s", move.id, move.object_id, move.from_tier, move.to_tier, error)
         return MoveResult(move.object_id, move.from_tier, move.to_tier, "aborted", move.reason, error=error,
                           move_id=move.id)  # fmt: skip
 
-    async def _take_over(self, move: _Move, step: str, owner: str | None) -> bool:
+    async def _take_over(self, move: Move, step: str, owner: str | None) -> bool:
         """Claim an orphaned move: a compare-and-set on its owner and step, so one claimant wins."""
-        m = t.moves.c
         now = self.clock.now()
-        same_owner = m.owner.is_(None) if owner is None else m.owner == owner
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                update(t.moves).where(and_(m.id == move.id, m.step == step, same_owner))
-                .values(owner=self.owner, lease_expires_at=now + self.lease, updated_at=now)
-            )  # fmt: skip
-        return result.rowcount == 1
+        return await self.journal.take_over(move, step, owner, self.owner, now, self._lease_until(now))
 
-    async def _unfinished(self) -> list[tuple[_Move, str, str | None, datetime | None]]:
-        m, c = t.moves.c, t.content_objects.c
-        q = (
-            select(t.moves, c.checksum, c.size)
-            .join(t.content_objects, c.id == m.object_id)
-            .where(m.step.in_(UNFINISHED_STEPS))
-            .order_by(m.id)
-        )
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(q)).all()
-        return [
-            (
-                _Move(
-                    int(r.id),
-                    r.object_id,
-                    r.from_tier,
-                    r.to_tier,
-                    r.src_location,
-                    r.dst_location,
-                    _reason(r.reason),
-                    r.checksum,
-                    int(r.size),
-                ),
-                r.step,
-                r.owner,
-                r.lease_expires_at,
-            )
-            for r in rows
-        ]
+    async def _unfinished(self) -> list[tuple[Move, str, str | None, datetime | None]]:
+        return [(u.move, u.step, u.owner, u.lease_expires_at) for u in await self.journal.unfinished()]
 
     def _count(self, result: MoveResult) -> None:
         if self.metrics is not None:
             self.metrics.moves.labels(result.status, result.reason.value).inc()
-
-
-def _reason(value: str) -> Reason:
-    try:
-        return Reason(value)
-    except ValueError:
-        return Reason.manual

@@ -21,6 +21,7 @@ from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy
 from empire.policies.storage import StoragePolicy
 from empire.state.inventory import SqlInventory
+from empire.state.moves import SqlMoveJournal
 
 __all__ = ["AREA", "build"]
 
@@ -36,7 +37,7 @@ def build(deps: AreaDeps) -> AreaHandle:
     backend = build_backend(storage, settings.data_dir, deps.secret_reader)
     metrics = deps.monitor.group(TieringMetrics)
     inventory = SqlInventory(deps.db)
-    mover = Mover(deps.db, backend, storage, deps.clock, metrics=metrics, actor=settings.replica_id)
+    mover = Mover(SqlMoveJournal(deps.db), backend, storage, deps.clock, metrics=metrics, actor=settings.replica_id)
 
     def live() -> bool:
         return not deps.runner.dry_run

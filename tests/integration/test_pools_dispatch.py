@@ -25,6 +25,7 @@ from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink
 from empire.policies.schema import Policy, parse_policy
 from empire.state import tables as t
+from empire.state.content import SqlContentCatalog
 from empire.state.database import Database
 from empire.state.jobs import SqlJobQueue
 from fakes.provider import REJECT, FakeKey, FakeProvider, http_provider_policy
@@ -244,7 +245,11 @@ async def test_simulated_provider_publishes_and_quarantines(database: Database, 
     metrics = Monitor(registry).group(PoolMetrics)
     clock = SystemClock()
     publisher = ContentPublisher(
-        database, DirectoryContentSink(database, tmp_path), lambda: policy.compliance, clock, metrics.on_content
+        SqlContentCatalog(database),
+        DirectoryContentSink(SqlContentCatalog(database), tmp_path),
+        lambda: policy.compliance,
+        clock,
+        metrics.on_content,
     )
     await enqueue(database, 80, provider="sim", title="")
     d = build_dispatcher(policy, SqlJobQueue(database), options(), metrics=metrics, publisher=publisher, clock=clock)

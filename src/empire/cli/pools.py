@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from empire.agent.tiering.backends import build_backend
     from empire.config.settings import load_settings
     from empire.state.callbacks import SqlCallbackStore
+    from empire.state.content import SqlContentCatalog
     from empire.state.holds import SqlHoldStore
     from empire.state.jobs import SqlJobQueue
 
@@ -179,10 +180,10 @@ def run(args: argparse.Namespace) -> int:
             backend = sink = None
             if not args.no_publish:
                 backend = build_backend(pc.policy.storage, settings.data_dir, secrets)
-                sink = StorageContentSink(pc.db, backend, pc.policy.storage.tiers[0].name)
+                sink = StorageContentSink(SqlContentCatalog(pc.db), backend, pc.policy.storage.tiers[0].name)
             opts = DispatcherOptions(owner=args.owner or settings.replica_id, max_in_flight=args.max_in_flight,
                                      lease_seconds=args.lease, stop_when_empty=args.drain)  # fmt: skip
-            rt = PoolsRuntime(lambda: pc.policy, pc.db, clock, pc.limiter, opts, sink, metrics=metrics,
+            rt = PoolsRuntime(lambda: pc.policy, SqlContentCatalog(pc.db), clock, pc.limiter, opts, sink, metrics=metrics,
                               secrets=secrets, holds=SqlHoldStore(pc.db), callbacks=SqlCallbackStore(pc.db),
                               queue=SqlJobQueue(pc.db))  # fmt: skip
             for name, error in rt.adapter_errors.items():

@@ -17,6 +17,7 @@ from empire.agent.pools.budget import BudgetLedger, BudgetLimits, day_start, mon
 from empire.agent.pools.callbacks import callback_payload, callback_result
 from empire.agent.pools.holds import Hold, HoldKind, Holds, active_holds
 from empire.agent.pools.jobs import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATES, Job, JobState, NewJob, Spend
+from empire.agent.pools.publish import NewContent
 from empire.agent.pools.queue import (
     DeadLettered,
     Noted,
@@ -29,7 +30,7 @@ from empire.agent.pools.queue import (
 )
 from empire.agent.types import Reason
 
-__all__ = ["MemoryCallbackStore", "MemoryHoldStore", "MemoryJobQueue"]
+__all__ = ["MemoryCallbackStore", "MemoryContentCatalog", "MemoryHoldStore", "MemoryJobQueue"]
 
 
 class MemoryHoldStore:
@@ -308,3 +309,18 @@ class MemoryJobQueue:
             by_day[j.provider] += cost if active or (done and finished is not None and finished >= d0) else 0.0
             by_month[j.provider] += cost
         return Spend(sum(by_day.values()), sum(by_month.values()), dict(by_day), dict(by_month))
+
+
+class MemoryContentCatalog:
+    """`ContentCatalog` in a dict of `NewContent` by id."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, NewContent] = {}
+
+    async def add(self, item: NewContent) -> None:
+        self.items.setdefault(item.id, item)
+
+    async def recent(self, persona: str, limit: int) -> list[tuple[str | None, dict[str, Any]]]:
+        mine = [i for i in self.items.values() if i.meta.persona == persona and i.meta.status == "active"]
+        mine.sort(key=lambda i: i.meta.created_at, reverse=True)
+        return [(i.meta.title, dict(i.meta.extra)) for i in mine[:limit]]

@@ -23,19 +23,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from empire.agent.pools.compliance import check_compliance
 from empire.agent.pools.jobs import Job
 from empire.agent.pools.providers.base import JobProvider, PollResult
 from empire.agent.ports import Clock, StorageBackend
 from empire.policies.generation import CompliancePolicy
-from empire.state import tables as t
-from empire.state.database import Database
 
-__all__ = ["ContentMeta", "ContentPublisher", "ContentSink", "DirectoryContentSink", "StorageContentSink", "object_id"]
+__all__ = [
+    "ContentCatalog", "ContentMeta", "ContentPublisher", "ContentSink", "DirectoryContentSink", "NewContent",
+    "StorageContentSink", "object_id",
+]  # fmt: skip
 
 RECENT = 500  # releases per persona the near-duplicate check compares against
 
@@ -53,6 +51,31 @@ class ContentMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NewContent:
+    """A generated track as it enters the content inventory (where tiering takes over)."""
+
+    id: str
+    size: int
+    checksum: str
+    tier: str
+    location: str
+    meta: ContentMeta
+
+
+class ContentCatalog(Protocol):
+    """Where published tracks are recorded (the `content_objects` table, shared with tiering).
+    `empire.state.content.SqlContentCatalog` on the state DB; `memory.MemoryContentCatalog` the twin."""
+
+    async def add(self, item: NewContent) -> None:
+        """Record a new object; an id already there is left as it is (a retried publish)."""
+        ...
+
+    async def recent(self, persona: str, limit: int) -> list[tuple[str | None, dict[str, Any]]]:
+        """(title, meta) of the persona's newest active objects, newest first."""
+        ...
+
+
 class ContentSink(Protocol):
     async def publish(self, object_id: str, data: bytes, meta: ContentMeta) -> None: ...
 
@@ -60,8 +83,8 @@ class ContentSink(Protocol):
 class StorageContentSink:
     """Bytes into a storage backend's tier; the object's row into `content_objects`."""
 
-    def __init__(self, db: Database, backend: StorageBackend, tier: str = "hot") -> None:
-        self.db = db
+    def __init__(self, catalog: ContentCatalog, backend: StorageBackend, tier: str = "hot") -> None:
+        self.catalog = catalog
         self.backend = backend
         self.tier = tier
 
@@ -72,14 +95,7 @@ class StorageContentSink:
             yield data
 
         size, checksum = await self.backend.put(self.tier, location, chunks())
-        row = {
-            "id": object_id, "size": size, "checksum": checksum, "tier": self.tier, "location": location,
-            "persona": meta.persona, "title": meta.title, "status": meta.status, "created_at": meta.created_at,
-            "tier_since": meta.created_at, "access_score": 0.0, "revenue": 0.0, "meta": meta.extra,
-        }  # fmt: skip
-        ins = (pg_insert if self.db.dialect == "postgresql" else sqlite_insert)(t.content_objects).values(**row)
-        async with self.db.begin() as conn:
-            await conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]))
+        await self.catalog.add(NewContent(object_id, size, checksum, self.tier, location, meta))
 
 
 class _Directory:
@@ -109,8 +125,8 @@ class _Directory:
 
 
 class DirectoryContentSink(StorageContentSink):
-    def __init__(self, db: Database, root: Path, tier: str = "hot") -> None:
-        super().__init__(db, _Directory(root), tier)  # type: ignore[arg-type]
+    def __init__(self, catalog: ContentCatalog, root: Path, tier: str = "hot") -> None:
+        super().__init__(catalog, _Directory(root), tier)  # type: ignore[arg-type]
 
 
 class ContentPublisher:
@@ -118,13 +134,13 @@ class ContentPublisher:
 
     def __init__(
         self,
-        db: Database,
+        catalog: ContentCatalog,
         sink: ContentSink,
         compliance: Callable[[], CompliancePolicy],
         clock: Clock,
         on_content: Callable[[str | None, bool], None] | None = None,
     ) -> None:
-        self.db = db
+        self.catalog = catalog
         self.sink = sink
         self.compliance = compliance
         self.clock = clock
@@ -134,17 +150,9 @@ class ContentPublisher:
 
     async def _recent(self, persona: str) -> tuple[list[str], list[str]]:
         if persona not in self._titles:
-            c = t.content_objects.c
-            q = (
-                select(c.title, c.meta)
-                .where(c.persona == persona, c.status == "active")
-                .order_by(c.created_at.desc())
-                .limit(RECENT)
-            )
-            async with self.db.connect() as conn:
-                rows = (await conn.execute(q)).all()
-            self._titles[persona] = [r.title for r in rows if r.title][::-1]
-            self._prompts[persona] = [str((r.meta or {}).get("prompt", "")) for r in rows][::-1]
+            rows = await self.catalog.recent(persona, RECENT)
+            self._titles[persona] = [title for title, _ in rows if title][::-1]
+            self._prompts[persona] = [str((meta or {}).get("prompt", "")) for _, meta in rows][::-1]
         return self._titles[persona], self._prompts[persona]
 
     async def publish(self, job: Job, provider: JobProvider, account: str, result: PollResult) -> dict[str, Any]:

@@ -37,14 +37,13 @@ from empire.agent.pools.jobs import Spend
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.providers.base import JobProvider
 from empire.agent.pools.providers.http import CallbackHub
-from empire.agent.pools.publish import ContentPublisher, ContentSink
+from empire.agent.pools.publish import ContentCatalog, ContentPublisher, ContentSink
 from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Clock, RateLimiter
 from empire.config.secrets import SecretReader
 from empire.errors import EmpireError
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
-from empire.state.database import Database
 
 __all__ = ["PoolsRuntime"]
 
@@ -62,7 +61,7 @@ class PoolsRuntime:
     def __init__(
         self,
         policy: Callable[[], Policy],
-        db: Database,
+        catalog: ContentCatalog,
         clock: Clock,
         limiter: RateLimiter,
         options: DispatcherOptions,
@@ -78,7 +77,7 @@ class PoolsRuntime:
         queue: JobQueue,
     ) -> None:
         self.policy = policy
-        self.db = db
+        self.catalog = catalog
         self.clock = clock
         self.limiter = limiter
         self.metrics = metrics
@@ -98,7 +97,7 @@ class PoolsRuntime:
         queue.limits = budget_limits(pol)
         self.publisher = None
         if sink is not None:  # None: record results only (`empire pools run --no-publish`)
-            self.publisher = ContentPublisher(db, sink, lambda: self.policy().compliance, clock,
+            self.publisher = ContentPublisher(catalog, sink, lambda: self.policy().compliance, clock,
                                               metrics.on_content if metrics else None)  # fmt: skip
         self.dispatcher = Dispatcher(pol.providers, adapters, self.queue, limiter, options, metrics=metrics,
                                      publisher=self.publisher, clock=clock)  # fmt: skip

@@ -38,6 +38,7 @@ from empire.agent.types import DrainAccount, Generate, PausePersona
 from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
 from empire.state.callbacks import SqlCallbackStore
+from empire.state.content import SqlContentCatalog
 from empire.state.holds import SqlHoldStore
 from empire.state.jobs import SqlJobQueue
 
@@ -59,10 +60,10 @@ def _sink(deps: AreaDeps, policy: Policy) -> Any:
     hot = policy.storage.tiers[0].name  # hottest first
     backend = deps.offered.get("storage_backend")
     if backend is not None:
-        return StorageContentSink(deps.db, backend, hot)
+        return StorageContentSink(SqlContentCatalog(deps.db), backend, hot)
     root = deps.settings.data_dir / "tiers"
     logger.warning("pools: no storage backend from tiering; generated tracks go to %s/%s", root, hot)
-    return DirectoryContentSink(deps.db, root, hot)
+    return DirectoryContentSink(SqlContentCatalog(deps.db), root, hot)
 
 
 def build(deps: AreaDeps) -> AreaHandle:
@@ -76,7 +77,7 @@ def build(deps: AreaDeps) -> AreaHandle:
     metrics = deps.monitor.group(PoolMetrics)
     callbacks = SqlCallbackStore(deps.db)
     runtime = PoolsRuntime(
-        policy, deps.db, deps.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
+        policy, SqlContentCatalog(deps.db), deps.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
         secrets=deps.secret_reader, paused=lambda: deps.loop.dry_run, holds=SqlHoldStore(deps.db),
         callbacks=callbacks, queue=SqlJobQueue(deps.db),
     )  # fmt: skip

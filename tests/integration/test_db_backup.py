@@ -17,12 +17,12 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
 from empire.agent.leader import FileLeader
+from empire.agent.records import ActionState
 from empire.cli import main
 from empire.errors import ConfigError, PermanentError
-from empire.state import Database
 from empire.state import tables as t
 from empire.state.backup import MANIFEST_SUFFIX, Manifest, create_backup, database_contents, restore_backup
-from empire.state.records import ActionState
+from empire.state.database import Database
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -224,8 +224,8 @@ def test_the_pg_password_is_not_on_the_command_line() -> None:
 
 
 async def test_unfinished_intents_survive_the_trip(database: Database, second_url: str, tmp_path: Path):
-    from empire.state import SqlStateStore
-    from empire.state.records import ActionRecord
+    from empire.agent.records import ActionRecord
+    from empire.state.store import SqlStateStore
 
     store = SqlStateStore(database)
     await store.write_intent(ActionRecord(idempotency_key="scale:api:x", kind="scale", subject="api", params={},

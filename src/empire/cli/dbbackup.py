@@ -61,7 +61,7 @@ def register(psub: argparse._SubParsersAction) -> None:
 def backup(args: argparse.Namespace) -> int:
     import anyio
 
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
     from empire.state.backup import MANIFEST_SUFFIX, artifact_name, check_source, create_backup
     from empire.state.backupdest import LocalLocation, open_location, scratch_dir, split_artifact
 
@@ -93,7 +93,8 @@ def backup(args: argparse.Namespace) -> int:
 def restore(args: argparse.Namespace) -> int:
     import anyio
 
-    from empire.config import load_settings, mask_url
+    from empire.config.settings import load_settings
+    from empire.config.urls import mask_url
     from empire.state.backup import MANIFEST_SUFFIX, Manifest, restore_backup
     from empire.state.backupdest import open_location, scratch_dir, split_artifact
 
@@ -148,8 +149,8 @@ class _SoleReplica:
 
 async def _after_restore(url: str, manifest: Manifest) -> list[str]:
     """Migrate to the newest schema, then compare with the manifest: `ok ...` / `FAIL ...` lines."""
-    from empire.state import Database
     from empire.state.backup import database_contents
+    from empire.state.database import Database
     from empire.state.migrations import head_revision
 
     db = await Database.open(url, migrate=True)

@@ -27,7 +27,7 @@ from empire.policies.common import SecretRef
 __all__ = ["SecretReader", "resolve_secret", "resolve_secret_value"]
 
 SecretReader = Callable[[str, str], str]
-"""`(secret name, key) -> value`: reads a Kubernetes Secret key (`agent.executors.kubesecrets.KubernetesSecretReader`)."""
+"""`(secret name, key) -> value`: reads a Kubernetes Secret key (`agent.kube.kubesecrets.KubernetesSecretReader`)."""
 
 
 def resolve_secret(

@@ -28,7 +28,8 @@ from sqlalchemy import insert, select
 from empire.agent.clock import SystemClock
 from empire.agent.monitor import Monitor
 from empire.agent.scheduler import PeriodicJobs
-from empire.state import Database, tables
+from empire.state import tables
+from empire.state.database import Database
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,9 @@ SCRIPT = textwrap.dedent(
     import anyio
     from sqlalchemy import event
     import empire.state.database as database
-    from empire.state import AuditRecord, Database, SqlStateStore
+    from empire.agent.records import AuditRecord
+    from empire.state.database import Database
+    from empire.state.store import SqlStateStore
     from empire.errors import TemporaryError
 
     path, hold, busy = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])

@@ -79,7 +79,8 @@ def list_jobs(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    ref: int | str = int(args.job) if args.job.isdecimal() and int(args.job) <= MAX_ID else args.job  # not isdigit(): "¹" is a digit int() refuses
+    # not isdigit(): "¹" is a digit int() refuses
+    ref: int | str = int(args.job) if args.job.isdecimal() and int(args.job) <= MAX_ID else args.job
     job = _run(lambda q: q.get(ref))
     if job is None:
         raise NotFoundError(f"no job {args.job!r}")

@@ -69,7 +69,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdecimal() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:  # bytes: ASCII digits only
             await JSONResponse({"error": f"body larger than {self.limit} bytes"}, 413)(scope, receive, send)
             return
         seen = 0

@@ -204,3 +204,42 @@ def test_explain_says_whether_the_forecast_acted_and_why():
     text = "\n".join(render([record], {}))
     assert "forecast_unproven" in text
     assert "guard: unproven: not acted on (reactive scaling decides); evaluating: 2.0 h of 12 h" in text
+
+
+def test_a_forecast_that_turns_dear_stops_acting_and_the_excess_stays_bounded():
+    """Trusted on 12 good hours, then the forecast asks for far too much (never a miss, no skill measure:
+    the fast gates cannot see it). The books stop it, and the live books show the excess stays bounded."""
+    demand = ramps(20)
+    guard = PredictiveGuard(settings(), replicas=5)
+    good = 12 * HOUR
+    feed(guard, demand[:good], lambda i: float(demand[i + 2]))
+    assert guard.verdict().state == GateState.trusted and guard.overspent() <= 0
+
+    states = []
+    for i in range(good, len(demand)):
+        guard.observe(START + timedelta(minutes=i), float(demand[i]), dict.fromkeys(guard.quantiles, 300.0), None)
+        states.append(guard.verdict())
+    assert states[0].state == GateState.trusted  # nothing else objects to it at first
+    stopped = next(i for i, v in enumerate(states) if v.state != GateState.trusted)
+    assert all(v.state == GateState.unproven for v in states[stopped:])
+    over = guard.overspent() / 3600
+    live, reactive = guard.evidence()["live"]["replica_hours"], guard.evidence()["reactive"]["replica_hours"]
+    assert 0 < over < 0.1 * reactive and live > reactive, (over, live, reactive)
+
+
+def test_when_the_live_books_are_over_the_cheapest_eligible_variant_acts():
+    """The target (the live column) used more replica-hours than reactive would have: the guard repays,
+    choosing the cheapest variant that still beats reactive, and says so."""
+    demand = ramps(12)
+    guard = PredictiveGuard(settings(), replicas=5)
+    feed(guard, demand, lambda i: float(demand[min(i + 2, len(demand) - 1)]))
+    fewest = guard.verdict()
+    assert fewest.trusted and "why" not in fewest.details
+    cheapest, _ = guard._select(repay=True)
+    assert cheapest is not None
+    guard.bank.cost[-1] = guard.bank.cost[0] + 3600  # one replica-hour over, as a switching history can leave
+    guard.bank.step(guard.last_at + 60, float(demand[-1]), None, None)  # the next tick (books move on)
+    repaying = guard.verdict()
+    assert repaying.trusted and repaying.details["why"].startswith("repaying")
+    assert repaying.variant == guard.variants[cheapest[0]]
+    assert guard.totals(repaying.variant)[2] <= guard.totals(fewest.variant)[2]

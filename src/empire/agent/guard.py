@@ -24,8 +24,14 @@ would be ready: a replica asked for is ready `scheduling_buffer` later, removal 
 replica-seconds. Over the last `evaluation_window` (7 days by default, once `min_evaluation` has
 passed) a variant is **eligible** when it was under-provisioned clearly less often than the reactive
 shadow (by at least 3 ticks and one standard deviation of reactive's count, so that luck cannot
-explain it) *and* cost no more replica-seconds; the one with the fewest under-provisioned ticks (then
-the cheapest) is chosen. Where reactive is (nearly) never short, nothing can be won and the forecast
+explain it) *and* cost fewer replica-seconds by at least one standard deviation of the difference
+(from the hourly differences: chosen among many variants, one cheaper by luck would cost more than
+reactive afterwards); the one with the fewest under-provisioned ticks (then
+the cheapest) is chosen. A last shadow, `live`, follows what the guard let act at each step: the
+target itself. While, over the books, it has used more replica-seconds than reactive would have (the
+chosen variant turned out dearer than its week of evidence said), the cheapest eligible variant that
+also cost no more than reactive in the last hour acts instead of the one fewest short (`repaying`),
+or none, until the books balance: the excess cannot grow by more than about an hour's worth. Where reactive is (nearly) never short, nothing can be won and the forecast
 does not act. No eligible variant: the forecast does not act (`unproven`) and the target
 scales as HPA would. The counterfactual is exact for a demand that does not depend on the replicas
 (requests, queue arrivals), which is what predictive scaling forecasts.
@@ -40,8 +46,9 @@ only when its target time has been observed):
 * **skill**: `1 - pinball(model) / pinball(seasonal naive)` at the policy's quantile over the same
   recent forecasts, reported (metrics, `/status`, the journal) and required to be positive.
 
-Shadows approximate HPA's stabilization: tolerance and the stabilization windows, not the rate
-policies (which rarely bind at one tick per interval); they start at the current replicas.
+Shadows approximate HPA's stabilization: tolerance, the stabilization windows and the scale-up rate
+policies (as if each policy's period were one step; the scale-down ones rarely bind at one tick per
+interval); they start at the current replicas.
 """
 
 from __future__ import annotations
@@ -130,23 +137,39 @@ class GuardSettings:
     evaluation_window: float = 7 * 86400.0
     min_evaluation: float = 12 * 3600.0
     gate_window: int = 60  # recent forecasts the sudden-miss test looks at
+    # scale_up rate policies as (type "pods"|"percent", value), `up_select` "max"|"min"|"disabled" (HPA's
+    # rules, as if each period were one step): () is no limit
+    scale_up: tuple[tuple[str, float], ...] = ()
+    up_select: str = "max"
     bucket: float = 3600.0  # the books' granularity
 
     @property
     def delay_steps(self) -> int:
         return max(1, math.ceil(self.buffer / self.step - 1e-9))
 
+    def up_limit(self, current: int) -> int:
+        """The most replicas one step may reach from `current` (HPA's scale-up rate policies; a spike to
+        a hundred times the demand takes the live target several steps, and so it does the shadows)."""
+        if not self.scale_up:
+            return self.max_replicas
+        if self.up_select == "disabled":
+            return current
+        proposed = [current + v if kind == "pods" else math.ceil(current * (1 + v / 100)) for kind, v in self.scale_up]
+        return min(proposed) if self.up_select == "min" else max(proposed)
+
 
 class ShadowBank:
     """The counterfactual controllers (see the module docstring), one column each, stepped together:
-    column 0 is reactive scaling, column i > 0 is `variants[i - 1]`. Books in hourly buckets.
+    column 0 is reactive scaling, column i in 1..len(variants) is `variants[i - 1]`, and the last column
+    (`LIVE`) follows what the guard let act at each step (a variant, or reactive): the target itself, as
+    the guard's verdicts made it behave. Books in hourly buckets.
 
     Plain Python lists, not numpy: with a score of columns, a numpy call costs more than the loop."""
 
     def __init__(self, variants: tuple[Variant, ...], settings: GuardSettings, replicas: int) -> None:
         self.s = settings
-        self.names = ("reactive", *(v.name for v in variants))
-        self.windows = [settings.policy_window, *(v.window for v in variants)]
+        self.names = ("reactive", *(v.name for v in variants), "live")
+        self.windows = [settings.policy_window, *(v.window for v in variants), settings.policy_window]
         self.longest = max(self.windows)
         width = len(self.names)
         self.replicas = [replicas] * width
@@ -158,10 +181,14 @@ class ShadowBank:
         self.cost = [0.0] * width
         self.ticks = 0.0
 
-    def step(self, at: float, demand: float, forecast_replicas: list[int] | None) -> None:
+    def step(self, at: float, demand: float, forecast_replicas: list[int] | None, live: int | None = None) -> None:
         """Advance one observation: decide like each controller would, then book the tick.
-        `forecast_replicas`: one per variant (column 1..), or None while there is no forecast."""
+        `forecast_replicas`: one per variant (column 1..), or None while there is no forecast; `live`: the
+        variant that acts now (its index in `variants`), or None when reactive does."""
         s = self.s
+        if forecast_replicas is not None:
+            forecast_replicas = [*forecast_replicas, forecast_replicas[live] if live is not None else 0]
+        self.windows[-1] = self.windows[live + 1] if live is not None else s.policy_window
         target, tolerance, lo, hi = s.target, s.tolerance, s.min_replicas, s.max_replicas
         plain = math.ceil(demand / target - 1e-9)
         raw = []
@@ -178,7 +205,9 @@ class ShadowBank:
                 if when > at - window and earlier[i] > down[i]:
                     down[i] = earlier[i]
         self.recent.append((at, raw))
-        self.replicas = [min(max(c, r), d) for c, r, d in zip(self.replicas, raw, down, strict=True)]
+        limit = s.up_limit
+        self.replicas = [min(max(c, r), d, limit(c)) if r > c else min(max(c, r), d)
+                         for c, r, d in zip(self.replicas, raw, down, strict=True)]  # fmt: skip
         self.asked.append(self.replicas)
         ready = [min(column) for column in zip(*self.asked, strict=True)]  # asked `buffer` ago, not removed since
         capacity = s.capacity
@@ -250,8 +279,9 @@ class PredictiveGuard:
         self.misses: dict[float, deque[int]] = {q: deque() for q in self.quantiles}
         self.miss_sums: dict[float, int] = dict.fromkeys(self.quantiles, 0)
         self._column_quantile = [self.quantiles.index(v.quantile) for v in self.variants]
-        self._selection: tuple[tuple[Any, ...], tuple[int, float, float] | None, float] | None = None
+        self._selection: dict[bool, tuple[tuple[Any, ...], tuple[int, float, float] | None, float]] = {}
         self._verdict: tuple[tuple[Any, ...], GuardVerdict] | None = None
+        self._live: int | None = None  # the variant acting now (index), None: reactive
         self.losses: deque[tuple[float, float]] = deque()  # (model, naive) pinball losses, the last day's forecasts
         self.loss_sums = [0.0, 0.0]
         self.loss_keep = max(settings.gate_window, round(86400 / settings.step))
@@ -285,7 +315,7 @@ class PredictiveGuard:
         if forecasts and all(q in forecasts for q in self.quantiles):
             per_quantile = [self.forecast_replicas(forecasts[q]) for q in self.quantiles]
             replicas = [per_quantile[i] for i in self._column_quantile]
-        self.bank.step(t, demand, replicas)
+        self.bank.step(t, demand, replicas, self._live)
         if forecasts:
             self.pending.append((t + self.s.buffer, dict(forecasts), naive))
 
@@ -335,18 +365,27 @@ class PredictiveGuard:
         if seen < self.s.min_evaluation:
             key: tuple[Any, ...] = ("evaluating", int(seen // 3600))
         else:
-            chosen, margin = self._select()
+            repay = self.overspent() > 0
+            chosen, margin = self._select(repay)
             if chosen is None:
-                key = ("no variant", round(margin))
+                key = ("no variant", round(margin), repay)
             else:
                 q = self.variants[chosen[0]].quantile
                 misses, _ = self.exceedance(q)
-                key = ("variant", chosen[0], misses >= self.trip[q], skill is not None and skill <= 0)
+                key = ("variant", chosen[0], misses >= self.trip[q], skill is not None and skill <= 0, repay)
         if self._verdict is not None and self._verdict[0] == key:
             return self._verdict[1]
         verdict = self._judge(key, seen, skill)
         self._verdict = (key, verdict)
+        self._live = self.variants.index(verdict.variant) if verdict.trusted and verdict.variant else None
         return verdict
+
+    def overspent(self) -> float:
+        """Replica-seconds the target itself (the live column) used beyond what reactive would have, over
+        the books. Positive: the cheapest eligible variant that cost no more than reactive in the last hour
+        acts (repaying) instead of the one fewest short, or none. A variant cheaper than reactive over
+        the week can cost more this week; only the live books see it."""
+        return float(self.bank.cost[-1] - self.bank.cost[0])
 
     def _judge(self, key: tuple[Any, ...], seen: float, skill: float | None) -> GuardVerdict:
         if key[0] == "evaluating":
@@ -363,6 +402,12 @@ class PredictiveGuard:
         if key[3]:
             why = f"no better than the seasonal-naive forecast on recent demand (skill {skill:.3f})"
             return GuardVerdict(GateState.skill_lost, None, {"why": why, "variant": v.name})
+        if key[4]:
+            why = (
+                f"repaying: the target used {self.overspent() / 3600:.1f} replica-hours more than reactive would "
+                "have, so the cheapest variant that beats reactive acts"
+            )
+            return GuardVerdict(GateState.trusted, v, {"variant": v.name, "why": why})
         return GuardVerdict(GateState.trusted, v, {"variant": v.name})
 
     def evidence(self) -> dict[str, Any]:
@@ -374,11 +419,12 @@ class PredictiveGuard:
             "evaluated_hours": round(min(seen, self.s.evaluation_window) / 3600, 1),
             "reactive": {"under_ticks": int(bank.under[0]), "ticks": int(bank.ticks),
                          "replica_hours": round(float(bank.cost[0]) / 3600, 1)},
+            "live": {"under_ticks": int(bank.under[-1]), "replica_hours": round(float(bank.cost[-1]) / 3600, 1)},
         }  # fmt: skip
         skill = self.skill()
         if skill is not None:
             out["skill"] = round(skill, 4)
-        chosen, _ = self._select()
+        chosen, _ = self._select(self.overspent() > 0)
         if chosen is not None:
             v = self.variants[chosen[0]]
             misses, n = self.exceedance(v.quantile)
@@ -388,27 +434,43 @@ class PredictiveGuard:
                                  "trip_at": self.trip[v.quantile]}  # fmt: skip
         return out
 
-    def _select(self) -> tuple[tuple[int, float, float] | None, float]:
-        """The eligible variant with the fewest short ticks, then the cheapest: (index, under, cost) or None,
-        and the margin it had to beat reactive by. Chosen again when an hour's bucket opens (or the books
+    def _select(self, repay: bool = False) -> tuple[tuple[int, float, float] | None, float]:
+        """The eligible variant with the fewest short ticks, then the cheapest (`repay`: the cheapest, then
+        the fewest short): (index, under, cost) or None, and the margin it had to beat reactive by. Chosen again when an hour's bucket opens (or the books
         were restored), not every tick: the evidence is a week, an hour more does not change it."""
         bank = self.bank
         key = (len(bank.books), bank.books[-1][0] if bank.books else None, bank.ticks if not bank.books else None)
-        if self._selection is not None and self._selection[0] == key:
-            return self._selection[1], self._selection[2]
+        cached = self._selection.get(repay)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
         r_under, r_cost = float(bank.under[0]), float(bank.cost[0])
         # Fewer misses by a margin a count's noise cannot explain: at least 3, and one standard deviation of
         # reactive's (Poisson) count. Where reactive is (nearly) never short, no variant can show that:
         # nothing is left to win there, only to lose, so reactive keeps acting.
         margin = max(3.0, math.sqrt(r_under))
-        eligible = [(under, cost, i) for i, (under, cost) in enumerate(zip(bank.under[1:], bank.cost[1:], strict=True))
-                    if under <= r_under - margin and cost <= r_cost]  # fmt: skip
+        eligible = [(under, cost, i) for i, (under, cost) in enumerate(zip(bank.under[1:-1], bank.cost[1:-1], strict=True))
+                    if under <= r_under - margin and cost + self._cost_noise(i + 1) <= r_cost]  # fmt: skip
+        if repay and bank.books:
+            # repaying: only a variant that costs no more than reactive now (the last complete hour) pays back
+            last = bank.books[-2 if len(bank.books) > 1 else -1][3]
+            eligible = [e for e in eligible if last[e[2] + 1] <= last[0]]
         chosen = None
         if eligible:
-            under, cost, i = min(eligible)  # fewest misses, then cheapest
+            under, cost, i = min(eligible, key=lambda e: (e[1], e[0]) if repay else e)  # cheapest / fewest misses
             chosen = (i, float(under), float(cost))
-        self._selection = (key, chosen, margin)
+        self._selection[repay] = (key, chosen, margin)
         return chosen, margin
+
+    def _cost_noise(self, column: int) -> float:
+        """One standard deviation of the week's total replica-second difference between a variant and
+        reactive, from its hourly differences: "no more replica-hours" must hold by more than what the
+        hours' ups and downs explain. Without it, picking the best of many variants on a week picks one
+        that was cheaper by luck (the winner's curse), and it costs more than reactive afterwards."""
+        diffs = [cost[column] - cost[0] for _, _, _, cost in self.bank.books]
+        if len(diffs) < 2:
+            return 0.0
+        mean = sum(diffs) / len(diffs)
+        return math.sqrt(sum((d - mean) ** 2 for d in diffs))
 
     def totals(self, variant: Variant | None) -> tuple[float, float, float]:
         """(under-provisioned ticks, ticks, replica-seconds) of reactive (None) or a variant."""
@@ -429,7 +491,7 @@ class PredictiveGuard:
         self.first_at = max(float(first), horizon)
         self.last_at = float(state.get("last_at") or first)
         self.bank.forget(horizon)
-        self._selection = self._verdict = None
+        self._selection, self._verdict = {}, None
         if self.last_at <= horizon:  # nothing recent is left: start afresh
             self.first_at = self.last_at = None
 

@@ -276,6 +276,8 @@ class ForecastService:
             buffer=p.scheduling_buffer.total_seconds(), quantile=p.quantile, min_replicas=max(1, target.min_replicas),
             max_replicas=target.max_replicas, evaluation_window=p.evaluation_window.total_seconds(),
             min_evaluation=p.min_evaluation.total_seconds(),
+            scale_up=tuple((r.type.value, float(r.value)) for r in target.behavior.scale_up.policies),
+            up_select=target.behavior.scale_up.select.value,
         )  # fmt: skip
 
     def _guard(self, target: Target, signal: Signal, state: _State) -> PredictiveGuard:

@@ -202,3 +202,27 @@ async def test_cancelling_a_submitted_job_keeps_its_cost_in_the_budget(make_queu
     assert (await q.spend(T0)).provider_day("p") == pytest.approx(1.5)  # a may be billed; b was never sent
     assert len(await q.claim("r", T0, 5, 60)) == 1  # 1.5 billed + 1.5 reserved = the 3.0 budget
     assert (await q.spend(T0)).provider_day("p") <= 3.0
+
+
+async def test_heartbeats_beside_transitions_never_deadlock(make_queue: MakeQueue) -> None:
+    """The dispatcher's heartbeat extends every lease of its owner while transitions update some of
+    the same jobs row by row, in another order. On PostgreSQL the two once deadlocked (CI): the
+    heartbeat now skips rows a transition holds. Both keep working, and no lease is lost."""
+    q = make_queue()
+    await q.enqueue(jobs(40), T0)
+    held = await q.claim("r", T0, 40, 60)
+    ids = sorted((j.id for j in held), reverse=True)  # the opposite order to the heartbeat's
+
+    async def beats() -> None:
+        for i in range(25):
+            await q.heartbeat("r", T0 + timedelta(seconds=i), 60)
+
+    async def notes() -> None:
+        for i in range(25):
+            await q.apply([Noted(j, "r", f"round {i}", "rerouted", T0 + timedelta(seconds=i)) for j in ids])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beats)
+        tg.start_soon(notes)
+    assert await q.heartbeat("r", T0 + timedelta(seconds=30), 60) == 40
+    assert {(await q.get(j)).last_error for j in ids} == {"round 24"}  # type: ignore[union-attr]

@@ -214,12 +214,19 @@ class SqlJobQueue:
         return True
 
     async def heartbeat(self, owner: str, now: datetime, lease_seconds: float) -> int:
-        """Extend every lease this owner holds. One statement, whatever the number of jobs."""
+        """Extend every lease this owner holds. One statement, whatever the number of jobs.
+
+        On PostgreSQL the rows are chosen with `FOR UPDATE SKIP LOCKED`: a transition (`apply`)
+        updating some of them row by row at the same moment would otherwise deadlock with this
+        multi-row update, each holding a row the other waits for. A skipped row is one being
+        transitioned right now, so its lease needs no extension from this beat.
+        """
+        mine = (J.c.lease_owner == owner) & J.c.state.in_(_ACTIVE)
+        if self.db.dialect == "postgresql":
+            mine = J.c.id.in_(select(J.c.id).where(mine).order_by(J.c.id).with_for_update(skip_locked=True))
         async with self.db.begin() as conn:
             res = await conn.execute(
-                update(J)
-                .where(J.c.lease_owner == owner, J.c.state.in_(_ACTIVE))
-                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                update(J).where(mine).values(lease_expires_at=now + timedelta(seconds=lease_seconds))
             )
         return int(res.rowcount or 0)
 

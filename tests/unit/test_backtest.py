@@ -185,3 +185,23 @@ def test_numbers_that_are_not_finite_are_usage_errors(capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as info:
         main(["backtest", "--days", "nan"])
     assert info.value.code == 2 and "argument --days: 'nan' is not a finite number" in capsys.readouterr().err
+
+
+def test_capacity_p99_applies_the_suite_rule_to_any_trace(tmp_path: Path):
+    """`--capacity p99` gives a CSV of any volume the suite's capacity: its p99 minute needs 40 replicas."""
+    import json
+
+    from empire.cli import main
+
+    rows = ["timestamp,value"] + [
+        f"{(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=i)).isoformat()},{4000 + 40 * (i % 50)}"
+        for i in range(600)
+    ]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "o.json"
+    args = ["backtest", str(tmp_path / "t.csv"), "--capacity", "p99", "--policies", "reactive", "--no-progress"]
+    main([*args, "--json", str(out)])
+    capacity = json.loads(out.read_text())["settings"]["capacity"]
+    assert capacity == pytest.approx(np.percentile([4000 + 40 * (i % 50) for i in range(600)], 99) / 40)
+    with pytest.raises(SystemExit):
+        main(["backtest", "--capacity", "p98"])  # a usage error names it

@@ -17,6 +17,13 @@ PLOT_FORMATS = ("eps", "jpeg", "jpg", "pdf", "png", "ps", "svg", "svgz", "tif", 
 """What matplotlib's Agg backend writes (checked before the run, not after it)."""
 
 
+def _capacity(text: str) -> float | str:
+    """--capacity: a number of requests per minute, or `p99` (the suite's rule)."""
+    if text.strip().lower() == "p99":
+        return "p99"
+    return number(high=1e9, above=0)(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backtest",
@@ -65,8 +72,9 @@ examples:
     g = p.add_argument_group("cluster and reactive (HPA) baseline")
     g.add_argument(
         "--capacity",
-        type=number(high=1e9, above=0),
-        help="requests/min per ready replica (default 10; for a suite trace, its p99 minute / 40)",
+        type=_capacity,
+        help="requests/min per ready replica, or p99: the trace's 99th-percentile minute / 40, as the suite "
+        "does (default 10; for a suite trace, p99)",
     )
     g.add_argument("--startup-delay", default="2m", help="request to ready (default 2m)")
     g.add_argument("--min-replicas", type=count(0, 1_000_000), default=1)
@@ -144,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_path(args.plot, "--plot", PLOT_FORMATS)
     settings = BacktestSettings(
-        capacity=args.capacity or 10.0, startup_delay=_seconds(args.startup_delay, "--startup-delay") or 0.0,
+        capacity=args.capacity if isinstance(args.capacity, float) else 10.0, startup_delay=_seconds(args.startup_delay, "--startup-delay") or 0.0,
         min_replicas=args.min_replicas, max_replicas=args.max_replicas, target_utilization=args.target_utilization,
         tolerance=args.tolerance, scale_down_window=_seconds(args.scale_down_window, "--scale-down-window") or 0.0,
         quantile=args.quantile, scheduling_buffer=_seconds(args.scheduling_buffer, "--scheduling-buffer"),
@@ -157,12 +165,16 @@ def run(args: argparse.Namespace) -> int:
 
         spec = suite_trace(args.trace.removeprefix("suite:"))
         trace = spec.load()
-        capacity = args.capacity or spec.capacity or capacity_for(trace)
+        capacity = args.capacity if isinstance(args.capacity, float) else spec.capacity or capacity_for(trace)
         settings = replace(settings, capacity=capacity)
     else:
         trace = load_trace(args.trace, value_column=args.value_column, status_column=args.status_column,
                            timestamp_column=args.timestamp_column, scale=args.scale, noise=args.noise, seed=args.seed,
                            days=args.days)  # fmt: skip
+        if args.capacity == "p99":
+            from empire.agent.backtest.suite import capacity_for
+
+            settings = replace(settings, capacity=capacity_for(trace))
     if args.days is not None:
         trace = trace.head(max(1, int(args.days * 1440)))
     started = time.monotonic()

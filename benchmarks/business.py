@@ -38,8 +38,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if sys.path and sys.path[0] == str(ROOT / "benchmarks"):  # benchmarks/http.py would shadow `http`
-    sys.path.pop(0)
 sys.path.insert(0, str(ROOT / "src"))
 
 from empire.agent.pools.allocating import Demand, Learning, TrackReturn, allocate, arm_stats  # noqa: E402

@@ -84,6 +84,8 @@ class Reason(StrEnum):
     budget_deferred = "budget_deferred"
     budget_exhausted = "budget_exhausted"
     persona_paused = "persona_paused"
+    expected_return = "expected_return"  # spending by returns: the best drawn revenue per dollar got the budget
+    data_floor = "data_floor"  # spending by returns: the floor that keeps every persona's revenue data fresh
     # -- storage tiering
     idle_demotion = "idle_demotion"  # the colder tier's rules (idle, age, access rate, revenue) hold
     access_promotion = "access_promotion"  # accessed since it entered a tier whose rules no longer hold
@@ -144,14 +146,20 @@ class Generate:
     # the same window after a crash enqueues nothing twice.
     batch: str = ""
     first: int = 0
+    # Spending by returns: per genre, why it got its tracks (reason, count, expected revenue per
+    # dollar, uncertainty, the Thompson draw, trend boost), journaled with the action for `empire explain`.
+    allocation: tuple[dict[str, Any], ...] = ()
 
     @property
     def subject(self) -> str:
         return f"persona/{self.persona}"
 
     def params(self) -> dict[str, Any]:
-        return {"count": self.count, "priority": self.priority, "providers": list(self.providers),
-                "genres": list(self.genres), "batch": self.batch, "first": self.first}  # fmt: skip
+        out = {"count": self.count, "priority": self.priority, "providers": list(self.providers),
+               "genres": list(self.genres), "batch": self.batch, "first": self.first}  # fmt: skip
+        if self.allocation:
+            out["allocation"] = [dict(a) for a in self.allocation]
+        return out
 
 
 @dataclass(frozen=True)

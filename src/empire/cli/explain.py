@@ -1,5 +1,8 @@
 """`empire explain TARGET [--last N]`: why the agent did what it did, from the journal.
 
+TARGET is a scaling target (its decisions) or a persona (`persona/NAME`, or a bare name with no
+decisions: its generation actions, with the spending evidence when the planner spends by returns).
+
 Reads the decisions table (and the actions journaled for them) of the state database, so it works
 while the daemon runs, after it stopped, and on another machine pointed at the same database.
 """
@@ -23,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="""examples:
   empire explain generator
   empire explain api --last 20
-  empire explain api --format json | jq '.[0].reasons'""",
+  empire explain api --format json | jq '.[0].reasons'
+  empire explain persona/luna-waves      # its generation: reasons, and with spending by returns the evidence""",
     )
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--last", type=count(1, 10_000), default=5, metavar="N", help="how many decisions (default 5)")
@@ -90,6 +94,27 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
     return lines
 
 
+def render_persona(actions: list[Any]) -> list[str]:
+    """A persona's generation actions: what was planned, why, and (spending by returns) on what evidence."""
+    lines = []
+    for a in actions:
+        p = a.params or {}
+        err = f": {a.error}" if a.error else ""
+        what = f"held back {p.get('count')} track(s)" if p.get("held") else f"generate {p.get('count')} track(s)"
+        lines.append(f"{a.created_at.strftime('%Y-%m-%d %H:%M:%S')}Z  {what} (window {p.get('batch') or '-'}, "
+                     f"from #{p.get('first', 0)}): {a.state.value}{err}")  # fmt: skip
+        lines.append(f"    reasons: {', '.join(p.get('reasons') or [a.reason])}")
+        for g in p.get("allocation") or []:
+            if g.get("reason") == "floor":
+                lines.append(f"    floor: {g.get('count')} x {g.get('genre')} (its least-observed genre; "
+                             f"expected {_fmt(g.get('expected'))} per $ +- {_fmt(g.get('uncertainty'))})")  # fmt: skip
+            else:
+                boost = f", trend boost x{_fmt(g.get('boost'))}" if (g.get("boost") or 1) > 1 else ""
+                lines.append(f"    expected return: {g.get('count')} x {g.get('genre')}: {_fmt(g.get('expected'))} "
+                             f"per $ +- {_fmt(g.get('uncertainty'))} (drawn {_fmt(g.get('draw'))}{boost})")  # fmt: skip
+    return lines
+
+
 def explain(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
     from empire.config.urls import mask_url
@@ -102,7 +127,11 @@ def explain(args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> tuple[list[Any], dict[int, list[Any]]]:
         store = SqlStateStore(db)
+        if args.target.startswith("persona/"):
+            return [], {}
         decisions = await store.recent_decisions(args.target, limit=args.last)
+        if not decisions and await store.recent_actions(f"persona/{args.target}", limit=1):
+            return [], {}  # a persona named without the prefix
         acts: dict[int, list[Any]] = {}
         for a in await store.recent_actions(args.target, limit=max(50, args.last * 4)):
             if a.decision_id is not None:
@@ -116,6 +145,23 @@ def explain(args: argparse.Namespace) -> int:
         return decisions, acts
 
     decisions, acts = with_database(go)
+    if not decisions:  # a persona: its generation actions
+
+        async def persona(db: Any) -> list[Any]:
+            subject = args.target if args.target.startswith("persona/") else f"persona/{args.target}"
+            found = await SqlStateStore(db).recent_actions(subject, limit=args.last * 4)
+            return [a for a in found if a.kind == "generate"][: args.last]
+
+        actions = with_database(persona)
+        if not actions:
+            raise NotFoundError(f"no generation actions journaled for {args.target!r} (is empire run running?)")
+        if args.format == "json":
+            print(json.dumps([{"at": a.created_at.isoformat(), "state": a.state.value, "reason": a.reason,
+                               "params": a.params, "error": a.error} for a in actions], indent=2))  # fmt: skip
+            return 0
+        print(f"{args.target}: last {len(actions)} generation action(s), newest first")
+        print("\n".join(render_persona(actions)))
+        return 0
     if args.format == "json":
         out = [
             {"at": d.at.isoformat(), "current": d.current, "recommended": d.recommended, "desired": d.desired,

@@ -31,6 +31,8 @@ __all__ = [
     "RetryPolicy",
     "RoutingStrategy",
     "SimulatedProviderSpec",
+    "SpendFloor",
+    "SpendPolicy",
 ]
 
 
@@ -213,4 +215,43 @@ class CompliancePolicy(StrictModel):
     banned_terms: tuple[str, ...] = Field(default=(), description="terms no title or metadata may contain")
     near_duplicate_similarity: float = Field(
         default=0.9, gt=0, le=1, description="a result this similar to a published one is a near duplicate"
+    )
+
+
+class SpendFloor(StrictModel):
+    """Tracks every persona gets whatever its returns, so that none starves of data."""
+
+    tracks: int = Field(default=1, ge=0, description="tracks per period (0: no floor)")
+    every: PositiveDuration = Field(default=timedelta(days=7), description="the period")
+
+
+class SpendPolicy(StrictModel):
+    """How the planner spends the generation budget across personas.
+
+    `cadence` (the default): every persona its release cadence, boosted by its trend. `returns`:
+    each UTC day, what the cadences would cost is spent where the measured revenue per dollar is
+    highest (Thompson sampling per persona and genre on decayed revenue, see
+    `empire.agent.pools.allocating`), after a floor per persona; budgets as with `cadence`."""
+
+    strategy: Literal["cadence", "returns"] = Field(
+        default="cadence",
+        description="cadence: fixed release cadence; returns: spend where revenue per dollar is highest",
+    )
+    floor: SpendFloor = Field(default_factory=SpendFloor)
+    max_factor: float = Field(default=3.0, ge=1, le=100, description="a persona gets at most cadence x this a day")
+    memory_half_life: PositiveDuration = Field(
+        default=timedelta(days=28), description="a track's revenue counts half after this long (audiences drift)"
+    )
+    payout_half_life: PositiveDuration = Field(
+        default=timedelta(days=10), description="time for platforms to report half of a track's revenue"
+    )
+    prior_tracks: float = Field(
+        default=1.0, gt=0, description="a persona without data counts as this many average tracks"
+    )
+    genre_prior_tracks: float = Field(
+        default=3.0, gt=0, description="a genre without data counts as this many of its persona's tracks"
+    )
+    cv: float = Field(default=1.0, gt=0, le=10, description="revenue dispersion per track (standard deviation / mean)")
+    lookback: PositiveDuration = Field(
+        default=timedelta(days=180), description="tracks older than this are not read (their weight is small)"
     )

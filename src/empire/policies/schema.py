@@ -27,7 +27,7 @@ from empire.policies.errors import (
     raise_issues,
     unknown_choice,
 )
-from empire.policies.generation import Budget, CompliancePolicy, Persona, Provider
+from empire.policies.generation import Budget, CompliancePolicy, Persona, Provider, SpendPolicy
 from empire.policies.scaling import Target
 from empire.policies.storage import StoragePolicy
 
@@ -61,6 +61,7 @@ class Policy(StrictModel):
     personas: tuple[Persona, ...] = Field(
         default=(), max_length=500, description="AI artists: what each generates, how often, through which providers"
     )
+    spending: SpendPolicy = Field(default_factory=SpendPolicy, description="how the generation budget is spread")
     compliance: CompliancePolicy = Field(default_factory=CompliancePolicy)
     storage: StoragePolicy = Field(default_factory=StoragePolicy)
     alerting: AlertingPolicy = Field(default_factory=AlertingPolicy)

@@ -168,11 +168,12 @@ def estimates(
         total.add(s)
     mu0 = total.revenue / total.exposure if total.exposure > 0 else learning.prior_return
     cv2 = learning.cv**2
+    persona_stats: dict[str, ArmStats] = {}
+    for (persona, _genre), s in stats.items():  # every genre counts for its persona, also one no longer listed
+        persona_stats.setdefault(persona, ArmStats()).add(s)
     out: dict[tuple[str, str], tuple[Estimate, float, float]] = {}
     for d in demands:
-        ps = ArmStats()
-        for g in d.genres:
-            ps.add(stats.get((d.persona, g), ArmStats()))
+        ps = persona_stats.get(d.persona, ArmStats())
         n0 = learning.prior_tracks * d.cost
         mean_p = (mu0 * n0 + ps.revenue) / (n0 + ps.exposure)
         k_p = (learning.prior_tracks + ps.tracks) / cv2
@@ -192,20 +193,25 @@ def allocate(
     ledger: BudgetLedger,
     rng: random.Random,
     learning: Learning | None = None,
+    spend_limit: float = math.inf,
 ) -> AllocationPlan:
-    """Floors first (by priority), then the rest of the budget by Thompson draws. `ledger` is
-    reserved in place for every allocated track."""
+    """Floors first (by priority), then the rest of the budget by Thompson draws, spending at most
+    `spend_limit` (the period's target) and what `ledger` allows; `ledger` is reserved in place
+    for every allocated track."""
     learning = learning or Learning()
     cv2 = learning.cv**2
     est = estimates(demands, stats, learning)
     taken: dict[str, int] = {}
     counts: dict[tuple[str, str, str], int] = {}
     held: dict[str, int] = {}
+    spent = 0.0
 
     def take(d: Demand, genre: str, reason: str, want: int) -> int:
+        nonlocal spent
         got = 0
-        while got < want and ledger.reserve(d.provider, d.cost):
+        while got < want and spent + d.cost <= spend_limit + 1e-9 and ledger.reserve(d.provider, d.cost):
             got += 1
+            spent += d.cost
         if got:
             taken[d.persona] = taken.get(d.persona, 0) + got
             counts[(d.persona, genre, reason)] = counts.get((d.persona, genre, reason), 0) + got

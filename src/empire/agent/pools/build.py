@@ -6,7 +6,7 @@ tests and the benchmark build the dispatcher the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,8 @@ from empire.agent.pools.providers.base import JobProvider
 from empire.agent.pools.providers.http import CallbackHub, HttpJobProvider
 from empire.agent.pools.providers.simulated import SimulatedProvider
 from empire.agent.pools.queue import JobQueue
+from empire.agent.pools.revenue import PublishedTrack, track_returns
+from empire.agent.pools.spending import DAY
 from empire.agent.ports import Clock, RateLimiter
 from empire.config.secrets import SecretReader, resolve_secret
 from empire.errors import ConfigError
@@ -29,7 +31,7 @@ from empire.policies.common import SecretRef
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 
-__all__ = ["budget_limits", "build_adapters", "build_dispatcher", "plan_inputs"]
+__all__ = ["budget_limits", "build_adapters", "build_dispatcher", "plan_inputs", "returns_inputs"]
 
 
 def build_adapters(
@@ -106,4 +108,24 @@ async def plan_inputs(queue: JobQueue, policy: Policy, now: datetime) -> dict[st
         "limits": queue.limits,
         "spend": await queue.spend(now),
         "queued_cost": await queue.queued_cost(),
+    }
+
+
+async def returns_inputs(
+    queue: JobQueue, tracks: Sequence[PublishedTrack], policy: Policy, now: datetime
+) -> dict[str, Any]:
+    """What `plan_by_returns` needs: as `plan_inputs`, with today's window for every persona, plus
+    the published tracks' revenue (`returns`) and each persona's tracks in the floor period (`recent`)."""
+    today = window_start(now, DAY)
+    names = [p.name for p in policy.personas]
+    planned = {n: await queue.count_prefix(key_prefix(n, batch_id(today))) for n in names}
+    returns, recent = track_returns(tracks, now, queue.limits, {p.name: p.providers[0] for p in policy.personas},
+                                    policy.spending.floor.every, today)  # fmt: skip
+    return {
+        "planned": planned,
+        "limits": queue.limits,
+        "spend": await queue.spend(now),
+        "queued_cost": await queue.queued_cost(),
+        "returns": returns,
+        "recent": recent,
     }

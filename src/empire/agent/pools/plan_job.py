@@ -1,9 +1,17 @@
 """The generation planner as the daemon runs it: a periodic job (leader only, every `loop.interval`).
 
 Each run reads what the pure planner needs from the state DB (jobs already planned in each
-persona's window, spend, queued cost, the holds), calls `plan_generation`, and hands every
-`Generate` action to the one `ActionRunner` (journal with its reasons, execute, count). Planning
-every tick is idempotent: a window that already has its jobs asks for nothing.
+persona's window, spend, queued cost, the holds), calls the pure planner the policy's
+`spending.strategy` names, and hands every `Generate` action to the one `ActionRunner` (journal
+with its reasons, execute, count). Planning every tick is idempotent: a window that already has
+its jobs asks for nothing.
+
+- `cadence` (default): `plan_generation`, every persona its cadence in its own window;
+- `returns`: `plan_by_returns`, the cadences' money for the UTC day spent by the allocator, which
+  learns from the published tracks' revenue (the `RevenueSource`: the content inventory, fed by
+  the revenue ingest endpoint and `empire content import`; re-read every 15 minutes). Each
+  action's journal row carries the evidence per genre (`allocation`), which `empire explain
+  persona/NAME` prints. Without a revenue source it falls back to `cadence` (said in `/status`).
 
 Held-back work (a paused persona, a budget that would be passed) is journaled too, as a
 `generate` row in state `skipped` whose reason is the hold (`persona_paused`, `budget_deferred`,
@@ -18,22 +26,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from empire.agent.pools.build import plan_inputs
+from empire.agent.pools.build import plan_inputs, returns_inputs
 from empire.agent.pools.holds import Holds, HoldStore
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, plan_generation, window_start
 from empire.agent.pools.queue import JobQueue
+from empire.agent.pools.revenue import PublishedTrack, RevenueSource
+from empire.agent.pools.spending import DAY, plan_by_returns
 from empire.agent.ports import StateStore
 from empire.agent.records import ActionRecord, ActionState
 from empire.agent.types import Action, Generate, Outcome, action_key
+from empire.policies.generation import Persona
 from empire.policies.schema import Policy
 
 __all__ = ["GenerationPlanner"]
 
 logger = logging.getLogger(__name__)
+
+REREAD = timedelta(minutes=15)
 
 RunAction = Callable[[Action, datetime], Awaitable[Outcome]]
 
@@ -54,6 +67,7 @@ class GenerationPlanner:
         replica: str | None = None,
         trend: Callable[[datetime], Mapping[str, float]] | None = None,
         on_holds: Callable[[Holds], None] | None = None,
+        catalog: RevenueSource | None = None,
     ) -> None:
         self.queue = queue
         self.holds = holds
@@ -65,6 +79,9 @@ class GenerationPlanner:
         self.replica = replica
         self.trend = trend
         self.on_holds = on_holds
+        self.catalog = catalog  # published tracks and their revenue: the `returns` strategy reads it
+        self._tracks: list[PublishedTrack] = []
+        self._published_at: datetime | None = None
         self.last: dict[str, Any] | None = None
 
     async def __call__(self, now: datetime) -> GenerationPlan:
@@ -72,16 +89,28 @@ class GenerationPlanner:
         holds = await self.holds.active()
         if self.on_holds is not None:
             self.on_holds(holds)
-        inputs = await plan_inputs(self.queue, pol, now)
         trend = self.trend(now) if self.trend is not None else None
-        plan = plan_generation(pol.personas, now, trend=trend, paused=holds.personas, **inputs)
+        spending: dict[str, Any] = {"strategy": pol.spending.strategy}
+        if pol.spending.strategy == "returns" and self.catalog is not None:
+            inputs = await returns_inputs(self.queue, await self._published(pol, now), pol, now)
+            plan, summary = plan_by_returns(pol.personas, now, policy=pol.spending, trend=trend, paused=holds.personas,
+                                            **inputs)  # fmt: skip
+            spending.update(summary, tracks_read=len(inputs["returns"]))
+            window: Callable[[Persona], timedelta] = lambda _p: DAY  # noqa: E731
+        else:
+            if pol.spending.strategy == "returns":
+                spending["fallback"] = "no content catalog to read revenue from: cadence"
+            inputs = await plan_inputs(self.queue, pol, now)
+            plan = plan_generation(pol.personas, now, trend=trend, paused=holds.personas, **inputs)
+            window = lambda p: p.cadence.every  # noqa: E731
         done: list[dict[str, Any]] = []
         for action in plan.actions:
             out = await self.run(action, now)
             done.append({"persona": action.persona, "count": action.count, "batch": action.batch,
                          "first": action.first, "reasons": [r.value for r in action.reasons],
+                         **({"allocation": list(action.allocation)} if action.allocation else {}),
                          "result": out.status.value, **({"error": out.error} if out.error else {})})  # fmt: skip
-        await self._journal_held(plan.held, pol, now, inputs["planned"])
+        await self._journal_held(plan.held, pol, now, inputs["planned"], window)
         if self.metrics is not None:
             self.metrics.on_held((h.persona, h.reason, h.count) for h in plan.held)
         self.last = {
@@ -90,6 +119,7 @@ class GenerationPlanner:
             "held": [{"persona": h.persona, "reason": h.reason.value, "count": h.count} for h in plan.held],
             "projected_spend_today": round(plan.projected_spend, 6),
             "paused_personas": sorted(holds.personas),
+            "spending": spending,
         }
         if plan.actions or plan.held:
             logger.info("generation plan: %s", "; ".join(
@@ -98,18 +128,35 @@ class GenerationPlanner:
             ))  # fmt: skip
         return plan
 
+    async def _published(self, pol: Policy, now: datetime) -> list[PublishedTrack]:
+        """The catalog's tracks and revenue, re-read at most every `REREAD` (revenue is reported
+        daily at best; the planner ticks every few seconds)."""
+        assert self.catalog is not None
+        at = self._published_at
+        if at is None or not (at <= now < at + REREAD):
+            names = [p.name for p in pol.personas]
+            self._tracks = await self.catalog.published_since(now - pol.spending.lookback, names)
+            self._published_at = now
+        return self._tracks
+
     async def _journal_held(
-        self, held: tuple[HeldBack, ...], pol: Policy, now: datetime, planned: Mapping[str, int]
+        self,
+        held: tuple[HeldBack, ...],
+        pol: Policy,
+        now: datetime,
+        planned: Mapping[str, int],
+        window: Callable[[Persona], timedelta],
     ) -> None:
         personas = {p.name: p for p in pol.personas}
         for h in held:
             p = personas.get(h.persona)
             if p is None:
                 continue
-            batch = batch_id(window_start(now, p.cadence.every))
+            start = window_start(now, window(p))
+            batch = batch_id(start)
             action = Generate(h.persona, h.count, p.priority.value, (h.reason,), p.providers, p.genres, batch,
                               planned.get(h.persona, 0))  # fmt: skip
-            key = action_key(action.kind, action.subject, window_start(now, p.cadence.every),
+            key = action_key(action.kind, action.subject, start,
                              f"held-{h.reason.value}-{h.count}")  # fmt: skip
             try:
                 if await self.store.action_by_key(key) is not None:

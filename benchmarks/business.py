@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from empire.agent.pools.allocating import Demand, Learning, TrackReturn, allocate, arm_stats  # noqa: E402
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits  # noqa: E402
+from empire.agent.pools.jobs import Spend  # noqa: E402
 from empire.agent.pools.market import Market, Track, generate_market  # noqa: E402
-from empire.agent.pools.model import Spend  # noqa: E402
 from empire.agent.pools.planner import plan_generation  # noqa: E402
 from empire.policies.generation import Budget, Cadence, Persona  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 
 from empire.agent.pools.allocating import Demand, Learning, TrackReturn, allocate, arm_stats, estimates
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
-from empire.agent.pools.model import Spend
+from empire.agent.pools.jobs import Spend
 from empire.policies.generation import Budget
 
 LEARN = Learning()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from empire.agent.pools.allocating import TrackReturn
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.executor import build_jobs
-from empire.agent.pools.model import Spend
+from empire.agent.pools.jobs import Spend
 from empire.agent.pools.spending import plan_by_returns
 from empire.agent.types import Reason
 from empire.policies.schema import Policy
@@ -64,7 +64,7 @@ def test_the_cadences_money_goes_to_the_earner_after_every_floor() -> None:
 def test_replanning_the_same_day_asks_for_nothing_more() -> None:
     first, _ = plan(policy())
     planned = {a.persona: a.count for a in first.actions}
-    again, summary = plan(policy(), planned=planned, spend=Spend(day=6.0, month=6.0))
+    again, summary = plan(policy(), planned=planned, recent=planned, spend=Spend(day=6.0, month=6.0))
     assert again.actions == () and summary["spend_target_today"] == 0.0
 
 
@@ -96,7 +96,7 @@ def test_a_paused_persona_is_held_and_its_money_not_spent_elsewhere() -> None:
 def test_every_job_gets_the_genre_it_was_allocated() -> None:
     p = policy(floor={"tracks": 2})
     jazz = [TrackReturn("lead", "jazz", 1.0, 40.0, 9.0) for _ in range(30)]  # lead pays in jazz, trap is unknown
-    result, _ = plan(p, planned={"lead": 1}, returns=jazz, recent={"gold": 5, "new": 5})  # lead's next job: number 1
+    result, _ = plan(p, planned={"lead": 1}, returns=jazz, recent={"gold": 5, "lead": 1, "new": 5})  # next: number 1
     (lead,) = [a for a in result.actions if a.persona == "lead"]
     assert [(a["genre"], a["reason"]) for a in lead.allocation] == [("trap", "floor"), ("jazz", "expected_return")]
     jobs = build_jobs(lead, p)

@@ -1,11 +1,14 @@
 """`SqlContentCatalog`: the pools' `ContentCatalog` port on the state DB (table `content_objects`).
 
 A published track becomes a row tiering then manages; the near-duplicate check reads a persona's
-newest active titles and prompts back.
+newest active titles and prompts back; the planner's `returns` spending reads the personas' tracks
+and their revenue to date (the `revenue` column the ingest endpoint and CSV import keep current).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from empire.agent.pools.publish import NewContent
+from empire.agent.pools.revenue import PublishedTrack
 from empire.state import tables as t
 from empire.state.database import Database
 
@@ -45,3 +49,21 @@ class SqlContentCatalog:
         )
         async with self.db.connect() as conn:
             return [(r.title, dict(r.meta or {})) for r in (await conn.execute(q)).all()]
+
+    async def published_since(self, since: datetime, personas: Sequence[str]) -> list[PublishedTrack]:
+        """Quarantined tracks were never published: they earn nothing and are no evidence."""
+        if not personas:
+            return []
+        c = t.content_objects.c
+        q = select(c.persona, c.created_at, c.revenue, c.meta).where(
+            c.created_at >= since, c.status != "quarantined", c.persona.in_(list(personas))
+        )
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        out = []
+        for r in rows:
+            meta = dict(r.meta or {})
+            provider = meta.get("provider")
+            out.append(PublishedTrack(str(r.persona), str(meta.get("genre") or ""),
+                                      str(provider) if provider else None, r.created_at, float(r.revenue)))  # fmt: skip
+        return out

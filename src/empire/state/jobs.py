@@ -360,6 +360,16 @@ class SqlJobQueue:
         async with self.db.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
+    async def planned_since(self, since: datetime) -> dict[str, int]:
+        q = (
+            select(J.c.persona, func.count())
+            .where(J.c.created_at >= since, J.c.persona.is_not(None), J.c.idempotency_key.startswith("gen/"),
+                   J.c.state.not_in([JobState.cancelled.value, JobState.failed.value, JobState.dead.value]))
+            .group_by(J.c.persona)
+        )  # fmt: skip
+        async with self.db.connect() as conn:
+            return {str(p): int(n) for p, n in (await conn.execute(q)).all()}
+
     async def queued_cost(self) -> dict[str, float]:
         """Estimated cost of the jobs waiting per provider (for the planner's projection)."""
         q = select(J.c.provider, func.count()).where(J.c.state.in_(_CLAIMABLE)).group_by(J.c.provider)

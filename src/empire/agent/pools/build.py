@@ -115,12 +115,12 @@ async def returns_inputs(
     queue: JobQueue, tracks: Sequence[PublishedTrack], policy: Policy, now: datetime
 ) -> dict[str, Any]:
     """What `plan_by_returns` needs: as `plan_inputs`, with today's window for every persona, plus
-    the published tracks' revenue (`returns`) and each persona's tracks in the floor period (`recent`)."""
+    the published tracks' revenue (`returns`) and each persona's jobs in the floor period (`recent`)."""
     today = window_start(now, DAY)
     names = [p.name for p in policy.personas]
     planned = {n: await queue.count_prefix(key_prefix(n, batch_id(today))) for n in names}
-    returns, recent = track_returns(tracks, now, queue.limits, {p.name: p.providers[0] for p in policy.personas},
-                                    policy.spending.floor.every, today)  # fmt: skip
+    returns = track_returns(tracks, now, queue.limits, {p.name: p.providers[0] for p in policy.personas})
+    recent = await queue.planned_since(now - policy.spending.floor.every)
     return {
         "planned": planned,
         "limits": queue.limits,

@@ -28,6 +28,7 @@ from empire.agent.pools.queue import (
     Update,
     within_budget,
 )
+from empire.agent.pools.revenue import PublishedTrack
 from empire.agent.types import Reason
 
 __all__ = ["MemoryCallbackStore", "MemoryContentCatalog", "MemoryHoldStore", "MemoryJobQueue"]
@@ -284,6 +285,14 @@ class MemoryJobQueue:
     async def count_prefix(self, prefix: str) -> int:
         return sum(1 for k in self._ids if k.startswith(prefix))
 
+    async def planned_since(self, since: datetime) -> dict[str, int]:
+        given_up = (JobState.cancelled, JobState.failed, JobState.dead)
+        out: dict[str, int] = defaultdict(int)
+        for j in self._jobs.values():
+            if j.persona and j.idempotency_key.startswith("gen/") and j.created_at >= since and j.state not in given_up:
+                out[j.persona] += 1
+        return dict(out)
+
     async def queued_cost(self) -> dict[str, float]:
         n: dict[str, int] = defaultdict(int)
         for j in self._jobs.values():
@@ -316,6 +325,7 @@ class MemoryContentCatalog:
 
     def __init__(self) -> None:
         self.items: dict[str, NewContent] = {}
+        self.revenue: dict[str, float] = {}  # revenue to date by id (set by hand: the inventory's side)
 
     async def add(self, item: NewContent) -> None:
         self.items.setdefault(item.id, item)
@@ -324,3 +334,12 @@ class MemoryContentCatalog:
         mine = [i for i in self.items.values() if i.meta.persona == persona and i.meta.status == "active"]
         mine.sort(key=lambda i: i.meta.created_at, reverse=True)
         return [(i.meta.title, dict(i.meta.extra)) for i in mine[:limit]]
+
+    async def published_since(self, since: datetime, personas: Sequence[str]) -> list[PublishedTrack]:
+        names = set(personas)
+        return [
+            PublishedTrack(i.meta.persona, str(i.meta.extra.get("genre") or ""), i.meta.extra.get("provider"),
+                           i.meta.created_at, self.revenue.get(i.id, 0.0))
+            for i in self.items.values()
+            if i.meta.persona in names and i.meta.status != "quarantined" and i.meta.created_at >= since
+        ]  # fmt: skip

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ import anyio
 from empire.agent.pools.compliance import check_compliance
 from empire.agent.pools.jobs import Job
 from empire.agent.pools.providers.base import JobProvider, PollResult
+from empire.agent.pools.revenue import PublishedTrack
 from empire.agent.ports import Clock, StorageBackend
 from empire.policies.generation import CompliancePolicy
 
@@ -73,6 +74,11 @@ class ContentCatalog(Protocol):
 
     async def recent(self, persona: str, limit: int) -> list[tuple[str | None, dict[str, Any]]]:
         """(title, meta) of the persona's newest active objects, newest first."""
+        ...
+
+    async def published_since(self, since: datetime, personas: Sequence[str]) -> list[PublishedTrack]:
+        """The personas' published (not quarantined) tracks created at or after `since`, with their
+        revenue to date (the `RevenueSource` port the planner's `returns` spending reads)."""
         ...
 
 

@@ -190,6 +190,11 @@ class JobQueue(Protocol):
         """Jobs whose key starts with `prefix` (what the planner already created in a window)."""
         ...
 
+    async def planned_since(self, since: datetime) -> dict[str, int]:
+        """Generation jobs (`gen/` keys) per persona created at or after `since` that were not given
+        up (cancelled, failed, dead): the tracks a persona has had or will have (the spending floor)."""
+        ...
+
     async def queued_cost(self) -> dict[str, float]:
         """Estimated cost of the jobs waiting per provider (for the planner's projection)."""
         ...

@@ -88,6 +88,7 @@ def build(deps: AreaDeps) -> AreaHandle:
         runtime.queue, runtime.holds_store, policy, lambda a, now: deps.runner.run(a, at=now), deps.store,
         metrics=metrics, count_skipped=lambda reason: actions.labels("generate", reason, "skipped").inc(),
         replica=s.replica_id, on_holds=runtime.apply_holds, trend=trends.factors,
+        catalog=runtime.catalog,
     )  # fmt: skip
 
     def on_policy(loaded: LoadedPolicy) -> None:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 from empire.agent.pools.allocating import Demand, Learning, TrackReturn, allocate, arm_stats
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
-from empire.agent.pools.model import JobPriority, Spend
+from empire.agent.pools.jobs import JobPriority, Spend
 from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, window_start
 from empire.agent.types import Generate, Reason
 from empire.policies.generation import Persona, SpendPolicy
@@ -74,7 +74,8 @@ def plan_by_returns(
     paused: Set[str] = frozenset(),
 ) -> tuple[GenerationPlan, dict[str, float]]:
     """`planned[persona]`: jobs already in today's window (`gen/<persona>/<day>/`); `recent[persona]`:
-    tracks made in the floor period before today. Returns the plan and a summary for `/status`."""
+    its generation jobs in the floor period (`spending.floor.every` back from now), today's included.
+    Returns the plan and a summary for `/status`."""
     queued_cost = queued_cost or {}
     trend = trend or {}
     learning = learning_from(policy)
@@ -98,7 +99,7 @@ def plan_by_returns(
         target += per_day * cost - done * cost
         boost = min(max(1.0, trend.get(p.name, 1.0)), p.trend_boost_max)
         cap = math.ceil(per_day * policy.max_factor * boost - 1e-9) - done
-        floor = max(0, policy.floor.tracks - recent.get(p.name, 0) - done)
+        floor = max(0, policy.floor.tracks - recent.get(p.name, 0))
         if cap > 0:
             demands.append(Demand(p.name, p.genres, p.providers[0], cost, cap, min(floor, cap), boost,
                                   int(JobPriority[p.priority.value])))  # fmt: skip

@@ -1,0 +1,114 @@
+"""Spending by returns on a real state DB: revenue ingested into the inventory -> the planner's
+allocation -> jobs, journaled with the evidence -> `empire explain persona/NAME`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+from empire.agent.clock import FakeClock
+from empire.agent.journal import ActionRunner
+from empire.agent.pools.build import budget_limits
+from empire.agent.pools.executor import GenerateExecutor
+from empire.agent.pools.plan_job import GenerationPlanner
+from empire.agent.records import ActionState
+from empire.agent.tiering.inventory import ContentObject, RevenueFigure
+from empire.cli import main
+from empire.policies.schema import Policy
+from empire.state.content import SqlContentCatalog
+from empire.state.database import Database
+from empire.state.holds import SqlHoldStore
+from empire.state.inventory import SqlInventory
+from empire.state.jobs import SqlJobQueue
+from empire.state.store import SqlStateStore
+
+NOW = datetime(2026, 6, 1, 0, 0, 10, tzinfo=UTC)
+POLICY = Policy.model_validate({
+    "providers": [{"name": "music", "cost_per_job": 1.0, "accounts": [{"name": "a"}]}],
+    "personas": [
+        {"name": "gold", "genres": ["lofi"], "providers": ["music"], "cadence": {"tracks": 2, "every": "1d"}},
+        {"name": "lead", "genres": ["jazz"], "providers": ["music"], "cadence": {"tracks": 2, "every": "1d"}},
+    ],
+    "spending": {"strategy": "returns"},
+})  # fmt: skip
+
+
+async def published(db: Database, persona: str, genre: str, revenue: float, n: int = 20) -> list[str]:
+    """`n` tracks published 40 days ago, their revenue to date set through the ingest path."""
+    inventory, ids = SqlInventory(db), []
+    at = NOW - timedelta(days=40)
+    for i in range(n):
+        oid = f"trk-{persona}-{i}"
+        await inventory.register(ContentObject(oid, 1000, "sha256:" + "0" * 64, "hot", f"{oid}.wav", at, at, persona=persona,
+                                               meta={"genre": genre, "provider": "music"}))  # fmt: skip
+        ids.append(oid)
+    await inventory.record_revenue([RevenueFigure(i, revenue) for i in ids], actor="test", at=NOW)
+    return ids
+
+
+def planner_for(db: Database, clock: FakeClock) -> tuple[GenerationPlanner, SqlJobQueue, SqlStateStore]:
+    queue, store = SqlJobQueue(db, budget_limits(POLICY)), SqlStateStore(db)
+    runner = ActionRunner(store, {"generate": GenerateExecutor(queue, lambda: POLICY, clock)}, clock)
+    planner = GenerationPlanner(queue, SqlHoldStore(db), lambda: POLICY, lambda a, now: runner.run(a, at=now), store,
+                                catalog=SqlContentCatalog(db))  # fmt: skip
+    return planner, queue, store
+
+
+@pytest.mark.anyio
+async def test_the_day_goes_to_the_persona_whose_tracks_earn(database: Database) -> None:
+    await published(database, "gold", "lofi", 6.0)
+    lead = await published(database, "lead", "jazz", 0.2)
+    clock = FakeClock(NOW)
+    planner, queue, store = planner_for(database, clock)
+
+    plan = await planner(NOW)
+    assert {a.persona: a.count for a in plan.actions} == {"gold": 3, "lead": 1}  # the cadences' 4, floors first
+    assert planner.last is not None and planner.last["spending"]["spend_target_today"] == 4.0
+    assert len(await queue.list(persona="gold")) == 3
+    (rec,) = await store.recent_actions("persona/gold")
+    assert rec.state is ActionState.applied and rec.reason == "data_floor"
+    evidence = {a["reason"]: a for a in rec.params["allocation"]}
+    assert evidence["expected_return"]["count"] == 2 and evidence["floor"]["count"] == 1
+    assert 5.0 < evidence["expected_return"]["expected"] < 7.0
+    (lead_rec,) = await store.recent_actions("persona/lead")
+    assert lead_rec.params["reasons"] == ["data_floor"]
+
+    # ticks later the same day ask for nothing more
+    assert (await planner(NOW + timedelta(minutes=5))).actions == ()
+
+    # the platforms revise lead's figures upward (revenue to date replaces the earlier figure):
+    # the next day, once the catalog is re-read, the money follows
+    inventory = SqlInventory(database)
+    await inventory.record_revenue([RevenueFigure(i, 30.0) for i in lead], actor="test", at=NOW)
+    tomorrow = NOW + timedelta(days=1)
+    plan = await planner(tomorrow)
+    assert {a.persona: a.count for a in plan.actions} == {"lead": 4}  # both fed yesterday: no floor due
+
+
+def test_explain_shows_a_personas_allocation_and_its_evidence(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    db_path = f"{tmp_path}/empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            await published(db, "gold", "lofi", 6.0)
+            await published(db, "lead", "jazz", 0.2)
+            planner, _, _ = planner_for(db, FakeClock(NOW))
+            await planner(NOW)
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["explain", "persona/gold"]) == 0
+    out = capsys.readouterr().out
+    assert "generate 3 track(s) (window 20260601T000000Z, from #0): applied" in out
+    assert "reasons: data_floor, expected_return" in out
+    assert "floor: 1 x lofi" in out and "expected return: 2 x lofi: " in out and "per $ +- " in out
+    assert main(["explain", "gold"]) == 0 and "expected return" in capsys.readouterr().out  # without the prefix
+    assert main(["explain", "persona/nobody"]) == 2
+    assert "no generation actions journaled for 'persona/nobody'" in capsys.readouterr().err

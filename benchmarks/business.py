@@ -10,10 +10,11 @@ same daily budget: what the fixed cadence costs (one track per persona per day).
 Strategies, each against the same market (same draws for the same track):
 - fixed:     today's planner, `plan_generation`: one track per persona per day, trend boost up to x2,
              the budget guard holding back what does not fit;
-- allocator: `allocate`: a floor of one track per persona per week, the rest by Thompson sampling
-             on decayed revenue per dollar, up to 3 tracks per persona per day, the same trend boost;
+- allocator: the planner's `returns` strategy (`plan_by_returns`, default `spending` parameters): a
+             floor of one track per persona per week, the rest by Thompson sampling on decayed
+             revenue per dollar, up to 3 tracks per persona per day (times the trend boost);
 - oracle:    knows every persona's and genre's true current rate; fills the budget with the best
-             revenue per dollar, up to the same 3 tracks per persona per day (no floor).
+             revenue per dollar, within the same caps per persona and day (no floor).
 
 Revenue is each track's lifetime revenue (what the spend of the 26 weeks earns, including what
 arrives after the horizon); `revenue_vs_fixed` and `revenue_vs_oracle` are ratios of it at equal
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
+import math
 import statistics
 import sys
 import time
@@ -40,15 +41,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from empire.agent.pools.allocating import Demand, Learning, TrackReturn, allocate, arm_stats  # noqa: E402
+from empire.agent.pools.allocating import TrackReturn  # noqa: E402
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits  # noqa: E402
 from empire.agent.pools.jobs import Spend  # noqa: E402
 from empire.agent.pools.market import Market, Track, generate_market  # noqa: E402
 from empire.agent.pools.planner import plan_generation  # noqa: E402
-from empire.policies.generation import Budget, Cadence, Persona  # noqa: E402
+from empire.agent.pools.spending import plan_by_returns  # noqa: E402
+from empire.agent.types import Generate  # noqa: E402
+from empire.policies.generation import Budget, Cadence, Persona, SpendFloor, SpendPolicy  # noqa: E402
 
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)
-CAP = 3  # tracks per persona per day (cadence x 3) for the allocator and the oracle
+MAX_FACTOR = 3.0  # spending.max_factor: a persona gets at most cadence x 3 (x its trend boost) a day
 BOOST_MAX = 2.0  # trend_boost_max
 FLOOR_EVERY = 7  # days: one floor track per persona per week
 
@@ -60,37 +63,45 @@ def limits_for(market: Market, daily: float) -> BudgetLimits:
     return BudgetLimits(total=Budget(daily=daily), cost_estimate={p.provider: p.cost for p in market.personas})
 
 
-def fixed(market: Market, day: int, tracks: list[Track], limits: BudgetLimits) -> Plan:
-    personas = tuple(
+def personas_of(market: Market) -> tuple[Persona, ...]:
+    return tuple(
         Persona(name=p.name, genres=p.genres, cadence=Cadence(tracks=1, every=timedelta(days=1)),
                 providers=(p.provider,), trend_boost_max=BOOST_MAX)
         for p in market.personas
     )  # fmt: skip
+
+
+def executed(actions: tuple[Generate, ...]) -> Plan:
+    """The executor's genre per job: genres[n % len(genres)], n numbered from the action's `first`."""
+    return [(a.persona, a.genres[n % len(a.genres)], 1) for a in actions for n in range(a.first, a.first + a.count)]
+
+
+def fixed(market: Market, day: int, tracks: list[Track], limits: BudgetLimits) -> Plan:
     trend = {p.name: market.trend(p.name, day) for p in market.personas}
-    plan = plan_generation(personas, EPOCH + timedelta(days=day), {}, limits, Spend(), trend=trend)
-    out: Plan = []
-    for a in plan.actions:  # the executor's genre rotation: genres[n % len(genres)], n from `first`
-        for n in range(a.first, a.first + a.count):
-            out.append((a.persona, a.genres[n % len(a.genres)], 1))
-    return out
+    plan = plan_generation(personas_of(market), EPOCH + timedelta(days=day), {}, limits, Spend(), trend=trend)
+    return executed(plan.actions)
 
 
 def allocator(
     market: Market, day: int, tracks: list[Track], limits: BudgetLimits, floor_every: int = FLOOR_EVERY
 ) -> Plan:
-    learning = Learning()
+    """The planner's `returns` strategy as the daemon runs it (`plan_by_returns`), on what the
+    platforms have reported by `day`."""
+    spending = SpendPolicy(strategy="returns", floor=SpendFloor(tracks=1, every=timedelta(days=floor_every)))
     seen = [TrackReturn(t.persona, t.genre, t.cost, day - t.day, market.revenue(t, day)) for t in tracks]
     recent: dict[str, int] = defaultdict(int)
     for t in tracks:
         if t.day > day - floor_every:
             recent[t.persona] += 1
-    demands = [
-        Demand(p.name, p.genres, p.provider, p.cost, cap=CAP, floor=0 if recent[p.name] else 1,
-               boost=min(BOOST_MAX, max(1.0, market.trend(p.name, day))))
-        for p in market.personas
-    ]  # fmt: skip
-    plan = allocate(demands, arm_stats(seen, learning), BudgetLedger(limits, Spend()), random.Random(day), learning)
-    return [(a.persona, a.genre, a.count) for a in plan.allocations]
+    trend = {p.name: market.trend(p.name, day) for p in market.personas}
+    plan, _ = plan_by_returns(personas_of(market), EPOCH + timedelta(days=day), {}, limits, Spend(), seen, recent,
+                              spending, trend=trend)  # fmt: skip
+    return executed(plan.actions)
+
+
+def cap_of(market: Market, persona: str, day: int) -> int:
+    """The allocator's cap per persona and day (`plan_by_returns`): cadence x max_factor x trend boost."""
+    return math.ceil(MAX_FACTOR * min(BOOST_MAX, max(1.0, market.trend(persona, day))) - 1e-9)
 
 
 def oracle(market: Market, day: int, tracks: list[Track], limits: BudgetLimits) -> Plan:
@@ -100,8 +111,8 @@ def oracle(market: Market, day: int, tracks: list[Track], limits: BudgetLimits) 
     )
     ledger, taken, out = BudgetLedger(limits, Spend()), defaultdict(int), []
     for _rate, name, genre, p in arms:
-        n = 0
-        while taken[name] < CAP and ledger.reserve(p.provider, p.cost):
+        n, cap = 0, cap_of(market, name, day)
+        while taken[name] < cap and ledger.reserve(p.provider, p.cost):
             taken[name] += 1
             n += 1
         if n:

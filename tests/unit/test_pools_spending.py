@@ -59,6 +59,9 @@ def test_the_cadences_money_goes_to_the_earner_after_every_floor() -> None:
     assert 5.0 < alloc["expected"] < 7.0 and alloc["uncertainty"] > 0
     assert by["gold"].batch == "20260314T000000Z" and by["gold"].first == 0
     assert result.projected_spend == 6.0
+    # lead keeps losing money: reported with the evidence (the allocator already holds it to its floor)
+    (loser,) = summary["losing"]
+    assert loser["persona"] == "lead" and loser["return_per_dollar"] < 0.5 and loser["tracks"] > 5
 
 
 def test_replanning_the_same_day_asks_for_nothing_more() -> None:

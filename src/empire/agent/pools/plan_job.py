@@ -82,6 +82,7 @@ class GenerationPlanner:
         self.catalog = catalog  # published tracks and their revenue: the `returns` strategy reads it
         self._tracks: list[PublishedTrack] = []
         self._published_at: datetime | None = None
+        self._losing_reported: datetime | None = None
         self.last: dict[str, Any] | None = None
 
     async def __call__(self, now: datetime) -> GenerationPlan:
@@ -96,6 +97,7 @@ class GenerationPlanner:
             plan, summary = plan_by_returns(pol.personas, now, policy=pol.spending, trend=trend, paused=holds.personas,
                                             **inputs)  # fmt: skip
             spending.update(summary, tracks_read=len(inputs["returns"]))
+            self._report_losing(summary["losing"], now)
             window: Callable[[Persona], timedelta] = lambda _p: DAY  # noqa: E731
         else:
             if pol.spending.strategy == "returns":
@@ -127,6 +129,15 @@ class GenerationPlanner:
                 + [f"{h.persona} {h.count} held ({h.reason.value})" for h in plan.held]
             ))  # fmt: skip
         return plan
+
+    def _report_losing(self, losing: list[dict[str, Any]], now: datetime) -> None:
+        """Once per UTC day: the personas that keep losing money, with the evidence."""
+        day = window_start(now, DAY)
+        if losing and self._losing_reported != day:
+            self._losing_reported = day
+            logger.warning("personas losing money (revenue per dollar, +- sd, on matured tracks): %s", "; ".join(
+                f"{x['persona']} {x['return_per_dollar']} +- {x['uncertainty']} on {x['tracks']}" for x in losing
+            ))  # fmt: skip
 
     async def _published(self, pol: Policy, now: datetime) -> list[PublishedTrack]:
         """The catalog's tracks and revenue, re-read at most every `REREAD` (revenue is reported

@@ -28,15 +28,16 @@ import math
 import random
 from collections.abc import Mapping, Sequence, Set
 from datetime import datetime, timedelta
+from typing import Any
 
-from empire.agent.pools.allocating import Demand, Learning, TrackReturn, allocate, arm_stats
+from empire.agent.pools.allocating import ArmStats, Demand, Learning, TrackReturn, allocate, arm_stats, estimates
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
 from empire.agent.pools.jobs import JobPriority, Spend
 from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, window_start
 from empire.agent.types import Generate, Reason
 from empire.policies.generation import Persona, SpendPolicy
 
-__all__ = ["DAY", "learning_from", "plan_by_returns", "tracks_per_day"]
+__all__ = ["DAY", "learning_from", "losing", "plan_by_returns", "tracks_per_day"]
 
 DAY = timedelta(days=1)
 
@@ -72,7 +73,7 @@ def plan_by_returns(
     queued_cost: Mapping[str, float] | None = None,
     trend: Mapping[str, float] | None = None,
     paused: Set[str] = frozenset(),
-) -> tuple[GenerationPlan, dict[str, float]]:
+) -> tuple[GenerationPlan, dict[str, Any]]:
     """`planned[persona]`: jobs already in today's window (`gen/<persona>/<day>/`); `recent[persona]`:
     its generation jobs in the floor period (`spending.floor.every` back from now), today's included.
     Returns the plan and a summary for `/status`."""
@@ -105,8 +106,8 @@ def plan_by_returns(
                                   int(JobPriority[p.priority.value])))  # fmt: skip
 
     seed = int.from_bytes(hashlib.blake2b(batch.encode(), digest_size=8).digest(), "big")
-    plan = allocate(demands, arm_stats(returns, learning), ledger, random.Random(seed), learning,
-                    spend_limit=max(0.0, target))  # fmt: skip
+    stats = arm_stats(returns, learning)
+    plan = allocate(demands, stats, ledger, random.Random(seed), learning, spend_limit=max(0.0, target))
     held += [HeldBack(h.persona, Reason.budget_exhausted, h.count) for h in plan.held]
 
     by_name = {p.name: p for p in personas}
@@ -135,5 +136,26 @@ def plan_by_returns(
                                 reasons=tuple(reasons), providers=p.providers, genres=_layout(first, genres),
                                 batch=batch, first=first, allocation=detail))  # fmt: skip
     projected = spend.day + sum(queued_cost.values()) + allocated
-    summary = {"spend_target_today": round(max(0.0, target), 6), "allocated": round(allocated, 6)}
+    summary: dict[str, Any] = {"spend_target_today": round(max(0.0, target), 6), "allocated": round(allocated, 6),
+                               "losing": losing(demands, stats, learning)}  # fmt: skip
     return GenerationPlan(tuple(actions), tuple(held), projected), summary
+
+
+def losing(
+    demands: Sequence[Demand], stats: Mapping[tuple[str, str], ArmStats], learning: Learning, min_tracks: float = 5.0
+) -> list[dict[str, float | str]]:
+    """Personas that keep losing money, with the evidence: on at least `min_tracks` matured tracks,
+    even the optimistic end of the estimate (expected + 2 standard deviations) returns less than
+    the dollar spent. The allocator already starves them down to their floor; this says so."""
+    out: list[dict[str, float | str]] = []
+    seen: set[str] = set()
+    for (persona, _genre), (_e, mean_p, k_p) in estimates(demands, stats, learning).items():
+        if persona in seen:
+            continue
+        seen.add(persona)
+        tracks = k_p * learning.cv**2 - learning.prior_tracks
+        sd = mean_p / math.sqrt(k_p)
+        if tracks >= min_tracks and mean_p + 2 * sd < 1.0:
+            out.append({"persona": persona, "return_per_dollar": round(mean_p, 4), "uncertainty": round(sd, 4),
+                        "tracks": round(tracks, 2)})  # fmt: skip
+    return sorted(out, key=lambda x: float(x["return_per_dollar"]))

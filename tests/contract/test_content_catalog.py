@@ -41,3 +41,22 @@ async def test_adding_an_id_again_keeps_the_first(catalog: ContentCatalog) -> No
     await catalog.add(track("a", "luna", 1, "First"))
     await catalog.add(track("a", "luna", 2, "Retried"))
     assert [t for t, _ in await catalog.recent("luna", 10)] == ["First"]
+
+
+async def test_published_since_is_the_personas_published_tracks_with_their_genre_and_provider(
+    catalog: ContentCatalog,
+) -> None:
+    def meta(genre: str | None) -> dict[str, object]:
+        return {"prompt": "p", "provider": "music", **({"genre": genre} if genre else {})}
+
+    for oid, persona, minutes, status, genre in (("a", "luna", 1, "active", "lofi"), ("b", "luna", 3, "active", None),
+                                                 ("c", "luna", 2, "quarantined", "lofi"), ("d", "grit", 4, "active", "trap"),
+                                                 ("e", "luna", -5, "active", "lofi")):  # fmt: skip
+        await catalog.add(NewContent(oid, 100, SUM, "hot", f"hot/{oid}",
+                                     ContentMeta(persona, None, status, T0 + timedelta(minutes=minutes), meta(genre))))  # fmt: skip
+    got = sorted(await catalog.published_since(T0, ["luna"]), key=lambda t: t.created_at)
+    # the quarantined track was never published; the one before `since` and grit's are not asked for
+    assert [(t.persona, t.genre, t.provider, t.revenue) for t in got] == [("luna", "lofi", "music", 0.0),
+                                                                         ("luna", "", "music", 0.0)]  # fmt: skip
+    assert got[0].created_at == T0 + timedelta(minutes=1)
+    assert await catalog.published_since(T0, []) == []

@@ -50,6 +50,21 @@ async def test_enqueue_is_idempotent(make_queue: MakeQueue) -> None:
     assert await q.count_prefix("k") == 7 and await q.count_prefix("k1") == 1
 
 
+async def test_planned_since_counts_each_personas_live_generation_jobs(make_queue: MakeQueue) -> None:
+    q = make_queue()
+
+    def gen(persona: str, n: int) -> NewJob:
+        return NewJob(f"gen/{persona}/b/{n}", "p", {}, persona)
+
+    await q.enqueue([gen("luna", 0), gen("luna", 1), gen("grit", 0)], T0 - timedelta(days=8))
+    await q.enqueue([gen("luna", 2), gen("luna", 3), NewJob("manual-1", "p", {}, "luna")], T0)
+    cancelled = await q.get("gen/luna/b/3")
+    assert cancelled is not None and cancelled.id is not None and await q.cancel(cancelled.id, T0)
+    # since a week ago: luna's job 2 (3 was given up; "manual-1" is not planned generation)
+    assert await q.planned_since(T0 - timedelta(days=7)) == {"luna": 1}
+    assert await q.planned_since(T0 - timedelta(days=9)) == {"luna": 3, "grit": 1}
+
+
 async def test_claim_by_priority_then_age_and_not_before(make_queue: MakeQueue) -> None:
     q = make_queue()
     await q.enqueue(jobs(2, "low", JobPriority.low), T0)

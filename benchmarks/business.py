@@ -83,11 +83,17 @@ def fixed(market: Market, day: int, tracks: list[Track], limits: BudgetLimits) -
 
 
 def allocator(
-    market: Market, day: int, tracks: list[Track], limits: BudgetLimits, floor_every: int = FLOOR_EVERY
+    market: Market,
+    day: int,
+    tracks: list[Track],
+    limits: BudgetLimits,
+    floor_every: int = FLOOR_EVERY,
+    memory_days: float = 28.0,
 ) -> Plan:
     """The planner's `returns` strategy as the daemon runs it (`plan_by_returns`), on what the
     platforms have reported by `day`."""
-    spending = SpendPolicy(strategy="returns", floor=SpendFloor(tracks=1, every=timedelta(days=floor_every)))
+    spending = SpendPolicy(strategy="returns", floor=SpendFloor(tracks=1, every=timedelta(days=floor_every)),
+                           memory_half_life=timedelta(days=memory_days))  # fmt: skip
     seen = [TrackReturn(t.persona, t.genre, t.cost, day - t.day, market.revenue(t, day)) for t in tracks]
     recent: dict[str, int] = defaultdict(int)
     for t in tracks:
@@ -151,6 +157,7 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=26)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--floor-every", type=int, default=FLOOR_EVERY, help="days per floor track")
+    ap.add_argument("--memory-days", type=float, default=28.0, help="spending.memory_half_life in days")
     args = ap.parse_args()
     days = args.weeks * 7
     started = time.process_time()
@@ -159,7 +166,7 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         market = generate_market(seed, args.personas, days)
         daily = sum(p.cost for p in market.personas)
-        res = {name: run(market, s, days, daily) for name, s in (("fixed", fixed), ("allocator", partial(allocator, floor_every=args.floor_every)),
+        res = {name: run(market, s, days, daily) for name, s in (("fixed", fixed), ("allocator", partial(allocator, floor_every=args.floor_every, memory_days=args.memory_days)),
                                                                   ("oracle", oracle))}  # fmt: skip
         exceeded += sum(int(r["budget_exceeded"]) for r in res.values())
         per_seed.append({

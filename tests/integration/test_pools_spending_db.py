@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
 
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.pools.build import budget_limits
 from empire.agent.pools.executor import GenerateExecutor
+from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.plan_job import GenerationPlanner
 from empire.agent.records import ActionState
 from empire.agent.tiering.inventory import ContentObject, RevenueFigure
@@ -48,20 +50,25 @@ async def published(db: Database, persona: str, genre: str, revenue: float, n: i
     return ids
 
 
-def planner_for(db: Database, clock: FakeClock) -> tuple[GenerationPlanner, SqlJobQueue, SqlStateStore]:
+def planner_for(
+    db: Database, clock: FakeClock, metrics: PoolMetrics | None = None
+) -> tuple[GenerationPlanner, SqlJobQueue, SqlStateStore]:
     queue, store = SqlJobQueue(db, budget_limits(POLICY)), SqlStateStore(db)
     runner = ActionRunner(store, {"generate": GenerateExecutor(queue, lambda: POLICY, clock)}, clock)
     planner = GenerationPlanner(queue, SqlHoldStore(db), lambda: POLICY, lambda a, now: runner.run(a, at=now), store,
-                                catalog=SqlContentCatalog(db))  # fmt: skip
+                                catalog=SqlContentCatalog(db), metrics=metrics)  # fmt: skip
     return planner, queue, store
 
 
 @pytest.mark.anyio
 async def test_the_day_goes_to_the_persona_whose_tracks_earn(database: Database) -> None:
     await published(database, "gold", "lofi", 6.0)
-    lead = await published(database, "lead", "jazz", 0.2)
+    lead = await published(database, "lead", "jazz", 0.2, n=40)
     clock = FakeClock(NOW)
-    planner, queue, store = planner_for(database, clock)
+    registry = CollectorRegistry()
+    metrics = PoolMetrics(registry)
+    metrics.configure(POLICY.providers, [p.name for p in POLICY.personas])
+    planner, queue, store = planner_for(database, clock, metrics)
 
     plan = await planner(NOW)
     assert {a.persona: a.count for a in plan.actions} == {"gold": 3, "lead": 1}  # the cadences' 4, floors first
@@ -74,6 +81,16 @@ async def test_the_day_goes_to_the_persona_whose_tracks_earn(database: Database)
     assert 5.0 < evidence["expected_return"]["expected"] < 7.0
     (lead_rec,) = await store.recent_actions("persona/lead")
     assert lead_rec.params["reasons"] == ["data_floor"]
+
+    # what it learned, in Prometheus: lead loses money (40 tracks at 0.2 on a dollar each)
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert 5.0 < (sample("empire_persona_return_per_dollar", persona="gold") or 0) < 7.0
+    assert sample("empire_persona_revenue", persona="gold") == pytest.approx(120.0)
+    assert sample("empire_persona_losing", persona="lead") == 1 and sample("empire_persona_losing", persona="gold") == 0
+    assert sample("empire_generation_allocated", persona="gold", reason="expected_return") == 2
+    assert planner.last["spending"]["losing"][0]["persona"] == "lead"
 
     # ticks later the same day ask for nothing more
     assert (await planner(NOW + timedelta(minutes=5))).actions == ()

@@ -88,6 +88,18 @@ class PoolMetrics:
                             ["persona"], registry=registry)  # fmt: skip
         self.trend = Gauge("empire_persona_trend_factor", "The cadence boost the persona's trend metric gives "
                            "(1 = none; before the trend_boost_max cap)", ["persona"], registry=registry)  # fmt: skip
+        # spending by returns (issue 20): what the planner learned per persona, bounded by the policy's personas
+        self.revenue = Gauge("empire_persona_revenue", "Revenue to date of the persona's tracks within "
+                             "spending.lookback (spending strategy returns)", ["persona"], registry=registry)  # fmt: skip
+        self.return_per_dollar = Gauge("empire_persona_return_per_dollar", "Expected revenue per dollar of generation "
+                                       "(decayed, matured), as the spending allocator estimates it", ["persona"],
+                                       registry=registry)  # fmt: skip
+        self.return_sd = Gauge("empire_persona_return_uncertainty", "Standard deviation of that estimate",
+                               ["persona"], registry=registry)  # fmt: skip
+        self.losing = Gauge("empire_persona_losing", "1 while the persona's optimistic return per dollar "
+                            "(expected + 2 sd, on 5+ matured tracks) is below 1", ["persona"], registry=registry)  # fmt: skip
+        self.allocated = Gauge("empire_generation_allocated", "Tracks the spending allocator planned in its last "
+                               "plan, by reason (floor | expected_return)", ["persona", "reason"], registry=registry)  # fmt: skip
         self._accounts: set[tuple[str, str]] = set()
         self._providers: set[str] = set()
         self._personas: set[str] = set()
@@ -103,9 +115,9 @@ class PoolMetrics:
             gauge.clear()
         if personas is not None:
             self._personas = set(personas)
-            self.held.clear()
-            self.paused.clear()
-            self.trend.clear()
+            for gauge in (self.held, self.paused, self.trend, self.revenue, self.return_per_dollar, self.return_sd,
+                          self.losing, self.allocated):  # fmt: skip
+                gauge.clear()
         for persona in self._personas:
             for r in HELD_REASONS:
                 self.held.labels(persona, r.value)
@@ -214,6 +226,27 @@ class PoolMetrics:
         drained = {tuple(a.split("/", 1)) for a in accounts}
         for p, a in self._accounts:
             self.drained.labels(p, a).set(1 if (p, a) in drained else 0)
+
+    def on_returns(
+        self,
+        returns: dict[str, tuple[float, float]],
+        revenue: dict[str, float],
+        losing: set[str],
+        allocated: Iterable[tuple[str, str, int]],
+    ) -> None:
+        """One `returns` plan: per persona its estimate, revenue read, losing flag; the tracks it planned."""
+        counts: dict[tuple[str, str], int] = {}
+        for persona, reason, n in allocated:
+            if persona in self._personas:
+                counts[(persona, reason)] = counts.get((persona, reason), 0) + n
+        for persona in self._personas:
+            if persona in returns:
+                self.return_per_dollar.labels(persona).set(returns[persona][0])
+                self.return_sd.labels(persona).set(returns[persona][1])
+            self.revenue.labels(persona).set(revenue.get(persona, 0.0))
+            self.losing.labels(persona).set(1 if persona in losing else 0)
+            for reason in ("floor", "expected_return"):
+                self.allocated.labels(persona, reason).set(counts.get((persona, reason), 0))
 
     def on_trend(self, factors: dict[str, float]) -> None:
         for persona, factor in factors.items():

@@ -96,8 +96,16 @@ class GenerationPlanner:
             inputs = await returns_inputs(self.queue, await self._published(pol, now), pol, now)
             plan, summary = plan_by_returns(pol.personas, now, policy=pol.spending, trend=trend, paused=holds.personas,
                                             **inputs)  # fmt: skip
+            returns = summary.pop("returns")  # per persona: for the metrics, not for /status
             spending.update(summary, tracks_read=len(inputs["returns"]))
             self._report_losing(summary["losing"], now)
+            if self.metrics is not None:
+                revenue: dict[str, float] = {}
+                for t in inputs["returns"]:
+                    revenue[t.persona] = revenue.get(t.persona, 0.0) + t.revenue
+                self.metrics.on_returns(returns, revenue, {x["persona"] for x in summary["losing"]},
+                                        [(a.persona, g["reason"], g["count"]) for a in plan.actions
+                                         for g in a.allocation])  # fmt: skip
             window: Callable[[Persona], timedelta] = lambda _p: DAY  # noqa: E731
         else:
             if pol.spending.strategy == "returns":

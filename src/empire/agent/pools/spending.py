@@ -37,7 +37,7 @@ from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, windo
 from empire.agent.types import Generate, Reason
 from empire.policies.generation import Persona, SpendPolicy
 
-__all__ = ["DAY", "learning_from", "losing", "plan_by_returns", "tracks_per_day"]
+__all__ = ["DAY", "learning_from", "losing", "persona_returns", "plan_by_returns", "tracks_per_day"]
 
 DAY = timedelta(days=1)
 
@@ -137,8 +137,19 @@ def plan_by_returns(
                                 batch=batch, first=first, allocation=detail))  # fmt: skip
     projected = spend.day + sum(queued_cost.values()) + allocated
     summary: dict[str, Any] = {"spend_target_today": round(max(0.0, target), 6), "allocated": round(allocated, 6),
-                               "losing": losing(demands, stats, learning)}  # fmt: skip
+                               "losing": losing(demands, stats, learning),
+                               "returns": persona_returns(demands, stats, learning)}  # fmt: skip
     return GenerationPlan(tuple(actions), tuple(held), projected), summary
+
+
+def persona_returns(
+    demands: Sequence[Demand], stats: Mapping[tuple[str, str], ArmStats], learning: Learning
+) -> dict[str, tuple[float, float]]:
+    """Per persona: (expected revenue per dollar, its standard deviation), as the allocator sees it."""
+    out: dict[str, tuple[float, float]] = {}
+    for (persona, _genre), (_e, mean_p, k_p) in estimates(demands, stats, learning).items():
+        out.setdefault(persona, (mean_p, mean_p / math.sqrt(k_p)))
+    return out
 
 
 def losing(

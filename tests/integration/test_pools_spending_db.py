@@ -3,6 +3,7 @@ allocation -> jobs, journaled with the evidence -> `empire explain persona/NAME`
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -129,3 +130,56 @@ def test_explain_shows_a_personas_allocation_and_its_evidence(
     assert main(["explain", "gold"]) == 0 and "expected return" in capsys.readouterr().out  # without the prefix
     assert main(["explain", "persona/nobody"]) == 2
     assert "no generation actions journaled for 'persona/nobody'" in capsys.readouterr().err
+
+
+def test_report_shows_spend_revenue_and_return_per_dollar_per_persona(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from sqlalchemy import insert
+
+    from empire.state import tables as t
+
+    db_path = f"{tmp_path}/empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+    now = datetime.now(UTC)
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            inventory = SqlInventory(db)
+            for persona, n, revenue, cost in (("gold", 4, 3.0, 1.0), ("lead", 5, 0.1, 0.5)):
+                for i in range(n):
+                    oid = f"trk-{persona}-{i}"
+                    at = now - timedelta(days=3)
+                    await inventory.register(ContentObject(oid, 1000, "sha256:" + "0" * 64, "hot", f"{oid}.wav", at, at,
+                                                           persona=persona))  # fmt: skip
+                    await inventory.record_revenue([RevenueFigure(oid, revenue)], actor="test", at=now)
+                    async with db.begin() as conn:
+                        await conn.execute(insert(t.jobs).values(
+                            idempotency_key=f"gen/{persona}/b/{i}", persona=persona, provider="music", priority=1,
+                            state="succeeded", attempts=1, not_before=at, request={}, cost=cost, created_at=at,
+                            updated_at=at, finished_at=at,
+                        ))  # fmt: skip
+            old = now - timedelta(days=60)  # outside the period: neither its spend nor its revenue counts
+            await inventory.register(ContentObject("trk-old", 1000, "sha256:" + "0" * 64, "hot", "old.wav", old, old,
+                                                   persona="gold"))  # fmt: skip
+            await inventory.record_revenue([RevenueFigure("trk-old", 100.0)], actor="test", at=now)
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["report", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["persona"]: r for r in out["personas"]}
+    assert rows["gold"] == {"persona": "gold", "spend": 4.0, "jobs": 4, "tracks": 4, "revenue": 12.0, "roi": 3.0}
+    assert rows["lead"]["roi"] == pytest.approx(0.2) and rows["lead"]["spend"] == 2.5
+    assert [r["persona"] for r in out["personas"]] == ["gold", "lead"]  # best return first
+    assert out["total"] == {"spend": 6.5, "revenue": 12.5, "roi": pytest.approx(12.5 / 6.5, abs=1e-4)}
+    chart = f"{tmp_path}/report.png"
+    assert main(["report", "--period", "7d", "--plot", chart]) == 0
+    text = capsys.readouterr().out
+    assert "gold" in text and "3.00" in text and f"chart: {chart}" in text
+    with open(chart, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", "--period", "soon"]) == 2
+    assert "--period" in capsys.readouterr().err

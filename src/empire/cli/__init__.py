@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pools",
     "content",
     "tiers",
+    "report",
     "alerts",
     "silence",
     "operator",

@@ -105,3 +105,15 @@ def test_every_job_gets_the_genre_it_was_allocated() -> None:
     jobs = build_jobs(lead, p)
     assert [j.request["genre"] for j in jobs] == [a["genre"] for a in lead.allocation for _ in range(a["count"])]
     assert jobs[0].idempotency_key == "gen/lead/20260314T000000Z/1"
+
+
+def test_a_budget_cut_mid_day_lowers_what_is_left_and_is_never_passed() -> None:
+    first, _ = plan(policy(daily=6.0))
+    assert sum(a.count for a in first.actions) == 6
+    # an hour later the operator cuts the day's budget to 4 after 3 of the 6 were spent; the rest of
+    # the day's plan is re-made from the queue's counts (3 planned, 3 still queued)
+    planned = {"gold": 3}
+    cut, summary = plan(policy(daily=4.0), planned=planned, recent=planned, spend=Spend(day=3.0, month=3.0))
+    assert summary["spend_target_today"] == 3.0 and sum(a.count for a in cut.actions) == 1
+    assert cut.projected_spend <= 4.0
+    assert plan(policy(daily=2.0), planned=planned, recent=planned, spend=Spend(day=3.0, month=3.0))[0].actions == ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import pytest
@@ -183,3 +184,47 @@ def test_report_shows_spend_revenue_and_return_per_dollar_per_persona(
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert main(["report", "--period", "soon"]) == 2
     assert "--period" in capsys.readouterr().err
+
+
+def test_content_show_lists_a_tracks_publications(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from empire.agent.clock import SystemClock
+    from empire.agent.pools.build import build_dispatcher
+    from empire.agent.pools.dispatcher import DispatcherOptions
+    from empire.agent.pools.jobs import JobPriority
+    from empire.agent.pools.publish import ContentPublisher, DirectoryContentSink, publication_jobs
+    from empire.policies.schema import parse_policy
+
+    db_path = f"{tmp_path}/empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+    monkeypatch.setenv("EMPIRE_DATA_DIR", f"{tmp_path}/data")
+    policy = parse_policy({"providers": [{"name": "tiktok", "kind": "simulated", "accounts": [{"name": "a"}],
+                                          "simulated": {"latency_mean": "10ms", "latency_sd": "1ms"}}]})  # fmt: skip
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            at = datetime.now(UTC)
+            await SqlInventory(db).register(ContentObject("trk-1", 1000, "sha256:" + "0" * 64, "hot", "t.wav", at, at,
+                                                          persona="gold"))  # fmt: skip
+            queue, catalog = SqlJobQueue(db), SqlContentCatalog(db)
+            await queue.enqueue(publication_jobs("trk-1", "gold", "Song", ["tiktok"], JobPriority.normal), at)
+            publisher = ContentPublisher(catalog, DirectoryContentSink(catalog, Path(f"{tmp_path}/tiers")),
+                                         lambda: policy.compliance, SystemClock())  # fmt: skip
+            d = build_dispatcher(policy, queue, DispatcherOptions(owner="t", stop_when_empty=True, idle_poll=0.01),
+                                 publisher=publisher)  # fmt: skip
+            try:
+                with anyio.fail_after(60):
+                    await d.run()
+            finally:
+                await d.aclose()
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["content", "show", "trk-1"]) == 0
+    assert "published: tiktok succeeded sim://tiktok/pub/trk-1/tiktok" in capsys.readouterr().out
+    assert main(["content", "show", "trk-1", "--format", "json"]) == 0
+    (pub,) = json.loads(capsys.readouterr().out)["publications"]
+    assert pub["platform"] == "tiktok" and pub["state"] == "succeeded"

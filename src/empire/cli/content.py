@@ -271,6 +271,7 @@ def show(args: argparse.Namespace) -> int:
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.planner import access_rate, desired_tier, economics, plan_object
     from empire.config.settings import load_settings
+    from empire.state.business import publications
 
     async def go() -> dict[str, Any]:
         async with open_tiering(load_settings(), args.policy) as tc:
@@ -289,6 +290,9 @@ def show(args: argparse.Namespace) -> int:
                                                       pol.access_half_life), 4),
                 "revenue": obj.revenue, "rules_want": want,
             }  # fmt: skip
+            pubs = await publications(tc.db, obj.id)
+            if pubs:
+                out["publications"] = pubs
             if move is not None:
                 out["planned_move"] = {"to": move.to_tier, "reason": move.reason.value,
                                        "monthly_saving": round(move.monthly_saving, 6),
@@ -314,5 +318,10 @@ def show(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         for k, v in out.items():
-            print(f"{k:>17}: {v}")
+            if k == "publications":
+                for p in v:
+                    print(f"{'published':>17}: {p['platform']} {p['state']} {p.get('url') or ''} "
+                          f"{p.get('error') or ''}".rstrip())  # fmt: skip
+            else:
+                print(f"{k:>17}: {v}")
     return 0

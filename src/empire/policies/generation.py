@@ -203,6 +203,9 @@ class Persona(StrictModel):
     )
     trend: PersonaTrend | None = Field(default=None, description="metric-driven cadence boost (needs Prometheus)")
     trend_boost_max: float = Field(default=2.0, ge=1, description="cap on the metric-driven cadence boost")
+    platforms: tuple[Name, ...] = Field(
+        default=(), max_length=10, description="providers its compliant tracks are published to (one publish job each)"
+    )
 
 
 class CompliancePolicy(StrictModel):

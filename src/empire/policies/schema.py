@@ -113,6 +113,8 @@ def reference_issues(p: Policy) -> list[Issue]:
     for i, per in enumerate(p.personas):
         for j, ref in enumerate(per.providers):
             check(f"personas[{i}].providers[{j}]", "provider", ref, providers)
+        for j, ref in enumerate(per.platforms):
+            check(f"personas[{i}].platforms[{j}]", "provider", ref, providers)
     for i, rule in enumerate(p.alerting.rules):
         path = f"alerting.rules[{i}]"
         if check(f"{path}.target", "target", rule.target, list(targets)):

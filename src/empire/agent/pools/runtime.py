@@ -98,7 +98,8 @@ class PoolsRuntime:
         self.publisher = None
         if sink is not None:  # None: record results only (`empire pools run --no-publish`)
             self.publisher = ContentPublisher(catalog, sink, lambda: self.policy().compliance, clock,
-                                              metrics.on_content if metrics else None)  # fmt: skip
+                                              metrics.on_content if metrics else None, enqueue=queue.enqueue,
+                                              platforms=self._platforms)  # fmt: skip
         self.dispatcher = Dispatcher(pol.providers, adapters, self.queue, limiter, options, metrics=metrics,
                                      publisher=self.publisher, clock=clock)  # fmt: skip
         self.dispatcher.paused = paused
@@ -108,6 +109,9 @@ class PoolsRuntime:
         self.running = False
         self.crashes = 0
         self.apply_holds(self.holds)
+
+    def _platforms(self, persona: str) -> tuple[str, ...]:
+        return next((p.platforms for p in self.policy().personas if p.name == persona), ())
 
     # -- adapters and policy ---------------------------------------------------------------
     def _adapters(self, providers: tuple[Provider, ...], current: Mapping[str, JobProvider]) -> dict[str, JobProvider]:

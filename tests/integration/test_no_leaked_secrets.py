@@ -54,6 +54,7 @@ READS: dict[str, list[list[str]]] = {
     "jobs show": [["jobs", "show", "1"]],
     "pools status": [["pools", "status"]],
     "content show": [["content", "show", "no-such-object"]],
+    "report": [["report"], ["report", "--format", "json"]],
     "tiers plan": [["tiers", "plan"]],
     "tiers status": [["tiers", "status"]],
     "alerts list": [["alerts", "list", "--state", "all"]],

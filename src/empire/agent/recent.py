@@ -7,7 +7,9 @@ here, a tick asks only for what arrived since the last one (plus a little overla
 reached the source late still lands in its slot) and reads the rest from memory.
 
 The grid is absolute (slot k is the instant k x step), so ticks that drift a little do not shift
-it. Missing values are NaN. No clock: the caller passes `now`.
+it. The latest slot is the last one at or before `now` (a slot rounded up past `now` has no value yet;
+a loop ticking late in each second would otherwise never see its latest value). Missing values are
+NaN. No clock: the caller passes `now`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class RecentSeries:
     async def update(self, fetch: Fetch, now: datetime) -> None:
         """Bring the series up to `now` with one query of the slots not seen yet."""
         last = self.slot(now)
+        if last * self.step > now.timestamp() + 1e-6:  # rounded up past `now`: that slot has no value yet
+            last -= 1
         if self.end is None or last - self.end >= self.size or last < self.end:
             self.values.clear()
             first = last - self.size + 1

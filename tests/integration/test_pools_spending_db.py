@@ -15,10 +15,12 @@ from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.pools.build import budget_limits
 from empire.agent.pools.executor import GenerateExecutor
+from empire.agent.pools.holds import HoldKind
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.plan_job import GenerationPlanner
 from empire.agent.records import ActionState
 from empire.agent.tiering.inventory import ContentObject, RevenueFigure
+from empire.agent.types import Reason
 from empire.cli import main
 from empire.policies.schema import Policy
 from empire.state.content import SqlContentCatalog
@@ -104,6 +106,26 @@ async def test_the_day_goes_to_the_persona_whose_tracks_earn(database: Database)
     tomorrow = NOW + timedelta(days=1)
     plan = await planner(tomorrow)
     assert {a.persona: a.count for a in plan.actions} == {"lead": 4}  # both fed yesterday: no floor due
+
+
+@pytest.mark.anyio
+async def test_a_losing_persona_is_paused_when_the_policy_allows(database: Database) -> None:
+    policy = POLICY.model_copy(update={"spending": POLICY.spending.model_copy(update={"pause_losing": True})})
+    await published(database, "gold", "lofi", 6.0)
+    await published(database, "lead", "jazz", 0.2, n=40)
+    clock = FakeClock(NOW)
+    queue, store, holds = SqlJobQueue(database, budget_limits(policy)), SqlStateStore(database), SqlHoldStore(database)
+    runner = ActionRunner(store, {"generate": GenerateExecutor(queue, lambda: policy, clock)}, clock)
+    planner = GenerationPlanner(queue, holds, lambda: policy, lambda a, now: runner.run(a, at=now), store,
+                                catalog=SqlContentCatalog(database))  # fmt: skip
+    await planner(NOW)
+    hold = await holds.get(HoldKind.persona, "lead", "spending")
+    assert hold is not None and hold.held and hold.reason.startswith("losing: 0.")
+    assert (await holds.active()).personas == {"lead"}
+    tomorrow = await planner(NOW + timedelta(days=1))  # its cadence is now held back, the money goes to gold
+    assert {a.persona for a in tomorrow.actions} == {"gold"}
+    assert ("lead", Reason.persona_paused) in {(h.persona, h.reason) for h in tomorrow.held}
+    assert await holds.release_all(HoldKind.persona, "lead", actor="ops", at=NOW) == 1  # the operator's override
 
 
 def test_explain_shows_a_personas_allocation_and_its_evidence(

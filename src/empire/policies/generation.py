@@ -258,3 +258,8 @@ class SpendPolicy(StrictModel):
     lookback: PositiveDuration = Field(
         default=timedelta(days=180), description="tracks older than this are not read (their weight is small)"
     )
+    pause_losing: bool = Field(
+        default=False,
+        description="returns: put a persona that keeps losing money on hold (source 'spending', with the "
+        "evidence; `empire pools release persona NAME` lifts it); false: only report it",
+    )

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from empire.agent.pools.build import plan_inputs, returns_inputs
-from empire.agent.pools.holds import Holds, HoldStore
+from empire.agent.pools.holds import HoldKind, Holds, HoldStore
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, plan_generation, window_start
 from empire.agent.pools.queue import JobQueue
@@ -99,6 +99,8 @@ class GenerationPlanner:
             returns = summary.pop("returns")  # per persona: for the metrics, not for /status
             spending.update(summary, tracks_read=len(inputs["returns"]))
             self._report_losing(summary["losing"], now)
+            if pol.spending.pause_losing:
+                await self._pause_losing(summary["losing"], holds, now)
             if self.metrics is not None:
                 revenue: dict[str, float] = {}
                 for t in inputs["returns"]:
@@ -137,6 +139,22 @@ class GenerationPlanner:
                 + [f"{h.persona} {h.count} held ({h.reason.value})" for h in plan.held]
             ))  # fmt: skip
         return plan
+
+    async def _pause_losing(self, losing: list[dict[str, Any]], holds: Holds, now: datetime) -> None:
+        """`spending.pause_losing`: a losing persona goes on hold (source "spending") with its evidence,
+        through the same durable, audited holds as an alert's `pause_persona`; from the next plan on
+        its cadence is held back (`persona_paused`) until an operator releases it."""
+        for x in losing:
+            if x["persona"] in holds.personas:
+                continue
+            # the holds' reason column holds 64 characters
+            why = f"losing: {x['return_per_dollar']:.3g}/$ +- {x['uncertainty']:.2g} on {x['tracks']:.0f} tracks"[:64]
+            try:
+                if await self.holds.set(HoldKind.persona, x["persona"], "spending", True, reason=why,
+                                        actor="planner", at=now):  # fmt: skip
+                    logger.warning("persona %s paused: %s", x["persona"], why)
+            except Exception as exc:  # the hold store being down must not stop the plan
+                logger.warning("could not pause losing persona %s: %s", x["persona"], exc)
 
     def _report_losing(self, losing: list[dict[str, Any]], now: datetime) -> None:
         """Once per UTC day: the personas that keep losing money, with the evidence."""

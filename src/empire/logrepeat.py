@@ -18,6 +18,10 @@ exit, so no count is lost.
 Only WARNING and above are limited: those are what a failure repeats. INFO is the agent's
 narrative, one line per decision or action, bounded by the work done (the same template for
 every target), and limiting it would drop decisions from the log.
+
+`log_unless_reported` is the other half for the state database: its failures are logged once per
+change of state by `empire.state.health.StateHealth`, so where such an error surfaces (every
+tick, every retry) it is logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RepeatFilter", "install"]
+from empire.errors import StateDbError
+
+__all__ = ["RepeatFilter", "already_reported", "install", "log_unless_reported"]
 
 _DIGITS = re.compile(r"\d+")
 _SUMMARY = "_empire_repeat_summary"
@@ -137,3 +143,25 @@ def install(
             repeat = RepeatFilter(handler.handle, interval=interval, clock=clock)
             handler.addFilter(repeat)
             atexit.register(repeat.write_counts)
+
+
+def already_reported(exc: BaseException) -> bool:
+    """True for a state DB failure the health monitor has logged already (log it at DEBUG)."""
+    return isinstance(exc, StateDbError) and exc.reported
+
+
+def log_unless_reported(
+    log: logging.Logger,
+    exc: BaseException,
+    msg: str,
+    *args: object,
+    level: int = logging.WARNING,
+    traceback: bool = False,
+) -> None:
+    """Log `msg % args` at `level` (with the traceback when asked), or at DEBUG without one when
+    `exc` is a state DB failure `StateHealth` has reported already: its one line per change of
+    state says it, not every caller on every retry."""
+    if already_reported(exc):
+        log.debug(msg, *args, stacklevel=2)
+    else:
+        log.log(level, msg, *args, exc_info=exc if traceback else None, stacklevel=2)

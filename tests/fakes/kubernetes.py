@@ -5,7 +5,8 @@ answers a merge PATCH whose resourceVersion is outdated with 409, like the real 
 Faults are scripted: `fail_next(503, 409, retry_after=...)` answers the next requests with those
 codes; `forbid("patch")` answers that verb with 403; `token` requires a bearer token (401).
 `requests` logs (method, path) of every call, `patches` the replicas written; `before_patch`
-simulates a concurrent writer.
+simulates a concurrent writer. `write_kubeconfig(path, url, token)` writes the kubeconfig that
+points `empire run` at it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,9 +26,19 @@ from starlette.routing import Route
 
 from fakes.server import serve_in_thread
 
-__all__ = ["FakeKubernetes", "Workload"]
+__all__ = ["FakeKubernetes", "Workload", "write_kubeconfig"]
 
 KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet"}
+
+
+def write_kubeconfig(path: Path, server: str, token: str) -> Path:
+    """A kubeconfig whose one context reaches `server` with a bearer `token`."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "current-context": "t",
+        "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+        "clusters": [{"name": "c", "cluster": {"server": server}}], "users": [{"name": "u", "user": {"token": token}}],
+    }))  # fmt: skip
+    return path
 
 
 @dataclass

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from fakes.kubernetes import FakeKubernetes
+from fakes.kubernetes import FakeKubernetes, write_kubeconfig
 from fakes.prometheus import FakePrometheus
 from fakes.server import free_port
 
@@ -45,11 +45,7 @@ def test_empire_run_forecasts_from_prometheus_history(tmp_path: Path):
     prom.series["sum(queue_gen)"] = lambda t: 300.0 + 200.0 * math.sin(2 * math.pi * t / 600)
     port = free_port()
     with prom.serve() as purl, kube.serve() as kurl:
-        (tmp_path / "kubeconfig").write_text(yaml.safe_dump({
-            "apiVersion": "v1", "current-context": "t",
-            "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
-            "clusters": [{"name": "c", "cluster": {"server": kurl}}], "users": [{"name": "u", "user": {"token": "t"}}],
-        }))  # fmt: skip
+        write_kubeconfig(tmp_path / "kubeconfig", kurl, "t")
         (tmp_path / "policy.yaml").write_text(yaml.safe_dump({
             "loop": {"interval": "1s"},
             "targets": [{

@@ -20,7 +20,7 @@ import yaml
 from empire.agent.records import ActionState
 from empire.state.database import Database
 from empire.state.store import SqlStateStore
-from fakes.kubernetes import FakeKubernetes
+from fakes.kubernetes import FakeKubernetes, write_kubeconfig
 from fakes.prometheus import FakePrometheus
 from fakes.server import free_port
 
@@ -81,11 +81,7 @@ def cluster(tmp_path):
     kube.add("gen", 2, "music")
     prom.series["sum(queue_gen)"] = 300.0  # 6 replicas' worth
     with prom.serve() as purl, kube.serve() as kurl:
-        (tmp_path / "kubeconfig").write_text(yaml.safe_dump({
-            "apiVersion": "v1", "current-context": "t",
-            "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
-            "clusters": [{"name": "c", "cluster": {"server": kurl}}], "users": [{"name": "u", "user": {"token": "t"}}],
-        }))  # fmt: skip
+        write_kubeconfig(tmp_path / "kubeconfig", kurl, "t")
         (tmp_path / "policy.yaml").write_text(yaml.safe_dump({
             "loop": {"interval": "1s"},
             "targets": [{"name": "gen", "workload": {"name": "gen", "namespace": "music"}, "max_replicas": 10,

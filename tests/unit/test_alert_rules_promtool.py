@@ -2,7 +2,8 @@
 
 Each case runs two installs side by side (namespaces `ok` and `bad`, both job `empire`): the alert
 fires for the broken one only, with its `namespace` and `job`, so one healthy install cannot hide a
-broken one. `EmpireProviderKeyRejected` and `EmpireBudgetNearLimit` have their own files.
+broken one. `EmpireProviderKeyRejected`, `EmpireBudgetNearLimit` and `EmpireStateDatabaseDown` have their
+own files.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import yaml
 from promtool_rules import RULES, alert_rule, check_rules, needs_promtool
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
-OWN_FILES = {"EmpireProviderKeyRejected", "EmpireBudgetNearLimit"}
+OWN_FILES = {"EmpireProviderKeyRejected", "EmpireBudgetNearLimit", "EmpireStateDatabaseDown"}
 BAD = {"namespace": "bad", "job": "empire"}
 
 

@@ -75,7 +75,9 @@ class AreaHandle:
 class AreaDeps:
     """What the daemon gives every area. `policy()` is the policy in force (never a file of its own);
     `offered` holds what the areas built earlier offered (tiering: `storage_backend`; predictive:
-    `forecast_horizon`, which alerting reads lazily because predictive is built after it)."""
+    `forecast_horizon`, which alerting reads lazily because predictive is built after it).
+    `state_up()` is False while the state database is down (`empire.state.health`): an area holds
+    whatever it could not journal (no job claimed, no notification sent)."""
 
     settings: Settings
     clock: Clock
@@ -89,6 +91,7 @@ class AreaDeps:
     policy: Callable[[], LoadedPolicy]
     secret_reader: SecretReader | None
     offered: Mapping[str, Any]
+    state_up: Callable[[], bool] = lambda: True
 
 
 class Area(Protocol):

@@ -19,6 +19,13 @@ The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the p
 hot-reloaded by `PolicyWatcher`) or `database` (the version the operator applied from an
 EmpireConfig, followed by `DbPolicySource`; idle and dry-run until the first one arrives).
 
+The state database is watched by a `StateHealth` (`daemon.db.health`): while it is down,
+`/readyz` answers 503 with the reason, `/status` (`state_db`) and `empire_state_db_up` /
+`empire_state_db_failure{reason}` say so, the runner and the periodic jobs hold every action, and
+the generation dispatcher claims no job; it recovers by itself (see `empire.state.health`). A
+SQLite file is integrity-checked (`PRAGMA quick_check`) before the daemon trusts it: a corrupt one
+stops the start with one line naming `empire db verify` (exit 2).
+
 Shutdown, in order: SIGTERM or SIGINT stops the periodic jobs from starting new runs (`on_stop`
 is called: `empire run` arms its shutdown deadline there) and cancels the task group. The action
 in flight finishes inside the runner's shielded scope and is journaled; a state-DB unit of work
@@ -55,7 +62,8 @@ from empire.agent.scheduler import PeriodicJobs
 from empire.agent.types import ScaleTo
 from empire.config.settings import Settings
 from empire.config.urls import mask_url
-from empire.errors import TemporaryError
+from empire.errors import StateDbError, TemporaryError
+from empire.logrepeat import log_unless_reported
 from empire.policies.loading import LoadedPolicy, PolicyWatcher
 
 if TYPE_CHECKING:
@@ -155,6 +163,7 @@ class Daemon:
             settings=self.settings, clock=self.clock, monitor=self.monitor, db=self.db, store=self.store,
             observer=self.observer, runner=self.runner, loop=self.loop, leader=self.leader, policy=self.policy,
             secret_reader=self.services.get("secret_reader"), offered=self.services,
+            state_up=lambda: self.db.health is None or self.db.health.up,
         )  # fmt: skip
 
 
@@ -172,11 +181,22 @@ def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -
 
 
 async def _open_db(url: str, attempts: int = 5) -> Any:
+    """Open (creating and migrating on first start), retrying an unreachable server; refuse a
+    corrupt SQLite file before anything reads it."""
     from empire.state.database import Database
+    from empire.state.verify import check_sqlite_integrity
 
     for i in range(attempts):
         try:
-            return await Database.open(url)
+            db = await Database.open(url)
+            if db.dialect == "sqlite":
+                try:
+                    took = await check_sqlite_integrity(db)
+                except BaseException:
+                    await db.close()
+                    raise
+                logger.info("state database %s: integrity (quick_check) ok in %.2fs", db.describe(), took)
+            return db
         except TemporaryError as exc:
             if i + 1 == attempts:
                 raise
@@ -194,6 +214,7 @@ async def build_daemon(
     from empire.agent.kube.scaler import KubernetesScaler
     from empire.agent.observers.none import NoSource
     from empire.agent.observers.prometheus import PrometheusObserver
+    from empire.state.health import StateHealth
     from empire.state.store import SqlStateStore
 
     use_db = settings.policy_source == "database" and policy_file is None
@@ -208,6 +229,8 @@ async def build_daemon(
     loaded = source.current
     logger.info("policy %s (version %s): %d targets", loaded.source, loaded.version, len(loaded.policy.targets))
     clock, monitor = clock or SystemClock(), Monitor()
+    health = StateHealth(db, clock.now, on_change=monitor.loop.on_state_db)
+    monitor.loop.on_state_db(health)
     info: dict[str, Any] = {}
     services: dict[str, Any] = {}
 
@@ -240,14 +263,18 @@ async def build_daemon(
 
     leader = leader_for(settings)
     info["leader_election"] = leader.name
-    runner = ActionRunner(store, {ScaleTo: executor}, clock, monitor, replica=settings.replica_id, leader=leader)
+    runner = ActionRunner(store, {ScaleTo: executor}, clock, monitor, replica=settings.replica_id, leader=leader,
+                          state_health=health)  # fmt: skip
     jobs = PeriodicJobs(clock, monitor)
+    jobs.state_health = health
     loop = ControlLoop(
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
-        monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs,
+        monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs, state_health=health,
     )  # fmt: skip
     context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes)
     context.status_sections["policy_reload_error"] = lambda: source.last_error
+    context.status_sections["state_db"] = health.snapshot
+    context.readiness["state_db"] = health.problem
     if loop.dry_run:
         logger.warning("dry run: decisions are journaled, no action is executed")
     daemon = Daemon(settings, clock, monitor, db, store, source, observer, workloads, runner, jobs, loop, leader,
@@ -327,7 +354,7 @@ async def check_policy(daemon: Daemon) -> bool:
         try:
             await daemon.store.audit(record)
         except Exception as exc:
-            logger.warning("could not journal the policy change: %s", exc)
+            log_unless_reported(logger, exc, "could not journal the policy change: %s", exc)
     return changed
 
 
@@ -336,8 +363,8 @@ async def _watch_policy(daemon: Daemon) -> None:
         await anyio.sleep(daemon.source.interval)
         try:
             await check_policy(daemon)
-        except TemporaryError as exc:
-            logger.warning("policy poll failed; the policy in force stays: %s", exc)
+        except (TemporaryError, StateDbError) as exc:
+            log_unless_reported(logger, exc, "policy poll failed; the policy in force stays: %s", exc)
         except Exception:
             logger.exception("policy watch failed; the policy in force stays")
 
@@ -356,6 +383,7 @@ async def run_daemon(
     app = build_app(daemon.context, daemon.routes)
     stopping = False
     sock = bind(s.http.host, s.http.port)
+    failure: Exception | None = None  # `--once`: the state database went down during the tick
     begun = False
 
     def begin_stop() -> None:
@@ -391,6 +419,9 @@ async def run_daemon(
             await daemon.loop.start()
             if once:
                 await daemon.loop.tick()
+                health = getattr(daemon.db, "health", None)
+                if health is not None and not health.up:
+                    failure = health.error
                 tg.cancel_scope.cancel()
                 return 0
             daemon.jobs.start(is_leader=lambda: daemon.loop.is_leader)
@@ -413,4 +444,6 @@ async def run_daemon(
                     logger.debug("close: %s", exc)
             if stopping:
                 logger.warning("stopped cleanly")
+            if failure is not None:  # exit 2 or 3 with the reason, not 0 (a smoke test must see it)
+                raise failure
     return 0

@@ -7,7 +7,8 @@ ingest endpoint, `/alerts`) and `/status` sections (`context.status_sections`). 
   max(3 intervals, 60 s): a wedged loop should be restarted by Kubernetes.
 * `/readyz` (readiness): 200 once the loop has started and finished a first tick (standby
   replicas are ready too: leadership is not readiness), 503 before. An area that failed to start
-  is named in `"degraded"` (the daemon runs without it; see `empire.agent.areas`).
+  is named in `"degraded"` (the daemon runs without it; see `empire.agent.areas`). 503 also while
+  any of `context.readiness` names a problem (the state database down), with each problem in the body.
 * `/status`: JSON, leader flag, policy version, last decision per target with its reasons.
 
 Request bodies above `max_body_bytes` are refused with 413 before a handler reads them. `serve()`
@@ -53,6 +54,7 @@ class AppContext:
     loop: ControlLoop | None = None
     info: dict[str, Any] = field(default_factory=dict)  # metric source, cluster, ... (no secrets)
     status_sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    readiness: dict[str, Callable[[], str | None]] = field(default_factory=dict)  # name -> problem or None
     max_body_bytes: int = 1_048_576
     started_wall: float = field(default_factory=time.monotonic)
     degraded: Callable[[], list[str]] = lambda: []  # areas that failed to start ("pools: <error>")
@@ -107,6 +109,9 @@ def build_app(context: AppContext, extra_routes: Sequence[BaseRoute] = ()) -> St
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        problems = {name: problem for name, check in context.readiness.items() if (problem := check())}
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, 503)
         loop = context.loop
         if loop is None or not loop.started or loop.ticks == 0:
             return JSONResponse({"status": "starting"}, 503)

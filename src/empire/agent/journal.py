@@ -4,7 +4,9 @@ Why one runner: "what did the agent do, why, and did it work?" must have one ans
 the area (scaling, generation, tiering, alerting). The runner enforces the journal protocol:
 
 1. write an *intent* (idempotency key from `types.action_key`) BEFORE anything touches the world;
-   if the intent cannot be written (database down) the action is not executed at all;
+   if the intent cannot be written (database down) the action is not executed at all, and while
+   `state_health` says the database is down no intent is even tried: the action is *held*
+   (`skipped`, reason `state_db_down`);
 2. execute through the executor registered for the action's kind (`ports.Executor`);
 3. mark the intent `applied` / `failed` / `skipped`, with the error class ("temporary",
    "permanent", "internal") and message;
@@ -31,7 +33,8 @@ from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock, Executor, LeaderElection, StateStore
 from empire.agent.records import ActionRecord, ActionState, AuditRecord
 from empire.agent.types import Action, Outcome, OutcomeStatus, ReadBack, Reason, action_key, error_class
-from empire.errors import PermanentError, TemporaryError
+from empire.errors import PermanentError, StateDbError, TemporaryError
+from empire.logrepeat import log_unless_reported
 
 __all__ = ["ActionRunner", "ReconcileResult", "action_extra", "primary_reason"]
 
@@ -79,7 +82,8 @@ class ActionRunner:
     `executors` maps an action kind (`"scale"`, `"generate"`, ...) or an action class to its
     executor; other areas call `register()` at start. `dry_run` may be flipped at run time
     (policy reload); `leader`, when given, is consulted before each action so that a replica
-    that lost its lease stops acting at once.
+    that lost its lease stops acting at once. `state_health` (a `StateHealth`), when given, holds
+    every action while the state database is down.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class ActionRunner:
         replica: str | None = None,
         leader: LeaderElection | None = None,
         timeout: float = 60.0,
+        state_health: Any = None,
     ) -> None:
         from empire.agent.clock import SystemClock
 
@@ -103,6 +108,7 @@ class ActionRunner:
         self.replica = replica
         self.leader = leader
         self.timeout = timeout
+        self.state_health = state_health
         self._executors: dict[str, Executor] = {}
         self._inflight: set[int] = set()
         for kind, executor in (executors or {}).items():
@@ -123,6 +129,10 @@ class ActionRunner:
         cause = primary_reason(action)
         if self.leader is not None and not self.leader.is_leader:
             return self._count(action, Outcome(OutcomeStatus.skipped, Reason.not_leader), cause)
+        if self.state_health is not None and not self.state_health.up:
+            logger.debug("action %s %s held: the state database is down", action.kind, action.subject)
+            return self._count(action, Outcome(OutcomeStatus.skipped, Reason.state_db_down, self.state_health.message),
+                               cause)  # fmt: skip
         key = key or action_key(action.kind, action.subject, now, action_extra(action))
         params: dict[str, Any] = {**action.params(), "reasons": [r.value for r in action.reasons]}
         intent = ActionRecord(
@@ -132,8 +142,18 @@ class ActionRunner:
         try:
             stored = await self.store.write_intent(intent)
         except Exception as exc:  # the journal is the precondition: no intent, no action
-            logger.warning("action %s %s not executed: cannot journal the intent: %s", action.kind, action.subject, exc)
-            out = Outcome(OutcomeStatus.failed, Reason.execution_failed, str(exc), error_class(exc))
+            log_unless_reported(
+                logger,
+                exc,
+                "action %s %s not executed: cannot journal the intent: %s",
+                action.kind,
+                action.subject,
+                exc,
+            )
+            if isinstance(exc, StateDbError):
+                out = Outcome(OutcomeStatus.skipped, Reason.state_db_down, str(exc))
+            else:
+                out = Outcome(OutcomeStatus.failed, Reason.execution_failed, str(exc), error_class(exc))
             return self._count(action, out, cause)
         if stored.state != ActionState.intent or stored.created_at != now or stored.replica != self.replica:
             out = Outcome(OutcomeStatus.duplicate, None, action_id=stored.id)

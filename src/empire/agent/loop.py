@@ -17,6 +17,9 @@ Why this shape:
 * The stabilization history (recommendations and scale events) is kept in memory per target and
   rebuilt from the journal at start, so a restart neither forgets a scale-down window nor lets a
   rate limit reset.
+* With a `state_health` (`empire.state.health.StateHealth`), each tick starts by probing the state
+  database. While it is down, decisions are still computed and logged but every action is held
+  (the runner checks the same health), and failures it already reported are logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from empire.agent.records import ActionState, AuditRecord, DecisionRecord, jsona
 from empire.agent.scheduler import PeriodicJobs
 from empire.agent.stabilizing import ScaleEvent, TargetHistory
 from empire.agent.types import Decision, Forecast, Observation, Outcome, OutcomeStatus, ScaleTo, error_class
+from empire.logrepeat import log_unless_reported
 from empire.policies.loading import LoadedPolicy
 from empire.policies.scaling import Target
 
@@ -74,6 +78,7 @@ class ControlLoop:
         drive_jobs: bool = False,
         forecaster: Forecaster | None = None,
         concurrency: int = 16,
+        state_health: Any = None,
     ) -> None:
         self._policy = policy
         self.observer, self.workloads, self.runner, self.store = observer, workloads, runner, store
@@ -85,6 +90,7 @@ class ControlLoop:
         self.jobs = jobs
         self.drive_jobs = drive_jobs
         self.forecaster = forecaster
+        self.state_health = state_health
         self.histories: dict[str, TargetHistory] = {}
         self.status: dict[str, TargetStatus] = {}
         self.started = False
@@ -178,6 +184,8 @@ class ControlLoop:
             await self._journal_lost_leadership(now)
         self.is_leader = leading
         metrics.leader.set(1 if self.is_leader else 0)
+        if self.state_health is not None:
+            await self.state_health.check()
         decisions: list[Decision] = []
         if self.is_leader:
             await self._save_policy(now)
@@ -240,7 +248,7 @@ class ControlLoop:
             await self.store.save_policy_version(loaded.version, loaded.source, body, now)
             self._policy_saved = loaded.version
         except Exception as exc:
-            logger.warning("could not record policy version %s: %s", loaded.version, exc)
+            log_unless_reported(logger, exc, "could not record policy version %s: %s", loaded.version, exc)
             self.monitor.loop.errors.labels("record", error_class(exc)).inc()
 
     async def _reconcile(self) -> None:
@@ -248,7 +256,7 @@ class ControlLoop:
             results = await self.runner.reconcile()
             self._reconcile_pending = any(r.settled_as is None for r in results)
         except Exception as exc:
-            logger.warning("reconciliation of unfinished intents failed: %s; will retry", exc)
+            log_unless_reported(logger, exc, "reconciliation of unfinished intents failed: %s; will retry", exc)
             self.monitor.loop.errors.labels("reconcile", error_class(exc)).inc()
 
     async def observe(self, target: Target, now: datetime) -> Observation:
@@ -313,7 +321,8 @@ class ControlLoop:
             status.decision, status.outcomes, status.error = decision, outcomes, None
             return decision
         except Exception as exc:
-            logger.exception("%s: tick failed at %s; the other targets carry on", target.name, stage)
+            log_unless_reported(logger, exc, "%s: tick failed at %s; the other targets carry on: %s", target.name,
+                                stage, exc, level=logging.ERROR, traceback=True)  # fmt: skip
             metrics.errors.labels(stage, error_class(exc)).inc()
             status.error = f"{stage}: {type(exc).__name__}: {exc}"
             return None
@@ -330,7 +339,9 @@ class ControlLoop:
         try:
             return await self.store.record_decision(rec)
         except Exception as exc:
-            logger.warning("%s: decision not recorded (%s); its actions are still journaled", d.target, exc)
+            log_unless_reported(
+                logger, exc, "%s: decision not recorded (%s); its actions are still journaled", d.target, exc
+            )
             self.monitor.loop.errors.labels("record", error_class(exc)).inc()
             return None
 

@@ -16,9 +16,11 @@ kube-state-metrics' does) so the workload's `namespace` is kept rather than rena
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from empire.errors import DbFailure
 
 if TYPE_CHECKING:
     from empire.agent.types import Sample
@@ -88,7 +90,20 @@ class LoopMetrics:
         self.jobs = Counter(
             "empire_periodic_jobs", "Periodic job runs by task and result", ["task", "result"], registry=registry
         )
+        self.state_db_up = Gauge(
+            "empire_state_db_up", "1 while the state database can be written; 0: actions are held", registry=registry
+        )
+        self.state_db_failure = Gauge(
+            "empire_state_db_failure", "1 for the reason the state database is down, 0 for the others",
+            ["reason"], registry=registry,
+        )  # fmt: skip
         self._series: dict[str, tuple[tuple[str, ...], set[str]]] = {}  # target -> (its labels, signals seen)
+
+    def on_state_db(self, health: Any) -> None:
+        """Follow a `StateHealth` (its `on_change`); every reason is exported, so the set is closed."""
+        self.state_db_up.set(1 if health.up else 0)
+        for reason in DbFailure:
+            self.state_db_failure.labels(reason.value).set(1 if health.reason == reason else 0)
 
     def _labels(self, target: Target) -> tuple[str, ...]:
         wl = target.workload

@@ -14,7 +14,8 @@ Two drivers run the same registry:
   same simulated instants, deterministically.
 
 Either way a failing job is logged and counted (`empire_periodic_jobs_total{task,result}`); it never
-stops the loop or the other jobs.
+stops the loop or the other jobs. While `state_health` says the state database is down, no job
+runs (result `held`): jobs plan, move, prune and alert, and none of that can be journaled.
 
 Shutdown (wall-clock mode): `stop()` at SIGTERM starts no new run; `aclose()` gives the runs in
 flight `grace` seconds from the signal, then cancels them through an anyio cancel scope (never
@@ -37,6 +38,7 @@ import anyio
 
 from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock
+from empire.logrepeat import log_unless_reported
 
 __all__ = ["Job", "JobFunc", "PeriodicJobs"]
 
@@ -65,6 +67,7 @@ class PeriodicJobs:
         self._created = clock.now()
         self._running: dict[asyncio.Task[Any], tuple[str, anyio.CancelScope]] = {}  # wall-clock runs in flight
         self._stopped_at: float | None = None  # time.monotonic() of stop(): no new run after it
+        self.state_health: Any = None  # a `StateHealth`: no job runs while the state database is down
 
     def add(
         self,
@@ -93,10 +96,14 @@ class PeriodicJobs:
         if job.leader_only and not self._is_leader():
             self.monitor.loop.jobs.labels(job.name, "standby").inc()
             return False
+        if self.state_health is not None and not self.state_health.up:
+            self.monitor.loop.jobs.labels(job.name, "held").inc()
+            return False
         try:
             await job.func(now)
-        except Exception:
-            logger.exception("periodic job %s failed", job.name)
+        except Exception as exc:
+            log_unless_reported(logger, exc, "periodic job %s failed: %s", job.name, exc, level=logging.ERROR,
+                                traceback=True)  # fmt: skip
             self.monitor.loop.jobs.labels(job.name, "error").inc()
             return False
         self.monitor.loop.jobs.labels(job.name, "ok").inc()

@@ -75,6 +75,7 @@ class Reason(StrEnum):
     # -- execution
     dry_run = "dry_run"
     not_leader = "not_leader"
+    state_db_down = "state_db_down"  # the state DB cannot journal the intent: held, nothing is done
     execution_failed = "execution_failed"  # the executor raised: the error class is journaled
     reconciled = "reconciled"  # an unfinished intent found at start, settled by reading back
     workload_unknown = "workload_unknown"  # current replicas could not be read: never act blind

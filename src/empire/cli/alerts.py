@@ -38,10 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(fn: Any) -> Any:
+    """Both `alerts` commands only read."""
     from empire.cli.common import with_database
     from empire.state.alerts import SqlAlertStore
 
-    return with_database(lambda db: fn(SqlAlertStore(db)))
+    return with_database(lambda db: fn(SqlAlertStore(db)), readonly=True)
 
 
 def list_(args: argparse.Namespace) -> int:

@@ -2,7 +2,10 @@
 
 Commands that read or change state (`jobs`, `alerts`, `silence`, `explain`, `pools hold`, `db`)
 open the database from the settings, run, and close it, so a connection never outlives the command
-and an unreachable database is the same one-line, exit-3 error everywhere. `alerts` and `silence`
+and an unreachable database is the same one-line, exit-3 error everywhere. A command that only
+reads passes `readonly=True`: it never creates or migrates a database (a missing one, or one behind
+the newest schema, is a one-line exit-2 error saying to run `empire db upgrade`), and its
+connection refuses writes. `alerts` and `silence`
 print their tables and times the same way (`print_table`, `utc_time`).
 
 Input and output are checked the same way by every command: numeric options are argparse types
@@ -47,16 +50,27 @@ MAX_ID = 2**63 - 1
 T = TypeVar("T")
 
 
-def with_database(fn: Callable[[Database], Awaitable[T]], *, url: str | None = None, migrate: bool = True) -> T:
+def with_database(
+    fn: Callable[[Database], Awaitable[T]],
+    *,
+    url: str | None = None,
+    migrate: bool = True,
+    readonly: bool = False,
+    current: bool = True,
+) -> T:
     """`fn(db)` on the database of the settings (or `url`), migrated to the newest schema unless
-    `migrate` is False (`empire db` inspects or migrates it itself)."""
+    `migrate` is False (`empire db` inspects or migrates it itself). `readonly`: see the module
+    docstring; `current=False` lets `empire db status|verify` look at a database of any revision."""
     from empire.config.settings import load_settings
     from empire.state.database import Database
 
     target = url or load_settings().database_url_value
 
     async def go() -> T:
-        db = await Database.open(target, migrate=migrate)
+        if readonly:
+            db = await Database.open_readonly(target, current=current)
+        else:
+            db = await Database.open(target, migrate=migrate)
         try:
             return await fn(db)
         finally:

@@ -274,7 +274,7 @@ def show(args: argparse.Namespace) -> int:
     from empire.state.business import publications
 
     async def go() -> dict[str, Any]:
-        async with open_tiering(load_settings(), args.policy) as tc:
+        async with open_tiering(load_settings(), args.policy, readonly=True) as tc:
             obj = await tc.inventory.get(args.id)
             now = tc.clock.now()
             pol = tc.policy

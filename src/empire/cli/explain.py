@@ -144,7 +144,7 @@ def explain(args: argparse.Namespace) -> int:
             )
         return decisions, acts
 
-    decisions, acts = with_database(go)
+    decisions, acts = with_database(go, readonly=True)
     if not decisions:  # a persona: its generation actions
 
         async def persona(db: Any) -> list[Any]:
@@ -152,7 +152,7 @@ def explain(args: argparse.Namespace) -> int:
             found = await SqlStateStore(db).recent_actions(subject, limit=args.last * 4)
             return [a for a in found if a.kind == "generate"][: args.last]
 
-        actions = with_database(persona)
+        actions = with_database(persona, readonly=True)
         if not actions:
             raise NotFoundError(f"no generation actions journaled for {args.target!r} (is empire run running?)")
         if args.format == "json":

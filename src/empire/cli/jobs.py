@@ -47,17 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.set_defaults(func=func)
 
 
-def _run(fn: Any) -> Any:
+def _run(fn: Any, *, readonly: bool = False) -> Any:
     from empire.cli.common import with_database
     from empire.state.jobs import SqlJobQueue
 
-    return with_database(lambda db: fn(SqlJobQueue(db)))
+    return with_database(lambda db: fn(SqlJobQueue(db)), readonly=readonly)
 
 
 def list_jobs(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ConfigError("--limit must be at least 1")
-    jobs = _run(lambda q: q.list(args.state, args.persona, args.limit, args.provider))
+    jobs = _run(lambda q: q.list(args.state, args.persona, args.limit, args.provider), readonly=True)
     if args.format == "json":
         print(json.dumps([j.describe() for j in jobs], indent=2))
         return 0
@@ -81,7 +81,7 @@ def list_jobs(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     # not isdigit(): "¹" is a digit int() refuses
     ref: int | str = int(args.job) if args.job.isdecimal() and int(args.job) <= MAX_ID else args.job
-    job = _run(lambda q: q.get(ref))
+    job = _run(lambda q: q.get(ref), readonly=True)
     if job is None:
         raise NotFoundError(f"no job {args.job!r}")
     print(json.dumps(job.describe(), indent=2, default=str))

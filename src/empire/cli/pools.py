@@ -73,7 +73,7 @@ def status(args: argparse.Namespace) -> int:
     from empire.state.holds import SqlHoldStore
 
     async def go() -> dict[str, Any]:
-        async with open_pools(load_settings(), args.policy) as pc:
+        async with open_pools(load_settings(), args.policy, readonly=True) as pc:
             now = SystemClock().now()
             in_flight = await pc.queue.in_flight()
             done = await pc.queue.done_since(day_start(now))

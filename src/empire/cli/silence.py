@@ -73,11 +73,11 @@ def check_matchers(texts: list[str]) -> list[str]:
     return [str(m) for m in matchers]
 
 
-def _run(fn: Any) -> Any:
+def _run(fn: Any, *, readonly: bool = False) -> Any:
     from empire.cli.common import with_database
     from empire.state.alerts import SqlAlertStore
 
-    return with_database(lambda db: fn(SqlAlertStore(db)))
+    return with_database(lambda db: fn(SqlAlertStore(db)), readonly=readonly)
 
 
 def add(args: argparse.Namespace) -> int:
@@ -113,7 +113,7 @@ def list_(args: argparse.Namespace) -> int:
     from empire.agent.alerting.api import silence_json
 
     now = datetime.now(UTC)
-    silences = _run(lambda store: store.silences(now, include_expired=args.all))
+    silences = _run(lambda store: store.silences(now, include_expired=args.all), readonly=True)
     if args.format == "json":
         print(json.dumps([silence_json(s, now) for s in silences], indent=2))
         return 0

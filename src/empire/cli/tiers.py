@@ -65,7 +65,7 @@ def plan(args: argparse.Namespace) -> int:
     from empire.config.settings import load_settings
 
     async def go() -> dict[str, Any]:
-        async with open_tiering(load_settings(), args.policy) as tc:
+        async with open_tiering(load_settings(), args.policy, readonly=True) as tc:
             now = tc.clock.now()
             limit = args.limit or tc.policy.max_moves_per_sweep
             moves = await tc.inventory.plan(tc.policy, now, limit)
@@ -162,7 +162,7 @@ def status(args: argparse.Namespace) -> int:
     from empire.state import tables as t
 
     async def go() -> dict[str, Any]:
-        async with open_tiering(load_settings(), args.policy) as tc:
+        async with open_tiering(load_settings(), args.policy, readonly=True) as tc:
             usage = {u.tier: u for u in await tc.inventory.usage()}
             async with tc.db.connect() as conn:
                 unfinished = (await conn.execute(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from empire.agent.alerting.store import AlertStore
 from empire.agent.monitor import Monitor
 from empire.agent.ports import Clock, LeaderElection
 from empire.agent.types import error_class
+from empire.logrepeat import log_unless_reported
 from empire.policies.alerting import AlertingPolicy
 
 __all__ = ["AlertService"]
@@ -59,8 +60,12 @@ class AlertService:
         backoff: Backoff | None = None,
         poll: float = 5.0,
         send_timeout: float = 30.0,
+        state_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
+        # No pass while the state DB is down: a notification sent but not marked sent in the outbox
+        # would be sent again.
+        self.state_up = state_up
         self.clock = clock
         self.monitor = monitor or Monitor()
         self.metrics = self.monitor.group(AlertMetrics)
@@ -157,22 +162,22 @@ class AlertService:
     async def _dispatch_loop(self) -> None:
         while True:
             until = None
-            if self._is_leader():
+            if self._is_leader() and self.state_up():
                 try:
                     until = (await self.dispatch_once()).next_flush_at
                 except Exception as exc:  # the DB may be down: try again at the next poll
-                    logger.warning("alert dispatcher pass failed: %s", exc)
+                    log_unless_reported(logger, exc, "alert dispatcher pass failed: %s", exc)
                     self.metrics.errors.labels("dispatch", error_class(exc)).inc()
             await self._sleep("dispatch", until)
 
     async def _deliver_loop(self) -> None:
         while True:
             until = None
-            if self._is_leader():
+            if self._is_leader() and self.state_up():
                 try:
                     until = (await self.deliver_once()).next_attempt_at
                 except Exception as exc:
-                    logger.warning("alert delivery pass failed: %s", exc)
+                    log_unless_reported(logger, exc, "alert delivery pass failed: %s", exc)
                     self.metrics.errors.labels("deliver", error_class(exc)).inc()
             await self._sleep("deliver", until)
 

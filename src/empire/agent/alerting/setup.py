@@ -45,7 +45,7 @@ def build(deps: AreaDeps) -> AreaHandle:
     store = SqlAlertStore(deps.db)
     alerting = policy().alerting
     service = AlertService(store, alerting, build_receivers(alerting, client, secrets), deps.clock, deps.monitor,
-                           leader=deps.leader)  # fmt: skip
+                           leader=deps.leader, state_up=deps.state_up)  # fmt: skip
     # predicted_breach rules read the horizon forecasts the predictive area offers (it is built after us)
     rules = AlertRulesJob(policy, deps.loop, deps.runner, store, horizon=lambda: deps.offered.get("forecast_horizon"),
                           metrics=deps.monitor.group(AlertMetrics))  # fmt: skip

@@ -29,7 +29,8 @@ from empire.agent.pools.providers.http import CallbackHub, dotted
 from empire.agent.ports import Clock
 from empire.agent.webio import json_error, read_json_body, tokens_match
 from empire.config.secrets import SecretReader, resolve_secret
-from empire.errors import ConfigError, EmpireError, TemporaryError
+from empire.errors import ConfigError, EmpireError, StateDbError, TemporaryError
+from empire.logrepeat import log_unless_reported
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 
@@ -151,9 +152,9 @@ def callback_routes(
         try:
             recorded = await store.record(name, job_id, body, status=status, actor=f"http:{host}", at=clock.now(),
                                           expected=local)  # fmt: skip
-        except TemporaryError as exc:
+        except (TemporaryError, StateDbError) as exc:
             if not local:
-                logger.warning("provider callback not recorded: %s", exc)
+                log_unless_reported(logger, exc, "provider callback not recorded: %s", exc)
                 return json_error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
             recorded = None
         if recorded is None and not local:

@@ -31,10 +31,15 @@ class PoolsContext:
 
 
 @asynccontextmanager
-async def open_pools(settings: Settings, policy_file: str | None = None) -> AsyncIterator[PoolsContext]:
+async def open_pools(
+    settings: Settings, policy_file: str | None = None, *, readonly: bool = False
+) -> AsyncIterator[PoolsContext]:
+    """`readonly` for `empire pools status`: the database must exist at the newest schema and the
+    connection refuses writes."""
     policy = load_policy(settings.policy_path(policy_file)).policy
     async with AsyncExitStack() as stack:
-        db = await Database.open(settings.database_url_value)
+        url = settings.database_url_value
+        db = await (Database.open_readonly(url) if readonly else Database.open(url))
         stack.push_async_callback(db.close)
         limiter: RateLimiter
         if settings.redis_url is not None:

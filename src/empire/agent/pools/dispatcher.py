@@ -64,7 +64,8 @@ from empire.agent.pools.queue import (
 )
 from empire.agent.pools.routing import Route, route
 from empire.agent.ports import Clock, RateLimiter
-from empire.errors import EmpireError, PermanentError, TemporaryError
+from empire.errors import EmpireError, PermanentError, StateDbError, TemporaryError
+from empire.logrepeat import log_unless_reported
 from empire.policies.generation import Provider
 
 __all__ = ["Dispatcher", "DispatcherOptions", "Publisher"]
@@ -210,8 +211,8 @@ class Dispatcher:
                     continue
                 try:
                     jobs = await self.queue.claim(self.opt.owner, self.clock.now(), want, self.opt.lease_seconds)
-                except TemporaryError as exc:
-                    logger.warning("claiming jobs failed, retrying: %s", exc)
+                except (TemporaryError, StateDbError) as exc:
+                    log_unless_reported(logger, exc, "claiming jobs failed, retrying: %s", exc)
                     await self._sleep(self.opt.idle_poll)
                     continue
                 self.stats["claimed"] += len(jobs)
@@ -529,8 +530,10 @@ class Dispatcher:
                 batch, self._pending = self._pending, []
                 try:
                     await self.queue.apply(batch)
-                except TemporaryError as exc:
-                    logger.warning("recording %d job transitions failed, retrying: %s", len(batch), exc)
+                except (TemporaryError, StateDbError) as exc:
+                    log_unless_reported(
+                        logger, exc, "recording %d job transitions failed, retrying: %s", len(batch), exc
+                    )
                     self._pending[0:0] = batch
                     await anyio.sleep(0.5)
 
@@ -552,8 +555,8 @@ class Dispatcher:
                 for key, holders in self._holders.items():
                     if holders:
                         await self.limiter.renew_slots(key, list(holders), self.opt.lease_seconds)
-            except TemporaryError as exc:
-                logger.warning("lease heartbeat failed: %s", exc)
+            except (TemporaryError, StateDbError) as exc:
+                log_unless_reported(logger, exc, "lease heartbeat failed: %s", exc)
             if self.metrics is not None:
                 now = time.monotonic()
                 for lim in self.pools.limits.values():
@@ -561,5 +564,5 @@ class Dispatcher:
                 self._sync_key_rejected()
                 try:
                     self.metrics.on_queue(await self.queue.counts())
-                except TemporaryError as exc:
+                except (TemporaryError, StateDbError) as exc:
                     logger.debug("queue depth not refreshed: %s", exc)

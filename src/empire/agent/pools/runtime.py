@@ -42,6 +42,7 @@ from empire.agent.pools.queue import JobQueue
 from empire.agent.ports import Clock, RateLimiter
 from empire.config.secrets import SecretReader
 from empire.errors import EmpireError
+from empire.logrepeat import log_unless_reported
 from empire.policies.generation import Provider
 from empire.policies.schema import Policy
 
@@ -178,7 +179,7 @@ class PoolsRuntime:
             try:
                 await self.refresh(self.clock.now())
             except Exception as exc:  # the DB may be down for a while: keep the last known holds
-                logger.warning("pools: holds and spend not refreshed: %s", exc)
+                log_unless_reported(logger, exc, "pools: holds and spend not refreshed: %s", exc)
             await anyio.sleep(self.refresh_every)
 
     # -- running ------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def build(deps: AreaDeps) -> AreaHandle:
     callbacks = SqlCallbackStore(deps.db)
     runtime = PoolsRuntime(
         policy, SqlContentCatalog(deps.db), deps.clock, limiter, DispatcherOptions(owner=s.replica_id), sink, metrics=metrics,
-        secrets=deps.secret_reader, paused=lambda: deps.loop.dry_run, holds=SqlHoldStore(deps.db),
+        # no claim in a dry run, nor while the state DB is down (a job's lease is its journal)
+        secrets=deps.secret_reader, paused=lambda: deps.loop.dry_run or not deps.state_up(), holds=SqlHoldStore(deps.db),
         callbacks=callbacks, queue=SqlJobQueue(deps.db),
     )  # fmt: skip
     holds = HoldExecutor(runtime.holds_store, policy, deps.clock, s.replica_id, runtime.apply_holds)

@@ -29,7 +29,8 @@ from starlette.routing import Route
 from empire.agent.ports import Clock
 from empire.agent.tiering.inventory import AccessEvent, Inventory, RevenueFigure, ingest_error
 from empire.agent.webio import json_error, read_json_body, tokens_match
-from empire.errors import ConfigError, NotFoundError, TemporaryError
+from empire.errors import ConfigError, NotFoundError, StateDbError, TemporaryError
+from empire.logrepeat import log_unless_reported
 
 __all__ = ["MAX_BATCH", "routes"]
 
@@ -118,8 +119,8 @@ def routes(
             return json_error(404, f"{exc}; nothing was changed")
         except ConfigError as exc:
             return json_error(422, f"invalid body: {exc}; nothing was changed")
-        except TemporaryError as exc:
-            logger.warning("ingest failed temporarily: %s", exc)
+        except (TemporaryError, StateDbError) as exc:
+            log_unless_reported(logger, exc, "ingest failed temporarily: %s", exc)
             return json_error(503, "state database unavailable; retry later", headers={"Retry-After": "5"})
         return JSONResponse({"updated": updated})
 

@@ -39,12 +39,17 @@ class TieringContext:
 
 
 @asynccontextmanager
-async def open_tiering(settings: Settings, policy_file: str | Path | None = None) -> AsyncIterator[TieringContext]:
+async def open_tiering(
+    settings: Settings, policy_file: str | Path | None = None, *, readonly: bool = False
+) -> AsyncIterator[TieringContext]:
+    """`readonly` for the commands that only look (`content show`, `tiers plan|status`): the
+    database must exist at the newest schema and the connection refuses writes."""
     from empire.policies.loading import load_policy
 
     loaded = load_policy(settings.policy_path(policy_file))
     policy = loaded.policy.storage
-    db = await Database.open(settings.database_url_value)
+    url = settings.database_url_value
+    db = await (Database.open_readonly(url) if readonly else Database.open(url))
     backend = None
     try:
         backend = build_backend(policy, settings.data_dir)

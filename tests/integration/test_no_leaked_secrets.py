@@ -50,6 +50,7 @@ READS: dict[str, list[list[str]]] = {
     "policy schema": [["policy", "schema"]],
     "config show": [["config", "show"]],
     "db status": [["db", "status"]],
+    "db verify": [["db", "verify"]],
     "jobs list": [["jobs", "list"], ["jobs", "list", "--format", "json"]],
     "jobs show": [["jobs", "show", "1"]],
     "pools status": [["pools", "status"]],

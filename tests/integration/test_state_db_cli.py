@@ -131,3 +131,11 @@ def test_verify_on_postgres(
     assert main(["db", "verify"]) == 0
     out = capsys.readouterr().out
     assert "data checksums  " in out and "ok    tables          12 tables match the schema" in out, out
+
+
+def test_a_superscript_job_id_is_a_one_line_error(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the CLI property test: "¹".isdigit() is true but int("¹") raises (a traceback)."""
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["jobs", "show", "¹"]) == 2
+    assert capsys.readouterr().err == "empire: error: no job '¹'\n"

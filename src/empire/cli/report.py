@@ -103,7 +103,7 @@ def report(args: argparse.Namespace) -> int:
         raise ConfigError("--period must be longer than 0")
     plot = check_output_path(args.plot, "--plot", PLOT_FORMATS) if args.plot else None
     since = datetime.now(UTC) - period
-    summary = summarize(with_database(lambda db: persona_books(db, since)))
+    summary = summarize(with_database(lambda db: persona_books(db, since), readonly=True))
     if plot is not None:
         write_plot(summary, plot, args.period)
     if args.format == "json":

@@ -30,3 +30,18 @@ def test_a_tick_late_in_the_second_sees_the_latest_value() -> None:
         # was NaN from a phase of 0.5 on: the slot was rounded up to second 10, which has no value yet
         assert series.latest() == 9.0, phase
         assert series.back(2) == [7.0, 8.0, 9.0], phase
+
+
+def test_points_off_the_grid_are_not_a_step_late() -> None:
+    """A source sampled at second 53 of each minute (a replayed trace): the tick at 53 s sees that
+    minute's value, not the one before (a one-minute lag made every forecast a minute stale)."""
+    base = int(T0.timestamp()) + 53
+
+    async def fetch(start: datetime, end: datetime) -> list[tuple[datetime, float]]:
+        return [(datetime.fromtimestamp(base + 60 * i, UTC), float(i)) for i in range(10)
+                if start.timestamp() <= base + 60 * i <= end.timestamp()]  # fmt: skip
+
+    series = RecentSeries(60.0, 3)
+    for i in range(5, 10):
+        asyncio.run(series.update(fetch, datetime.fromtimestamp(base + 60 * i, UTC)))
+        assert series.latest() == float(i) and series.back(2) == [i - 2.0, i - 1.0, float(i)], i

@@ -7,8 +7,9 @@ here, a tick asks only for what arrived since the last one (plus a little overla
 reached the source late still lands in its slot) and reads the rest from memory.
 
 The grid is absolute (slot k is the instant k x step), so ticks that drift a little do not shift
-it. The latest slot is the last one at or before `now` (a slot rounded up past `now` has no value yet;
-a loop ticking late in each second would otherwise never see its latest value). Missing values are
+it. The latest slot is the last one at or before `now`, and a point belongs to the slot at or before
+it: rounding put a tick late in its step on a slot past `now` (no value yet), and rounding only the
+points (with `now` floored) put an off-grid trace's latest value one step late. Missing values are
 NaN. No clock: the caller passes `now`.
 """
 
@@ -35,13 +36,14 @@ class RecentSeries:
         self.end: int | None = None  # slot of the last value
 
     def slot(self, at: datetime) -> int:
-        return round(at.timestamp() / self.step)
+        """The slot at or before `at` (floor, with a little slack for float error): the same rule for
+        `now` and for every point, so a point sampled off the grid (a trace at second 53 of each
+        minute) lands in the slot it belongs to, never in one past `now` nor one step late."""
+        return math.floor(at.timestamp() / self.step + 1e-6)
 
     async def update(self, fetch: Fetch, now: datetime) -> None:
         """Bring the series up to `now` with one query of the slots not seen yet."""
         last = self.slot(now)
-        if last * self.step > now.timestamp() + 1e-6:  # rounded up past `now`: that slot has no value yet
-            last -= 1
         if self.end is None or last - self.end >= self.size or last < self.end:
             self.values.clear()
             first = last - self.size + 1

@@ -105,6 +105,9 @@ async def test_audit_trail(store: StateStore) -> None:
     await store.audit(AuditRecord(T0, "cli", "jobs.cancel", "job/7"))
     rows = await store.recent_audit()
     assert [r.action for r in rows] == ["jobs.cancel", "content.touch"] and rows[1].details == {"n": 1}
+    assert [r.action for r in await store.recent_audit(actor="ingest")] == ["content.touch"]
+    assert [r.subject for r in await store.recent_audit(action="jobs.cancel")] == ["job/7"]
+    assert await store.recent_audit(actor="cli", action="content.touch") == []
 
 
 async def test_prune_keeps_recent_history_unfinished_intents_and_models_in_use(store: StateStore) -> None:

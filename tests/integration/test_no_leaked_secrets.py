@@ -61,6 +61,8 @@ READS: dict[str, list[list[str]]] = {
     "alerts list": [["alerts", "list", "--state", "all"]],
     "alerts outbox": [["alerts", "outbox", "--state", "all"]],
     "silence list": [["silence", "list", "--all"]],
+    "tokens list": [["tokens", "list", "--all"], ["tokens", "list", "--format", "json"]],
+    "audit": [["audit"], ["audit", "--format", "json"]],
     "operator crd": [["operator", "crd"]],
     "operator example": [["operator", "example"]],
     "version": [["version"]],
@@ -86,6 +88,9 @@ NOT_READS: dict[str, str] = {
     "tiers apply": "moves objects",
     "silence add": "changes silences",
     "silence expire": "changes silences",
+    "jobs submit": "changes jobs",
+    "tokens create": "changes tokens (and prints the new one: that is its purpose)",
+    "tokens revoke": "changes tokens",
 }
 
 

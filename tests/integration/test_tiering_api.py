@@ -1,4 +1,7 @@
-"""The ingest endpoint against a real database: bearer auth, strict bodies, all-or-nothing, audited."""
+"""The ingest endpoint against a real database: bearer auth, strict bodies, all-or-nothing, audited.
+
+The app is the agent's (`build_app` with the API's gate); the caller is the legacy ingest token
+(`EMPIRE_INGEST_TOKEN`), which reaches these two endpoints only."""
 
 from __future__ import annotations
 
@@ -9,13 +12,21 @@ import anyio
 import httpx
 import pytest
 import uvicorn
-from pydantic import SecretStr
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from empire.agent.api.auth import Authenticator
+from empire.agent.api.guard import Gate
+from empire.agent.api.memory import MemoryTokenStore
+from empire.agent.api.spec import api_routes
 from empire.agent.clock import FakeClock
-from empire.agent.tiering.api import routes
+from empire.agent.daemon import INGEST_PATHS
+from empire.agent.http import AppContext, build_app
+from empire.agent.monitor import Monitor
+from empire.agent.tiering.api import endpoints
 from empire.agent.tiering.inventory import ContentObject, Inventory
+from empire.policies.storage import StoragePolicy
+from empire.state import SqlStateStore
 from empire.state import tables as t
 from empire.state.inventory import SqlInventory
 
@@ -27,10 +38,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def app_for(inv: Inventory, token: str | None = TOKEN, max_body: int = 4096) -> Starlette:
-    return Starlette(routes=routes(
-        inv, token=SecretStr(token) if token else None, clock=FakeClock(NOW),
-        half_life=lambda: timedelta(days=7), max_body_bytes=max_body,
-    ))  # fmt: skip
+    clock = FakeClock(NOW)
+    auth = Authenticator(MemoryTokenStore(), clock.now, legacy_ingest=token, ingest_paths=INGEST_PATHS)
+    gate = Gate(auth, SqlStateStore(inv.db).audit, clock.now)
+    routes = api_routes(endpoints(inv, clock=clock, policy=lambda: StoragePolicy(access_half_life="7d")), max_body)
+    return build_app(AppContext(Monitor(), max_body_bytes=max_body, gate=gate), routes)
 
 
 @pytest.fixture
@@ -46,17 +58,21 @@ def client(app: Starlette) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5555)), base_url="http://t")
 
 
-async def audits(inv: Inventory) -> list[tuple[str, str, str]]:
+async def audits(inv: Inventory, refused: bool = False) -> list[tuple[str, str, str]]:
+    """The rows the inventory wrote with each change, or (`refused`) the API gate's rows for the
+    writes that changed nothing, with the status they got."""
     async with inv.db.connect() as conn:
         rows = (await conn.execute(select(t.audit).where(t.audit.c.action != "content.register"))).all()
-    return [(r.actor, r.action, r.subject) for r in rows]
+    if refused:
+        return [(r.actor, r.action, r.details["status"]) for r in rows if "status" in r.details]
+    return [(r.actor, r.action, r.subject) for r in rows if "status" not in r.details]
 
 
 async def test_access_events_need_the_bearer_token(inv: Inventory) -> None:
     body = {"events": [{"id": "track-1", "count": 2}]}
     async with client(app_for(inv)) as c:
         r = await c.post("/v1/content/access", json=body)
-        assert r.status_code == 401 and "missing bearer token" in r.json()["error"]
+        assert r.status_code == 401 and "authentication required" in r.json()["error"]
         assert r.headers["www-authenticate"].startswith("Bearer")
         r = await c.post("/v1/content/access", json=body, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401 and r.json() == {"error": "invalid bearer token"}
@@ -67,13 +83,14 @@ async def test_access_events_need_the_bearer_token(inv: Inventory) -> None:
         assert r.status_code == 200 and r.json() == {"updated": 1}
     obj = await inv.get("track-1")
     assert obj.access_score == 2 and obj.last_access_at == NOW
-    assert await audits(inv) == [("http:10.1.2.3", "content.access", "object/track-1")]
+    assert await audits(inv) == [("ingest-token", "content.access", "object/track-1")]
+    assert await audits(inv, refused=True) == []  # the anonymous and bad-token calls are not written down
 
 
 async def test_without_a_configured_token_every_call_is_refused(inv: Inventory) -> None:
     async with client(app_for(inv, token=None)) as c:
         r = await c.post("/v1/content/access", json={"events": [{"id": "track-1"}]}, headers=AUTH)
-    assert r.status_code == 401 and "EMPIRE_INGEST_TOKEN" in r.json()["error"]
+    assert r.status_code == 401 and r.json()["error"] == "invalid bearer token"
 
 
 @pytest.mark.parametrize(
@@ -99,6 +116,9 @@ async def test_malformed_or_oversized_bodies_get_a_clear_4xx(inv, content, heade
     assert message in r.text
     assert TOKEN not in r.text
     assert await audits(inv) == []
+    assert await audits(inv, refused=True) == [
+        ("ingest-token", "content.access", status)
+    ]  # who tried, and what came of it
 
 
 J = {"content-type": "application/json"}
@@ -165,7 +185,7 @@ async def test_revenue_figures_set_or_add(inv: Inventory) -> None:
         r = await c.post("/v1/content/revenue", headers=AUTH, json={"figures": [{"id": "track-1", "amount": -1}]})
         assert r.status_code == 422 and "negative" in r.json()["error"]
     assert [(await inv.get(i)).revenue for i in ("track-1", "track-2")] == [10.0, 1.5]
-    assert await audits(inv) == [("http:10.1.2.3", "content.revenue", "objects/2")]
+    assert await audits(inv) == [("ingest-token", "content.revenue", "objects/2")]
 
 
 def _free_port() -> int:
@@ -189,4 +209,4 @@ async def test_over_a_real_socket(inv: Inventory) -> None:
     assert denied.status_code == 401
     assert ok.status_code == 200 and ok.json() == {"updated": 1}
     assert (await inv.get("track-2")).access_score == 3
-    assert (await audits(inv))[0] == ("http:127.0.0.1", "content.access", "object/track-2")
+    assert (await audits(inv))[0] == ("ingest-token", "content.access", "object/track-2")

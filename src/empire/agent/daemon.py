@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.routing import BaseRoute
 
+from empire.agent.api.guard import Gate
 from empire.agent.areas import Area, AreaDeps, AreaHandle, PeriodicJob
 from empire.agent.clock import SystemClock
 from empire.agent.http import AppContext, ConnectionLimits, bind, build_app, serve
@@ -74,6 +75,8 @@ if TYPE_CHECKING:
 __all__ = ["AREA_MODULES", "Daemon", "build_daemon", "check_policy", "run_daemon"]
 
 logger = logging.getLogger(__name__)
+
+INGEST_PATHS = frozenset({"/v1/content/access", "/v1/content/revenue"})  # what EMPIRE_INGEST_TOKEN may call
 
 AREA_MODULES: tuple[str, ...] = (
     "empire.agent.tiering.setup",  # before pools: generated tracks are stored through its backend
@@ -271,7 +274,8 @@ async def build_daemon(
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
         monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs, state_health=health,
     )  # fmt: skip
-    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes)
+    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes, store=store,
+                         gate=_gate(settings, db, store, clock))  # fmt: skip
     context.status_sections["policy_reload_error"] = lambda: source.last_error
     context.status_sections["state_db"] = health.snapshot
     context.readiness["state_db"] = health.problem
@@ -313,6 +317,19 @@ def _load_area(module_name: str) -> Area | None:
         return None
     area: Area = module.AREA
     return area
+
+
+def _gate(settings: Settings, db: Any, store: Any, clock: Clock) -> Gate:
+    """Who may call the HTTP API and how often (`empire.agent.api.guard`)."""
+    from empire.agent.api.auth import Authenticator
+    from empire.agent.api.ratelimit import Buckets
+    from empire.state.tokens import SqlTokenStore
+
+    h = settings.http
+    legacy = settings.ingest_token.get_secret_value() if settings.ingest_token is not None else None
+    auth = Authenticator(SqlTokenStore(db), clock.now, legacy_ingest=legacy or None, ingest_paths=INGEST_PATHS)
+    protected = [p for p, on in (("/metrics", h.protect_metrics), ("/status", h.protect_status)) if on]
+    return Gate(auth, store.audit, clock.now, rate=Buckets(h.rate_per_caller, h.rate_burst), protected=protected)
 
 
 def retention_job(store: Any, settings: Settings) -> Callable[[datetime], Awaitable[None]]:

@@ -10,6 +10,11 @@ ingest endpoint, `/alerts`) and `/status` sections (`context.status_sections`). 
   is named in `"degraded"` (the daemon runs without it; see `empire.agent.areas`). 503 also while
   any of `context.readiness` names a problem (the state database down), with each problem in the body.
 * `/status`: JSON, leader flag, policy version, last decision per target with its reasons.
+* `/v1/...`: the versioned API (`empire.agent.api`): the core's endpoints (`/v1/whoami`,
+  `/v1/status`, `/v1/decisions/{target}`, `/v1/audit`), the areas' (`ApiRoute`s among their
+  routes) and `/v1/openapi.json`, written from them. With a `Gate` in the context every request
+  but the probes is authenticated, rate-limited per caller and, if it writes, audited
+  (`api.guard`); `/metrics` and `/status` need a read token when the gate protects them.
 
 Request bodies above `max_body_bytes` are refused with 413 before a handler reads them. `serve()`
 runs uvicorn inside our task group without its signal handlers (the daemon owns SIGTERM so that
@@ -36,6 +41,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from empire.agent.api.core import core_endpoints, openapi_route
+from empire.agent.api.guard import Gate, Guard
+from empire.agent.api.spec import api_routes
 from empire.agent.httpconn import ConnectionLimits, accept, effective_max_connections, protocol_class
 from empire.agent.monitor import Monitor
 from empire.errors import ConfigError
@@ -58,6 +66,18 @@ class AppContext:
     max_body_bytes: int = 1_048_576
     started_wall: float = field(default_factory=time.monotonic)
     degraded: Callable[[], list[str]] = lambda: []  # areas that failed to start ("pools: <error>")
+    store: Any = None  # StateStore: the /v1 decisions and audit endpoints read it
+    gate: Gate | None = None  # authentication, rate limits, audit (None: every /v1 route but the document is 401)
+
+    def status_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.loop.snapshot()) if self.loop is not None else {}
+        body.update(self.info)
+        for name, section in self.status_sections.items():
+            try:
+                body[name] = section()
+            except Exception as exc:
+                body[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return body
 
 
 class BodyLimit:
@@ -122,21 +142,19 @@ def build_app(context: AppContext, extra_routes: Sequence[BaseRoute] = ()) -> St
         return JSONResponse(body)
 
     async def status(request: Request) -> Response:
-        body: dict[str, Any] = dict(context.loop.snapshot()) if context.loop is not None else {}
-        body.update(context.info)
-        for name, section in context.status_sections.items():
-            try:
-                body[name] = section()
-            except Exception as exc:
-                body[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        return JSONResponse(body)
+        return JSONResponse(context.status_body())
 
     routes: list[BaseRoute] = [
         Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz), Route("/status", status),
         *extra_routes,
     ]  # fmt: skip
+    if context.store is not None:
+        routes += api_routes(core_endpoints(context.store, context.status_body), context.max_body_bytes)
+    routes.append(openapi_route(lambda: app.routes))
     app = Starlette(routes=routes)
     app.add_middleware(BodyLimit, limit=context.max_body_bytes)
+    if context.gate is not None:  # outermost: a body refused with 413 is audited as such
+        app.add_middleware(Guard, gate=context.gate, routes=routes)
     return app
 
 

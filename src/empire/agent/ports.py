@@ -72,7 +72,9 @@ class StateStore(Protocol):
 
     async def audit(self, rec: AuditRecord) -> int: ...
 
-    async def recent_audit(self, limit: int = 50) -> list[AuditRecord]: ...
+    async def recent_audit(
+        self, limit: int = 50, actor: str | None = None, action: str | None = None
+    ) -> list[AuditRecord]: ...
 
     async def prune(
         self,

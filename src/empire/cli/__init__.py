@@ -42,6 +42,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "alerts",
     "silence",
+    "tokens",
+    "audit",
     "operator",
     "version",
 )

@@ -269,48 +269,17 @@ def show(args: argparse.Namespace) -> int:
     import anyio
 
     from empire.agent.tiering.context import open_tiering
-    from empire.agent.tiering.planner import access_rate, desired_tier, economics, plan_object
+    from empire.agent.tiering.describe import describe_object
     from empire.config.settings import load_settings
     from empire.state.business import publications
 
     async def go() -> dict[str, Any]:
         async with open_tiering(load_settings(), args.policy, readonly=True) as tc:
             obj = await tc.inventory.get(args.id)
-            now = tc.clock.now()
-            pol = tc.policy
-            view = obj.view()
-            want = pol.tiers[desired_tier(view, pol, now)].name
-            move = plan_object(view, pol, now)
-            out: dict[str, Any] = {
-                "id": obj.id, "tier": obj.tier, "status": obj.status, "size": obj.size, "checksum": obj.checksum,
-                "location": obj.location, "persona": obj.persona, "title": obj.title,
-                "created_at": obj.created_at.isoformat(), "tier_since": obj.tier_since.isoformat(),
-                "last_access_at": obj.last_access_at.isoformat() if obj.last_access_at else None,
-                "accesses_per_day": round(access_rate(obj.access_score, obj.access_updated_at, now,
-                                                      pol.access_half_life), 4),
-                "revenue": obj.revenue, "rules_want": want,
-            }  # fmt: skip
+            out = describe_object(obj, tc.policy, tc.clock.now())
             pubs = await publications(tc.db, obj.id)
             if pubs:
                 out["publications"] = pubs
-            if move is not None:
-                out["planned_move"] = {"to": move.to_tier, "reason": move.reason.value,
-                                       "monthly_saving": round(move.monthly_saving, 6),
-                                       "move_cost": round(move.move_cost, 6)}  # fmt: skip
-            elif want != obj.tier and obj.tier in [t.name for t in pol.tiers]:
-                names = [t.name for t in pol.tiers]
-                accessed = obj.last_access_at is not None and obj.last_access_at > obj.tier_since
-                if obj.status != "active":
-                    held = f"the object is {obj.status}"
-                elif obj.size < pol.min_object_size:
-                    held = f"smaller than min_object_size ({pol.min_object_size} bytes)"
-                elif names.index(want) < names.index(obj.tier) and not (pol.promote_on_access and accessed):
-                    held = "promotion needs promote_on_access and an access since it entered its tier"
-                else:
-                    e = economics(view, pol.tier(obj.tier), pol.tier(want), pol, now)
-                    held = (f"saving over the horizon ({e.horizon_saving:.6f}) does not exceed "
-                            f"the move cost ({e.move_cost:.6f})")  # fmt: skip
-                out["held_because"] = held
             return out
 
     out = anyio.run(go)

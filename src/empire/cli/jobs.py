@@ -1,4 +1,8 @@
-"""`empire jobs list|show|retry|cancel`: the generation job queue, as the state DB holds it."""
+"""`empire jobs submit|list|show|retry|cancel`: the generation job queue, as the state DB holds it.
+
+`submit` queues one job outside the planner's cadence, checked against the policy as
+`POST /v1/jobs` checks it (`pools.submit`); the dispatcher of a running agent picks it up. Writes
+are recorded in the audit log (`empire audit`)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generation jobs in the durable queue (EMPIRE_DATABASE_URL).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""examples:
+  empire jobs submit --persona luna --prompt "slow synthwave, rain" --key luna-rain-1
+  empire jobs submit --provider suno --prompt "lofi beat" --priority high
   empire jobs list                          newest 50 jobs
   empire jobs list --state dead             the dead-letter queue, with each job's last error
   empire jobs show 42                       one job in full (by id or idempotency key)
@@ -28,6 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     psub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
     psub.required = True
+    sb = psub.add_parser("submit", help="queue one generation job (idempotent per --key)")
+    sb.add_argument("--prompt", required=True)
+    sb.add_argument("--persona", help="a persona in the policy: its providers, first genre and priority by default")
+    sb.add_argument("--provider", action="append", dest="providers", metavar="NAME",
+                    help="provider in preference order (repeat for fallbacks); default: the persona's")  # fmt: skip
+    sb.add_argument("--genre")
+    sb.add_argument("--title")
+    sb.add_argument("--priority", choices=("high", "normal", "low"))
+    sb.add_argument("--key", help="idempotency key: the same key again returns the same job (default: a new one)")
+    sb.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the example)")
+    sb.add_argument("--format", choices=("text", "json"), default="text")
+    sb.set_defaults(func=submit)
     ls = psub.add_parser("list", help="list jobs, newest first")
     ls.add_argument("--state", choices=STATES)
     ls.add_argument("--persona")
@@ -52,6 +70,40 @@ def _run(fn: Any, *, readonly: bool = False) -> Any:
     from empire.state.jobs import SqlJobQueue
 
     return with_database(lambda db: fn(SqlJobQueue(db)), readonly=readonly)
+
+
+def submit(args: argparse.Namespace) -> int:
+    import uuid
+
+    from empire.agent.clock import SystemClock
+    from empire.agent.pools.context import open_pools
+    from empire.agent.pools.submit import KEY_PREFIX, JobSpec, new_job
+    from empire.agent.pools.submit import submit as enqueue
+    from empire.cli.tokens import audit_cli
+    from empire.config import load_settings
+
+    key = args.key if args.key is not None else uuid.uuid4().hex
+    spec = JobSpec(args.prompt, args.persona, tuple(args.providers or ()), args.genre, args.title, args.priority)
+
+    async def go() -> tuple[Any, bool]:
+        from empire.cli.tokens import cli_actor
+
+        async with open_pools(load_settings(), args.policy) as pc:
+            job = new_job(spec, key, pc.policy, cli_actor())
+            stored, created = await enqueue(pc.queue, job, SystemClock().now())
+            await audit_cli(pc.db, "jobs.submit", f"job/{stored.id}", {"key": key, "created": created})
+            return stored, created
+
+    import anyio
+
+    job, created = anyio.run(go)
+    if args.format == "json":
+        print(json.dumps({**job.describe(), "created": created}, indent=2, default=str))
+    elif created:
+        print(f"job {job.id} queued for {job.provider} (key {job.idempotency_key.removeprefix(KEY_PREFIX)})")
+    else:
+        print(f"job {job.id} exists already for key {key!r}: {job.state.value} (nothing new was queued)")
+    return 0
 
 
 def list_jobs(args: argparse.Namespace) -> int:
@@ -90,6 +142,7 @@ def show(args: argparse.Namespace) -> int:
 
 def _each(args: argparse.Namespace, verb: str) -> int:
     from empire.agent.clock import SystemClock
+    from empire.cli.tokens import audit_cli
 
     async def go(q: Any) -> list[tuple[int, bool, Any]]:
         now = SystemClock().now()
@@ -97,6 +150,8 @@ def _each(args: argparse.Namespace, verb: str) -> int:
         for job_id in args.jobs:
             job = await q.get(job_id)
             ok = bool(job) and await (q.retry(job_id, now) if verb == "retry" else q.cancel(job_id, now))
+            if job is not None:
+                await audit_cli(q.db, f"jobs.{verb}", f"job/{job_id}", {"done": ok, "was": job.state.value})
             out.append((job_id, ok, job))
         return out
 

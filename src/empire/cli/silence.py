@@ -63,16 +63,6 @@ def parse_time(text: str, what: str) -> datetime:
         raise ConfigError(f"{what}: {text[:40]!r} is not an ISO 8601 time (e.g. 2026-03-01T18:00Z)") from None
 
 
-def check_matchers(texts: list[str]) -> list[str]:
-    from empire.agent.alerting.matching import parse_matchers
-
-    matchers = parse_matchers(texts)
-    if all(m.matches({}) for m in matchers):
-        raise ConfigError("a silence needs at least one matcher that does not match an empty label "
-                          '(e.g. alertname="queue-anomaly"), so it cannot mute everything by accident')  # fmt: skip
-    return [str(m) for m in matchers]
-
-
 def _run(fn: Any, *, readonly: bool = False) -> Any:
     from empire.cli.common import with_database
     from empire.state.alerts import SqlAlertStore
@@ -81,9 +71,9 @@ def _run(fn: Any, *, readonly: bool = False) -> Any:
 
 
 def add(args: argparse.Namespace) -> int:
+    from empire.agent.alerting.muting import check_silence
     from empire.policies.durations import MAX_DURATION, format_duration, parse_duration
 
-    matchers = check_matchers(args.matchers)
     now = datetime.now(UTC)
     start = parse_time(args.start, "--start") if args.start else now
     if args.until:
@@ -102,8 +92,18 @@ def add(args: argparse.Namespace) -> int:
         raise ConfigError("the silence would end before it starts (or in the past): check --duration/--until")
     if not args.comment.strip():
         raise ConfigError("--comment must say why")
+    matchers = check_silence(args.matchers, start, end, now, args.comment)
     author = args.author or getpass.getuser()
-    s = _run(lambda store: store.add_silence(matchers, start, end, author, args.comment.strip(), now))
+
+    async def go(store: Any) -> Any:
+        from empire.cli.tokens import audit_cli
+
+        added = await store.add_silence(matchers, start, end, author, args.comment.strip(), now)
+        await audit_cli(store.db, "silences.add", f"silence/{added.id}", {"matchers": matchers,
+                                                                         "ends_at": end.isoformat()})  # fmt: skip
+        return added
+
+    s = _run(go)
     print(f"silence {s.id} added: {' '.join(s.matchers)} from {utc_time(s.starts_at)} until {utc_time(s.ends_at)} "
           f"({format_duration(s.ends_at - s.starts_at)}) by {s.created_by}")  # fmt: skip
     return 0
@@ -129,6 +129,14 @@ def list_(args: argparse.Namespace) -> int:
 
 def expire(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    s = _run(lambda store: store.expire_silence(args.id, now))
+
+    async def go(store: Any) -> Any:
+        from empire.cli.tokens import audit_cli
+
+        expired = await store.expire_silence(args.id, now)
+        await audit_cli(store.db, "silences.expire", f"silence/{expired.id}", {})
+        return expired
+
+    s = _run(go)
     print(f"silence {s.id} expired at {utc_time(s.ends_at)}: {' '.join(s.matchers)}")
     return 0

@@ -79,6 +79,13 @@ class HttpSettings(_Section):
     max_connections: int = Field(
         default=100, ge=1, description="open at once; lowered to leave 64 file descriptors free under RLIMIT_NOFILE"
     )
+    # The API's gate (agent/api/guard.py): per-caller rate, and which read endpoints need a token.
+    rate_per_caller: float = Field(
+        default=50.0, ge=0, description="requests per second per token (or client address); 0: unlimited"
+    )
+    rate_burst: float = Field(default=100.0, ge=1, description="requests a caller may send at once")
+    protect_metrics: bool = Field(default=False, description="/metrics needs a token with scope read")
+    protect_status: bool = Field(default=False, description="/status needs a token with scope read")
 
 
 class LeaderSettings(_Section):

@@ -99,8 +99,11 @@ class MemoryStateStore:
         self.audits.append(dataclasses.replace(rec, id=new_id))
         return new_id
 
-    async def recent_audit(self, limit: int = 50) -> list[AuditRecord]:
-        return list(reversed(self.audits))[:limit]
+    async def recent_audit(
+        self, limit: int = 50, actor: str | None = None, action: str | None = None
+    ) -> list[AuditRecord]:
+        rows = [a for a in reversed(self.audits) if actor in (None, a.actor) and action in (None, a.action)]
+        return rows[:limit]
 
     async def prune(
         self,

@@ -182,8 +182,14 @@ class SqlStateStore:
             result = await conn.execute(insert(t.audit).values(**_values(rec)).returning(t.audit.c.id))
             return int(result.scalar_one())
 
-    async def recent_audit(self, limit: int = 50) -> list[AuditRecord]:
+    async def recent_audit(
+        self, limit: int = 50, actor: str | None = None, action: str | None = None
+    ) -> list[AuditRecord]:
         q = select(t.audit).order_by(t.audit.c.id.desc()).limit(limit)
+        if actor is not None:
+            q = q.where(t.audit.c.actor == actor)
+        if action is not None:
+            q = q.where(t.audit.c.action == action)
         async with self.db.connect() as conn:
             rows = (await conn.execute(q)).all()
         return [

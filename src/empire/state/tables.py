@@ -37,6 +37,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "actions",
     "alerts",
+    "api_tokens",
     "audit",
     "content_objects",
     "decisions",
@@ -284,4 +285,18 @@ audit = Table(
     Column("subject", String(256), nullable=False),
     Column("details", Json, nullable=False),
     Index(None, "at"),
+)
+
+api_tokens = Table(  # the HTTP API's named tokens (empire.agent.api.auth): a digest, never the token
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),  # the public part of emp_<id>_<secret>
+    Column("name", String(128), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("digest", String(64), nullable=False),  # sha256 hex of the secret part
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Index(None, "name"),
 )

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from empire.agent.alerting.matching import Matcher, matchers_match, parse_matchers
+from empire.errors import ConfigError
 from empire.policies.alerting import InhibitRule
+from empire.policies.durations import MAX_DURATION, format_duration
 
-__all__ = ["Inhibitor", "MuteReason", "Silence", "active_silences", "mute_reasons"]
+__all__ = ["Inhibitor", "MuteReason", "Silence", "active_silences", "check_silence", "mute_reasons"]
 
 
 class MuteReason:
@@ -55,6 +57,25 @@ class Silence:
 
 def active_silences(silences: Iterable[Silence], now: datetime) -> list[Silence]:
     return [s for s in silences if s.active(now)]
+
+
+def check_silence(matchers: Sequence[str], start: datetime, end: datetime, now: datetime, comment: str) -> list[str]:
+    """The matchers of a new silence in canonical form, or a ConfigError saying what is wrong.
+
+    As in Alertmanager: at least one matcher must not match an empty label (so `alertname=~".*"`
+    alone cannot mute everything), a comment says why, and the window ends in the future, after
+    it starts, and within ten years (a forgotten silence must end by itself)."""
+    parsed = parse_matchers(list(matchers))
+    if all(m.matches({}) for m in parsed):
+        raise ConfigError("a silence needs at least one matcher that does not match an empty label "
+                          '(e.g. alertname="queue-anomaly"), so it cannot mute everything by accident')  # fmt: skip
+    if end - now > MAX_DURATION:
+        raise ConfigError(f"the silence would end more than {format_duration(MAX_DURATION)} (ten years) from now")
+    if end <= max(start, now):
+        raise ConfigError("the silence would end before it starts (or in the past)")
+    if not comment.strip():
+        raise ConfigError("a silence needs a comment that says why")
+    return [str(m) for m in parsed]
 
 
 @dataclass(frozen=True)

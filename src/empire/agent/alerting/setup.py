@@ -19,12 +19,13 @@ import logging
 
 import httpx
 
-from empire.agent.alerting.api import routes
+from empire.agent.alerting.api import endpoints, routes
 from empire.agent.alerting.job import AlertRulesJob
 from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.secrets import resolver
 from empire.agent.alerting.service import AlertService
+from empire.agent.api.spec import api_routes
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.types import Alert
 from empire.policies.loading import LoadedPolicy
@@ -62,7 +63,8 @@ def build(deps: AreaDeps) -> AreaHandle:
                 ", ".join(f"{r.name} ({r.kind})" for r in alerting.receivers))  # fmt: skip
     return AreaHandle(
         jobs=[PeriodicJob("alert-rules", lambda p: p.loop.interval, rules)],
-        routes=routes(store, deps.clock, service),
+        routes=[*routes(store, deps.clock, service),
+                *api_routes(endpoints(store, deps.clock, service), deps.settings.http.max_body_bytes)],
         status={"alerting": lambda: {
             "rules": rules.last_results,
             "muted": dict(service.last_plan.muted) if service.last_plan else {},

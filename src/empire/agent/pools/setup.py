@@ -23,7 +23,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from empire.agent.api.spec import api_routes
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
+from empire.agent.pools.api import endpoints
 from empire.agent.pools.bucket import LocalLimiter
 from empire.agent.pools.callbacks import callback_routes
 from empire.agent.pools.dispatcher import DispatcherOptions
@@ -109,8 +111,9 @@ def build(deps: AreaDeps) -> AreaHandle:
             PeriodicJob("persona-trends", every, trends),  # reads each persona's trend every trend.every
             PeriodicJob("generation-plan", every, planner),
         ],
-        routes=callback_routes(policy, lambda: runtime.hubs, callbacks, deps.clock, secrets=deps.secret_reader,
-                               max_body_bytes=s.http.max_body_bytes),
+        routes=[*callback_routes(policy, lambda: runtime.hubs, callbacks, deps.clock, secrets=deps.secret_reader,
+                                 max_body_bytes=s.http.max_body_bytes),
+                *api_routes(endpoints(runtime.queue, policy, deps.clock), s.http.max_body_bytes)],
         status={"pools": lambda: {
             **runtime.status(), "limits": limits_where, "content": f"{sink.backend!r} tier {sink.tier}",
             "planner": planner.last, "trends": trends.status(),

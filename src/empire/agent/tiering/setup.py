@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from empire.agent.api.spec import api_routes
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
-from empire.agent.tiering.api import routes
+from empire.agent.tiering.api import endpoints
 from empire.agent.tiering.backends import build_backend
 from empire.agent.tiering.executor import RetierExecutor
 from empire.agent.tiering.metrics import TieringMetrics
@@ -61,13 +62,10 @@ def build(deps: AreaDeps) -> AreaHandle:
     def on_policy(loaded: LoadedPolicy) -> None:
         mover.set_policy(loaded.policy.storage)
 
-    if settings.ingest_token is None:
-        logger.info("tiering: ingest endpoint refuses all calls (EMPIRE_INGEST_TOKEN unset)")
     logger.info("tiering: %s, sweep every %s", backend, storage.sweep_every)
     return AreaHandle(
         jobs=[PeriodicJob("tiering-sweep", lambda p: p.storage.sweep_every, sweep)],
-        routes=routes(inventory, token=settings.ingest_token, clock=deps.clock,
-                      half_life=lambda: policy().access_half_life, max_body_bytes=settings.http.max_body_bytes),
+        routes=api_routes(endpoints(inventory, clock=deps.clock, policy=policy), settings.http.max_body_bytes),
         status={"tiering": lambda: {"backend": repr(backend), "last_sweep": sweep.last.as_dict() if sweep.last else None}},
         executors={Retier: RetierExecutor(mover, inventory)},
         background=[recover, usage],

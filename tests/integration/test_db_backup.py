@@ -147,17 +147,17 @@ def test_cli_backup_then_restore_into_a_new_data_dir(
     intent_row(data_dir)
     code, out, _ = run(capsys, "db", "backup")
     assert code == 0, out
-    assert "1 unfinished intents" in out and "2 rows" in out
+    assert "1 unfinished intents" in out and "3 rows" in out  # the silence, its audit row, the intent
     (art,) = (data_dir / "backups").glob("empire-*.sqlite3")
     assert (data_dir / "backups" / (art.name + MANIFEST_SUFFIX)).is_file()
 
     code, _, err = run(capsys, "db", "restore", str(art))  # the source itself is not empty
-    assert code == 2 and "not empty (actions 1, silences 1)" in err
+    assert code == 2 and "not empty (actions 1, audit 1, silences 1)" in err
 
     monkeypatch.setenv("EMPIRE_DATA_DIR", str(tmp_path / "new"))
     code, out, err = run(capsys, "db", "restore", str(art) + MANIFEST_SUFFIX)
     assert code == 0, err
-    assert "ok    rows as in the manifest: 2 in 12 tables" in out
+    assert "ok    rows as in the manifest: 3 in 13 tables" in out
     assert "1 unfinished journal intent(s): read back (never re-applied)" in out
     assert out.rstrip().endswith("restore: ok")
     code, out, _ = run(capsys, "silence", "list")

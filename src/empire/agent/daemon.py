@@ -60,10 +60,11 @@ from empire.agent.policysource import FilePolicySource, PolicySource, database_s
 from empire.agent.ports import Clock, LeaderElection, Observer, StateStore, WorkloadReader
 from empire.agent.records import AuditRecord
 from empire.agent.scheduler import PeriodicJobs
+from empire.agent.tls import TlsFiles
 from empire.agent.types import ScaleTo
 from empire.config.settings import Settings
 from empire.config.urls import mask_url
-from empire.errors import StateDbError, TemporaryError
+from empire.errors import ConfigError, StateDbError, TemporaryError
 from empire.logrepeat import log_unless_reported
 from empire.policies.loading import LoadedPolicy, PolicyWatcher
 
@@ -274,8 +275,8 @@ async def build_daemon(
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
         monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs, state_health=health,
     )  # fmt: skip
-    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes, store=store,
-                         gate=_gate(settings, db, store, clock))  # fmt: skip
+    gate = _gate(settings, db, store, clock, cluster, closers)
+    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes, store=store, gate=gate)
     context.status_sections["policy_reload_error"] = lambda: source.last_error
     context.status_sections["state_db"] = health.snapshot
     context.readiness["state_db"] = health.problem
@@ -319,15 +320,30 @@ def _load_area(module_name: str) -> Area | None:
     return area
 
 
-def _gate(settings: Settings, db: Any, store: Any, clock: Clock) -> Gate:
+def _gate(
+    settings: Settings, db: Any, store: Any, clock: Clock, cluster: Any, closers: list[Callable[[], Awaitable[None]]]
+) -> Gate:
     """Who may call the HTTP API and how often (`empire.agent.api.guard`)."""
     from empire.agent.api.auth import Authenticator
     from empire.agent.api.ratelimit import Buckets
     from empire.state.tokens import SqlTokenStore
 
     h = settings.http
+    external = None
+    if h.kubernetes_auth:
+        if cluster is None:
+            raise ConfigError("EMPIRE_HTTP__KUBERNETES_AUTH needs a Kubernetes cluster (EMPIRE_KUBERNETES__MODE)")
+        import httpx
+
+        from empire.agent.api.kube import KubernetesReviewer
+
+        client = httpx.AsyncClient(**cluster.client_options(settings.kubernetes.timeout))
+        closers.append(client.aclose)
+        external = KubernetesReviewer(client)
+        logger.info("HTTP API: ServiceAccount tokens accepted (TokenReview + SubjectAccessReview)")
     legacy = settings.ingest_token.get_secret_value() if settings.ingest_token is not None else None
-    auth = Authenticator(SqlTokenStore(db), clock.now, legacy_ingest=legacy or None, ingest_paths=INGEST_PATHS)
+    auth = Authenticator(SqlTokenStore(db), clock.now, legacy_ingest=legacy or None, ingest_paths=INGEST_PATHS,
+                         external=external)  # fmt: skip
     protected = [p for p, on in (("/metrics", h.protect_metrics), ("/status", h.protect_status)) if on]
     return Gate(auth, store.audit, clock.now, rate=Buckets(h.rate_per_caller, h.rate_burst), protected=protected)
 
@@ -399,6 +415,7 @@ async def run_daemon(
     s = daemon.settings
     app = build_app(daemon.context, daemon.routes)
     stopping = False
+    tls = TlsFiles(s.http.tls_cert_file, s.http.tls_key_file) if s.http.tls_cert_file and s.http.tls_key_file else None
     sock = bind(s.http.host, s.http.port)
     failure: Exception | None = None  # `--once`: the state database went down during the tick
     begun = False
@@ -427,7 +444,9 @@ async def run_daemon(
             http_up = anyio.Event()
             limits = ConnectionLimits(s.http.header_timeout, s.http.body_timeout, s.http.keep_alive,
                                       s.http.max_connections)  # fmt: skip
-            tg.start_soon(lambda: serve(app, s.http.host, s.http.port, started=http_up, sock=sock, limits=limits))
+            tg.start_soon(
+                lambda: serve(app, s.http.host, s.http.port, started=http_up, sock=sock, limits=limits, tls=tls)
+            )
             with anyio.fail_after(30):
                 await http_up.wait()
             daemon.app = app

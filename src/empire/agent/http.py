@@ -46,6 +46,7 @@ from empire.agent.api.guard import Gate, Guard
 from empire.agent.api.spec import api_routes
 from empire.agent.httpconn import ConnectionLimits, accept, effective_max_connections, protocol_class
 from empire.agent.monitor import Monitor
+from empire.agent.tls import TlsFiles
 from empire.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -185,8 +186,10 @@ async def serve(
     started: anyio.Event | None = None,
     sock: socket.socket | None = None,
     limits: ConnectionLimits | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
-    """Serve `app` until cancelled. Port 0 picks a free port (logged, and stored in `app.state.port`)."""
+    """Serve `app` until cancelled. Port 0 picks a free port (logged, and stored in `app.state.port`).
+    With `tls`, HTTPS only (TLS 1.2+), the certificate reloaded when its files change."""
     import uvicorn
 
     sock = sock or bind(host, port)
@@ -209,9 +212,10 @@ async def serve(
     async def announce() -> None:
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await anyio.sleep(0.02)
-        tg.start_soon(accept, sock, server, cap)
+        tg.start_soon(accept, sock, server, cap, tls.context if tls else None, limits.header_timeout)
         app.state.port = sock.getsockname()[1]
-        logger.info("HTTP on http://%s:%s (/metrics /healthz /readyz /status)", host, app.state.port)
+        logger.info("%s on %s://%s:%s (/metrics /healthz /readyz /status /v1)", "HTTPS" if tls else "HTTP",
+                    "https" if tls else "http", host, app.state.port)  # fmt: skip
         if started is not None:
             started.set()
 

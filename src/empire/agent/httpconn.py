@@ -33,6 +33,8 @@ import json
 import logging
 import resource
 import socket
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -160,16 +162,27 @@ def protocol_class(limits: ConnectionLimits) -> type[H11Protocol]:
     return type("GuardedH11Protocol", (_Guarded,), {"limits": limits})
 
 
-async def accept(listener: socket.socket, server: Any, cap: int) -> None:
+async def accept(
+    listener: socket.socket,
+    server: Any,
+    cap: int,
+    tls: Callable[[], ssl.SSLContext] | None = None,
+    handshake_timeout: float = 10.0,
+) -> None:
     """Accept connections on `listener` for the uvicorn `server` (started with `sockets=[]`), one
     at a time, never more than `cap` open.
 
     Why our own accept loop: the event loop's accepts up to `backlog` sockets per wake-up before
     any protocol sees one, so a burst of idle clients took every descriptor before a cap could
     act. Here a socket over the cap is closed at once, or closes a waiting one, before the next
-    accept; an accept that fails for want of descriptors leaves the client in the kernel's queue."""
+    accept; an accept that fails for want of descriptors leaves the client in the kernel's queue.
+
+    With `tls` (a function giving the current `SSLContext`, `empire.agent.tls.TlsFiles.context`)
+    each handshake runs in a task of its own, so a client that never finishes one holds up no
+    other (it is cut off after `handshake_timeout`); handshakes under way count against the cap."""
     loop = asyncio.get_running_loop()
     config, state = server.config, server.server_state
+    handshaking: set[asyncio.Task[None]] = set()
 
     def protocol() -> asyncio.Protocol:
         return config.http_protocol_class(config=config, server_state=state, app_state=server.lifespan.state,
@@ -184,14 +197,31 @@ async def accept(listener: socket.socket, server: Any, cap: int) -> None:
             logger.warning("HTTP accept failed (%s); the client waits in the queue", exc.strerror or exc)
             await asyncio.sleep(0.1)
             continue
-        if len(state.connections) >= cap and not _close_longest_waiting(state.connections, cap):
-            _refuse(conn, cap)
+        busy = len(state.connections) + len(handshaking)
+        if busy >= cap and not _close_longest_waiting(state.connections, cap):
+            _refuse(conn, cap, plain=tls is None)
+            continue
+        if tls is not None:
+            task = asyncio.create_task(_handshake(loop, protocol, conn, tls(), handshake_timeout))
+            handshaking.add(task)
+            task.add_done_callback(handshaking.discard)
             continue
         try:
             await loop.connect_accepted_socket(protocol, conn)
         except OSError as exc:  # the client is gone already
             logger.debug("HTTP connection dropped before it started: %s", exc)
             conn.close()
+
+
+async def _handshake(
+    loop: asyncio.AbstractEventLoop, protocol: Callable[[], asyncio.Protocol], conn: socket.socket,
+    context: ssl.SSLContext, handshake_timeout: float,
+) -> None:  # fmt: skip
+    try:
+        await loop.connect_accepted_socket(protocol, conn, ssl=context, ssl_handshake_timeout=handshake_timeout)
+    except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:  # a plain-HTTP client, an old TLS version
+        logger.debug("HTTPS handshake failed: %s", exc)
+        conn.close()
 
 
 def _close_longest_waiting(connections: set[Any], cap: int) -> bool:
@@ -206,8 +236,9 @@ def _close_longest_waiting(connections: set[Any], cap: int) -> bool:
     return True
 
 
-def _refuse(conn: socket.socket, cap: int) -> None:
+def _refuse(conn: socket.socket, cap: int, plain: bool = True) -> None:
     logger.warning("HTTP connection limit (%d) reached with every connection busy: refused one", cap)
-    with contextlib.suppress(OSError):
-        conn.send(_canned(503, "Service Unavailable", "too many connections; retry later", retry_after=1))
+    if plain:  # before a TLS handshake there is no way to say why: just close
+        with contextlib.suppress(OSError):
+            conn.send(_canned(503, "Service Unavailable", "too many connections; retry later", retry_after=1))
     conn.close()

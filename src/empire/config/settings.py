@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,6 +86,18 @@ class HttpSettings(_Section):
     rate_burst: float = Field(default=100.0, ge=1, description="requests a caller may send at once")
     protect_metrics: bool = Field(default=False, description="/metrics needs a token with scope read")
     protect_status: bool = Field(default=False, description="/status needs a token with scope read")
+    # HTTPS (agent/tls.py): both files or neither; reloaded when they change (cert-manager rotates them).
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate (chain) for HTTPS; TLS 1.2+")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
+    kubernetes_auth: bool = Field(
+        default=False, description="accept ServiceAccount tokens: TokenReview + SubjectAccessReview (needs a cluster)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both (HTTPS) or neither (HTTP)")
+        return self
 
 
 class LeaderSettings(_Section):

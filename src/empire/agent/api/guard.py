@@ -36,6 +36,7 @@ from empire.agent.api.auth import Scope as Need
 from empire.agent.api.ratelimit import Buckets
 from empire.agent.api.spec import ApiRoute
 from empire.agent.webio import json_error
+from empire.errors import TemporaryError
 from empire.state.records import AuditRecord
 
 __all__ = ["OPEN_PATHS", "Gate", "Guard"]
@@ -86,7 +87,12 @@ class Guard:
                 await _refuse(scope, receive, send, 429, "too many failed authentications from this address",
                               retry=wait)  # fmt: skip
                 return
-            found = await gate.auth.authenticate(header)
+            try:
+                found = await gate.auth.authenticate(header)
+            except TemporaryError as exc:  # the Kubernetes API server could not be asked
+                logger.warning("authentication unavailable: %s", exc)
+                await _refuse(scope, receive, send, 503, "cannot verify the token now; retry later", retry=5)
+                return
             if isinstance(found, Denied):
                 gate.failures.take(f"addr:{address}")
                 state[DENIED] = found.message

@@ -80,6 +80,7 @@ class FakeProvider:
     latency_jitter: float = 0.0
     error_rate: float = 0.0
     seed: int = 1
+    done_status: str = "succeeded"  # what a finished job's status says
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -167,7 +168,7 @@ class FakeProvider:
             return {"id": job.id, "status": "running"}
         prompt = str(job.body.get("prompt", ""))
         return {
-            "id": job.id, "status": "succeeded",
+            "id": job.id, "status": self.done_status,
             "result": {"url": f"{self.url}/v1/results/{job.id}", "title": f"Track {job.key}", "score": 0.99,
                        "persona": job.body.get("persona", ""), "genre": job.body.get("genre", ""),
                        "prompt": prompt},

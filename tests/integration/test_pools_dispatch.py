@@ -204,6 +204,38 @@ async def test_permanent_errors_and_exhausted_attempts_dead_letter(database: Dat
     assert flaky and flaky.state is JobState.dead and flaky.attempts == 3 and flaky.error_class == "server_error"
 
 
+async def test_a_status_in_no_list_dead_letters_at_once_naming_it(database: Database, keys_env: dict) -> None:
+    """Was: taken for "running" until the job timeout, and a job done under another name
+    ("complete") would then have been generated again."""
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000)}, latency=0.05, done_status="complete")
+    with fake.serve():
+        await enqueue(database, 3)
+        start = time.monotonic()
+        await drain(build_dispatcher(make_policy(http_provider_policy(fake.url, "fake", accounts(6000, 10, "a"))),
+                                     SqlJobQueue(database), options()))  # fmt: skip
+    assert time.monotonic() - start < 20  # not the 2-minute job timeout
+    for key in ("job-0", "job-1", "job-2"):
+        job = await SqlJobQueue(database).get(key)
+        assert job and job.state is JobState.dead and job.error_class == "bad_request"
+        assert "unexpected status 'complete'" in (job.last_error or "") and "running_values" in (job.last_error or "")
+    assert fake.snapshot()["accepted"] == 3  # each submitted once, never again
+
+
+async def test_a_synchronous_provider_leaves_no_callback_waiting(database: Database, keys_env: dict) -> None:
+    """A provider that answers done at submit, with no poll_url: no callback will come, so none is
+    expected (was: one entry per job kept until 100,000 piled up)."""
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000)}, latency=0.0)
+    with fake.serve():
+        provider = http_provider_policy(fake.url, "fake", accounts(6000, 10, "a"))
+        del provider["http"]["poll_url"]
+        await enqueue(database, 5)
+        d = build_dispatcher(make_policy(provider), SqlJobQueue(database), options())
+        hub = d.adapters["fake"].callbacks
+        await drain(d)
+    assert await states(database) == {"succeeded": 5}
+    assert not any(hub.expecting("fake", f"j{i}") for i in range(1, 6))
+
+
 async def test_budget_is_never_exceeded(database: Database, fake: FakeProvider, keys_env: dict) -> None:
     provider = http_provider_policy(fake.url, "fake", accounts(1800, 40, cost_per_job=0.25), budget={"daily": 5.0})
     policy = make_policy(provider, budget={"daily": 100.0})

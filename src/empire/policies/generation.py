@@ -98,6 +98,12 @@ class HttpProviderSpec(StrictModel):
         default=("succeeded", "completed", "done"), description="job states meaning done"
     )
     failed_values: tuple[str, ...] = Field(default=("failed", "error"), description="job states meaning failed")
+    running_values: tuple[str, ...] = Field(
+        default=("queued", "pending", "submitted", "accepted", "created", "starting", "running", "processing",
+                 "in_progress", "waiting"),
+        description="job states meaning not finished yet; any other state (not done, failed or empty) "
+        "dead-letters the job at once, naming it, instead of waiting for the job timeout",
+    )  # fmt: skip
     result_url_path: str = Field(default="result.url", description="dotted path of the result's URL")
     auth_header: str = Field(default="Authorization", description="header carrying the API key")
     auth_scheme: str = Field(default="Bearer", description="prefix before the key; empty for none")

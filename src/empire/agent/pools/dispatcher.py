@@ -48,7 +48,14 @@ from empire.agent.clock import SystemClock
 from empire.agent.pools.accounts import AccountLimits, PoolRegistry
 from empire.agent.pools.backoff import Verdict, decide_retry
 from empire.agent.pools.budget import BudgetLimits
-from empire.agent.pools.errors import AuthFailed, ErrorClass, GenerationFailed, ProviderTimeout, error_class_of
+from empire.agent.pools.errors import (
+    AuthFailed,
+    ErrorClass,
+    GenerationFailed,
+    ProviderTimeout,
+    UnexpectedStatus,
+    error_class_of,
+)
 from empire.agent.pools.jobs import Job, JobState
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.pools.providers.base import JobProvider, JobRequest, PollResult
@@ -334,6 +341,9 @@ class Dispatcher:
             except TemporaryError as exc:
                 logger.debug("poll %s on %s: %s", job.id, lim.key, exc)
                 continue
+            except UnexpectedStatus as exc:  # maybe done under another name: never generate it again
+                self._dead(job, lim.provider, exc, ErrorClass.bad_request, job.attempts + 1)
+                return
             except PermanentError as exc:
                 self._failed(job, lim.provider, GenerationFailed(str(exc)), ErrorClass.generation_failed)
                 return

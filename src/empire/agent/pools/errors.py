@@ -12,6 +12,7 @@ its ``error_class`` (a closed set, also a metric label) decides what happens nex
     PermanentError                              retrying the same request cannot help
     ├── AuthFailed         401, 403             the ACCOUNT is dead for a while; the job re-routes
     └── BadRequest         400, 404, 422, ...   the JOB is dead-lettered at once
+        └── UnexpectedStatus  a job state the provider's spec does not list (named in the error)
 
 Account-level errors (429, 401/403) are not the job's fault, so they do not use up its attempts.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderTimeout",
     "RateLimited",
     "ServerError",
+    "UnexpectedStatus",
     "error_class_of",
     "error_from_exception",
     "error_from_status",
@@ -81,6 +83,11 @@ class AuthFailed(PermanentError):
 
 class BadRequest(PermanentError):
     error_class = ErrorClass.bad_request
+
+
+class UnexpectedStatus(BadRequest):
+    """The provider answered with a job state that is in none of the spec's lists: neither waiting
+    nor resubmitting is safe (the job may be done under another name), so it is dead-lettered."""
 
 
 def error_class_of(exc: BaseException) -> ErrorClass:

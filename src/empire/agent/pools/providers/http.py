@@ -33,6 +33,7 @@ from empire.agent.pools.errors import (
     BadRequest,
     ConnectionFailed,
     ProviderTimeout,
+    UnexpectedStatus,
     error_from_status,
 )
 from empire.agent.pools.providers.base import JobRequest, PollResult, Submission
@@ -219,6 +220,11 @@ class HttpJobProvider:
             raise BadRequest(f"{self.name}/{account} {what}: response is not JSON") from None
 
     def _parse_status(self, data: Any, what: str) -> PollResult:
+        """Done, failed or running by the spec's lists; no status at all is running (an API that
+        accepts a job may say nothing more). Any other value is an `UnexpectedStatus` (a permanent
+        error: the job is dead-lettered naming the value): before, it was taken for "running" and
+        the job waited for the 30-minute job timeout, and a done job named differently ("complete")
+        would then have been generated again."""
         status = str(dotted(data, self.spec.status_path) or "").lower()
         meta = dotted(data, self.spec.result_meta_path)
         meta = dict(meta) if isinstance(meta, dict) else {}
@@ -227,6 +233,11 @@ class HttpJobProvider:
             return PollResult("done", meta, str(url) if url else None)
         if status in self.spec.failed_values:
             return PollResult("failed", meta, error=f"{what}: provider reported {status!r}")
+        if status and status not in self.spec.running_values:
+            raise UnexpectedStatus(
+                f"{self.name} {what}: unexpected status {status[:60]!r} at {self.spec.status_path!r} (done_values "
+                f"{list(self.spec.done_values)}, failed_values {list(self.spec.failed_values)}, running_values "
+                f"{list(self.spec.running_values)}): add it to the one it means")  # fmt: skip
         return PollResult("running", meta)
 
     async def submit(self, account: str, request: JobRequest) -> Submission:
@@ -238,9 +249,11 @@ class HttpJobProvider:
         if job_id in (None, ""):
             raise BadRequest(f"{self.name}/{account} submit: no job id at {self.spec.job_id_path!r}")
         status = self._parse_status(data, "submit")
+        if status.status != "running":  # answered at once (a synchronous API): no callback will come
+            return Submission(str(job_id), status)
         if self.spec.poll_url is None:
             self._callbacks.expect(self.name, str(job_id))
-        return Submission(str(job_id), status if status.status != "running" else None)
+        return Submission(str(job_id), None)
 
     @property
     def callbacks(self) -> CallbackHub:

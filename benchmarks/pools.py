@@ -61,15 +61,18 @@ ACCOUNTS = 5
 LATENCY = 0.2
 
 
-def _provider(url: str, rpm: float, max_concurrent: int) -> dict[str, Any]:
+# What the benchmark set before the defaults held under faults (--tuned): kept to compare.
+TUNED = {
+    "retry": {"max_attempts": 10, "backoff_base": "50ms", "backoff_max": "1s"},
+    "cooldown": {"server_errors": 5, "failures": 8, "duration": "3s", "after_auth_failure": "10m"},
+}
+
+
+def _provider(url: str, rpm: float, max_concurrent: int, tuned: bool = False) -> dict[str, Any]:
+    """The policy's defaults for retries and the breaker, unless `tuned`."""
     accounts = [{"name": f"acct-{i}", "env": f"BENCH_KEY_{i}", "requests_per_minute": rpm,
                  "max_concurrent": max_concurrent} for i in range(ACCOUNTS)]  # fmt: skip
-    return http_provider_policy(
-        url, "bench", accounts, poll_interval="100ms",
-        # 10 % random 503s are noise, not an outage: open the breaker on 5 in a row, briefly
-        retry={"max_attempts": 10, "backoff_base": "50ms", "backoff_max": "1s"},
-        cooldown={"server_errors": 5, "failures": 8, "duration": "3s", "after_auth_failure": "10m"},
-    )  # fmt: skip
+    return http_provider_policy(url, "bench", accounts, poll_interval="100ms", **(TUNED if tuned else {}))
 
 
 def _fake_config(rpm: float, max_concurrent: int, error_rate: float, dead: int | None) -> dict[str, Any]:
@@ -120,14 +123,14 @@ def _summary(keys: list[str], books: dict[str, Any], succeeded: int, rpm: float,
     }  # fmt: skip
 
 
-def run_in_process(n: int, rpm: float, error_rate: float, dead: int | None) -> dict[str, Any]:
+def run_in_process(n: int, rpm: float, error_rate: float, dead: int | None, tuned: bool = False) -> dict[str, Any]:
     max_concurrent = 100
     with (
         tempfile.TemporaryDirectory() as tmp,
         fake_provider_process(_fake_config(rpm, max_concurrent, error_rate, dead)) as (url, stats),
     ):
         db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-        policy = parse_policy({"providers": [_provider(url, rpm, max_concurrent)]})
+        policy = parse_policy({"providers": [_provider(url, rpm, max_concurrent, tuned)]})
         keys = asyncio.run(_enqueue(db_url, n))
 
         async def go() -> tuple[float, float]:
@@ -233,16 +236,18 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--rpm", type=float, default=3000.0, help="requests/min per account (5 accounts)")
     ap.add_argument("--scenarios", default="clean,faults,redis")
+    ap.add_argument("--tuned", action="store_true", help="the retry/breaker settings tuned before (TUNED), not defaults")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the dead key's cooldown warning is expected here
     _env()
     results: dict[str, Any] = {"benchmark": "pools", "accounts": ACCOUNTS, "rpm_per_account": args.rpm,
-                               "latency_s": LATENCY, "cpus": os.cpu_count()}  # fmt: skip
+                               "latency_s": LATENCY, "cpus": os.cpu_count(),
+                               "settings": "tuned (TUNED)" if args.tuned else "policy defaults"}  # fmt: skip
     for name in args.scenarios.split(","):
         if name == "clean":
             results["clean"] = run_in_process(args.jobs, args.rpm, 0.0, None)
         elif name == "faults":
-            results["faults"] = run_in_process(args.jobs, args.rpm, 0.10, dead=ACCOUNTS - 1)
+            results["faults"] = run_in_process(args.jobs, args.rpm, 0.10, dead=ACCOUNTS - 1, tuned=args.tuned)
         elif name == "redis":
             with _redis() as url:
                 results["redis"] = (

@@ -9,8 +9,8 @@ from empire.agent.pools.health import AccountState, CooldownCause
 from empire.policies.generation import CooldownPolicy
 
 POLICY = CooldownPolicy(
-    after_rate_limit=timedelta(seconds=30), failures=4, server_errors=3, duration=timedelta(seconds=60),
-    after_auth_failure=timedelta(minutes=15),
+    after_rate_limit=timedelta(seconds=30), failures=4, server_errors=3, initial=timedelta(seconds=1),
+    duration=timedelta(seconds=60), after_auth_failure=timedelta(minutes=15),
 )  # fmt: skip
 
 
@@ -28,7 +28,23 @@ def test_a_run_of_server_errors_cools_the_account() -> None:
     assert a.on_failure(E.server_error, 0.0, POLICY) is None
     assert a.on_failure(E.timeout, 1.0, POLICY) is None
     assert a.on_failure(E.server_error, 2.0, POLICY) is CooldownCause.server_errors
-    assert a.cooling(61.0) and not a.cooling(62.0)
+    assert a.cooling(2.9) and not a.cooling(3.0)  # briefly: `initial`, not the full minute
+
+
+def test_each_failed_probe_doubles_the_cooldown_up_to_duration_and_a_success_resets_it() -> None:
+    a = AccountState("p", "a")
+    for t in (0.0, 0.1, 0.2):
+        a.on_failure(E.server_error, t, POLICY)
+    opened, t = [], 1.2
+    for _ in range(9):  # the probe after each cooldown fails
+        assert a.on_failure(E.server_error, t, POLICY) is CooldownCause.failures
+        opened.append(round(a.open_until - t, 6))
+        t = a.open_until
+    assert opened == [2, 4, 8, 16, 32, 60, 60, 60, 60]
+    a.on_success(t)  # a probe succeeds: closed, and the next run of errors starts small again
+    for x in (1.0, 1.1, 1.2):
+        a.on_failure(E.server_error, t + x, POLICY)
+    assert round(a.open_until - (t + 1.2), 6) == 1.0
 
 
 def test_success_resets_the_run() -> None:
@@ -61,7 +77,7 @@ def test_half_open_after_cooldown_one_failure_reopens() -> None:
     a = AccountState("p", "a")
     a.on_failure(E.rate_limited, 0.0, POLICY, retry_after=5.0)
     assert a.on_failure(E.server_error, 6.0, POLICY) is CooldownCause.failures  # probe failed
-    assert a.cooling(60.0)
+    assert a.cooling(7.9) and not a.cooling(8.0)  # 2 s: the first failed probe doubles `initial`
     a.on_success(70.0)  # probe succeeded: closed again
     assert a.on_failure(E.server_error, 71.0, POLICY) is None
     assert a.cooldowns == {CooldownCause.rate_limited: 1, CooldownCause.failures: 1}

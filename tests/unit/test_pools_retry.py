@@ -62,7 +62,8 @@ def test_retry_after_parsing() -> None:
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
     rng = random.Random(3)
-    for attempt, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (20, 30.0)):
+    assert {backoff_delay(1, POLICY, rng) for _ in range(50)} == {0.0}  # the breaker protects the provider
+    for attempt, ceiling in ((2, 1.0), (3, 2.0), (4, 4.0), (7, 30.0), (20, 30.0)):
         delays = [backoff_delay(attempt, POLICY, rng) for _ in range(300)]
         assert min(delays) >= 0.0 and max(delays) <= ceiling
         assert max(delays) > 0.7 * ceiling  # full jitter spreads over the whole range

@@ -64,15 +64,24 @@ class RoutingStrategy(StrEnum):
 
 
 class CooldownPolicy(StrictModel):
-    """Per-account circuit breaker."""
+    """Per-account circuit breaker. On errors it opens briefly (`initial`) and for twice as long
+    each time a probe fails, up to `duration`: a few errors in a row under random noise cost a
+    key a second, not a minute, while a provider that stays down is asked less and less often."""
 
     after_rate_limit: Duration = Field(default=timedelta(seconds=30), description="when no Retry-After")
     failures: int = Field(default=5, ge=1, description="consecutive failures of any kind that open it")
     server_errors: int = Field(default=3, ge=1, description="consecutive 5xx that open it")
-    duration: Duration = Field(default=timedelta(seconds=60), description="how long it stays open")
+    initial: Duration = Field(
+        default=timedelta(seconds=1), description="first opening on errors; doubled while probes fail, up to duration"
+    )
+    duration: Duration = Field(default=timedelta(seconds=60), description="the longest it stays open on errors")
     after_auth_failure: Duration = Field(
         default=timedelta(minutes=15), description="a rejected key (401/403) rests this long before one probe"
     )
+
+    def backoff(self, failed_probes: int) -> float:
+        """Seconds open after this many failed probes in a row (0: the first opening)."""
+        return min(self.duration.total_seconds(), self.initial.total_seconds() * 2.0 ** min(failed_probes, 30))
 
 
 class RetryPolicy(StrictModel):

@@ -10,10 +10,18 @@ or a provider whose adapter could not be built) are no candidates: routing falls
 every account a job may use has had its key rejected (401/403): then the job is dead-lettered
 with that error instead of waiting forever. A drained account whose key was not rejected is
 waited for (a hold is lifted), and so is one whose cooldown is over (it gets its probe).
+
+A *provider outage*: every live account of a provider (not drained, key not rejected) cools
+down for errors at once, as a 5-second blip across all keys makes them. Treated as N broken keys,
+each would probe on its own and back off on its own; treated as what it is, the provider gets one
+backoff: the accounts wait together (aligned to the latest reopening), one probe at a time goes
+to the provider, each failed probe doubles the wait (`CooldownPolicy.backoff`), and the first
+success ends the outage and gives every account its probe at once (`failed`, `succeeded`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +35,8 @@ from empire.agent.pools.routing import Candidate, ProviderCandidates
 from empire.policies.generation import Account, Provider
 
 __all__ = ["AccountLimits", "PoolRegistry"]
+
+logger = logging.getLogger(__name__)
 
 _CAUSE_CLASS = {
     CooldownCause.rate_limited: ErrorClass.rate_limited,
@@ -67,6 +77,7 @@ class PoolRegistry:
         self.limits: dict[str, AccountLimits] = {}
         self.states: dict[str, AccountState] = {}
         self.drained: frozenset[str] = frozenset()
+        self.outages: dict[str, float] = {}  # provider -> when every live account began failing (module doc)
         self.update(providers)
 
     def update(self, providers: Iterable[Provider]) -> None:
@@ -79,6 +90,59 @@ class PoolRegistry:
                     limits[lim.key] = lim
         self.limits = limits
         self.states = {k: self.states.get(k) or AccountState(lim.provider, lim.name) for k, lim in limits.items()}
+        self.outages = {p: since for p, since in self.outages.items() if p in self.providers}
+
+    def failed(
+        self,
+        key: str,
+        error_class: ErrorClass,
+        now: float,
+        retry_after: float | None = None,
+        error: str | None = None,
+    ) -> CooldownCause | None:
+        """Record a failed call on account `key` (`AccountState.on_failure`); the cause when it
+        opened the breaker. An opening for errors may start (or prolong) its provider's outage."""
+        st = self.states[key]
+        cause = st.on_failure(error_class, now, self.providers[st.provider].cooldown, retry_after, error)
+        if cause is None or not st.failing:
+            return cause
+        live = self._live(st.provider)
+        if st.provider not in self.outages:
+            if not all(o.failing and o.cooling(now) for o in live):
+                return cause
+            self.outages[st.provider] = now
+            logger.warning("provider %s: every account fails (%s): a provider outage; one probe at a time, "
+                           "backing off", st.provider, st.last_error or cause.value)  # fmt: skip
+        until = max(o.open_until for o in live)
+        for o in live:  # one backoff for the provider: they reopen together, one of them probes
+            o.open_until = until
+        return cause
+
+    def succeeded(self, key: str, now: float) -> None:
+        """Record a success on account `key`; it ends its provider's outage, if any: every account
+        that failed with it gets its probe now instead of waiting out its own backoff."""
+        st = self.states[key]
+        st.on_success(now)
+        since = self.outages.pop(st.provider, None)
+        if since is None:
+            return
+        for o in self._live(st.provider):
+            if o is not st and o.failing and o.cooling(now):
+                o.open_until, o.failed_probes = now, 0
+        logger.warning("provider %s answers again: the outage lasted %.1fs", st.provider, now - since)
+
+    def _live(self, provider: str) -> list[AccountState]:
+        """Accounts of `provider` that could serve but for their health: not drained, key not rejected."""
+        return [self.states[lim.key] for lim in self.accounts_of(provider)
+                if lim.key not in self.drained and not self.states[lim.key].key_rejected]  # fmt: skip
+
+    def _prober(self, provider: str) -> str | None:
+        """During `provider`'s outage, the one account that may probe it: the first to reopen."""
+        live = [lim for lim in self.accounts_of(provider)
+                if lim.key not in self.drained and not self.states[lim.key].key_rejected]  # fmt: skip
+        if not live:
+            return None
+        return min(live, key=lambda lim: (self.states[lim.key].open_until, lim.order)).key
 
     def accounts_of(self, provider: str) -> list[AccountLimits]:
         return [lim for lim in self.limits.values() if lim.provider == provider]
@@ -161,9 +225,10 @@ class PoolRegistry:
         groups: list[ProviderCandidates] = []
         for name in providers:
             p = self.providers[name]
+            prober = self._prober(name) if name in self.outages else None
             cands = []
             for lim in self.accounts_of(name):
-                if lim.key in self.drained:
+                if lim.key in self.drained or (prober is not None and lim.key != prober):
                     continue
                 st = self.states[lim.key]
                 # half-open after a cooldown: one probe at a time until a success closes the breaker

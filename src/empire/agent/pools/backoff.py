@@ -3,6 +3,12 @@
 Exponential backoff with "full jitter" (AWS architecture blog: spreads retries of many jobs that
 failed together, e.g. after a provider outage, instead of synchronising them into waves), capped
 at `backoff_max`, and never shorter than the provider's `Retry-After`.
+
+The first retry goes at once (then up to `backoff_base`, doubling): the account's breaker and
+its provider's outage backoff (`health`, `accounts`) are what keep a failing provider from being
+hammered, so a job need not wait on its own after one 503; it is routed to whichever account is
+healthy now. (A first wait of up to 1 s left the pool's rate unused at the end of a run of 10 %
+503s: 0.71 of the limit instead of 0.78 on the 3,000-job benchmark.)
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ class RetryDecision:
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random, retry_after: float | None = None) -> float:
-    """Full-jitter backoff for the `attempt`-th failure (1-based), at least `retry_after`."""
+    """Full-jitter backoff for the `attempt`-th failure (1-based): none after the first, then up
+    to `backoff_base` doubling each time; at least `retry_after`."""
     base = policy.backoff_base.total_seconds()
     cap = policy.backoff_max.total_seconds()
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    ceiling = min(cap, base * (2 ** (attempt - 2))) if attempt > 1 else 0.0
     delay = rng.uniform(0.0, ceiling) if ceiling > 0 else 0.0
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap) if cap > 0 else retry_after)

@@ -471,7 +471,7 @@ class Dispatcher:
     def _account_ok(self, lim: AccountLimits) -> None:
         st = self.pools.states[lim.key]
         rejected = st.key_rejected
-        st.on_success(time.monotonic())
+        self.pools.succeeded(lim.key, time.monotonic())
         if rejected:  # the key works again (or a late answer said so): clear the gauge now
             self._sync_key_rejected()
 
@@ -485,7 +485,7 @@ class Dispatcher:
         st = self.pools.states[lim.key]
         retry_after = exc.delay if isinstance(exc, TemporaryError) else None
         rejected = st.key_rejected
-        cause = st.on_failure(cls, time.monotonic(), self.pools.providers[lim.provider].cooldown, retry_after, str(exc))
+        cause = self.pools.failed(lim.key, cls, time.monotonic(), retry_after, str(exc))
         if st.key_rejected != rejected:  # marked (401/403) or cleared (a probe got past authentication)
             self._sync_key_rejected()
         if self.metrics:

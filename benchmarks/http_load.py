@@ -1,14 +1,18 @@
 """The agent's HTTP port under load on loopback, and what the load does to the control loop's tick.
 
 A real daemon (`build_daemon` + `run_daemon`: the shipped example policy with a 1 s loop interval,
-SQLite, simulated providers, every area's jobs) runs in a child process and records when each
-tick starts and how long it takes. This process first lets it tick idle, then sends `--requests`
-requests (default 2,000) with `--concurrency` in flight (50): /healthz, /readyz, /status,
-/metrics, /alerts and authenticated content-access ingest writes, round robin. Prints one JSON
-line: requests/s, p50/p99 latency, errors, and the tick's p50/p99 duration and interval jitter
-(start-to-start interval minus the loop interval) idle and under load.
+SQLite, simulated providers, every area's jobs, the API gate with its default rate limits) runs in
+a child process and records when each tick starts and how long it takes. This process first lets
+it tick idle, then sends `--requests` requests (default 2,000) with `--concurrency` in flight (50),
+round robin over the open probes and /v1 with a named `write` token: /healthz, /readyz, /status,
+/metrics, GET /v1/jobs, GET /v1/status, POST /v1/content/access, POST /v1/jobs (a new
+Idempotency-Key each). Meanwhile `--slow` hostile clients (default 50) each hold a connection
+open, trickling one header byte every 0.5 s (slowloris), reconnecting when cut off. Prints one
+JSON line: requests/s, p50/p99 latency, errors, the hostile connections cut off, and the tick's
+p50/p99 duration and interval jitter (start-to-start interval minus the loop interval) idle and
+under load.
 
-    .venv/bin/python benchmarks/http_load.py [--requests 2000] [--concurrency 50] [--idle 12]
+    .venv/bin/python benchmarks/http_load.py [--requests 2000] [--concurrency 50] [--slow 50] [--idle 12]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ if sys.path and sys.path[0] == __file__.rsplit("/", 1)[0]:
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -37,8 +42,8 @@ from typing import Any
 import httpx
 import yaml
 
-TOKEN = "bench-ingest-token"
-PATHS = ["/healthz", "/readyz", "/status", "/metrics", "/alerts", "/v1/content/access"]
+PATHS = ["/healthz", "/readyz", "/status", "/metrics", "GET /v1/jobs", "GET /v1/status", "POST /v1/content/access",
+         "POST /v1/jobs"]  # fmt: skip
 
 
 def serve(port: int, workdir: Path, ticks_out: Path) -> None:
@@ -48,18 +53,19 @@ def serve(port: int, workdir: Path, ticks_out: Path) -> None:
     import anyio
 
     from empire import logrepeat
+    from empire.agent.api.auth import Scope, TokenRecord, new_token
     from empire.agent.daemon import build_daemon, run_daemon
     from empire.agent.tiering.inventory import ContentObject
     from empire.config.settings import load_settings
     from empire.policies.loading import default_policy_path
     from empire.state.inventory import SqlInventory
+    from empire.state.tokens import SqlTokenStore
 
     doc = yaml.safe_load(default_policy_path().read_text())
     doc.setdefault("loop", {})["interval"] = "1s"
     policy = workdir / "policy.yaml"
     policy.write_text(yaml.safe_dump(doc))
-    settings = load_settings(data_dir=workdir / "data", kubernetes={"mode": "disabled"}, http={"port": port},
-                             ingest_token=TOKEN)  # fmt: skip
+    settings = load_settings(data_dir=workdir / "data", kubernetes={"mode": "disabled"}, http={"port": port})
     ticks: list[tuple[float, float]] = []
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logrepeat.install()  # as `empire run` logs
@@ -80,6 +86,9 @@ def serve(port: int, workdir: Path, ticks_out: Path) -> None:
         await SqlInventory(daemon.db).register(ContentObject(id="bench-1", size=1 << 20, checksum="sha256:" + "0" * 64,
                                                           tier="hot", location="bench-1", created_at=now,
                                                           tier_since=now))  # fmt: skip
+        token, token_id, digest = new_token()
+        await SqlTokenStore(daemon.db).add(TokenRecord(token_id, "bench", (Scope.write,), digest, now, "bench"))
+        (workdir / "token").write_text(token)
         await run_daemon(daemon)
 
     try:
@@ -104,32 +113,83 @@ def tick_stats(ticks: list[tuple[float, float]], interval: float, start: float, 
     }  # fmt: skip
 
 
-async def load(base: str, requests: int, concurrency: int) -> tuple[dict[str, list[float]], dict[str, int], float]:
+async def load(
+    base: str, token: str, requests: int, concurrency: int
+) -> tuple[dict[str, list[float]], dict[str, int], float]:
     latencies: dict[str, list[float]] = {p: [] for p in PATHS}
     errors: dict[str, int] = {}
-    body = {"events": [{"id": "bench-1", "count": 1}]}
+    bodies = {"/v1/content/access": {"events": [{"id": "bench-1", "count": 1}]},
+              "/v1/jobs": {"prompt": "a bench song", "persona": "luna-waves"}}  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
         async def worker() -> None:
             for i in counter:
-                path = PATHS[i % len(PATHS)]
+                name = PATHS[i % len(PATHS)]
+                method, _, path = name.rpartition(" ")
                 start = time.perf_counter()
                 try:
-                    if path.startswith("/v1/"):
-                        r = await client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+                    if method == "POST":
+                        headers = {**auth, "Idempotency-Key": f"bench-{i}"} if path == "/v1/jobs" else auth
+                        r = await client.post(path, json=bodies[path], headers=headers)
                     else:
-                        r = await client.get(path)
-                    if r.status_code != 200:
-                        errors[f"{path} {r.status_code}"] = errors.get(f"{path} {r.status_code}", 0) + 1
+                        r = await client.get(path, headers=auth if method else None)
+                    if r.status_code >= 300:
+                        errors[f"{name} {r.status_code}"] = errors.get(f"{name} {r.status_code}", 0) + 1
                 except httpx.HTTPError as exc:
-                    errors[f"{path} {type(exc).__name__}"] = errors.get(f"{path} {type(exc).__name__}", 0) + 1
-                latencies[path].append(time.perf_counter() - start)
+                    errors[f"{name} {type(exc).__name__}"] = errors.get(f"{name} {type(exc).__name__}", 0) + 1
+                latencies[name].append(time.perf_counter() - start)
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return latencies, errors, time.perf_counter() - start
+
+
+async def slowloris(port: int, clients: int, stop: asyncio.Event) -> int:
+    """`clients` connections that each send one header byte every 0.5 s and reconnect when cut
+    off; returns how many times the agent cut one off (header timeout or the connection cap)."""
+    cut = 0
+
+    async def one() -> None:
+        nonlocal cut
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                while not stop.is_set():
+                    writer.write(b"X")
+                    await writer.drain()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(reader.read(1024), 0.5)  # data or b"" (closed): cut off
+                    if reader.at_eof():
+                        cut += 1
+                        break
+            except OSError:
+                cut += 1
+            finally:
+                writer.close()
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return cut
+
+
+async def attack(
+    base: str, port: int, token: str, requests: int, concurrency: int, slow: int
+) -> tuple[dict[str, list[float]], dict[str, int], float, int]:
+    stop = asyncio.Event()
+    hostile = asyncio.create_task(slowloris(port, slow, stop))
+    await asyncio.sleep(1.0 if slow else 0)  # the hostile clients are in place first
+    try:
+        latencies, errors, seconds = await load(base, token, requests, concurrency)
+    finally:
+        stop.set()
+    return latencies, errors, seconds, await hostile
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -150,6 +210,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--slow", type=int, default=50, help="slowloris clients during the load")
     ap.add_argument("--idle", type=float, default=12.0, help="seconds of idle ticks measured before the load")
     ap.add_argument("--serve", nargs=3, metavar=("PORT", "DIR", "TICKS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -174,7 +235,9 @@ def main() -> None:
             idle_start = time.monotonic()
             time.sleep(args.idle)
             load_start = time.monotonic()
-            by_path, errors, seconds = asyncio.run(load(base, args.requests, args.concurrency))
+            token = (work / "token").read_text()
+            by_path, errors, seconds, cut = asyncio.run(attack(base, port, token, args.requests, args.concurrency,
+                                                               args.slow))  # fmt: skip
             load_end = time.monotonic()
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -186,7 +249,7 @@ def main() -> None:
         "benchmark": "http load on loopback against a real daemon",
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "requests": len(latencies), "concurrency": args.concurrency, "errors": sum(errors.values()),
-        "error_kinds": errors,
+        "error_kinds": errors, "slow_clients": args.slow, "slow_connections_cut": cut,
         "requests_per_s": round(len(latencies) / seconds, 1),
         "latency_p50_ms": round(quantile(latencies, 0.5) * 1000, 1),
         "latency_p99_ms": round(quantile(latencies, 0.99) * 1000, 1),

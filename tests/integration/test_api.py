@@ -211,6 +211,8 @@ async def test_each_caller_has_its_own_rate_and_guessing_tokens_is_slowed(tmp_pa
     async with agent(tmp_path, database_url) as daemon:  # the default rate (50/s, bursts of 100)
         async with client(daemon, "emp_0123abcd_guess", address="10.9.9.9") as c:
             codes = [(await c.get("/v1/whoami")).status_code for _ in range(25)]
+            # the probes stay open, also written with a slash (a redirect) and a bad token
+            assert [(await c.get(p)).status_code for p in ("/healthz", "/healthz/", "/readyz/")] == [200, 307, 307]
         assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}
 
 

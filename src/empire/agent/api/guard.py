@@ -75,7 +75,8 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(SELF_AUTHENTICATED):
+        # /healthz/ too: a redirect to an open path must not be refused for a bad token first
+        if scope["type"] != "http" or path.rstrip("/") in OPEN_PATHS or path.startswith(SELF_AUTHENTICATED):
             await self.app(scope, receive, send)
             return
         gate, state = self.gate, scope.setdefault("state", {})

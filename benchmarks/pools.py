@@ -236,7 +236,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--rpm", type=float, default=3000.0, help="requests/min per account (5 accounts)")
     ap.add_argument("--scenarios", default="clean,faults,redis")
-    ap.add_argument("--tuned", action="store_true", help="the retry/breaker settings tuned before (TUNED), not defaults")
+    ap.add_argument(
+        "--tuned", action="store_true", help="the retry/breaker settings tuned before (TUNED), not defaults"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the dead key's cooldown warning is expected here
     _env()

@@ -128,7 +128,7 @@ async def test_the_tiering_area_plugs_into_the_daemon(world, database, tmp_path:
     for job in handle.jobs:
         jobs.add(job.name, job.every(SimpleNamespace(storage=world.policy)), job.run)
     assert list(jobs.jobs) == ["tiering-sweep"]
-    assert [r.path for r in handle.routes] == ["/v1/content/access", "/v1/content/revenue"]
+    assert [r.path for r in handle.routes] == ["/v1/content/{id}", "/v1/content/access", "/v1/content/revenue"]
     assert handle.status["tiering"]()["last_sweep"] is None
     assert handle.offers["storage_backend"] is not None and handle.executors
     await handle.background[0]()

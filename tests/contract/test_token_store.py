@@ -11,7 +11,7 @@ import pytest
 from empire.agent.api.auth import Authenticator, Denied, Principal, Scope, TokenRecord, TokenStore, new_token
 from empire.agent.api.memory import MemoryTokenStore
 from empire.errors import ConfigError
-from empire.state import Database
+from empire.state.database import Database
 from empire.state.tokens import SqlTokenStore
 
 pytestmark = pytest.mark.anyio

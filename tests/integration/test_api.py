@@ -21,7 +21,7 @@ from empire.agent.clock import FakeClock
 from empire.agent.daemon import build_daemon
 from empire.agent.http import build_app
 from empire.cli import main
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.state import tables as t
 from empire.state.tokens import SqlTokenStore
 from fakes.openapi import Document, conforming

@@ -25,9 +25,9 @@ from empire.agent.clock import FakeClock
 from empire.agent.daemon import build_daemon
 from empire.agent.http import AppContext, build_app
 from empire.agent.monitor import Monitor
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.errors import ConfigError
-from empire.state import MemoryStateStore
+from empire.state.memory import MemoryStateStore
 from fakes.server import serve_in_thread
 
 pytestmark = pytest.mark.anyio

@@ -26,7 +26,7 @@ from empire.agent.clock import FakeClock
 from empire.agent.daemon import build_daemon
 from empire.agent.http import build_app
 from empire.agent.pools.jobs import NewJob
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.state.jobs import SqlJobQueue
 from empire.state.tokens import SqlTokenStore
 from fakes.openapi import Document, values

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from empire.agent.http import ConnectionLimits, serve
 from empire.agent.tls import TlsFiles
-from empire.config import load_settings
+from empire.config.settings import load_settings
 from empire.errors import ConfigError
 from fakes.server import free_port
 from fakes.tls import Pki, make_pki

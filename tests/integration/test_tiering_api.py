@@ -26,9 +26,9 @@ from empire.agent.monitor import Monitor
 from empire.agent.tiering.api import endpoints
 from empire.agent.tiering.inventory import ContentObject, Inventory
 from empire.policies.storage import StoragePolicy
-from empire.state import SqlStateStore
 from empire.state import tables as t
 from empire.state.inventory import SqlInventory
+from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
 

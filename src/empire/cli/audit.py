@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def show(args: argparse.Namespace) -> int:
     from empire.cli.common import with_database
-    from empire.state import SqlStateStore
+    from empire.state.store import SqlStateStore
 
     async def go(db: Any) -> Any:
         return await SqlStateStore(db).recent_audit(limit=args.last, actor=args.actor, action=args.action)

@@ -80,7 +80,7 @@ def submit(args: argparse.Namespace) -> int:
     from empire.agent.pools.submit import KEY_PREFIX, JobSpec, new_job
     from empire.agent.pools.submit import submit as enqueue
     from empire.cli.tokens import audit_cli
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     key = args.key if args.key is not None else uuid.uuid4().hex
     spec = JobSpec(args.prompt, args.persona, tuple(args.providers or ()), args.genre, args.title, args.priority)

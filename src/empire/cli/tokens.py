@@ -62,7 +62,8 @@ def cli_actor() -> str:
 
 async def audit_cli(db: Any, action: str, subject: str, details: dict[str, Any]) -> None:
     """An audit row for a change the CLI made (the HTTP API's are written by its gate)."""
-    from empire.state import AuditRecord, SqlStateStore
+    from empire.agent.records import AuditRecord
+    from empire.state.store import SqlStateStore
 
     await SqlStateStore(db).audit(AuditRecord(datetime.now(UTC), cli_actor(), action, subject, details))
 

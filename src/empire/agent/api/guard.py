@@ -35,9 +35,9 @@ from empire.agent.api.auth import Authenticator, Denied, Principal
 from empire.agent.api.auth import Scope as Need
 from empire.agent.api.ratelimit import Buckets
 from empire.agent.api.spec import ApiRoute
+from empire.agent.records import AuditRecord
 from empire.agent.webio import json_error
 from empire.errors import TemporaryError
-from empire.state.records import AuditRecord
 
 __all__ = ["OPEN_PATHS", "Gate", "Guard"]
 

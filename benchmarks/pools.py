@@ -10,7 +10,10 @@ Scenarios (10,000 jobs over 5 accounts each, by default):
 - clean:  one dispatcher, no faults;
 - faults: 10 % of submissions answered 503, one of the 5 keys dead (401);
 - redis:  two `empire pools run` processes on one queue, limits shared through Redis (the
-          EMPIRE_TEST_REDIS_URL server, else a throwaway `redis-server` when installed, else skipped).
+          EMPIRE_TEST_REDIS_URL server, else a throwaway `redis-server` when installed, else skipped);
+- sliding, fixed: a provider counting 120 requests per minute per key in a rolling or a
+          wall-clock window (5 keys, 4 jobs at once each, 1,200 jobs: ideal about 67 s), with the
+          account's limit_model set to match, and left at token_bucket to compare (not by default).
 
 Reported per scenario:
 - throughput_ratio: jobs accepted / the most the live accounts allowed during the submission
@@ -68,15 +71,21 @@ TUNED = {
 }
 
 
-def _provider(url: str, rpm: float, max_concurrent: int, tuned: bool = False) -> dict[str, Any]:
-    """The policy's defaults for retries and the breaker, unless `tuned`."""
+def _provider(
+    url: str, rpm: float, max_concurrent: int, tuned: bool = False, model: str | None = None
+) -> dict[str, Any]:
+    """The policy's defaults for retries and the breaker, unless `tuned`; `model`: limit_model."""
     accounts = [{"name": f"acct-{i}", "env": f"BENCH_KEY_{i}", "requests_per_minute": rpm,
-                 "max_concurrent": max_concurrent} for i in range(ACCOUNTS)]  # fmt: skip
+                 "max_concurrent": max_concurrent, **({"limit_model": model} if model else {})}
+                for i in range(ACCOUNTS)]  # fmt: skip
     return http_provider_policy(url, "bench", accounts, poll_interval="100ms", **(TUNED if tuned else {}))
 
 
-def _fake_config(rpm: float, max_concurrent: int, error_rate: float, dead: int | None) -> dict[str, Any]:
-    keys = {f"key-{i}": {"rpm": rpm, "max_concurrent": max_concurrent, "dead": i == dead} for i in range(ACCOUNTS)}
+def _fake_config(
+    rpm: float, max_concurrent: int, error_rate: float, dead: int | None, window: str | None = None
+) -> dict[str, Any]:
+    keys = {f"key-{i}": {"rpm": rpm, "max_concurrent": max_concurrent, "dead": i == dead, "window": window}
+            for i in range(ACCOUNTS)}  # fmt: skip
     return {"keys": keys, "latency": LATENCY, "error_rate": error_rate, "seed": 7}
 
 
@@ -123,14 +132,17 @@ def _summary(keys: list[str], books: dict[str, Any], succeeded: int, rpm: float,
     }  # fmt: skip
 
 
-def run_in_process(n: int, rpm: float, error_rate: float, dead: int | None, tuned: bool = False) -> dict[str, Any]:
-    max_concurrent = 100
+def run_in_process(
+    n: int, rpm: float, error_rate: float, dead: int | None, tuned: bool = False, max_concurrent: int = 100,
+    window: str | None = None, model: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """`window`: the fake's "sliding"/"fixed" limit instead of a token bucket; `model`: the policy's."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        fake_provider_process(_fake_config(rpm, max_concurrent, error_rate, dead)) as (url, stats),
+        fake_provider_process(_fake_config(rpm, max_concurrent, error_rate, dead, window)) as (url, stats),
     ):
         db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-        policy = parse_policy({"providers": [_provider(url, rpm, max_concurrent, tuned)]})
+        policy = parse_policy({"providers": [_provider(url, rpm, max_concurrent, tuned, model)]})
         keys = asyncio.run(_enqueue(db_url, n))
 
         async def go() -> tuple[float, float]:
@@ -236,6 +248,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--rpm", type=float, default=3000.0, help="requests/min per account (5 accounts)")
     ap.add_argument("--scenarios", default="clean,faults,redis")
+    ap.add_argument("--compare", action="store_true", help="sliding/fixed: also run with limit_model token_bucket")
     ap.add_argument(
         "--tuned", action="store_true", help="the retry/breaker settings tuned before (TUNED), not defaults"
     )
@@ -250,13 +263,18 @@ def main() -> None:
             results["clean"] = run_in_process(args.jobs, args.rpm, 0.0, None)
         elif name == "faults":
             results["faults"] = run_in_process(args.jobs, args.rpm, 0.10, dead=ACCOUNTS - 1, tuned=args.tuned)
+        elif name in ("sliding", "fixed"):  # 5 keys x 120/min, 4 at once, 1,200 jobs: ideal about 67 s
+            results[name] = {
+                model: run_in_process(1200, 120.0, 0.0, None, max_concurrent=4, window=name, model=model)
+                for model in (f"{name}_window", *(("token_bucket",) if args.compare else ()))
+            }  # fmt: skip
         elif name == "redis":
             with _redis() as url:
                 results["redis"] = (
                     run_two_processes(args.jobs, args.rpm, url) if url else {"skipped": "no Redis (set EMPIRE_TEST_REDIS_URL)"}
                 )  # fmt: skip
         else:
-            raise SystemExit(f"unknown scenario {name!r} (valid: clean, faults, redis)")
+            raise SystemExit(f"unknown scenario {name!r} (valid: clean, faults, redis, sliding, fixed)")
     print(json.dumps(results))
 
 

@@ -1,7 +1,8 @@
 """The `RateLimiter` port: in-process and Redis implementations, one suite.
 
 Limits are what the providers enforce, so the suite asserts what a provider would see: at most
-`burst + rate * t` tokens over any run, waits that point at the next token, at most `limit` slots
+`burst + rate * t` tokens over any run, waits that point at the next token, at most `limit`
+requests in any interval of a sliding window and per window of a fixed one, at most `limit` slots
 held at once, and slots that come back by themselves when a holder dies without releasing.
 """
 
@@ -15,7 +16,7 @@ import anyio
 import pytest
 
 from empire.agent.pools.bucket import LocalLimiter
-from empire.agent.ports import RateLimiter
+from empire.agent.ports import RateLimiter, Window
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +82,32 @@ async def test_slots_of_a_dead_holder_expire_unless_renewed(limiter: RateLimiter
     assert await limiter.slots_in_use("e") == 1
     assert await limiter.acquire_slot("e", "new", 2, 0.3)
     assert not await limiter.acquire_slot("e", "third", 2, 0.3)
+
+
+async def test_a_sliding_window_never_admits_more_than_limit_in_any_interval(limiter: RateLimiter) -> None:
+    window = Window("sliding", 5, 0.4)
+    grants: list[float] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.3:
+        wait = await limiter.try_acquire("sw", 1.0, 1.0, window)
+        if wait == 0.0:
+            grants.append(time.monotonic())
+        else:
+            assert 0.0 < wait <= 0.4
+            await anyio.sleep(wait)
+    assert all(b - a >= 0.4 - 0.02 for a, b in zip(grants, grants[5:], strict=False))  # any 0.4 s: <= 5
+    assert len(grants) >= 15  # and all of the window is used: 5 at once, then 5 per 0.4 s
+    assert grants[4] - grants[0] < 0.1  # the limit at once, not spread over the window
+
+
+async def test_a_fixed_window_admits_limit_per_wall_clock_window(limiter: RateLimiter) -> None:
+    window = Window("fixed", 4, 0.5)
+    await anyio.sleep(0.5 - time.time() % 0.5 + 0.05)  # just after a boundary
+    assert [await limiter.try_acquire("fw", 1.0, 1.0, window) for _ in range(4)] == [0.0] * 4
+    wait = await limiter.try_acquire("fw", 1.0, 1.0, window)
+    assert 0.3 < wait <= 0.45  # until the next window, not a token's worth
+    await anyio.sleep(wait + 0.01)
+    assert [await limiter.try_acquire("fw", 1.0, 1.0, window) for _ in range(5)][-2:] == [
+        0.0,
+        pytest.approx(0.49, abs=0.05),
+    ]

@@ -1,7 +1,8 @@
 """A fake generation API over real HTTP on 127.0.0.1, for the pool tests and `benchmarks/pools.py`.
 
 It behaves like a strict provider and keeps the books a test needs:
-- per-key token bucket (requests/min, burst) and per-key concurrency; excess -> 429 with
+- per-key token bucket (requests/min, burst), or `window` "sliding"/"fixed" (at most rpm in any
+  60 s, or per wall-clock minute), and per-key concurrency; excess -> 429 with
   Retry-After, counted in `over_limit` (the pool knew those limits: they are its policy's);
 - faults: `error_rate` of submissions answered 503 (before accepting), `dead_keys` answered 401;
 - idempotency: a resubmitted key returns the job it created; every submission is recorded per key,
@@ -48,10 +49,24 @@ class FakeKey:
     burst: float | None = None
     max_concurrent: int = 1_000_000
     dead: bool = False
+    window: str | None = None  # "sliding" or "fixed": rpm per 60 s instead of the token bucket
     tokens: float = -1.0
     ts: float = 0.0
+    sent: list[float] = field(default_factory=list)  # accepted submissions' times (windows)
 
     def take(self, now: float) -> float:
+        if self.window is not None:
+            limit, wall = int(self.rpm), time.time()
+            if self.window == "sliding":
+                self.sent = [t for t in self.sent if t > now - 60.0]
+                wait = self.sent[0] + 60.0 - now if len(self.sent) >= limit else 0.0
+            else:
+                self.sent = [t for t in self.sent if t // 60 == wall // 60]
+                wait = 60.0 - wall % 60 if len(self.sent) >= limit else 0.0
+                now = wall
+            if wait <= 0:
+                self.sent.append(now)
+            return max(0.0, wait)
         rate = self.rpm / 60.0
         cap = self.burst if self.burst is not None else max(1.0, rate)
         if self.tokens < 0:
@@ -224,7 +239,7 @@ def http_provider_policy(
     url: str, name: str, accounts: list[dict[str, Any]], poll_interval: str = "100ms", **provider: Any
 ) -> dict[str, Any]:
     """A policy `providers[]` entry for the fake; `accounts` items: name, env (the key's variable),
-    requests_per_minute, burst, max_concurrent, cost_per_job."""
+    requests_per_minute, burst, max_concurrent, cost_per_job, limit_model."""
     return {
         "name": name, "kind": "http",
         "http": {"submit_url": f"{url}/v1/jobs", "poll_url": f"{url}/v1/jobs/{{job_id}}",
@@ -232,7 +247,8 @@ def http_provider_policy(
                  "poll_interval": poll_interval, "timeout": "10s", "job_timeout": "2m"},
         "accounts": [
             {"name": a["name"], "api_key": {"env": a["env"]},
-             **{k: a[k] for k in ("requests_per_minute", "burst", "max_concurrent", "cost_per_job") if k in a}}
+             **{k: a[k] for k in ("requests_per_minute", "burst", "max_concurrent", "cost_per_job", "limit_model")
+                if k in a}}
             for a in accounts
         ],
         **provider,

@@ -236,6 +236,26 @@ async def test_a_synchronous_provider_leaves_no_callback_waiting(database: Datab
     assert not any(hub.expecting("fake", f"j{i}") for i in range(1, 6))
 
 
+async def test_a_full_per_minute_window_sends_jobs_to_a_key_with_room(database: Database, keys_env: dict) -> None:
+    """Providers that count "N per minute" in a window: the pool uses a window's whole allowance at
+    once, never goes over it, and a job does not sit out a full window on one key while another has
+    room (it did: the job slept on the key's lock for up to a minute)."""
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=3, window="sliding"), KEYS["b"]: FakeKey(rpm=30, window="sliding")},
+                        latency=0.05)  # fmt: skip
+    with fake.serve():
+        provider = http_provider_policy(fake.url, "fake", [
+            {"name": "a", "env": "TEST_KEY_A", "requests_per_minute": 3, "max_concurrent": 10, "limit_model": "sliding_window"},
+            {"name": "b", "env": "TEST_KEY_B", "requests_per_minute": 30, "max_concurrent": 10, "limit_model": "sliding_window"},
+        ], poll_interval="50ms")  # fmt: skip
+        await enqueue(database, 24)
+        start = time.monotonic()
+        await drain(build_dispatcher(make_policy(provider), SqlJobQueue(database), options()), seconds=40)
+    assert time.monotonic() - start < 30  # a token bucket of 0.05/s and 0.5/s needed over a minute
+    s = fake.snapshot()
+    assert await states(database) == {"succeeded": 24}
+    assert s["over_limit"] == 0 and s["accepted_by_key"][KEYS["a"]] <= 3  # never over a window
+
+
 async def test_budget_is_never_exceeded(database: Database, fake: FakeProvider, keys_env: dict) -> None:
     provider = http_provider_policy(fake.url, "fake", accounts(1800, 40, cost_per_job=0.25), budget={"daily": 5.0})
     policy = make_policy(provider, budget={"daily": 100.0})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from empire.agent.records import ActionRecord, ActionState, AuditRecord, DecisionRecord, ModelRecord
 
@@ -26,6 +26,7 @@ __all__ = [
     "RateLimiter",
     "StateStore",
     "StorageBackend",
+    "Window",
     "WorkloadReader",
 ]
 
@@ -181,16 +182,30 @@ class StorageBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Window(NamedTuple):
+    """A limit of `limit` requests per `seconds`, as providers publish "N requests per minute":
+    `fixed` windows start at multiples of `seconds` on the wall clock (the provider resets its
+    counter there), `sliding` counts any `seconds` interval. `margin` seconds pad each window
+    (requests arrive a little after they are sent): a sliding window is `seconds + margin` long, a
+    fixed one opens `margin` after its boundary."""
+
+    kind: Literal["fixed", "sliding"]
+    limit: int
+    seconds: float
+    margin: float = 0.0
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
-    """Per-account request rate (token bucket) and concurrency (slots), for the generation pools.
+    """Per-account request rate (token bucket or `Window`) and concurrency (slots), for the pools.
 
     `try_acquire` takes one token and returns 0.0, or takes nothing and returns the seconds until
-    one is expected. Slots are held by a named holder and expire after `ttl` seconds unless
+    one is expected: from a token bucket (`rate` per second, `burst`), or, given a `window`, from
+    that window's count (then `rate` and `burst` are not used). Slots are held by a named holder and expire after `ttl` seconds unless
     renewed, so a crashed replica's slots come back by themselves. Implementations: in-process
     (`pools.bucket.LocalLimiter`) and shared across replicas (`state.redis.RedisLimiter`)."""
 
-    async def try_acquire(self, key: str, rate: float, burst: float) -> float: ...
+    async def try_acquire(self, key: str, rate: float, burst: float, window: Window | None = None) -> float: ...
 
     async def acquire_slot(self, key: str, holder: str, limit: int, ttl: float) -> bool: ...
 

@@ -50,10 +50,22 @@ class Account(StrictModel):
     api_key: SecretRef | None = Field(default=None, description="reference to the key; never the key")
     requests_per_minute: float = Field(default=60, gt=0, description="submissions per minute on this key")
     burst: int | None = Field(default=None, ge=1, description="token bucket size (default: 1 s of rate, >= 1)")
+    limit_model: Literal["token_bucket", "fixed_window", "sliding_window"] = Field(
+        default="token_bucket",
+        description="how the provider counts requests_per_minute: a token bucket (an even rate, bursts of `burst`), "
+        "a counter reset each wall-clock minute (fixed_window), or any 60 s (sliding_window)",
+    )
     max_concurrent: int = Field(default=10, ge=1, description="jobs in flight at once on this key")
     cost_per_job: float | None = Field(default=None, ge=0, description="overrides the provider's")
     weight: float = Field(default=1.0, gt=0, description="share of traffic for the 'weighted' strategy")
     enabled: bool = Field(default=True, description="false: the account gets no jobs")
+
+    @model_validator(mode="after")
+    def _burst_is_a_bucket_setting(self) -> Account:
+        if self.burst is not None and self.limit_model != "token_bucket":
+            raise ValueError(f"burst applies to limit_model token_bucket only (a {self.limit_model} allows "
+                             "requests_per_minute at once)")  # fmt: skip
+        return self
 
 
 class RoutingStrategy(StrEnum):

@@ -8,6 +8,9 @@ clocks do not need to agree.
 
 - Token bucket: a hash {tokens, ts} per account; the script refills, takes a token or returns the
   wait, and expires idle buckets.
+- Request windows ("N per minute"): sliding, a sorted set of send times per account (members
+  unique per request), trimmed to the window, one more added only under the limit; fixed, a hash
+  {w, n} per account, the window's index on Redis' clock and its count.
 - Concurrency slots: a sorted set per account, member = holder ("replica:job"), score = expiry.
   Expired holders are dropped first, so a crashed replica's slots come back after `ttl` seconds
   even though it never released them; live holders renew theirs with the lease heartbeat.
@@ -19,11 +22,15 @@ Connection failures surface as `TemporaryError` (retry), bad URLs and refused au
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from empire.config.urls import mask_url
 from empire.errors import ConfigError, PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    from empire.agent.ports import Window
 
 __all__ = ["RedisLimiter", "connect_redis", "redis_errors"]
 
@@ -60,6 +67,41 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
 redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate * 1000) + 60000)
 return tostring(wait)
+"""
+
+_SLIDING = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit = tonumber(ARGV[1])
+local seconds = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - seconds)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(seconds * 1000) + 1000)
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(math.max(0.001, tonumber(oldest[2]) + seconds - now))
+"""
+
+_FIXED = """
+pcall(redis.replicate_commands)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit = tonumber(ARGV[1])
+local seconds = tonumber(ARGV[2])
+local margin = tonumber(ARGV[3])
+local w = math.floor((now - margin) / seconds)
+local v = redis.call('HMGET', KEYS[1], 'w', 'n')
+local n = 0
+if tonumber(v[1]) == w then n = tonumber(v[2]) end
+if n < limit then
+  redis.call('HSET', KEYS[1], 'w', string.format('%d', w), 'n', n + 1)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((seconds + margin) * 1000) + 1000)
+  return '0'
+end
+return tostring((w + 1) * seconds + margin - now)
 """
 
 _SLOT_ACQUIRE = """
@@ -151,6 +193,8 @@ class RedisLimiter:
         self._client = client if client is not None else connect_redis(url)
         self._classify = redis_errors(url)
         self._bucket = self._client.register_script(_BUCKET)
+        self._sliding = self._client.register_script(_SLIDING)
+        self._fixed = self._client.register_script(_FIXED)
         self._acquire = self._client.register_script(_SLOT_ACQUIRE)
         self._renew = self._client.register_script(_SLOT_RENEW)
         self._count = self._client.register_script(_SLOT_COUNT)
@@ -167,9 +211,16 @@ class RedisLimiter:
     async def ping(self) -> None:
         await self._run(self._client.ping())
 
-    async def try_acquire(self, key: str, rate: float, burst: float) -> float:
-        wait = await self._run(self._bucket(keys=[f"{self.prefix}tb:{key}"], args=[repr(rate), repr(burst), "1"]))
-        return float(wait)
+    async def try_acquire(self, key: str, rate: float, burst: float, window: Window | None = None) -> float:
+        if window is None:
+            call = self._bucket(keys=[f"{self.prefix}tb:{key}"], args=[repr(rate), repr(burst), "1"])
+        elif window.kind == "sliding":
+            call = self._sliding(keys=[f"{self.prefix}sw:{key}"],
+                                 args=[window.limit, repr(window.seconds + window.margin), uuid.uuid4().hex])  # fmt: skip
+        else:
+            call = self._fixed(keys=[f"{self.prefix}fw:{key}"],
+                               args=[window.limit, repr(window.seconds), repr(window.margin)])  # fmt: skip
+        return float(await self._run(call))
 
     async def acquire_slot(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         got = await self._run(self._acquire(keys=[f"{self.prefix}slots:{key}"], args=[holder, limit, repr(ttl)]))

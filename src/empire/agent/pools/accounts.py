@@ -22,6 +22,7 @@ success ends the outage and gives every account its probe at once (`failed`, `su
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from empire.agent.pools.budget import account_cost
 from empire.agent.pools.errors import ErrorClass
 from empire.agent.pools.health import AccountState, CooldownCause
 from empire.agent.pools.routing import Candidate, ProviderCandidates
+from empire.agent.ports import Window
 from empire.policies.generation import Account, Provider
 
 __all__ = ["AccountLimits", "PoolRegistry"]
@@ -56,6 +58,7 @@ class AccountLimits:
     cost: float
     weight: float
     order: int
+    window: Window | None = None  # a fixed or sliding "N per minute" instead of the token bucket
 
     @property
     def key(self) -> str:
@@ -64,9 +67,13 @@ class AccountLimits:
 
 def _limits(p: Provider, a: Account, order: int, margin_s: float) -> AccountLimits:
     rate = a.requests_per_minute / 60.0
+    window = None
+    if a.limit_model != "token_bucket":
+        kind = "fixed" if a.limit_model == "fixed_window" else "sliding"
+        window = Window(kind, max(1, math.floor(a.requests_per_minute)), 60.0, margin_s)
     return AccountLimits(
         provider=p.name, name=a.name, rate=rate, burst=effective_burst(rate, a.burst, margin_s),
-        max_concurrent=a.max_concurrent, cost=account_cost(p, a.name), weight=a.weight, order=order,
+        max_concurrent=a.max_concurrent, cost=account_cost(p, a.name), weight=a.weight, order=order, window=window,
     )  # fmt: skip
 
 

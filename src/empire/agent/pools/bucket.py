@@ -1,7 +1,11 @@
-"""Rate limits and concurrency slots: a pure token bucket, and the in-process limiter built on it.
+"""Rate limits and concurrency slots: a pure token bucket and request windows, and the in-process
+limiter built on them.
 
 `TokenBucket` is the whole algorithm, with time as an argument so that tests drive it with a fake
-clock. The limiter port (`RateLimiter`, in `empire.agent.ports`) has two implementations with one
+clock. `FixedWindow` and `SlidingWindow` are the limits providers publish as "N requests per
+minute" (a counter reset each minute, or any 60 s); a token bucket holding such a provider to an
+even rate leaves most of a window unused when work arrives in bursts (1,200 jobs on 5 keys of
+120/min: 120 s at 2/s each where the windows allow about 67 s). The limiter port (`RateLimiter`, in `empire.agent.ports`) has two implementations with one
 contract suite: `LocalLimiter` here (one process) and `RedisLimiter` in `empire.state.redis`
 (an atomic Lua script, so N replicas together never exceed an account's limit).
 
@@ -15,10 +19,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["LocalLimiter", "TokenBucket", "effective_burst"]
+from empire.agent.ports import Window
+
+__all__ = ["FixedWindow", "LocalLimiter", "SlidingWindow", "TokenBucket", "effective_burst"]
 
 
 @dataclass
@@ -58,6 +65,45 @@ class TokenBucket:
         return 0.0 if self.tokens >= n else (n - self.tokens) / self.rate
 
 
+@dataclass
+class SlidingWindow:
+    """At most `limit` takes in any `seconds` interval (a log of the last `limit` takes)."""
+
+    limit: int
+    seconds: float
+    log: deque[float] = field(default_factory=deque)
+
+    def take(self, now: float) -> float:
+        """Take one and return 0.0, or return the seconds until the oldest take leaves the window."""
+        while self.log and self.log[0] <= now - self.seconds:
+            self.log.popleft()
+        if len(self.log) < self.limit:
+            self.log.append(now)
+            return 0.0
+        return self.log[0] + self.seconds - now
+
+
+@dataclass
+class FixedWindow:
+    """At most `limit` takes per window; windows start at `margin` past multiples of `seconds`."""
+
+    limit: int
+    seconds: float
+    margin: float = 0.0
+    index: int | None = None
+    count: int = 0
+
+    def take(self, now: float) -> float:
+        """Take one and return 0.0, or return the seconds until the next window opens."""
+        index = math.floor((now - self.margin) / self.seconds)
+        if index != self.index:
+            self.index, self.count = index, 0
+        if self.count < self.limit:
+            self.count += 1
+            return 0.0
+        return (index + 1) * self.seconds + self.margin - now
+
+
 def effective_burst(rate_per_s: float, burst: int | None, margin_s: float) -> float:
     """The bucket size the pool uses: the provider's burst (default 1 s of rate) less a safety margin.
 
@@ -73,12 +119,15 @@ def effective_burst(rate_per_s: float, burst: int | None, margin_s: float) -> fl
 class LocalLimiter:
     """The `RateLimiter` port for a single process: token buckets and slot sets in memory."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self._clock, self._wall = clock, wall  # fixed windows reset on the wall clock's minutes, as providers'
         self._buckets: dict[str, TokenBucket] = {}
+        self._windows: dict[str, tuple[Window, SlidingWindow | FixedWindow]] = {}
         self._slots: dict[str, dict[str, float]] = {}  # holder -> expiry
 
-    async def try_acquire(self, key: str, rate: float, burst: float) -> float:
+    async def try_acquire(self, key: str, rate: float, burst: float, window: Window | None = None) -> float:
+        if window is not None:
+            return self._window(key, window)
         bucket = self._buckets.get(key)
         if bucket is None or bucket.rate != rate or bucket.capacity != burst:
             old = bucket
@@ -87,6 +136,22 @@ class LocalLimiter:
                 bucket.tokens, bucket.updated = min(burst, old.tokens), old.updated
             self._buckets[key] = bucket
         return bucket.take(self._clock())
+
+    def _window(self, key: str, window: Window) -> float:
+        known = self._windows.get(key)
+        if known is None or known[0] != window:
+            counter: SlidingWindow | FixedWindow = (
+                SlidingWindow(window.limit, window.seconds + window.margin) if window.kind == "sliding"
+                else FixedWindow(window.limit, window.seconds, window.margin)
+            )  # fmt: skip
+            old = known[1] if known is not None else None
+            if isinstance(old, SlidingWindow) and isinstance(counter, SlidingWindow):  # a policy reload:
+                counter.log = old.log  # what was sent still counts
+            elif isinstance(old, FixedWindow) and isinstance(counter, FixedWindow):
+                counter.index, counter.count = old.index, old.count
+            known = self._windows[key] = (window, counter)
+        counter = known[1]
+        return counter.take(self._clock() if isinstance(counter, SlidingWindow) else self._wall())
 
     def _live(self, key: str) -> dict[str, float]:
         now = self._clock()

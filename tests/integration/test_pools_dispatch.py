@@ -137,7 +137,9 @@ async def test_faults_server_errors_and_a_dead_key(database: Database, keys_env:
         s = fake.snapshot()
     assert await states(database) == {"succeeded": 150}
     assert s["accepted"] == 150 and s["duplicates"] == 0 and s["server_errors"] > 10
-    assert s["accepted_by_key"][KEYS["c"]] == 0 and 1 <= s["unauthorized"] <= 10  # cooled after the first 401s
+    # cooled after the first 401: at most what was already in flight to it then (its concurrency, 40);
+    # 10 was a timing bound that a loaded machine crossed (21: more sent before the first 401 came back)
+    assert s["accepted_by_key"][KEYS["c"]] == 0 and 1 <= s["unauthorized"] <= 40
     val = registry.get_sample_value
     assert val("empire_pool_cooldowns_total", {"provider": "fake", "account": "c", "cause": "auth"}) >= 1
     failed = val("empire_pool_failed_total", {"provider": "fake", "account": "a", "error_class": "server_error"})

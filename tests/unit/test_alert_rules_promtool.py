@@ -65,6 +65,12 @@ CASES: dict[str, tuple[list[dict[str, str]], str, dict[str, str], dict[str, str]
     "EmpireTierMovesFailing": (series("empire_tier_moves_total", "0x20", "0+1x20", result="failed",
                                       reason="checksum_mismatch"), "10m", {"reason": "checksum_mismatch"},
                                {"summary": "storage tier moves failed (checksum_mismatch)"}),
+    "EmpireBackupFailing": (series("empire_backup_runs_total", "0x20", "0+1x20", **{"class": "hourly"},
+                                   result="failed"), "10m", {"class": "hourly"},
+                            {"summary": "hourly backups of the state database are failing"}),
+    "EmpireBackupOverdue": (series("empire_backup_overdue", "0x20", "1x20", **{"class": "daily"}), "10m",
+                            {"class": "daily"},
+                            {"summary": "no daily backup of the state database for the current slot"}),
     "EmpireTierMovesStuck": (series("empire_tier_unfinished_moves", "0x140", "2x140"), "130m", {},
                              {"summary": "2 storage tier moves have been unfinished for 2h"}),
 }  # fmt: skip

@@ -81,6 +81,7 @@ INGEST_PATHS = frozenset({"/v1/content/access", "/v1/content/revenue"})  # what 
 
 AREA_MODULES: tuple[str, ...] = (
     "empire.agent.tiering.setup",  # before pools: generated tracks are stored through its backend
+    "empire.agent.backup.setup",  # after tiering: backups are written through its backend
     "empire.agent.pools.setup",
     "empire.agent.alerting.setup",
     "empire.agent.predictive",  # forecasts for targets with predictive.mode (issue 5)

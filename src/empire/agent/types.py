@@ -16,8 +16,10 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 __all__ = [
+    "AREA_LABEL",
     "Action",
     "Alert",
+    "BackupDb",
     "Decision",
     "DrainAccount",
     "ErrorClass",
@@ -27,6 +29,7 @@ __all__ = [
     "Outcome",
     "OutcomeStatus",
     "PausePersona",
+    "PruneBackup",
     "ReadBack",
     "Reason",
     "Recommendation",
@@ -96,6 +99,11 @@ class Reason(StrEnum):
     threshold = "threshold"
     predicted_breach = "predicted_breach"
     remediation = "remediation"
+    # -- backups of the state database
+    backup_schedule = "backup_schedule"  # the class's slot (hour, day, month) has no backup yet
+    retention_expired = "retention_expired"  # older than the class's keep
+    backup_failed = "backup_failed"
+    backup_overdue = "backup_overdue"
     # -- operator / manual
     manual = "manual"
 
@@ -184,6 +192,11 @@ class Retier:
                 "monthly_saving": self.monthly_saving}  # fmt: skip
 
 
+AREA_LABEL = "area"
+"""An alert raised by an area (e.g. `area=backup`), not by an alert rule, carries this label: the area
+decides when it fires and resolves, so the rule engine leaves it alone after a restart."""
+
+
 @dataclass(frozen=True)
 class Alert:
     """Raise (or resolve) an alert."""
@@ -254,7 +267,47 @@ class DrainAccount:
         return {"provider": self.provider, "account": self.account, "drained": self.drained, "alert": self.alert}
 
 
-Action = ScaleTo | Generate | Retier | Alert | PausePersona | DrainAccount
+@dataclass(frozen=True)
+class BackupDb:
+    """Write a backup of the state database into a storage tier (a scheduled backup's class)."""
+
+    kind: ClassVar[str] = "backup"
+    cls: str  # hourly | daily | monthly
+    name: str  # artifact name, e.g. empire-20260301T120000Z.sqlite3
+    slot: str  # the class's slot it fills, e.g. 2026030112
+    tier: str
+    location: str  # key in the tier: backups/<class>/<name>
+    reasons: tuple[Reason, ...]
+
+    @property
+    def subject(self) -> str:
+        return f"backup/{self.cls}"
+
+    def params(self) -> dict[str, Any]:
+        return {"class": self.cls, "name": self.name, "slot": self.slot, "tier": self.tier,
+                "location": self.location}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PruneBackup:
+    """Delete a backup its retention class no longer keeps."""
+
+    kind: ClassVar[str] = "backup_prune"
+    cls: str
+    name: str
+    tier: str
+    location: str
+    reasons: tuple[Reason, ...]
+
+    @property
+    def subject(self) -> str:
+        return f"backup/{self.cls}/{self.name}"
+
+    def params(self) -> dict[str, Any]:
+        return {"class": self.cls, "name": self.name, "tier": self.tier, "location": self.location}
+
+
+Action = ScaleTo | Generate | Retier | Alert | PausePersona | DrainAccount | BackupDb | PruneBackup
 """Everything the agent can do. Executors dispatch on the type."""
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, model_validator
 
 from empire.policies.alerting import AlertingPolicy
+from empire.policies.backup import BackupPolicy
 from empire.policies.common import StrictModel
 from empire.policies.durations import Duration, duration_range
 from empire.policies.errors import (
@@ -65,6 +66,7 @@ class Policy(StrictModel):
     compliance: CompliancePolicy = Field(default_factory=CompliancePolicy)
     storage: StoragePolicy = Field(default_factory=StoragePolicy)
     alerting: AlertingPolicy = Field(default_factory=AlertingPolicy)
+    backup: BackupPolicy = Field(default_factory=BackupPolicy, description="scheduled backups of the state database")
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
@@ -115,6 +117,10 @@ def reference_issues(p: Policy) -> list[Issue]:
             check(f"personas[{i}].providers[{j}]", "provider", ref, providers)
         for j, ref in enumerate(per.platforms):
             check(f"personas[{i}].platforms[{j}]", "provider", ref, providers)
+    tiers = [x.name for x in p.storage.tiers]
+    for cls, spec in p.backup.classes().items():
+        if spec.tier is not None:
+            check(f"backup.{cls}.tier", "tier", spec.tier, tiers, of="storage.tiers")
     for i, rule in enumerate(p.alerting.rules):
         path = f"alerting.rules[{i}]"
         if check(f"{path}.target", "target", rule.target, list(targets)):

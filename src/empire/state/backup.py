@@ -1,11 +1,9 @@
 """Online backups of the state database, and restores into an empty one, with the database's own tools.
 
 What a backup is: one *artifact* (a SQLite database file, or a `pg_dump --format=custom` archive)
-and its *manifest* (`Manifest`, JSON): when it was taken, the schema revision, the artifact's size
-and sha256, the row count of every table at the instant of the snapshot, and how many journal
-intents were unfinished then. The manifest is written last, so an artifact without one is an
-interrupted backup, never a complete one; a restore checks the artifact against it before anything
-is touched.
+and its *manifest* (`empire.agent.backup.manifest.Manifest`): when it was taken, the schema
+revision, the artifact's size and sha256, the row count of every table at the instant of the
+snapshot, and how many journal intents were unfinished then.
 
 How it stays consistent while the daemon writes:
 
@@ -26,19 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from empire.agent.backup.manifest import MANIFEST_SUFFIX, Manifest, artifact_name
 from empire.config.urls import mask_url
 from empire.errors import ConfigError, PermanentError, TemporaryError
 
@@ -55,54 +53,8 @@ __all__ = [
     "sqlite_file",
 ]
 
-MANIFEST_SUFFIX = ".manifest.json"
-SUFFIX = {"sqlite": ".sqlite3", "postgresql": ".pgdump"}
 FORMAT = {"sqlite": "sqlite3", "postgresql": "pg_dump-custom"}
 _CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a backup holds, written beside its artifact as `<artifact>.manifest.json`."""
-
-    name: str  # the artifact's file name
-    dialect: str  # sqlite | postgresql
-    format: str  # sqlite3 | pg_dump-custom
-    created_at: datetime
-    revision: str | None
-    size: int
-    checksum: str  # sha256:<hex> of the artifact
-    rows: dict[str, int]  # per table, at the snapshot
-    unfinished_intents: int
-    seconds: float  # how long taking it took
-    source: str = ""  # the database, password masked
-    empire_version: str = ""
-    labels: dict[str, str] = field(default_factory=dict)  # e.g. {"class": "hourly"} for scheduled ones
-
-    def to_json(self) -> str:
-        body = asdict(self)
-        body["created_at"] = self.created_at.isoformat()
-        return json.dumps(body, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str | bytes, where: str) -> Manifest:
-        """Parse a manifest; anything malformed is a `ConfigError` naming `where`."""
-        try:
-            body = json.loads(text)
-            body["created_at"] = datetime.fromisoformat(body["created_at"]).astimezone(UTC)
-            known = set(cls.__dataclass_fields__)
-            manifest = cls(**{k: v for k, v in body.items() if k in known})
-            if manifest.dialect not in SUFFIX or not str(manifest.checksum).startswith("sha256:"):
-                raise ValueError(f"dialect {manifest.dialect!r}, checksum {str(manifest.checksum)[:20]!r}")
-            if not isinstance(manifest.rows, dict) or not isinstance(manifest.size, int):
-                raise ValueError("rows must be a mapping and size a number")
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ConfigError(f"{where}: not an empire backup manifest ({str(exc)[:200]})") from None
-        return manifest
-
-    @property
-    def total_rows(self) -> int:
-        return sum(self.rows.values())
 
 
 @dataclass(frozen=True)
@@ -122,11 +74,6 @@ class Contents:
         if self.foreign:
             parts.append("tables that are not empire's: " + ", ".join(self.foreign[:5]))
         return ", ".join(parts) or "empty"
-
-
-def artifact_name(dialect: str, at: datetime, prefix: str = "empire") -> str:
-    """`empire-20260301T120000Z.sqlite3`: sortable by time, one per second."""
-    return f"{prefix}-{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}{SUFFIX[dialect]}"
 
 
 def sqlite_file(url: str) -> Path | None:

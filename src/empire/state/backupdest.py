@@ -26,7 +26,7 @@ __all__ = ["LocalLocation", "S3Location", "open_location", "split_artifact"]
 def split_artifact(text: str) -> tuple[str, str | None]:
     """`dir/empire-X.sqlite3` -> ("dir/", "empire-X.sqlite3"); a manifest names its artifact;
     a directory (or prefix) -> (text, None)."""
-    from empire.state.backup import MANIFEST_SUFFIX, SUFFIX
+    from empire.agent.backup.manifest import MANIFEST_SUFFIX, SUFFIX
 
     if text.endswith(MANIFEST_SUFFIX):
         text = text[: -len(MANIFEST_SUFFIX)]

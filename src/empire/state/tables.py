@@ -39,6 +39,7 @@ __all__ = [
     "alerts",
     "api_tokens",
     "audit",
+    "backups",
     "content_objects",
     "decisions",
     "jobs",
@@ -299,4 +300,21 @@ api_tokens = Table(  # the HTTP API's named tokens (empire.agent.api.auth): a di
     Column("expires_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
     Index(None, "name"),
+)
+
+backups = Table(  # the catalog of scheduled backups (empire.agent.backup): what retention prunes
+    "backups",
+    metadata,
+    _pk(),
+    Column("class", String(16), nullable=False),  # hourly | daily | monthly
+    Column("name", String(128), nullable=False),  # the artifact's name
+    Column("slot", String(16), nullable=False),  # the class's hour/day/month it fills
+    Column("tier", String(64), nullable=False),
+    Column("location", String(256), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("checksum", String(80), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("deleted_at", UTCDateTime),
+    UniqueConstraint("class", "name"),
+    Index(None, "class", "created_at"),
 )

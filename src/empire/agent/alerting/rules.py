@@ -37,7 +37,7 @@ from typing import Any
 from empire.agent.alerting.notification import explain_command
 from empire.agent.alerting.remediation import remediate, undo
 from empire.agent.stabilizing import TargetHistory
-from empire.agent.types import Action, Alert, Forecast, Observation, Reason, SampleStatus
+from empire.agent.types import AREA_LABEL, Action, Alert, Forecast, Observation, Reason, SampleStatus
 from empire.policies.alerting import AlertRule, RuleKind
 from empire.policies.schema import Policy
 
@@ -248,6 +248,8 @@ def restore_state(policy: Policy, firing: Sequence[Any], now: datetime) -> dict[
     rules = {r.name: r for r in policy.alerting.rules}
     out: dict[str, RuleStatus] = {}
     for a in firing:
+        if AREA_LABEL in a.labels:
+            continue  # raised by an area (backups), which re-evaluates it itself
         rule = rules.get(a.rule)
         reason = Reason(rule.kind.value) if rule is not None else Reason.manual
         fired = Alert(a.rule, a.severity, dict(a.labels), a.annotations.get("summary", ""), (reason,), a.value,

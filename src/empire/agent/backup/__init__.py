@@ -1,0 +1,1 @@
+"""Scheduled backups of the state database: an area of the daemon (see `empire.agent.backup.setup`)."""

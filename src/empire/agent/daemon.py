@@ -403,6 +403,22 @@ async def _watch_policy(daemon: Daemon) -> None:
             logger.exception("policy watch failed; the policy in force stays")
 
 
+async def keep_leadership(daemon: Daemon) -> None:
+    """Renew (or compete for) the leadership every `EMPIRE_LEADER__RENEW_EVERY` seconds, between
+    ticks; see `empire.agent.leader`. A change wakes the loop: a new leader acts at once, instead
+    of up to a tick later, and a lost leadership is journaled at once."""
+    every = daemon.settings.leader.renew_every
+    while True:
+        await anyio.sleep(every)
+        try:
+            leading = await daemon.leader.ensure()
+        except Exception as exc:  # the tick reports and counts election failures
+            logger.debug("lease keeper: %s", exc)
+            continue
+        if leading != daemon.loop.is_leader:
+            daemon.loop.wake()
+
+
 async def run_daemon(
     daemon: Daemon,
     *,
@@ -463,6 +479,7 @@ async def run_daemon(
                 return 0
             daemon.jobs.start(is_leader=lambda: daemon.loop.is_leader)
             tg.start_soon(_watch_policy, daemon)
+            tg.start_soon(keep_leadership, daemon)
             for task in daemon.background:
                 tg.start_soon(task)
             await daemon.loop.run()

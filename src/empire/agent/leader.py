@@ -21,6 +21,10 @@ extra infrastructure is needed:
 
 The loop calls `ensure()` once per tick and acts only when it returns True; the runner also checks
 `is_leader` before every action. So a replica that loses the lease stops acting within one tick.
+Between ticks the daemon's lease keeper (`empire.agent.daemon`) calls `ensure()` every
+`EMPIRE_LEADER__RENEW_EVERY` seconds (5): the leader renews its lease well inside its lifetime
+(a 15 s lease renewed only by 15 s ticks would lapse between them), and a standby notices a dead
+leader within seconds and wakes its loop, instead of a whole tick later.
 A lost leadership is journaled (`leader_lost` in the audit table, with `reason`).
 """
 
@@ -33,6 +37,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from empire.errors import ConfigError
 
@@ -48,6 +54,18 @@ class _Base:
     def __init__(self) -> None:
         self._leader = False
         self.reason = ""  # why leadership last changed, for the journal
+        self._lock: anyio.Lock | None = None
+
+    async def ensure(self) -> bool:
+        """Acquire or renew; True while this replica leads. Serialized: the daemon's lease keeper
+        and the loop's tick both call it, and one PostgreSQL session runs one query at a time."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            return await self._ensure()
+
+    async def _ensure(self) -> bool:
+        raise NotImplementedError
 
     @property
     def is_leader(self) -> bool:
@@ -67,7 +85,7 @@ class AlwaysLeader(_Base):
 
     name = "single"
 
-    async def ensure(self) -> bool:
+    async def _ensure(self) -> bool:
         return self._set(True)
 
     async def release(self) -> None:
@@ -104,7 +122,7 @@ class FileLeader(_Base):
     def is_leader(self) -> bool:
         return self._leader and self._changed() is None
 
-    async def ensure(self) -> bool:
+    async def _ensure(self) -> bool:
         if self._held:
             changed = self._changed()
             if changed is None:
@@ -158,7 +176,7 @@ class PostgresLeader(_Base):
         self.key = key
         self._conn: Any = None
 
-    async def ensure(self) -> bool:
+    async def _ensure(self) -> bool:
         import asyncpg
 
         try:
@@ -229,7 +247,7 @@ class RedisLeader(_Base):
     def is_leader(self) -> bool:
         return self._leader and time.monotonic() < self._valid_until
 
-    async def ensure(self) -> bool:
+    async def _ensure(self) -> bool:
         from redis.exceptions import RedisError
 
         ms = int(self.ttl * 1000)

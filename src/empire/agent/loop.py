@@ -182,6 +182,10 @@ class ControlLoop:
         leading = await self._ensure_leader()
         if self.is_leader and not leading:
             await self._journal_lost_leadership(now)
+        if leading and not self.is_leader:
+            # Taking over (again): the replica that led meanwhile may have died between an intent
+            # and its outcome. Read those back before acting, even if this replica reconciled once.
+            self._reconcile_pending = True
         self.is_leader = leading
         metrics.leader.set(1 if self.is_leader else 0)
         if self.state_health is not None:

@@ -69,10 +69,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--policy", metavar="FILE")
     t.set_defaults(func=touch)
 
-    v = psub.add_parser("verify", help="re-hash an object where it lives; release it from quarantine if intact",
+    v = psub.add_parser("verify", help="re-hash an object (or all, or a sample) where it lives, against the inventory",
                         description="Read the object back and compare with the inventory checksum. A match puts a "
-                        "quarantined object back to active; --accept-current records the bytes as they are now.")  # fmt: skip
-    v.add_argument("id")
+                        "quarantined object back to active; --accept-current records the bytes as they are now. "
+                        "--all or --sample N check many (after a restore of the state database): each object must be "
+                        "readable from exactly one tier with its checksum; --repair records an object found intact "
+                        "in exactly one other tier there and deletes intact objects' extra copies. Exit 1 when a "
+                        "problem remains.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples:\n  empire content verify track-0042\n  empire content verify --sample 200"
+                               "\n  empire content verify --all --repair       # after 'empire db restore'")  # fmt: skip
+    v.add_argument("id", nargs="?", help="one object (or use --all / --sample)")
+    which = v.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every object in the inventory")
+    which.add_argument("--sample", type=count(1, 10_000_000), metavar="N", help="N objects chosen at random")
+    v.add_argument("--repair", action="store_true", help="with --all/--sample: make the inventory follow the bytes")
     v.add_argument("--accept-current", action="store_true",
                    help="the change was intended (re-rendered file): take the current checksum")  # fmt: skip
     v.add_argument("--policy", metavar="FILE")
@@ -242,6 +253,15 @@ def verify(args: argparse.Namespace) -> int:
     from empire.agent.tiering.context import open_tiering
     from empire.config.settings import load_settings
 
+    if args.all or args.sample:
+        if args.id or args.accept_current:
+            raise ConfigError("give an object id, or --all / --sample (--accept-current takes one id)")
+        return _verify_many(args)
+    if not args.id:
+        raise ConfigError("give an object id, or --all, or --sample N")
+    if args.repair:
+        raise ConfigError("--repair goes with --all or --sample")
+
     async def go() -> int:
         async with open_tiering(load_settings(), args.policy) as tc:
             obj = await tc.inventory.get(args.id)
@@ -263,6 +283,27 @@ def verify(args: argparse.Namespace) -> int:
             return 1
 
     return anyio.run(go)
+
+
+def _verify_many(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.tiering.context import open_tiering
+    from empire.agent.tiering.verify import every_object, verify_objects
+    from empire.config import load_settings
+
+    async def go() -> Any:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            objects = every_object(tc.inventory) if args.all else await tc.inventory.sample(args.sample)
+            return await verify_objects(objects, tc.backend, tc.inventory, tc.clock.now(), repair=args.repair)
+
+    report = anyio.run(go)
+    for f in report.findings:
+        print(f"{f.object_id}: {f.problem}{' (repaired)' if f.repaired else ''}: {f.detail}")
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts().items()))
+    print(f"verify: {report.checked:,} checked, {report.intact:,} intact in exactly one tier"
+          + (f"; {counts}" if counts else "") + ("; FAILED" if report.problems else ""))  # fmt: skip
+    return 1 if report.problems else 0
 
 
 def show(args: argparse.Namespace) -> int:

@@ -92,6 +92,28 @@ class SqlInventory:
         async with self.db.connect() as conn:
             return [_obj(r) for r in (await conn.execute(q)).all()]
 
+    async def page(self, after: str = "", limit: int = 1000) -> list[ContentObject]:
+        c = t.content_objects.c
+        q = select(t.content_objects).where(c.id > after).order_by(c.id).limit(limit)
+        async with self.db.connect() as conn:
+            return [_obj(r) for r in (await conn.execute(q)).all()]
+
+    async def sample(self, n: int) -> list[ContentObject]:
+        q = select(t.content_objects).order_by(func.random()).limit(n)  # the database's own random()
+        async with self.db.connect() as conn:
+            return sorted((_obj(r) for r in (await conn.execute(q)).all()), key=lambda o: o.id)
+
+    async def relocate(self, object_id: str, tier: str, at: datetime, *, actor: str, note: str) -> None:
+        c = t.content_objects.c
+        async with self.db.begin() as conn:
+            row = (await conn.execute(select(c.tier).where(c.id == object_id))).first()
+            if row is None:
+                raise NotFoundError(f"no content object {object_id!r}")
+            await conn.execute(update(t.content_objects).where(c.id == object_id)
+                               .values(tier=tier, tier_since=at, status="active"))  # fmt: skip
+            await audit(conn, at, actor, "content.relocate", f"object/{object_id}", old=row.tier, new=tier,
+                        note=note)  # fmt: skip
+
     async def set_status(self, object_id: str, status: str, at: datetime, *, actor: str, note: str = "") -> None:
         async with self.db.begin() as conn:
             await conn.execute(

@@ -157,6 +157,20 @@ class Inventory(Protocol):
         """By id."""
         ...
 
+    async def page(self, after: str = "", limit: int = 1000) -> list[ContentObject]:
+        """Objects in id order after `after`: every object, a page at a time (keyset pagination)."""
+        ...
+
+    async def sample(self, n: int) -> list[ContentObject]:
+        """`n` objects chosen at random, in id order."""
+        ...
+
+    async def relocate(self, object_id: str, tier: str, at: datetime, *, actor: str, note: str) -> None:
+        """Record that the object's bytes are in `tier` (same location key), active, audited: a
+        verification found them there and not where the inventory said (an inventory restored from a
+        backup taken before a move finished). `NotFoundError` for an unknown id."""
+        ...
+
     async def set_status(self, object_id: str, status: str, at: datetime, *, actor: str, note: str = "") -> None: ...
 
     async def accept_checksum(self, object_id: str, checksum: str, at: datetime, *, actor: str) -> None:

@@ -10,6 +10,7 @@ Not for production: nothing here survives a restart or is shared.
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -83,6 +84,18 @@ class MemoryInventory:
 
     async def all(self, limit: int = 10_000) -> list[ContentObject]:
         return [self._objects[i] for i in sorted(self._objects)][:limit]
+
+    async def page(self, after: str = "", limit: int = 1000) -> list[ContentObject]:
+        return [self._objects[i] for i in sorted(self._objects) if i > after][:limit]
+
+    async def sample(self, n: int) -> list[ContentObject]:
+        chosen = random.sample(sorted(self._objects), min(n, len(self._objects)))
+        return [self._objects[i] for i in sorted(chosen)]
+
+    async def relocate(self, object_id: str, tier: str, at: datetime, *, actor: str, note: str) -> None:
+        obj = await self.get(object_id)
+        self._objects[object_id] = replace(obj, tier=tier, tier_since=at, status="active")
+        self._audit(at, actor, "content.relocate", f"object/{object_id}", old=obj.tier, new=tier, note=note)
 
     async def set_status(self, object_id: str, status: str, at: datetime, *, actor: str, note: str = "") -> None:
         if object_id in self._objects:

@@ -178,7 +178,11 @@ def add(args: argparse.Namespace) -> int:
     from empire.config.settings import load_settings
 
     path: Path = args.file
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long for the file system, ...
+        raise ConfigError(f"{str(path)[:120]}: {exc.strerror or exc}") from None
+    if not found:
         raise ConfigError(f"{path}: no such file")
     oid = args.id or path.name
 

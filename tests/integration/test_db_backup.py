@@ -7,7 +7,10 @@ non-empty database is refused before anything changes, and no restore runs under
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -162,6 +165,15 @@ def test_cli_backup_then_restore_into_a_new_data_dir(
     assert out.rstrip().endswith("restore: ok")
     code, out, _ = run(capsys, "silence", "list")
     assert code == 0 and "maintenance" in out
+
+    # the next start reads the unfinished intent back and settles it; nothing is executed again
+    env = {**os.environ, "EMPIRE_KUBERNETES__MODE": "disabled", "EMPIRE_HTTP__PORT": "0"}
+    done = subprocess.run([sys.executable, "-m", "empire", "run", "--once"], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    conn = sqlite3.connect(tmp_path / "new" / "empire.db")
+    (row,) = conn.execute("SELECT state, error FROM actions WHERE idempotency_key = 'scale:api:1'").fetchall()
+    conn.close()
+    assert row == ("reconciled", "reconciled: dry run: nothing was applied")
 
 
 def test_cli_refuses_a_restore_while_a_daemon_holds_the_lock(

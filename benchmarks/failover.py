@@ -83,7 +83,7 @@ def _policy(path: Path, interval: str) -> None:
     path.write_text(yaml.safe_dump({
         "loop": {"interval": interval},
         "targets": [{"name": "gen", "workload": {"name": "gen", "namespace": "music"}, "min_replicas": 1,
-                     "max_replicas": 100000,
+                     "max_replicas": 100000, "tolerance": 0,
                      "signals": [{"name": "queue", "query": "sum(queue_gen)", "type": "total", "target": 1}]}],
         "backup": {"enabled": False},
     }))  # fmt: skip

@@ -60,6 +60,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         (tmp_path / "policy.yaml").write_text(yaml.safe_dump({
             "loop": {"interval": "1s"},
             "targets": [{"name": "gen", "workload": {"name": "gen", "namespace": "music"}, "max_replicas": 100000,
+                         "tolerance": 0,
                          "signals": [{"name": "queue", "query": "sum(queue_gen)", "type": "total", "target": 1}]}],
         }))  # fmt: skip
         port = free_port()

@@ -102,8 +102,11 @@ class HttpSettings(_Section):
 
 class LeaderSettings(_Section):
     lease_duration: float = Field(default=15.0, gt=0, description="seconds a Redis lease lives unrenewed")
-    renew_every: float = Field(default=5.0, gt=0, description="seconds between lease renewals (leader) and "
-                               "takeover attempts (standby), between ticks")
+    renew_every: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between lease renewals (leader) and takeover attempts (standby), between ticks",
+    )
 
 
 class RetentionSettings(_Section):

@@ -198,6 +198,8 @@ def test_restore_drill(deployment: dict[str, Any], capsys: pytest.CaptureFixture
     assert books["accepted"] == len(JOBS)  # each key generated once, before and after the restore
     assert sorted(books["keys"]) == sorted(JOBS)
     assert job_states(dep) == dict.fromkeys(JOBS, "succeeded")
+    code, out = cli(capsys, "db", "verify")  # the runbook's last check: sound, and every intent settled
+    assert code == 0 and "ok    no unfinished journal intents" in out, out
     code, out = cli(capsys, "content", "verify", "--all")
     assert code == 0, out
     assert f"{4 + len(JOBS)} checked, {4 + len(JOBS)} intact in exactly one tier" in out

@@ -155,8 +155,8 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
 def _journal(url: str) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from empire.state import Database
     from empire.state import tables as t
+    from empire.state.database import Database
 
     async def go() -> list[dict[str, Any]]:
         db = await Database.open(url)

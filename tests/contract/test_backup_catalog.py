@@ -10,8 +10,8 @@ import pytest
 from empire.agent.backup.memory import MemoryBackupCatalog
 from empire.agent.backup.planning import BackupEntry
 from empire.agent.backup.ports import BackupCatalog
-from empire.state import Database
 from empire.state.backups import SqlBackupCatalog
+from empire.state.database import Database
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -22,16 +22,16 @@ from empire.agent.backup.manifest import MANIFEST_SUFFIX, Manifest
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
+from empire.agent.records import ActionRecord, ActionState
 from empire.agent.tiering.backends import LocalBackend
 from empire.agent.types import Alert, BackupDb, Outcome, OutcomeStatus, PruneBackup, ReadBack, Reason
 from empire.errors import TemporaryError
 from empire.policies.backup import BackupClass, BackupPolicy
 from empire.policies.storage import StoragePolicy
-from empire.state import SqlStateStore
 from empire.state import tables as t
 from empire.state.backup import create_backup, database_contents, restore_backup
 from empire.state.backups import SqlBackupCatalog
-from empire.state.records import ActionRecord, ActionState
+from empire.state.store import SqlStateStore
 
 pytestmark = pytest.mark.anyio
 T = datetime(2026, 3, 1, 0, 4, tzinfo=UTC)  # four minutes into a month, a day and an hour

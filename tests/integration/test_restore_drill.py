@@ -25,13 +25,13 @@ from typing import Any
 import anyio
 import pytest
 import yaml
+from empire.agent.pools.model import NewJob
 from sqlalchemy import select, update
 
-from empire.agent.pools.model import NewJob
 from empire.agent.pools.queue import JobQueue
 from empire.cli import main
-from empire.state import Database
 from empire.state import tables as t
+from empire.state.database import Database
 from fakes.kubernetes import FakeKubernetes
 from fakes.prometheus import FakePrometheus
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy

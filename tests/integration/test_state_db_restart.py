@@ -26,8 +26,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from empire.state import Database
 from empire.state import tables as t
+from empire.state.database import Database
 from fakes.kubernetes import FakeKubernetes
 from fakes.pgcluster import PgCluster
 from fakes.prometheus import FakePrometheus

@@ -20,13 +20,14 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from empire.agent.alerting.metrics import AlertMetrics
+from empire.agent.backup.metrics import BackupMetrics
 from empire.agent.horizon.metrics import HorizonMetrics
 from empire.agent.monitor import Monitor
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.predictive import PredictiveMetrics
 from empire.agent.tiering.metrics import TieringMetrics
 
-AREA_GROUPS = (AlertMetrics, HorizonMetrics, PoolMetrics, PredictiveMetrics, TieringMetrics)
+AREA_GROUPS = (AlertMetrics, BackupMetrics, HorizonMetrics, PoolMetrics, PredictiveMetrics, TieringMetrics)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "base"
 SUFFIXES = {

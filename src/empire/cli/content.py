@@ -294,7 +294,7 @@ def _verify_many(args: argparse.Namespace) -> int:
 
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.verify import every_object, verify_objects
-    from empire.config import load_settings
+    from empire.config.settings import load_settings
 
     async def go() -> Any:
         async with open_tiering(load_settings(), args.policy) as tc:

@@ -26,9 +26,9 @@ from empire.agent.backup.manifest import MANIFEST_SUFFIX, Manifest
 from empire.agent.backup.planning import BackupEntry
 from empire.agent.backup.ports import BackupCatalog, Snapshotter
 from empire.agent.ports import Clock, StorageBackend
+from empire.agent.records import ActionRecord
 from empire.agent.types import Action, BackupDb, Outcome, OutcomeStatus, PruneBackup, ReadBack
 from empire.errors import NotFoundError, PermanentError, TemporaryError
-from empire.state.records import ActionRecord
 
 __all__ = ["BackupExecutor", "PruneExecutor", "Snapshots"]
 

@@ -1,4 +1,4 @@
-"""Backup metrics (`Monitor.backup`): per class, when the last backup succeeded, how big and slow it
+"""Backup metrics (`monitor.group(BackupMetrics)`): per class, when the last backup succeeded, how big and slow it
 was, how many are kept, whether one is overdue, and every attempt's result. `class` is one of
 hourly, daily, monthly; `result` an `OutcomeStatus` value."""
 

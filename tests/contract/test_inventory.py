@@ -68,6 +68,27 @@ async def test_status_and_accepted_checksum(inv: Inventory) -> None:
         await inv.accept_checksum("a", new, NOW, actor="ops")
 
 
+async def test_pages_samples_and_relocation(inv: Inventory) -> None:
+    """What `empire content verify` walks (every object a page at a time, or a sample) and records
+    (bytes found intact in another tier than the inventory says)."""
+    for oid in ("d", "a", "c", "b", "e"):
+        await inv.register(obj(oid))
+    pages, after = [], ""
+    while page := await inv.page(after, limit=2):
+        pages.append([o.id for o in page])
+        after = page[-1].id
+    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+    sample = [o.id for o in await inv.sample(3)]
+    assert len(sample) == 3 and sample == sorted(set(sample)) and set(sample) <= set("abcde")
+    assert len(await inv.sample(50)) == 5
+    await inv.set_status("c", "moving", NOW, actor="mover")
+    await inv.relocate("c", "cold", NOW, actor="ops", note="verify: found in cold")
+    got = await inv.get("c")
+    assert (got.tier, got.status, got.tier_since, got.location) == ("cold", "active", NOW, "c")
+    with pytest.raises(NotFoundError):
+        await inv.relocate("zz", "cold", NOW, actor="ops", note="")
+
+
 async def test_access_decays_all_or_nothing(inv: Inventory) -> None:
     await inv.register(obj("a"))
     assert await inv.record_access([], H, actor="t", at=NOW) == 0

@@ -25,13 +25,13 @@ from typing import Any
 import anyio
 import pytest
 import yaml
-from empire.agent.pools.model import NewJob
 from sqlalchemy import select, update
 
-from empire.agent.pools.queue import JobQueue
+from empire.agent.pools.jobs import NewJob
 from empire.cli import main
 from empire.state import tables as t
 from empire.state.database import Database
+from empire.state.jobs import SqlJobQueue
 from fakes.kubernetes import FakeKubernetes
 from fakes.prometheus import FakePrometheus
 from fakes.provider import FakeKey, FakeProvider, http_provider_policy
@@ -151,7 +151,7 @@ def test_restore_drill(deployment: dict[str, Any], capsys: pytest.CaptureFixture
         async with db.begin() as conn:
             await conn.execute(update(t.content_objects).where(t.content_objects.c.id.in_(["c0", "c1"]))
                                .values(created_at=then, tier_since=then, last_access_at=None))  # fmt: skip
-        await JobQueue(db).enqueue([NewJob(k, "drillsynth", {"prompt": f"song {k}"}) for k in JOBS],
+        await SqlJobQueue(db).enqueue([NewJob(k, "drillsynth", {"prompt": f"song {k}"}) for k in JOBS],
                                    datetime.now(UTC))  # fmt: skip
 
     query(dep, age)

@@ -19,6 +19,7 @@ from sqlalchemy import delete
 from empire.agent.backup.executor import BackupExecutor, PruneExecutor, Snapshots
 from empire.agent.backup.job import BackupJob
 from empire.agent.backup.manifest import MANIFEST_SUFFIX, Manifest
+from empire.agent.backup.metrics import BackupMetrics
 from empire.agent.clock import FakeClock
 from empire.agent.journal import ActionRunner
 from empire.agent.monitor import Monitor
@@ -92,7 +93,7 @@ async def world(database, tmp_path: Path):
     box = SimpleNamespace(policy=BackupPolicy(enabled=True))
     job = BackupJob(catalog, snapshots, lambda a, now: runner.run(a, at=now), lambda: box.policy, StoragePolicy,
                     "sqlite" if database.url.startswith("sqlite") else "postgresql", T - timedelta(days=1),
-                    monitor.backup, store.recent_actions)  # fmt: skip
+                    monitor.group(BackupMetrics), store.recent_actions)  # fmt: skip
     return SimpleNamespace(clock=clock, monitor=monitor, backend=backend, store=store, catalog=catalog, job=job,
                            alerts=alerts, box=box, runner=runner, db=database, tmp=tmp_path)  # fmt: skip
 

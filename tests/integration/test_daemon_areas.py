@@ -30,8 +30,8 @@ def settings(tmp_path, monkeypatch, database_url):
                          http={"port": 0})  # fmt: skip
 
 
-def policy_text(interval: str, sweep: str) -> str:
-    return f"loop: {{interval: {interval}}}\nstorage: {{sweep_every: {sweep}}}\n"
+def policy_text(interval: str, sweep: str, backup: str = "5m") -> str:
+    return f"loop: {{interval: {interval}}}\nstorage: {{sweep_every: {sweep}}}\nbackup: {{check_every: {backup}}}\n"
 
 
 async def _close(daemon) -> None:
@@ -48,18 +48,18 @@ async def test_a_reload_reschedules_every_job_from_the_new_policy(settings, tmp_
     path.write_text(policy_text("30s", "2h"))
     daemon = await build_daemon(settings, path)
     try:
-        assert daemon.areas == {"tiering": "ok", "pools": "ok", "alerting": "ok", "predictive": "ok"}
+        assert daemon.areas == {"tiering": "ok", "backup": "ok", "pools": "ok", "alerting": "ok", "predictive": "ok"}
         s, m, h = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
         assert schedule(daemon) == {
             "retention": h, "tiering-sweep": 2 * h, "persona-trends": 30 * s, "generation-plan": 30 * s,
-            "alert-rules": 30 * s, "predictive-refit": 5 * m, "predictive-horizon": 30 * s,
+            "alert-rules": 30 * s, "predictive-refit": 5 * m, "predictive-horizon": 30 * s, "backup": 5 * m,
         }  # fmt: skip
 
-        path.write_text(policy_text("45s", "3h"))
+        path.write_text(policy_text("45s", "3h", "10m"))
         assert await check_policy(daemon) is True
         assert schedule(daemon) == {
             "retention": h, "tiering-sweep": 3 * h, "persona-trends": 45 * s, "generation-plan": 45 * s,
-            "alert-rules": 45 * s, "predictive-refit": 5 * m, "predictive-horizon": 45 * s,
+            "alert-rules": 45 * s, "predictive-refit": 5 * m, "predictive-horizon": 45 * s, "backup": 10 * m,
         }  # fmt: skip
         # every job went through the one registry whose rule the reload re-reads
         assert set(daemon.periodic) == set(daemon.jobs.jobs)

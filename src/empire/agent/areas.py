@@ -1,4 +1,4 @@
-"""The one interface through which an area (tiering, pools, alerting, predictive) plugs into `empire run`.
+"""The one interface through which an area (tiering, backup, pools, alerting, predictive) plugs into `empire run`.
 
 Why an interface and not a service locator: an area's `build(deps)` gets typed dependencies
 (`AreaDeps`) and *returns* what it contributes (`AreaHandle`); it does not reach into the daemon

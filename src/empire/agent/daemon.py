@@ -5,7 +5,7 @@ logged in plain words (which metric source, which cluster, which leader election
 with nothing configured explains itself: "no metric source configured ... fallback applies",
 "no Kubernetes cluster found ... dry-run pretend cluster". Nothing here crashes on a missing peer.
 
-Areas (tiering, pools, alerting, predictive) plug in through one typed interface
+Areas (tiering, backup, pools, alerting, predictive) plug in through one typed interface
 (`empire.agent.areas`): each module in `AREA_MODULES` exports `AREA`, whose `build(AreaDeps)`
 returns an `AreaHandle` (periodic jobs, HTTP routes, `/status` sections, executors, background
 tasks, metric groups, `on_policy`, `close`). `build_daemon` wires them here, in order (an area may

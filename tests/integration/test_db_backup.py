@@ -163,6 +163,8 @@ def test_cli_backup_then_restore_into_a_new_data_dir(
     assert "ok    rows as in the manifest: 3 in " in out
     assert "1 unfinished journal intent(s): read back (never re-applied)" in out
     assert out.rstrip().endswith("restore: ok")
+    code, out, _ = run(capsys, "db", "verify")
+    assert code == 0 and "1 unfinished: the next start reads them back, never re-applies them" in out
     code, out, _ = run(capsys, "silence", "list")
     assert code == 0 and "maintenance" in out
 
@@ -174,6 +176,8 @@ def test_cli_backup_then_restore_into_a_new_data_dir(
     (row,) = conn.execute("SELECT state, error FROM actions WHERE idempotency_key = 'scale:api:1'").fetchall()
     conn.close()
     assert row == ("reconciled", "reconciled: dry run: nothing was applied")
+    code, out, _ = run(capsys, "db", "verify")
+    assert code == 0 and "none unfinished" in out
 
 
 def test_cli_refuses_a_restore_while_a_daemon_holds_the_lock(

@@ -6,7 +6,8 @@ What "verified" means, per database:
   O(pages) `quick_check`, which skips index-content cross-checks) and `PRAGMA foreign_key_check`;
 * both: the schema revision is the newest this empire knows, every table and column of
   `empire.state.tables` is there (Alembic's comparison, as the migration contract test does), and
-  every table can be counted;
+  every table can be counted; unfinished journal intents are counted (information: the next start
+  reads each one back, applied or reconciled, and never re-applies it);
 * PostgreSQL: page-level integrity is the server's job; counting reads every heap page, which
   with data checksums on (`SHOW data_checksums`, reported) raises on a damaged one.
 
@@ -142,6 +143,20 @@ async def _row_counts(db: Database) -> Check:
     return Check("rows", None, ", ".join(counts))
 
 
+async def _intents(db: Database) -> Check:
+    """Journal intents not settled: what a restore (or a crash) leaves for the next start, which
+    reads each one back (applied or reconciled), never re-applies it. Information, not a failure."""
+    try:
+        async with db.connect() as conn:
+            q = select(func.count()).select_from(t.actions).where(t.actions.c.state == "intent")
+            n = (await conn.execute(q)).scalar_one()
+    except EmpireError as exc:
+        return Check("intents", False, f"cannot count the unfinished intents: {_detail(exc)}")
+    if not n:
+        return Check("intents", None, "none unfinished")
+    return Check("intents", None, f"{n:,} unfinished: the next start reads them back, never re-applies them")
+
+
 async def verify(db: Database, *, quick: bool = False) -> list[Check]:
     """Every check that applies to `db`'s dialect, in order; see the module docstring."""
     checks: list[Check] = []
@@ -157,4 +172,5 @@ async def verify(db: Database, *, quick: bool = False) -> list[Check]:
     checks.append(await _revision(db))
     checks.append(await _tables(db))
     checks.append(await _row_counts(db))
+    checks.append(await _intents(db))
     return checks

@@ -106,9 +106,9 @@ async def test_exec_plugin_runs_again_when_its_token_expires(tmp_path, kube) -> 
     settings = kubeconfig(tmp_path, kube.url, exec_user(tmp_path, PLUGIN_EXPIRES=soon))
     kube.token = None
     scaler = KubernetesScaler(load_cluster_config(settings))  # type: ignore[arg-type]
-    try:
-        await scaler.workload(target())
-        await scaler.workload(target())
+    try:  # two requests, each with a token about to expire: the plugin runs for each
+        await scaler.api.request("GET", "/api")
+        await scaler.api.request("GET", "/api")
     finally:
         await scaler.aclose()
     assert calls(tmp_path) == 2

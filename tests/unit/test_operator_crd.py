@@ -147,7 +147,7 @@ def test_the_example_policy_is_a_valid_cr() -> None:
     [
         (lambda s: s["loop"].update(interval="5 min"), "spec.loop.interval"),
         (lambda s: s["targets"][0].update(max_replicas="ten"), "spec.targets.0.max_replicas"),
-        (lambda s: s["targets"][0]["workload"].update(kind="CronJob"), "spec.targets.0.workload.kind"),
+        (lambda s: s["targets"][0]["workload"].update(kind="cronjob"), "spec.targets.0.workload.kind"),
         (lambda s: s["targets"][0].pop("signals"), "spec.targets.0"),
         (lambda s: s["targets"][0].update(tolerance=1), "spec.targets.0.tolerance"),
         (lambda s: s["targets"][0].update(name="Generator"), "spec.targets.0.name"),

@@ -253,7 +253,8 @@ async def build_daemon(
 
     cluster = load_cluster_config(settings.kubernetes)
     if cluster is not None:
-        scaler = KubernetesScaler(cluster, timeout=settings.kubernetes.timeout)
+        scaler = KubernetesScaler(cluster, timeout=settings.kubernetes.timeout, monitor=monitor,
+                                  instance=settings.replica_id)  # fmt: skip
         executor: Any = scaler
         workloads: Any = scaler
         closers.append(scaler.aclose)

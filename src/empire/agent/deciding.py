@@ -14,6 +14,9 @@ safety rules, learnt from what KEDA and HPA users complain about:
   way: missing metrics never skip the scale-down window (HPA holds the current count);
 * `pin_replicas` (policy, or the workload annotation `empire.io/pin-replicas`) names the exact
   count; `paused` (policy, or `empire.io/paused: "true"`) decides and journals but never acts;
+* another autoscaler (an HPA or a KEDA ScaledObject, `Observation.conflicts`) targeting the workload:
+  decided and journaled with reason `conflict` (`would_scale_to` in the details), never acted on,
+  as HPA refuses to share a workload with another HPA; acting resumes when it is gone;
 * startup grace: within `startup_grace` after a scale-up, per-replica `average` signals are
   ignored (new pods warming up distort them, HPA's cpu-initialization-period) and nothing scales
   down; `total` signals may still scale up;
@@ -304,11 +307,16 @@ def decide(
     current = rec.current
     desired = st.desired if current is not None else None
     actions: tuple[ScaleTo, ...] = ()
+    if obs.conflicts:  # another autoscaler owns spec.replicas: decide and journal, never write it
+        desired = current
+        reasons.append(Reason.conflict)
     if current is not None and desired is not None and desired != current:
         wl = target.workload
         if rec.paused:
             reasons.append(Reason.paused)  # the runner journals the action as skipped: paused
-        actions = (ScaleTo(target.name, wl.namespace, wl.kind, wl.name, desired, current, tuple(reasons)),)
+        actions = (
+            ScaleTo(target.name, wl.namespace, wl.kind, wl.name, desired, current, tuple(reasons), wl.api_version),
+        )
     else:
         if current is not None and Reason.no_change not in reasons:
             reasons.append(Reason.no_change)
@@ -324,6 +332,9 @@ def decide(
         details["source_failures"] = failures
     if obs.ready_replicas is not None:
         details["ready"] = obs.ready_replicas
+    if obs.conflicts:
+        details["conflicts"] = list(obs.conflicts)
+        details["would_scale_to"] = st.desired
     decision = Decision(
         target=target.name, at=now, current=current, recommended=rec.replicas, desired=desired,
         reasons=tuple(reasons), actions=actions, details=details, dry_run=dry_run,

@@ -268,9 +268,10 @@ class ControlLoop:
         metrics = self.monitor.loop
         current = ready = None
         annotations: dict[str, str] = {}
+        conflicts: tuple[str, ...] = ()
         try:
             wl = await self.workloads.workload(target)
-            current, ready, annotations = wl.replicas, wl.ready_replicas, wl.annotations
+            current, ready, annotations, conflicts = wl.replicas, wl.ready_replicas, wl.annotations, wl.conflicts
         except Exception as exc:
             logger.warning("%s: cannot read workload %s/%s: %s", target.name, target.workload.namespace,
                            target.workload.name, exc)  # fmt: skip
@@ -282,12 +283,12 @@ class ControlLoop:
             first = self._source_errors.get(target.name) != str(exc)
             self._source_errors[target.name] = str(exc)
             (logger.warning if first else logger.debug)("%s: metric source unavailable: %s", target.name, exc)
-            return Observation(target.name, now, (), current, ready, False, str(exc), annotations)
+            return Observation(target.name, now, (), current, ready, False, str(exc), annotations, conflicts)
         if self._source_errors.pop(target.name, None) is not None:
             logger.info("%s: metric source available again", target.name)
         for s in samples:
             metrics.record_signal(target, s)
-        return Observation(target.name, now, samples, current, ready, True, None, annotations)
+        return Observation(target.name, now, samples, current, ready, True, None, annotations, conflicts)
 
     async def _tick_target(self, target: Target, now: datetime) -> Decision | None:
         metrics = self.monitor.loop
@@ -308,7 +309,7 @@ class ControlLoop:
             self.histories[target.name] = decided.history
             for r in decision.reasons:
                 metrics.decisions.labels(target.name, r.value).inc()
-            metrics.record_replicas(target, decision.current, decision.desired)
+            metrics.record_replicas(target, decision.current, decision.desired, bool(obs.conflicts))
             logger.info("decision %s: current %s recommended %s desired %s (%s)", target.name, decision.current,
                         decision.recommended, decision.desired, ", ".join(r.value for r in decision.reasons))  # fmt: skip
             stage = "record"
@@ -402,6 +403,7 @@ class ControlLoop:
                 "at": d.at.isoformat() if d else None, "current": d.current if d else None,
                 "recommended": d.recommended if d else None, "desired": d.desired if d else None,
                 "reasons": [r.value for r in d.reasons] if d else [], "dry_run": d.dry_run if d else None,
+                "conflicts": list(d.details.get("conflicts") or []) if d else [],
                 "actions": st.outcomes if st else [], "error": st.error if st else None,
             }  # fmt: skip
         return {

@@ -81,6 +81,11 @@ class LoopMetrics:
             "empire_max_replicas", "The target's max_replicas (as kube_horizontalpodautoscaler_spec_max_replicas)",
             TARGET_LABELS, registry=registry,
         )  # fmt: skip
+        self.conflict = Gauge(
+            "empire_target_conflict",
+            "1 while another autoscaler (an HPA or a KEDA ScaledObject) targets the workload: not scaled",
+            TARGET_LABELS, registry=registry,
+        )  # fmt: skip
         self.policy_reloads = Counter(
             "empire_policy_reloads",
             "Policy file changes, by result (applied | rejected)",
@@ -126,9 +131,13 @@ class LoopMetrics:
         if spec is not None:
             self.signal_target.labels(*labels).set(spec.target)
 
-    def record_replicas(self, target: Target, current: int | None, desired: int | None) -> None:
-        """Current and desired replicas of `target`, with its min/max bounds."""
+    def record_replicas(
+        self, target: Target, current: int | None, desired: int | None, conflict: bool = False
+    ) -> None:
+        """Current and desired replicas of `target`, with its min/max bounds and whether another
+        autoscaler holds it."""
         labels = self._labels(target)
+        self.conflict.labels(*labels).set(1 if conflict else 0)
         if current is not None:
             self.current.labels(*labels).set(current)
         if desired is not None:
@@ -141,7 +150,7 @@ class LoopMetrics:
         labels, signals = self._series.pop(target, ((), set()))
         if not labels:
             return
-        for gauge in (self.desired, self.current, self.min_replicas, self.max_replicas):
+        for gauge in (self.desired, self.current, self.min_replicas, self.max_replicas, self.conflict):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
         for name in signals:

@@ -82,6 +82,7 @@ class Reason(StrEnum):
     execution_failed = "execution_failed"  # the executor raised: the error class is journaled
     reconciled = "reconciled"  # an unfinished intent found at start, settled by reading back
     workload_unknown = "workload_unknown"  # current replicas could not be read: never act blind
+    conflict = "conflict"  # an HPA or a KEDA ScaledObject also targets the workload: not scaled until it is gone
     # -- generation
     release_cadence = "release_cadence"
     trend_boost = "trend_boost"
@@ -122,11 +123,12 @@ class ScaleTo:
     kind: ClassVar[str] = "scale"
     target: str
     namespace: str
-    workload_kind: str  # Deployment | StatefulSet
+    workload_kind: str  # any kind with a scale subresource (Deployment, StatefulSet, Rollout, ...)
     workload_name: str
     replicas: int
     current: int | None
     reasons: tuple[Reason, ...]
+    workload_api_version: str | None = None  # group/version when the policy names one
 
     @property
     def subject(self) -> str:
@@ -136,7 +138,7 @@ class ScaleTo:
         return {
             "namespace": self.namespace, "workload_kind": self.workload_kind,
             "workload_name": self.workload_name, "replicas": self.replicas, "current": self.current,
-        }  # fmt: skip
+        } | ({"workload_api_version": self.workload_api_version} if self.workload_api_version else {})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,7 @@ class WorkloadState:
     annotations: dict[str, str] = field(default_factory=dict)
     resource_version: str | None = None
     error: str | None = None  # the workload could not be read
+    conflicts: tuple[str, ...] = ()  # other autoscalers targeting it ("HorizontalPodAutoscaler/web")
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,7 @@ class Observation:
     source_ok: bool = True  # False: the metric source itself failed (not one odd value)
     source_error: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    conflicts: tuple[str, ...] = ()  # other autoscalers targeting the workload: decide, never act
 
     def sample(self, signal: str) -> Sample | None:
         return next((s for s in self.samples if s.signal == signal), None)

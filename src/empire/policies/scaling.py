@@ -43,9 +43,23 @@ SEED_TARGETS: dict[str, float] = {"cpu": 0.70, "memory": 0.80, "queue": 50.0, "r
 
 
 class WorkloadRef(StrictModel):
-    """The workload to scale, through its scale subresource."""
+    """The workload to scale: any resource with a scale subresource, found through API discovery and
+    scaled through /scale, as HPA's scaleTargetRef. An unknown or unscalable kind is reported at run time."""
 
-    kind: Literal["Deployment", "StatefulSet"] = Field(default="Deployment", description="workload kind")
+    kind: str = Field(
+        default="Deployment",
+        pattern=r"^[A-Z][A-Za-z0-9]*$",
+        max_length=63,
+        description="workload kind: any resource with a scale subresource (Deployment, StatefulSet, ReplicaSet, "
+        "Rollout, a custom resource)",
+    )
+    api_version: str | None = Field(
+        default=None,
+        pattern=r"^([a-z0-9]([a-z0-9.-]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$",
+        description="group/version of the kind (apps/v1, argoproj.io/v1alpha1), to choose between kinds of the "
+        "same name in several API groups; default: the kind in the core and apps groups first, else the "
+        "group's preferred version that has it",
+    )
     name: str = Field(min_length=1, description="workload name")
     namespace: str = Field(default="default", min_length=1, description="workload namespace")
 

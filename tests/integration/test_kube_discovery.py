@@ -107,12 +107,12 @@ async def test_an_unknown_kind_is_a_permanent_error_naming_what_was_found(scaler
 async def test_a_kind_without_scale_subresource_is_refused_by_name(scaler) -> None:
     with pytest.raises(PermanentError, match=r"ConfigMap \(v1 configmaps\) has no scale subresource"):
         await scaler.workload(target("ConfigMap", "settings"))
-    with pytest.raises(PermanentError, match="Deployment.*exists in apps/v1"):
+    with pytest.raises(PermanentError, match=r"Deployment.*exists in apps/v1"):
         await scaler.workload(target("Deployment", "web", "extensions/v1beta1"))
 
 
 async def test_a_kind_in_several_groups_asks_for_api_version(kube, scaler) -> None:
     kube.add_resource("other.example.com", "v1", "stages2", "Stage")
-    with pytest.raises(PermanentError, match="served by several API groups.*api_version"):
+    with pytest.raises(PermanentError, match=r"served by several API groups.*api_version"):
         await scaler.workload(target("Stage", "render"))
     assert (await scaler.workload(target("Stage", "render", "example.com/v1"))).replicas == 4

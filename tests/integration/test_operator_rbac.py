@@ -1,8 +1,8 @@
 """The shipped RBAC covers every API call the agent and the operator make, and nothing more.
 
 Both run against a Kubernetes API mock (kmock) that records each request: the agent's
-`KubernetesScaler` (read a workload, scale it, read the scale back, for a Deployment and a
-StatefulSet), its Secret reader (the example policy's `secret:` references), and the operator's
+`KubernetesScaler` (discovery, read a workload, check for other autoscalers, scale it with its
+Events, read the scale back, for a Deployment, a StatefulSet and an Argo Rollout), its Secret reader (the example policy's `secret:` references), and the operator's
 handlers in peering mode (create, an invalid edit, the status timer, delete). Each request is
 turned into RBAC attributes and must be allowed by the Role in `deploy/base/rbac.yaml`; each grant of
 the Role must be used by some request.
@@ -64,15 +64,26 @@ def recorded(api: Any) -> tuple[list[Attributes], list[str]]:
 
 
 async def agent_calls(api: Any, url: str) -> None:
-    """Everything the agent's Kubernetes executor does, for both workload kinds."""
+    """Everything the agent's Kubernetes executor does (discovery, the workload and its scale, the
+    conflict check, Events: new and aggregated), for a Deployment, a StatefulSet and an Argo Rollout."""
+    import kmock
+
+    api.resources["argoproj.io/v1alpha1/rollouts"] = kmock.ResourceInfo(
+        kind="Rollout", namespaced=True, subresources={"scale"}, verbs={"get", "list", "patch", "create"}
+    )
     policy = load_policy(default_policy_path()).policy
     deployment = policy.target("generator")
-    statefulset = deployment.model_copy(
-        update={"name": "db", "workload": deployment.workload.model_copy(update={"kind": "StatefulSet", "name": "db"})}
-    )
-    for plural, name in (("deployments", "generator"), ("statefulsets", "db")):
-        await api.post(f"/apis/apps/v1/namespaces/{NS}/{plural}", json={
-            "apiVersion": "apps/v1", "kind": "Deployment" if plural == "deployments" else "StatefulSet",
+
+    def other(kind: str, name: str, api_version: str | None = None) -> Any:
+        wl = deployment.workload.model_copy(update={"kind": kind, "name": name, "api_version": api_version})
+        return deployment.model_copy(update={"name": name, "workload": wl})
+
+    statefulset, rollout = other("StatefulSet", "db"), other("Rollout", "canary", "argoproj.io/v1alpha1")
+    for group, plural, kind, name in (("apps/v1", "deployments", "Deployment", "generator"),
+                                      ("apps/v1", "statefulsets", "StatefulSet", "db"),
+                                      ("argoproj.io/v1alpha1", "rollouts", "Rollout", "canary")):  # fmt: skip
+        await api.post(f"/apis/{group}/namespaces/{NS}/{plural}", json={
+            "apiVersion": group, "kind": kind,
             "metadata": {"name": name, "namespace": NS}, "spec": {"replicas": 2}, "status": {"readyReplicas": 2},
         })  # fmt: skip
     await api.post(f"/api/v1/namespaces/{NS}/secrets", json={
@@ -90,13 +101,15 @@ async def agent_calls(api: Any, url: str) -> None:
     scaler = KubernetesScaler(ClusterConfig(server=url, source="test"))
     now = datetime(2026, 3, 1, tzinfo=UTC)
     try:
-        for target in (deployment, statefulset):
+        for target in (deployment, statefulset, rollout):
             state = await scaler.workload(target)
             assert state.replicas == 2
             wl = target.workload
-            action = ScaleTo(target.name, wl.namespace, wl.kind, wl.name, 5, 2, (Reason.above_target,))
-            outcome = await scaler.execute(action)
-            assert outcome.ok, outcome
+            for replicas, current in ((5, 2), (2, 5), (5, 2)):  # the second 2 -> 5 aggregates its Event
+                action = ScaleTo(target.name, wl.namespace, wl.kind, wl.name, replicas, current,
+                                 (Reason.above_target,), wl.api_version)  # fmt: skip
+                outcome = await scaler.execute(action)
+                assert outcome.ok, outcome
             record = ActionRecord(
                 idempotency_key=f"scale:{target.name}", kind="scale", subject=target.name, params=action.params(),
                 reason="above_target", state=ActionState.intent, created_at=now, updated_at=now,
@@ -156,6 +169,12 @@ async def test_rbac_covers_every_call_and_grants_nothing_unused(tmp_path: Path) 
     kinds = {(c.api_group, c.full_resource, c.verb) for c in calls}
     assert ("apps", "deployments/scale", "patch") in kinds and ("apps", "statefulsets/scale", "patch") in kinds
     assert ("", "events", "create") in kinds and ("kopf.dev", "kopfpeerings", "patch") in kinds
+    assert ("argoproj.io", "rollouts/scale", "patch") in kinds and ("", "events", "patch") in kinds
+    assert ("autoscaling", "horizontalpodautoscalers", "list") in kinds and (
+        "keda.sh",
+        "scaledobjects",
+        "list",
+    ) in kinds
     assert ("", "secrets", "get") in kinds and not [c for c in calls if c.resource == "secrets" and c.verb != "get"]
     assert {(c.api_group, c.verb) for c in calls if c.verb in ("create", "delete", "update")} == {("", "create")}
 

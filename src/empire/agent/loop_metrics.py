@@ -131,9 +131,7 @@ class LoopMetrics:
         if spec is not None:
             self.signal_target.labels(*labels).set(spec.target)
 
-    def record_replicas(
-        self, target: Target, current: int | None, desired: int | None, conflict: bool = False
-    ) -> None:
+    def record_replicas(self, target: Target, current: int | None, desired: int | None, conflict: bool = False) -> None:
         """Current and desired replicas of `target`, with its min/max bounds and whether another
         autoscaler holds it."""
         labels = self._labels(target)

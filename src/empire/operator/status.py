@@ -54,9 +54,11 @@ DEGRADING_REASONS: frozenset[str] = frozenset(
     for r in (
         Reason.metrics_unavailable, Reason.fallback_hold, Reason.fallback_fixed, Reason.execution_failed,
         Reason.workload_unknown, Reason.signal_missing, Reason.signal_stale, Reason.signal_invalid,
+        Reason.conflict,
     )
 )  # fmt: skip
-"""Decision reasons that mean the agent is deciding without full information, or failed to act."""
+"""Decision reasons that mean the agent is deciding without full information, or failed (or may not) act.
+A `conflict` (an HPA or KEDA ScaledObject on the same workload) makes the reason `AutoscalerConflict`."""
 
 
 def isotime(at: datetime) -> str:
@@ -237,15 +239,20 @@ def _degraded(
         return ("True", "PolicyNotAdopted",
                 f"the agent still decides with policy version {agent_version}; {applied_version} was applied at "
                 f"{isotime(applied_at)}", agent_version)  # fmt: skip
-    bad = []
+    bad, conflict = [], False
     for n in names:
         d = latest.get(n)
         if d is not None:
             reasons = [r for r in d.reasons if r in DEGRADING_REASONS]
+            if Reason.conflict.value in reasons:
+                conflict = True
+                others = (d.details or {}).get("conflicts") if isinstance(d.details, dict) else None
+                if others:
+                    reasons[reasons.index(Reason.conflict.value)] = f"conflict with {', '.join(others)}"
             if reasons:
                 bad.append(f"{n}: {', '.join(reasons)}")
     if bad:
-        return "True", "TargetsDegraded", "; ".join(bad), agent_version
+        return "True", "AutoscalerConflict" if conflict else "TargetsDegraded", "; ".join(bad), agent_version
     missing = [n for n in names if latest.get(n) is None]
     if missing:
         return "Unknown", "AwaitingAgent", f"no decision recorded yet for {', '.join(missing)}", agent_version

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from empire.agent.kube.kubeapi import KubeApi, Rbac
 from empire.errors import NotFoundError
 
-__all__ = ["AUTOSCALERS", "ConflictChecker", "Autoscaler"]
+__all__ = ["AUTOSCALERS", "Autoscaler", "ConflictChecker"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ def _group(api_version: str | None) -> str | None:
 
 
 class ConflictChecker:
-    def __init__(
-        self, api: KubeApi, *, every: float = 60.0, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, api: KubeApi, *, every: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.every = every
         self._monotonic = monotonic

@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from empire.errors import NotFoundError, PermanentError
 
 __all__ = ["ApiResource", "Discovery", "parse_resource_list"]
@@ -90,14 +92,18 @@ class Discovery:
         self._preferred: list[tuple[str, str]] | None = None  # every group's preferred version
         self._refreshed_at: float | None = None
         self.refreshes = 0
+        self._lock = anyio.Lock()
 
     async def resolve(self, kind: str, api_version: str | None = None) -> ApiResource:
         """The scalable resource serving `kind`, or a PermanentError naming what was found."""
         found = self._lookup(kind, api_version)
-        unseen = api_version is not None and _split(api_version) not in self._versions
-        if found is None and (unseen or self._may_refresh()):
-            await self._refresh(api_version)
-            found = self._lookup(kind, api_version)
+        if found is None:
+            async with self._lock:  # concurrent targets: one refresh, the others read its result
+                found = self._lookup(kind, api_version)
+                unseen = api_version is not None and _split(api_version) not in self._versions
+                if found is None and (unseen or self._may_refresh()):
+                    await self._refresh(api_version)
+                    found = self._lookup(kind, api_version)
         if found is None:
             raise PermanentError(self._not_found(kind, api_version))
         if not found.scalable:
@@ -163,7 +169,9 @@ class Discovery:
         return ", ".join(kinds) or "none"
 
     def _not_found(self, kind: str, api_version: str | None) -> str:
-        where = f"API group/version {api_version}" if api_version else f"{len(self._preferred or [])} API group versions"
+        where = (
+            f"API group/version {api_version}" if api_version else f"{len(self._preferred or [])} API group versions"
+        )
         others = sorted({r.api_version for rs in self._versions.values() for r in rs if r.kind == kind})
         also = f"; it exists in {', '.join(others)} (fix workload.api_version)" if others else ""
         return (f"workload kind {kind} not found through API discovery ({where}){also}: is its CRD installed and "

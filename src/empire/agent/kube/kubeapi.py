@@ -45,7 +45,7 @@ class Rbac:
         where = f'a Role in namespace "{self.namespace}"' if self.namespace else "a ClusterRole"
         extra = ' (and "get" on it)' if self.verb == "patch" else ""
         return (
-            f"The agent's service account needs {where} with the rule: apiGroups: [\"{self.group}\"], "
+            f'The agent\'s service account needs {where} with the rule: apiGroups: ["{self.group}"], '
             f'resources: ["{self.resource}"], verbs: ["{self.verb}"]{extra}'
         )
 

@@ -28,6 +28,7 @@ the journaled replicas. It never writes.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -67,13 +68,14 @@ class KubernetesScaler:
         discovery_refresh_after: float = 60.0,
         instance: str | None = None,
         now: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.attempts = attempts
         self._sleep = sleep
         self.api = KubeApi(config, timeout=timeout, transport=transport)
-        self.discovery = Discovery(self._get, refresh_after=discovery_refresh_after)
-        self.conflicts = ConflictChecker(self.api, every=conflict_check_every)
+        self.discovery = Discovery(self._get, refresh_after=discovery_refresh_after, monotonic=monotonic)
+        self.conflicts = ConflictChecker(self.api, every=conflict_check_every, monotonic=monotonic)
         metrics = (monitor or Monitor()).group(EventMetrics)
         extra = {"now": now} if now is not None else {}
         self.events = EventRecorder(self.api, metrics, instance=instance, **extra)

@@ -1,4 +1,5 @@
-"""`empire operator run` as a user starts it: a real process, kopf.run, SIGTERM to stop.
+"""`empire operator run` as a user starts it: a real process, kopf.run, SIGTERM to stop; its own
+metrics on `--metrics-port`.
 
 The API server is kmock on 127.0.0.1 (`--server`); the state DB a SQLite file shared with the test.
 """
@@ -21,6 +22,7 @@ from empire.operator.testing import kube_api
 from empire.policies.loading import default_policy_path
 from empire.state.database import Database
 from empire.state.store import SqlStateStore
+from fakes.server import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 NS = "empire"
@@ -34,6 +36,20 @@ def ready(api: Any) -> dict[str, Any] | None:
     return None
 
 
+async def scrape(port: int, wanted: str) -> str:
+    """The metrics page once it shows `wanted` (a handler's result is counted just after its patch)."""
+    import httpx
+
+    text = ""
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            if wanted in text:
+                break
+            await asyncio.sleep(0.05)
+    return text
+
+
 async def test_operator_run_applies_a_config_and_stops_on_sigterm(tmp_path: Path) -> None:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'empire.db'}"
     env = {**os.environ, "EMPIRE_DATABASE_URL": db_url, "EMPIRE_DATA_DIR": str(tmp_path), "POD_NAMESPACE": NS}
@@ -42,8 +58,9 @@ async def test_operator_run_applies_a_config_and_stops_on_sigterm(tmp_path: Path
         await api.post(f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}", json={
             "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": "empire", "namespace": NS},
             "spec": spec})  # fmt: skip
+        port = free_port()
         cmd = [sys.executable, "-m", "empire", "operator", "run", "--standalone", "--server", url,
-               "--status-interval", "1"]  # fmt: skip
+               "--status-interval", "1", "--metrics-port", str(port), "--metrics-address", "127.0.0.1"]  # fmt: skip
         async with await anyio.open_process(cmd, env=env, stdout=None, stderr=None) as proc:
             try:
                 for _ in range(600):
@@ -54,6 +71,13 @@ async def test_operator_run_applies_a_config_and_stops_on_sigterm(tmp_path: Path
                     await asyncio.sleep(0.05)
                 else:
                     raise AssertionError("no Ready=True within 30 s")
+                # applied by the change handler, or by the status timer taking over first (then "unchanged")
+                applied = 'empire_operator_reconciles_total{handler="apply",result='
+                metrics = await scrape(port, applied)
+                assert applied in metrics and 'result="error"' not in metrics, metrics
+                assert "empire_operator_reconcile_duration_seconds_count" in metrics
+                assert "empire_operator_invalid_specs 0.0" in metrics
+                assert "empire_operator_last_successful_reconcile_timestamp_seconds" in metrics
             finally:
                 proc.send_signal(signal.SIGTERM)
                 with anyio.fail_after(30):

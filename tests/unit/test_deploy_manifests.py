@@ -111,7 +111,13 @@ def test_agent_probes_and_metrics_port_are_wired_to_the_service_and_servicemonit
     pod_labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
-    assert [e["port"] for e in sm["spec"]["endpoints"]] == [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == [p["name"] for p in svc["spec"]["ports"]] == [
+        "metrics", "op-metrics"
+    ]  # fmt: skip
+    operator = containers()["operator"]
+    op_port = next(p for p in operator["ports"] if p["name"] == "op-metrics")
+    args = operator["args"]
+    assert args[args.index("--metrics-port") + 1] == str(op_port["containerPort"]) == "9465"
 
 
 def test_peering_object_matches_the_operator_and_its_rbac() -> None:

@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--status-interval", type=number(1, 86_400), default=30.0, metavar="SECONDS",
                    help="how often the agent's decisions are copied into the status (default: 30)")  # fmt: skip
     r.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    r.add_argument("--metrics-port", type=count(0, 65535), default=0, metavar="PORT",
+                   help="serve the operator's Prometheus metrics on PORT at /metrics (default 0: off; "
+                        "the manifests use 9465)")  # fmt: skip
+    r.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR",
+                   help="address of the metrics port (default 0.0.0.0)")  # fmt: skip
     r.add_argument("--server", metavar="URL",
                    help="API server URL without TLS verification (e.g. `kubectl proxy`); default: in-cluster or kubeconfig")  # fmt: skip
     r.set_defaults(func=run)
@@ -106,9 +111,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --namespace or --all-namespaces, not both")
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(settings.log_level)
-    config = OperatorConfig(
-        database_url=settings.database_url_value, status_interval=args.status_interval, server=args.server
-    )
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=True)
+    if args.metrics_port:
+        from empire.operator.metrics import serve_metrics
+
+        serve_metrics(args.metrics_port, args.metrics_address, registry)
+        logging.getLogger(__name__).info("operator metrics on http://%s:%d/metrics", args.metrics_address,
+                                         args.metrics_port)  # fmt: skip
+    config = OperatorConfig(database_url=settings.database_url_value, status_interval=args.status_interval,
+                            server=args.server, registry=registry)  # fmt: skip
     run_operator(
         config,
         namespaces=tuple(args.namespaces),

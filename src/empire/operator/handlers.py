@@ -24,16 +24,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from prometheus_client import CollectorRegistry
 
 from empire.agent.clock import SystemClock
 from empire.errors import TemporaryError
 from empire.operator.crd import GROUP, PLURAL, VERSION
 from empire.operator.handoff import apply_policy, withdraw_policy
+from empire.operator.metrics import OperatorMetrics
 from empire.operator.spec import Candidate, ConfigRef, choose_active, parse_spec, plain
 from empire.operator.status import (
     agent_status,
@@ -62,6 +65,7 @@ class OperatorConfig:
     server: str | None = None  # an explicit API server URL (no TLS verification): tests, `kubectl proxy`
     clock: Any = field(default_factory=SystemClock)
     retry_delay: float = 10.0  # seconds before kopf retries after a state DB outage
+    registry: Any = None  # a prometheus CollectorRegistry for the operator's metrics (default: a private one)
 
 
 class _Operator:
@@ -70,6 +74,31 @@ class _Operator:
         self.clock = config.clock
         self.db: Any = None
         self.store: Any = None
+        registry = config.registry if config.registry is not None else CollectorRegistry(auto_describe=True)
+        self.metrics = OperatorMetrics(registry)
+
+    def measured(self, handler: str, fn: Any) -> Any:
+        """`fn` (a handler) with its duration and result counted; the result is what it returned
+        (a result name), `unavailable` for a retried DB outage, `error` for anything else."""
+        metrics = self.metrics
+
+        @functools.wraps(fn)
+        async def run(**kwargs: Any) -> None:
+            started = time.perf_counter()
+            try:
+                result = await fn(**kwargs) or "ok"
+            except kopf.TemporaryError:
+                metrics.reconciles.labels(handler, "unavailable").inc()
+                raise
+            except Exception:
+                metrics.reconciles.labels(handler, "error").inc()
+                raise
+            finally:
+                metrics.duration.labels(handler).observe(time.perf_counter() - started)
+            metrics.reconciles.labels(handler, result).inc()
+            metrics.last_success.set(time.time())
+
+        return run
 
     # -- activities ---------------------------------------------------------------------------
 
@@ -119,20 +148,22 @@ class _Operator:
 
     # -- handlers -------------------------------------------------------------------------------
 
-    async def reconcile(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **kwargs: Any) -> None:
+    async def reconcile(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **kwargs: Any) -> str:
         ref = ConfigRef.from_body(body)
         now = self.clock.now()
         previous = plain(status)
         active = choose_active(self._candidates(body, kwargs.get(INDEX)))
         if active is None or active.key != ref.key:
             self._write(body, patch, previous, inactive_status(ref, active, previous, now), "observedGeneration")
-            return
+            self.metrics.spec_invalid(ref.key, False)
+            return "inactive"
         result = parse_spec(body.get("spec"), ref)
+        self.metrics.spec_invalid(ref.key, not result.ok)
         if not result.ok:
             logger.warning("%s generation %s is invalid, keeping the policy in force:\n%s", ref.describe(),
                            ref.generation, "\n".join(result.issue_lines()))  # fmt: skip
             self._write(body, patch, previous, invalid_status(result, previous, now), "observedGeneration")
-            return
+            return "invalid"
         try:
             applied = await apply_policy(self.store, result, now)
             new = applied_status(result, previous, now, applied.changed)
@@ -149,8 +180,9 @@ class _Operator:
                 f"policy version {applied.version} (generation {ref.generation}) is in force: "
                 f"{len(pol.targets)} targets, {len(pol.providers)} providers, {len(pol.personas)} personas; "
                 f"previous version {applied.previous or 'none'}"))  # fmt: skip
+        return "applied" if applied.changed else "unchanged"
 
-    async def refresh(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **kwargs: Any) -> None:
+    async def refresh(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **kwargs: Any) -> str | None:
         ref = ConfigRef.from_body(body)
         now = self.clock.now()
         previous = plain(status)
@@ -159,10 +191,10 @@ class _Operator:
         if active is None or active.key != ref.key:
             if ready is None or ready.get("reason") != "NotActive":
                 self._write(body, patch, previous, inactive_status(ref, active, previous, now), "observedGeneration")
-            return
+            return "inactive"
         if ready is None or ready.get("reason") in ("NotActive", "StateUnavailable"):
             await self.reconcile(body=body, status=status, patch=patch, **kwargs)  # take over
-            return
+            return "takeover"
         try:
             row = await self.store.latest_policy_version()
             if row is None:
@@ -174,11 +206,13 @@ class _Operator:
             new = agent_status(policy, await self._latest(policy), previous, now, ref.generation)
         except TemporaryError as exc:
             logger.warning("%s: cannot read the agent's decisions: %s", ref.describe(), exc)
-            return
+            return "unavailable"
         self._write(body, patch, previous, new, "agentPolicyVersion")
+        return "ok"
 
     async def withdraw(self, body: kopf.Body, **kwargs: Any) -> None:
         ref = ConfigRef.from_body(body)
+        self.metrics.spec_invalid(ref.key, False)
         now = self.clock.now()
         index = kwargs.get(INDEX)
         was = choose_active(self._candidates(body, index, deleting=False))
@@ -254,8 +288,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     kopf.on.login(registry=reg)(op.login)
     kopf.index(*res, registry=reg, id=INDEX)(op.index)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        on(*res, registry=reg, id="apply", backoff=config.retry_delay)(op.reconcile)
-    kopf.on.delete(*res, registry=reg, id="withdraw", backoff=config.retry_delay)(op.withdraw)
+        on(*res, registry=reg, id="apply", backoff=config.retry_delay)(op.measured("apply", op.reconcile))
+    kopf.on.delete(*res, registry=reg, id="withdraw", backoff=config.retry_delay)(op.measured("withdraw", op.withdraw))
     kopf.timer(*res, registry=reg, id="agent-status", interval=config.status_interval,
-               initial_delay=min(config.status_interval, 5.0))(op.refresh)  # fmt: skip
+               initial_delay=min(config.status_interval, 5.0))(op.measured("agent-status", op.refresh))  # fmt: skip
     return reg

@@ -63,8 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--metrics-port", type=count(0, 65535), default=0, metavar="PORT",
                    help="serve the operator's Prometheus metrics on PORT at /metrics (default 0: off; "
                         "the manifests use 9465)")  # fmt: skip
-    r.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR",
-                   help="address of the metrics port (default 0.0.0.0)")  # fmt: skip
+    r.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="address of the metrics port (default 127.0.0.1; 0.0.0.0 in a pod)")  # fmt: skip
     r.add_argument("--server", metavar="URL",
                    help="API server URL without TLS verification (e.g. `kubectl proxy`); default: in-cluster or kubeconfig")  # fmt: skip
     r.set_defaults(func=run)

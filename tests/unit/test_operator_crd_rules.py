@@ -16,60 +16,19 @@ import celpy
 import pytest
 import yaml
 
-from empire.operator.crd import crd_manifest
 from empire.operator.crdrules import LIST_KEYS, RULES, rules_at
 from empire.operator.spec import ConfigRef, parse_spec
 from empire.policies.loading import default_policy_path
+from fakes.admission import ENV, spec_schema
+from fakes.admission import cel_violations as violations
 
-ENV = celpy.Environment()
 PER_RULE_BUDGET = 10_000_000  # apiextensions StaticEstimatedCostLimit: one rule's estimated cost
 CRD_BUDGET = 100_000_000  # StaticEstimatedCRDCostLimit: every rule times the lists it runs in
 STEP_COST = 20  # an upper bound on one iteration: field selections and a <= 63-character comparison
 
 
-def spec_schema() -> dict[str, Any]:
-    return crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-
-
 def example() -> dict[str, Any]:
     return yaml.safe_load(default_policy_path().read_text())
-
-
-def typed(value: Any, schema: dict[str, Any]) -> Any:
-    """`value` as the API server hands it to CEL: `number` fields are doubles."""
-    kind = schema.get("type")
-    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind == "object" and isinstance(value, dict):
-        props = schema.get("properties") or {}
-        extra = schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {}
-        return {k: typed(v, props.get(k, extra)) for k, v in value.items()}
-    if kind == "array" and isinstance(value, list):
-        return [typed(v, schema.get("items") or {}) for v in value]
-    return value
-
-
-def violations(spec: dict[str, Any]) -> list[tuple[str, str]]:
-    """(path, message) of every rule that does not hold on `spec`, walking the document along the schema."""
-    out: list[tuple[str, str]] = []
-
-    def visit(value: Any, schema: dict[str, Any], path: str) -> None:
-        for rule in schema.get("x-kubernetes-validations", ()):
-            program = ENV.program(ENV.compile(rule["rule"]))
-            result = program.evaluate({"self": celpy.json_to_cel(typed(value, schema))})
-            if not isinstance(result, celpy.celtypes.BoolType) or not bool(result):
-                out.append((path, rule["message"]))
-        if isinstance(value, dict):
-            for key, child in value.items():
-                sub = (schema.get("properties") or {}).get(key)
-                if sub is not None:
-                    visit(child, sub, f"{path}.{key}")
-        elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-            for i, child in enumerate(value):
-                visit(child, schema["items"], f"{path}[{i}]")
-
-    visit(spec, spec_schema(), "spec")
-    return out
 
 
 def test_every_rule_compiles() -> None:

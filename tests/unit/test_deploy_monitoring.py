@@ -22,12 +22,15 @@ from prometheus_client import CollectorRegistry
 from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.backup.metrics import BackupMetrics
 from empire.agent.horizon.metrics import HorizonMetrics
+from empire.agent.kube.events import EventMetrics
 from empire.agent.monitor import Monitor
 from empire.agent.pools.metrics import PoolMetrics
 from empire.agent.predictive import PredictiveMetrics
 from empire.agent.tiering.metrics import TieringMetrics
+from empire.operator.metrics import OperatorMetrics
 
-AREA_GROUPS = (AlertMetrics, BackupMetrics, HorizonMetrics, PoolMetrics, PredictiveMetrics, TieringMetrics)
+AREA_GROUPS = (AlertMetrics, BackupMetrics, EventMetrics, HorizonMetrics, OperatorMetrics, PoolMetrics,
+               PredictiveMetrics, TieringMetrics)  # fmt: skip
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "base"
 SUFFIXES = {

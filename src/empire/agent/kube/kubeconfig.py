@@ -1,7 +1,8 @@
 """Where the Kubernetes API is and how to authenticate: in-cluster service account, or a kubeconfig.
 
-Why a client of our own (about 650 lines with `kubeexec`, `scaler`, `kubesecrets`, `dryrun`) and not
-a library: the agent needs five calls (get a workload, get/patch its scale subresource, read a
+Why a client of our own (about 1,200 lines with `kubeexec`, `kubeapi`, `discovery`, `scaler`, `events`,
+`conflicts`, `kubesecrets`, `dryrun`) and not a library: the agent needs a few calls (discovery, get
+a workload, get/patch its scale subresource, list HPAs/ScaledObjects, post/patch Events, read a
 Secret) and classifies every failure itself (409/429/5xx temporary, 403/404 permanent) with the
 same `httpretry` rules as its other httpx adapters. Reconsidered against lightkube (issue 16; the
 maintained async client), 1.0.1 as of this writing, and kept because:
@@ -18,8 +19,9 @@ maintained async client), 1.0.1 as of this writing, and kept because:
   agent reads has (`empire.boundedio`, issue 13).
 
 What lightkube would remove is mostly this module and `kubeexec` (~350 lines); the scaler and the
-Secret reader would shrink little. Revisit if lightkube moves back to httpx or the agent needs watches
-or many resource kinds.
+Secret reader would shrink little. Revisit if lightkube moves back to httpx or the agent needs watches.
+Any resource kind is reachable without generated models: `discovery` finds its path and replicas
+go through the generic `/scale` subresource.
 
 In-cluster: `KUBERNETES_SERVICE_HOST/PORT`, the token and CA under
 `/var/run/secrets/kubernetes.io/serviceaccount/`. The token is re-read at most once a minute

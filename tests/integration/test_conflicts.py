@@ -12,6 +12,7 @@ import pytest
 from empire.agent.kube.kubeconfig import ClusterConfig
 from empire.agent.kube.scaler import KubernetesScaler
 from empire.agent.types import Reason
+from empire.cli.explain import render
 from empire.operator.status import agent_status
 from empire.state.store import SqlStateStore
 from fakes.kubernetes import FakeKubernetes
@@ -142,6 +143,12 @@ async def test_the_loop_holds_a_conflicting_target_until_the_hpa_is_gone(kube, d
             assert "conflict" in snap["reasons"] and snap["conflicts"] == ["HorizontalPodAutoscaler/gen-hpa"]
             [rec] = await store.recent_decisions("gen", limit=1)
             assert "conflict" in rec.reasons  # the journal: what `empire explain gen` prints
+            text = "\n".join(render([rec], {}))
+            assert "conflict" in text.split("    reasons: ")[1].splitlines()[0].split(", ")
+            assert (
+                "conflict: HorizontalPodAutoscaler/gen-hpa also targets the workload: not scaled (would scale to 6)"
+                in text
+            )
             # the operator's Degraded condition, from the same journal
             status = agent_status(loop.policy.policy, {"gen": rec}, None, rec.at, 1)
             [degraded] = [c for c in status["conditions"] if c["type"] == "Degraded"]

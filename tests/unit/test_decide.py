@@ -185,6 +185,24 @@ def test_startup_grace_ignores_average_signals_and_blocks_scale_down():
     assert recommend(target(), obs(queue=50, cpu=3.0), later, NOW).replicas == 18
 
 
+def test_another_autoscaler_holds_the_target_and_says_what_it_would_do():
+    o = obs(queue=400, cpu=0.7)
+    held = Observation(o.target, o.at, o.samples, o.current_replicas, conflicts=("HorizontalPodAutoscaler/gen",))
+    d = decide(target(), held, TargetHistory(), NOW).decision
+    assert d.actions == () and d.desired == 4 and d.reasons[-2:] == (R.conflict, R.no_change)
+    assert d.details["conflicts"] == ["HorizontalPodAutoscaler/gen"] and d.details["would_scale_to"] == 8
+    free = decide(target(), o, TargetHistory(), NOW).decision  # resolved: the same observation acts
+    assert free.desired == 8 and R.conflict not in free.reasons and free.actions[0].replicas == 8
+
+
+def test_the_action_carries_the_workload_kind_and_api_version():
+    t = target(workload={"name": "canary", "namespace": "music", "kind": "Rollout",
+                         "api_version": "argoproj.io/v1alpha1"})  # fmt: skip
+    [a] = decide(t, obs(queue=400, cpu=0.7), TargetHistory(), NOW).decision.actions
+    assert (a.workload_kind, a.workload_api_version) == ("Rollout", "argoproj.io/v1alpha1")
+    assert a.params()["workload_api_version"] == "argoproj.io/v1alpha1"
+
+
 def test_unknown_workload_never_acts():
     d = decide(target(), obs(current=None, queue=1000), TargetHistory(), NOW).decision
     assert d.actions == () and d.reasons == (R.workload_unknown,)

@@ -62,6 +62,9 @@ def render(decisions: list[Any], actions: dict[int, list[Any]]) -> list[str]:
             if s.get("staleness") is not None:
                 parts.append(f"age {_fmt(s['staleness'])}s")
             lines.append(f"    signal {name}: " + ", ".join(parts))
+        if det.get("conflicts"):
+            lines.append(f"    conflict: {', '.join(det['conflicts'])} also targets the workload: not scaled "
+                         f"(would scale to {_fmt(det.get('would_scale_to'))}); remove one of them")  # fmt: skip
         if "forecast" in det:
             f = det["forecast"]
             lines.append(f"    forecast {f.get('signal')}: p{100 * f.get('quantile', 0):g} "

@@ -51,6 +51,7 @@ from starlette.routing import BaseRoute
 from empire.agent.api.guard import Gate
 from empire.agent.areas import Area, AreaDeps, AreaHandle, PeriodicJob
 from empire.agent.clock import SystemClock
+from empire.agent.history import StatusHistory
 from empire.agent.http import AppContext, ConnectionLimits, bind, build_app, serve
 from empire.agent.journal import ActionRunner
 from empire.agent.leader import leader_for
@@ -60,6 +61,8 @@ from empire.agent.policysource import FilePolicySource, PolicySource, database_s
 from empire.agent.ports import Clock, LeaderElection, Observer, StateStore, WorkloadReader
 from empire.agent.records import AuditRecord
 from empire.agent.scheduler import PeriodicJobs
+from empire.agent.statuspage.data import PageSources
+from empire.agent.statuspage.routes import DATA_PATHS, page_routes
 from empire.agent.tls import TlsFiles
 from empire.agent.types import ScaleTo
 from empire.config.settings import Settings
@@ -73,7 +76,7 @@ if TYPE_CHECKING:
 
     from empire.state.database import Database
 
-__all__ = ["AREA_MODULES", "Daemon", "build_daemon", "check_policy", "run_daemon"]
+__all__ = ["AREA_MODULES", "Daemon", "Surroundings", "build_daemon", "check_policy", "run_daemon"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,7 @@ class Daemon:
     services: dict[str, Any] = field(default_factory=dict)  # what one area offers the next, by name
     periodic: dict[str, PeriodicJob] = field(default_factory=dict)  # every job, with its interval rule
     areas: dict[str, str] = field(default_factory=dict)  # area -> "ok" | "failed: <error>" (in /status)
+    history: StatusHistory | None = None  # the last hours per target, for the status page
     app: Starlette | None = None  # once `run_daemon` serves it
 
     def policy(self) -> LoadedPolicy:
@@ -172,6 +176,19 @@ class Daemon:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Surroundings:
+    """What `empire run --simulate` puts where Prometheus and Kubernetes would be: an `Observer`,
+    a `WorkloadReader` that is also the `ScaleTo` executor, and how `/status` names them. The
+    periodic jobs then run on the loop's clock (`ControlLoop.drive_jobs`), which is a fast one:
+    apscheduler's triggers only know the wall clock."""
+
+    observer: Any
+    cluster: Any
+    metric_source: str
+    cluster_info: str
+
+
 def _secret_reader(cluster: Any, closers: list[Callable[[], Awaitable[None]]]) -> Any:
     """Reads `secret:` references from the agent's namespace (cached; closed with the daemon)."""
     from empire.agent.kube.kubesecrets import KubernetesSecretReader
@@ -211,9 +228,15 @@ async def _open_db(url: str, attempts: int = 5) -> Any:
 
 
 async def build_daemon(
-    settings: Settings, policy_file: str | Path | None = None, dry_run: bool = False, *, clock: Clock | None = None
+    settings: Settings,
+    policy_file: str | Path | None = None,
+    dry_run: bool = False,
+    *,
+    clock: Clock | None = None,
+    surroundings: Surroundings | None = None,
 ) -> Daemon:
-    """Assemble the daemon. `clock` is for tests (a `FakeClock`); `empire run` uses the system clock."""
+    """Assemble the daemon. `clock` is for tests (a `FakeClock`) and the simulation (a `ScaledClock`);
+    `empire run` uses the system clock. `surroundings` replace the metric source and the cluster."""
     from empire.agent.kube.dryrun import DryRunExecutor
     from empire.agent.kube.kubeconfig import load_cluster_config
     from empire.agent.kube.scaler import KubernetesScaler
@@ -240,8 +263,18 @@ async def build_daemon(
     services: dict[str, Any] = {}
 
     closers: list[Callable[[], Awaitable[None]]] = [db.close]
-    if settings.prometheus.url:
-        observer: Any = PrometheusObserver.from_settings(settings.prometheus)
+    cluster = None
+    observer: Any
+    executor: Any
+    workloads: Any
+    if surroundings is not None:
+        observer = surroundings.observer
+        executor = workloads = surroundings.cluster
+        info["metric_source"], info["cluster"] = surroundings.metric_source, surroundings.cluster_info
+        logger.info("simulated surroundings: metrics from %s; cluster %s", surroundings.metric_source,
+                    surroundings.cluster_info)  # fmt: skip
+    elif settings.prometheus.url:
+        observer = PrometheusObserver.from_settings(settings.prometheus)
         info["metric_source"] = f"prometheus {observer.url}"  # masked: /status is unauthenticated
         logger.info("metric source: Prometheus at %s", observer.url)
     else:
@@ -251,12 +284,14 @@ async def build_daemon(
                        "metrics_unavailable and its fallback applies (hold, or fixed replicas)")  # fmt: skip
     closers.append(observer.aclose)
 
-    cluster = load_cluster_config(settings.kubernetes)
-    if cluster is not None:
+    if surroundings is None:
+        cluster = load_cluster_config(settings.kubernetes)
+    if surroundings is not None:
+        pass  # named above
+    elif cluster is not None:
         scaler = KubernetesScaler(cluster, timeout=settings.kubernetes.timeout, monitor=monitor,
                                   instance=settings.replica_id)  # fmt: skip
-        executor: Any = scaler
-        workloads: Any = scaler
+        executor = workloads = scaler
         closers.append(scaler.aclose)
         services["secret_reader"] = _secret_reader(cluster, closers)
         info["cluster"] = f"{mask_url(cluster.server)} ({cluster.source})"
@@ -276,6 +311,7 @@ async def build_daemon(
     loop = ControlLoop(
         policy=loaded, observer=observer, workloads=workloads, runner=runner, store=store, clock=clock,
         monitor=monitor, leader=leader, replica=settings.replica_id, dry_run=dry_run, jobs=jobs, state_health=health,
+        drive_jobs=surroundings is not None,
     )  # fmt: skip
     gate = _gate(settings, db, store, clock, cluster, closers)
     context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes, store=store, gate=gate)
@@ -303,6 +339,10 @@ async def build_daemon(
             daemon.areas[area.name] = f"failed: {mask_url(str(exc))}"
             continue
         daemon.add_area(area.name, handle)
+    daemon.history = StatusHistory(lambda: daemon.policy().policy.targets)
+    loop.tick_listeners.append(daemon.history.on_tick)
+    sources = PageSources(context.status_body, daemon.history, store, db, lambda: daemon.policy().policy, clock.now)
+    daemon.routes.extend(page_routes(sources))
     return daemon
 
 
@@ -347,6 +387,8 @@ def _gate(
     auth = Authenticator(SqlTokenStore(db), clock.now, legacy_ingest=legacy or None, ingest_paths=INGEST_PATHS,
                          external=external)  # fmt: skip
     protected = [p for p, on in (("/metrics", h.protect_metrics), ("/status", h.protect_status)) if on]
+    if h.protect_status:  # the status page's data is /status's
+        protected += DATA_PATHS
     return Gate(auth, store.audit, clock.now, rate=Buckets(h.rate_per_caller, h.rate_burst), protected=protected)
 
 
@@ -478,7 +520,10 @@ async def run_daemon(
                     failure = health.error
                 tg.cancel_scope.cancel()
                 return 0
-            daemon.jobs.start(is_leader=lambda: daemon.loop.is_leader)
+            if daemon.loop.drive_jobs:  # the periodic jobs run after each tick, on the loop's (simulated) clock
+                daemon.jobs.follow(lambda: daemon.loop.is_leader)
+            else:
+                daemon.jobs.start(is_leader=lambda: daemon.loop.is_leader)
             tg.start_soon(_watch_policy, daemon)
             tg.start_soon(keep_leadership, daemon)
             for task in daemon.background:

@@ -93,6 +93,8 @@ class ControlLoop:
         self.state_health = state_health
         self.histories: dict[str, TargetHistory] = {}
         self.status: dict[str, TargetStatus] = {}
+        # called with each tick's decisions (the status page's history ring); one failing is logged
+        self.tick_listeners: list[Callable[[list[Decision]], None]] = []
         self.started = False
         self.is_leader = False
         self.last_tick_at: datetime | None = None
@@ -213,6 +215,11 @@ class ControlLoop:
             decisions.sort(key=lambda d: order.get(d.target, 0))
             if targets:  # one value per source per tick: down if any target's observation failed
                 metrics.source_up.labels(self._source).set(0 if self._source_errors else 1)
+            for listener in self.tick_listeners:
+                try:
+                    listener(decisions)
+                except Exception:
+                    logger.exception("a tick listener failed")
         if self.jobs is not None and self.drive_jobs:
             await self.jobs.run_due(now)
         self.ticks += 1

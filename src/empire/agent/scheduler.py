@@ -127,12 +127,16 @@ class PeriodicJobs:
             ran.append(job.name)
         return ran
 
+    def follow(self, is_leader: Callable[[], bool]) -> None:
+        """Run `leader_only` jobs only while `is_leader()` (either driver)."""
+        self._is_leader = is_leader
+
     # -- wall-clock mode -----------------------------------------------------------------
     def start(self, is_leader: Callable[[], bool] = lambda: True) -> None:
         """Hand the jobs to apscheduler on the running asyncio loop."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-        self._is_leader = is_leader
+        self.follow(is_leader)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         for job in self.jobs.values():
             self._schedule(job)

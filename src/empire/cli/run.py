@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,11 +27,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 examples:
   empire run --dry-run                          decide and journal, never act
   EMPIRE_PROMETHEUS__URL=http://prometheus:9090 empire run --policy policy.yaml
-  empire run --once                             one tick, then exit (smoke test)""",
+  empire run --once                             one tick, then exit (smoke test)
+  empire run --simulate                         the NASA trace at x60 (an hour a minute); open http://127.0.0.1:9464/
+  empire run --simulate demand.csv --speed 600  your own trace, ten hours a minute""",
     )
     p.add_argument("--policy", metavar="FILE", help="policy YAML (default: EMPIRE_POLICY_FILE or the shipped example)")
     p.add_argument("--dry-run", action="store_true", help="decide and journal every action, execute none")
     p.add_argument("--once", action="store_true", help="run a single tick and exit")
+    p.add_argument("--simulate", nargs="?", const="", default=None, metavar="TRACE",
+                   help="run in a simulated world: demand replayed from TRACE (a timestamp,value CSV; default: the "
+                        "shipped NASA-HTTP trace), a simulated cluster, a fast clock; journal and tiers in "
+                        "<data dir>/simulation; status page at http://127.0.0.1:9464/")  # fmt: skip
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        metavar="N",
+        help="with --simulate: simulated time runs N times faster than the wall clock (default 60)",
+    )
+    p.add_argument("--notify", action="store_true",
+                   help="with --simulate: keep the policy's Slack/email/Alertmanager receivers (default: every "
+                        "alert goes to the dashboard receiver)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -45,9 +62,41 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", 0):  # a daemon logs at INFO by default (one line per decision and action)
         logging.getLogger().setLevel(settings.log_level)
 
+    if args.simulate is not None:
+        return _simulate(args, settings)
+
     async def main() -> int:
         daemon = await build_daemon(settings, args.policy, dry_run=args.dry_run)
         return await run_daemon(daemon, once=args.once, on_stop=lambda: _exit_after(settings.shutdown_timeout))
+
+    return anyio.run(main)
+
+
+def _simulate(args: argparse.Namespace, settings: Any) -> int:
+    """`--simulate`: one summary line per simulated hour on stdout; the log at WARNING unless -v."""
+    import anyio
+
+    from empire.agent.daemon import run_daemon
+    from empire.agent.simulation.run import SimulationOptions, add_summary, build_simulation
+    from empire.errors import ConfigError
+
+    if args.once or args.dry_run:
+        raise ConfigError("--simulate runs until Ctrl-C and acts on its simulated cluster: no --once or --dry-run")
+    if not getattr(args, "verbose", 0):
+        logging.getLogger().setLevel(logging.WARNING)
+    options = SimulationOptions(trace=args.simulate or None, speed=args.speed, policy_file=args.policy,
+                                notify=args.notify)  # fmt: skip
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    async def main() -> int:
+        daemon, world = await build_simulation(settings, options)
+        add_summary(daemon, world, emit)
+        h = settings.http
+        emit(f"simulating {world.trace.name} at x{options.speed:g} from {daemon.clock.now():%Y-%m-%d %H:%M} UTC; "
+             f"status page http://{h.host}:{h.port}/ ; Ctrl-C stops")  # fmt: skip
+        return await run_daemon(daemon, on_stop=lambda: _exit_after(settings.shutdown_timeout))
 
     return anyio.run(main)
 

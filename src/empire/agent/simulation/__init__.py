@@ -1,0 +1,1 @@
+"""`empire run --simulate`: the daemon in a simulated world (see `run`)."""

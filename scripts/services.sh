@@ -7,7 +7,7 @@
 #
 # Exported: EMPIRE_TEST_POSTGRES_URL, EMPIRE_TEST_REDIS_URL, EMPIRE_TEST_PROMETHEUS_URL,
 # EMPIRE_TEST_ALERTMANAGER_URL, EMPIRE_TEST_EXPORTER_PORT (Prometheus scrapes 127.0.0.1:<port>
-# every second; a test serves metrics there). A service that cannot be installed (not root, no
+# every second; a test serves metrics there), EMPIRE_TEST_CHROMIUM (the Debian chromium binary). A service that cannot be installed (not root, no
 # package) is skipped with a warning, and the tests that need it are skipped, not failed, unless
 # EMPIRE_TEST_REQUIRE_SERVICES=1 (.ci/run sets it): then they fail (tests/conftest.py).
 # Set EMPIRE_SERVICES=none to start nothing.
@@ -25,6 +25,9 @@ _svc_install() {
   command -v prometheus >/dev/null || need+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
   command -v curl >/dev/null || need+=(curl)
+  # the status page's browser test (tests/integration/test_status_page_browser.py): headless
+  # Chromium driven over the DevTools protocol; Debian's chromium-driver comes along for selenium users
+  command -v chromium >/dev/null || need+=(chromium chromium-driver fonts-dejavu-core)
   [ ${#need[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     _svc_log "missing ${need[*]} and not root: those services are skipped (sudo apt-get install ${need[*]})"
@@ -100,11 +103,14 @@ services_up() {
   _svc_install
   SVC_DIR=$(mktemp -d /tmp/empire-svc.XXXXXX); chmod 755 "$SVC_DIR"
   _svc_postgres; _svc_redis; _svc_alertmanager; _svc_prometheus
+  if command -v chromium >/dev/null; then export EMPIRE_TEST_CHROMIUM; EMPIRE_TEST_CHROMIUM=$(command -v chromium); fi
   _svc_log "up: postgres=${EMPIRE_TEST_POSTGRES_URL:-none} redis=${EMPIRE_TEST_REDIS_URL:-none}" \
-    "prometheus=${EMPIRE_TEST_PROMETHEUS_URL:-none} alertmanager=${EMPIRE_TEST_ALERTMANAGER_URL:-none}"
+    "prometheus=${EMPIRE_TEST_PROMETHEUS_URL:-none} alertmanager=${EMPIRE_TEST_ALERTMANAGER_URL:-none}" \
+    "chromium=${EMPIRE_TEST_CHROMIUM:-none}"
   case "${EMPIRE_TEST_REQUIRE_SERVICES:-}" in 1|true|yes)
     [ -n "${EMPIRE_TEST_POSTGRES_URL:-}" ] && [ -n "${EMPIRE_TEST_REDIS_URL:-}" ] \
       && [ -n "${EMPIRE_TEST_PROMETHEUS_URL:-}" ] && [ -n "${EMPIRE_TEST_ALERTMANAGER_URL:-}" ] \
+      && [ -n "${EMPIRE_TEST_CHROMIUM:-}" ] \
       || _svc_log "EMPIRE_TEST_REQUIRE_SERVICES=1: the tests needing a service that is 'none' above will FAIL" ;;
   esac
 }

@@ -33,6 +33,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "redis": ("EMPIRE_TEST_REDIS_URL",),
     "prometheus": ("EMPIRE_TEST_PROMETHEUS_URL", "EMPIRE_TEST_EXPORTER_PORT"),
     "alertmanager": ("EMPIRE_TEST_ALERTMANAGER_URL",),
+    "chromium": ("EMPIRE_TEST_CHROMIUM",),  # a headless browser for the status page (Debian's chromium)
 }
 
 

@@ -16,11 +16,13 @@ in the state DB, so it outlives a restart, and every replica's dispatcher follow
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 import httpx
 
 from empire.agent.alerting.api import endpoints, routes
-from empire.agent.alerting.job import AlertRulesJob
+from empire.agent.alerting.job import AlertRulesJob, History
 from empire.agent.alerting.metrics import AlertMetrics
 from empire.agent.alerting.receivers import build_receivers
 from empire.agent.alerting.secrets import resolver
@@ -37,6 +39,20 @@ __all__ = ["AREA", "build"]
 logger = logging.getLogger(__name__)
 
 
+def _history(deps: AreaDeps, policy: Callable[[], Policy]) -> History:
+    """A signal's past from the metric source: its PromQL, or `target/signal` for a source that
+    keys history by signal (a replayed trace, the simulation; as `horizon.service.history_query`)."""
+    observer = deps.observer
+
+    async def history(target: str, signal: str, start: datetime, end: datetime, step: float) -> list:
+        query = f"{target}/{signal}"
+        if not getattr(observer, "history_by_signal", False):
+            query = next(s.query for s in policy().target(target).signals if s.name == signal)
+        return list(await observer.history(query, start, end, step))
+
+    return history
+
+
 def build(deps: AreaDeps) -> AreaHandle:
     def policy() -> Policy:
         return deps.policy().policy
@@ -49,7 +65,7 @@ def build(deps: AreaDeps) -> AreaHandle:
                            leader=deps.leader, state_up=deps.state_up)  # fmt: skip
     # predicted_breach rules read the horizon forecasts the predictive area offers (it is built after us)
     rules = AlertRulesJob(policy, deps.loop, deps.runner, store, horizon=lambda: deps.offered.get("forecast_horizon"),
-                          metrics=deps.monitor.group(AlertMetrics))  # fmt: skip
+                          metrics=deps.monitor.group(AlertMetrics), history=_history(deps, policy))  # fmt: skip
 
     def on_policy(loaded: LoadedPolicy) -> None:  # new routes, receivers
         new = loaded.policy.alerting

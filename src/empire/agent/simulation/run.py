@@ -177,8 +177,10 @@ def summary_line(data: dict[str, Any], demand: float | None, short: dict[str, in
                      f"({short.get(name, 0)} short min)")  # fmt: skip
     alerts = data.get("alerts")
     if isinstance(alerts, list):
-        names = sorted({a["rule"] for a in alerts})
-        parts.append(f"alerts {len(alerts)}" + (f" ({', '.join(names)})" if names else ""))
+        hour_ago = datetime.fromisoformat(data["now"]) - timedelta(hours=1)
+        fired = sorted({a["rule"] for a in alerts if datetime.fromisoformat(a["since"]) >= hour_ago})
+        firing = sum(1 for a in alerts if a.get("state") == "firing")
+        parts.append(f"alerts firing {firing}" + (f", fired this hour: {', '.join(fired)}" if fired else ""))
     tiers = data.get("tiers")
     if isinstance(tiers, list):
         parts.append(f"{sum(r['objects'] for r in tiers)} tracks stored")

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 REVENUE_PERIOD = timedelta(days=30)
 DECISIONS_SHOWN = 3
+RESOLVED_SHOWN = timedelta(hours=6)
 
 
 @dataclass
@@ -74,7 +75,7 @@ async def gather(src: PageSources) -> dict[str, Any]:
         missing = {"error": "no state database"}
         out.update(alerts=missing, silences=missing, pools=missing, tiers=missing, personas=missing)
         return jsonable(out)
-    out["alerts"] = await _section("alerts", lambda: _alerts(db))
+    out["alerts"] = await _section("alerts", lambda: _alerts(db, now))
     out["silences"] = await _section("silences", lambda: _silences(db, now))
     out["pools"] = await _section("pools", lambda: _pools(db, pol, status, now))
     out["tiers"] = await _section("tiers", lambda: _tiers(db, pol))
@@ -92,13 +93,18 @@ async def _decisions(store: StateStore, target: str) -> list[dict[str, Any]]:
              "explain": mask_url("\n".join(render([d], actions)))} for d in decisions]  # fmt: skip
 
 
-async def _alerts(db: Database) -> list[dict[str, Any]]:
+async def _alerts(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Firing alerts, then those resolved within `RESOLVED_SHOWN` (an anomaly can come and go
+    between two refreshes, and in a simulation between two blinks)."""
     from empire.state.alerts import SqlAlertStore
 
-    found = await SqlAlertStore(db).list_alerts("firing", limit=50)
-    return [{"rule": a.rule, "severity": a.severity, "labels": dict(a.labels),
-             "summary": a.annotations.get("summary", ""), "since": a.starts_at.isoformat(), "value": a.value}
-            for a in found]  # fmt: skip
+    found = await SqlAlertStore(db).list_alerts(None, limit=200)
+    shown = [a for a in found if a.ends_at is None or a.ends_at >= now - RESOLVED_SHOWN]
+    shown.sort(key=lambda a: (a.ends_at is not None, -a.starts_at.timestamp()))
+    return [{"rule": a.rule, "severity": a.severity, "labels": dict(a.labels), "state": "firing" if a.firing else "resolved",
+             "summary": a.annotations.get("summary", ""), "since": a.starts_at.isoformat(),
+             "ended": a.ends_at.isoformat() if a.ends_at else None, "value": a.value}
+            for a in shown[:50]]  # fmt: skip
 
 
 async def _silences(db: Database, now: datetime) -> list[dict[str, Any]]:

@@ -187,10 +187,12 @@ def _targets(data: dict[str, Any]) -> str:
 def _alerts(data: dict[str, Any]) -> str:
     alerts, silences = data.get("alerts"), data.get("silences")
     a_html = _error(alerts) or _table(
-        ("alert", "severity", "target", "summary", "since"),
+        ("alert", "severity", "target", "summary", "since", "state"),
         ([escape(a["rule"]), f'<span class="sev {escape(a["severity"])}">{escape(a["severity"])}</span>',
-          _e(a["labels"].get("target")), _e(a["summary"]), _clock(a["since"])] for a in alerts or []),
-        "no alert firing",
+          _e(a["labels"].get("target")), _e(a["summary"]), _clock(a["since"]),
+          f'<span class="{escape(a["state"])}">{escape(a["state"])}</span>'
+          + (f" at {_clock(a['ended'])}" if a.get("ended") else "")] for a in alerts or []),
+        "no alert firing, none resolved in the last 6 hours",
     )  # fmt: skip
     s_html = _error(silences) or _table(
         ("silence", "matchers", "state", "ends", "by", "comment"),

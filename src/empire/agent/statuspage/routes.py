@@ -44,7 +44,7 @@ pre.decision{background:#f3f4f8;padding:6px;font-size:12px;white-space:pre-wrap;
 .legend{font-size:12px;color:#556} .legend .k{display:inline-block;width:14px;height:3px;margin:0 4px 3px 12px}
 .k.demand{background:#2b6cb0} .k.capacity{background:#2f855a} .k.forecast{background:#dd6b20} .k.band{background:#f6d5bd;height:8px}
 .sev{padding:1px 6px;border-radius:3px;background:#eee} .sev.critical{background:#fed7d7} .sev.warning{background:#feebc8}
-.state.cooling{color:#b7791f} .state.key_rejected,.state.disabled{color:#b00020}
+.firing{color:#b00020;font-weight:600} .resolved{color:#2f855a} .state.cooling{color:#b7791f} .state.key_rejected,.state.disabled{color:#b00020}
 .bar{display:inline-block;width:120px;height:8px;background:#e4e6ee;vertical-align:middle}
 .bar span{display:block;height:8px;background:#2b6cb0} #login{display:none} #login.show{display:block}
 """

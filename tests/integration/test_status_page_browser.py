@@ -3,8 +3,8 @@
 The trace is two days of a daily cycle with a ten-minute surge at 16:00 on the first day (the
 simulation starts at 12:00, a quarter into the trace, so the models have history). At x600 an
 hour passes in six seconds. The page must show every section with live data, a chart with points,
-a decision's reasons as `empire explain` writes them, and the anomaly alert once the surge has
-been replayed, without a console error. The screenshot is kept in build/test-artifacts/.
+a decision's reasons as `empire explain` writes them, the anomaly alert once the surge has been
+replayed, and revenue from the simulated audience, without a console error. The screenshot is kept in build/test-artifacts/.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def test_the_status_page_shows_a_simulated_daemon_live(tmp_path: Path) -> None:
                 return seen, list(page.errors), shot
 
         seen, errors, shot = anyio.run(browse)
+        data = httpx.get(f"{url}/ui/data", timeout=30).json()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "status-page.png").write_bytes(shot)
     finally:
@@ -136,6 +137,9 @@ def test_the_status_page_shows_a_simulated_daemon_live(tmp_path: Path) -> None:
     assert "music-sim/main-1" in seen["accounts"] and "60/min" in seen["accounts"]
     assert "hot" in seen["tiers"] and "archive" in seen["tiers"]
     assert "luna-waves" in seen["personas"] and "grit-city" in seen["personas"]
+    # the simulated audience played the generated tracks and paid for them: revenue and ROI per persona
+    assert sum(p["revenue"] for p in data["personas"]) > 0, data["personas"]
+    assert data["status"]["simulation"]["audience"]["plays"] > 0
     assert "simulation" in seen["overview"] and "x600" in seen["overview"]
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
     lines = [line for line in out.splitlines() if " | " in line]

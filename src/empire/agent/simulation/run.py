@@ -9,7 +9,9 @@ embedded SQLite default), with
 * `SimulatedSurroundings` in place of Prometheus and Kubernetes: the demand trace drives each
   target's signals, and scaling is applied with the backtest's start-up delay and capacity model;
 * the policy's own generation providers (the shipped one has simulated providers), whose
-  results fill the local tiers.
+  results fill the local tiers;
+* a `SimulatedAudience` that plays those tracks and pays for them, as a publishing platform's
+  reports would (revenue and ROI per persona, access scores for the tier sweep).
 
 Why its own data directory (`<EMPIRE_DATA_DIR>/simulation`, emptied at each start): its journal is
 written in simulated time. Restored into a real daemon's journal, those decisions would be read
@@ -39,6 +41,7 @@ from empire.agent.backtest.engine import BacktestSettings
 from empire.agent.backtest.trace import DemandTrace, load_trace
 from empire.agent.clock import ScaledClock
 from empire.agent.daemon import Daemon, Surroundings, build_daemon
+from empire.agent.simulation.audience import SimulatedAudience
 from empire.agent.simulation.surroundings import SimulatedSurroundings
 from empire.agent.statuspage.data import PageSources, gather
 from empire.config.settings import Settings
@@ -132,7 +135,14 @@ async def build_simulation(settings: Settings, options: SimulationOptions) -> tu
     info = {"trace": trace.name, "speed": options.speed, "started_at": start.isoformat(),
             "trace_ends_at": world.end.isoformat(), "data_dir": str(sim_dir), "policy_file": str(policy_file),
             "muted_receivers": muted}  # fmt: skip
-    daemon.context.status_sections["simulation"] = lambda: {**info, "clusters": world.summary()}
+    audience = SimulatedAudience(daemon.db, lambda: daemon.policy().policy)
+    daemon.schedule(PeriodicJob("simulated-audience", lambda _: timedelta(hours=1), audience,
+                                first_delay=timedelta(hours=1)))  # fmt: skip
+    daemon.context.status_sections["simulation"] = lambda: {
+        **info,
+        "clusters": world.summary(),
+        "audience": {"plays": audience.plays, "revenue": round(audience.revenue, 4)},
+    }
     if muted:
         logger.info("simulation: receivers %s deliver to the dashboard (--notify keeps them)", ", ".join(muted))
     logger.info("simulation: %s from %s (trace minute %d) at x%g; journal and tiers in %s", trace.name,

@@ -128,6 +128,9 @@ def test_the_simulation_directory_is_only_emptied_when_a_simulation_made_it(tmp_
     d = simulation_dir(settings)
     (d / "empire.db").write_text("old")
     assert not (simulation_dir(settings) / "empire.db").exists()
+    (d / ".empire-simulation").write_text("pid 1\n")  # a running simulation (pid 1 is always alive)
+    with pytest.raises(ConfigError, match="pid 1"):
+        simulation_dir(settings)
     other = Settings(data_dir=tmp_path / "x")
     (tmp_path / "x" / "simulation").mkdir(parents=True)
     (tmp_path / "x" / "simulation" / "mine").write_text("keep")

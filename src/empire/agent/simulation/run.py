@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,13 +72,34 @@ class SimulationOptions:
 def simulation_dir(settings: Settings) -> Path:
     """`<data dir>/simulation`, emptied (it holds nothing but a previous simulation's files)."""
     d = settings.data_dir / "simulation"
+    marker = d / MARKER
     if d.exists() and any(d.iterdir()):
-        if not (d / MARKER).exists():
+        if not marker.exists():
             raise ConfigError(f"{d} exists and was not made by a simulation: move it away or set EMPIRE_DATA_DIR")
+        pid = _pid(marker.read_text())
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            raise ConfigError(f"a simulation (pid {pid}) is running in {d}: stop it first, or set EMPIRE_DATA_DIR")
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
-    (d / MARKER).write_text("made by `empire run --simulate`; emptied at its next start\n")
+    marker.write_text(f"made by `empire run --simulate`; emptied at its next start\npid {os.getpid()}\n")
     return d
+
+
+def _pid(text: str) -> int | None:
+    for line in text.splitlines():
+        if line.startswith("pid ") and line[4:].strip().isdigit():
+            return int(line[4:])
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def simulated_policy(source: Path, dest: Path, notify: bool) -> list[str]:

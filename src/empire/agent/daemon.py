@@ -15,6 +15,11 @@ rescheduling every job whose interval changed. A failing area leaves the daemon 
 (see `empire.agent.areas`). The core offers the `KubernetesSecretReader` (`AreaDeps.secret_reader`)
 when a cluster is configured, for `secret:` references.
 
+`empire run --simulate` builds this same daemon with `Surroundings` (a trace-driven observer and
+a simulated cluster, `empire.agent.simulation`) and a fast clock: its periodic jobs then run after
+each tick on the loop's clock instead of apscheduler's wall clock. Every daemon serves the status
+page at `/` (`empire.agent.statuspage`), its charts fed by `Daemon.history` after each tick.
+
 The policy comes from one of two sources (`EMPIRE_POLICY_SOURCE`): `file` (the policy file,
 hot-reloaded by `PolicyWatcher`) or `database` (the version the operator applied from an
 EmpireConfig, followed by `DbPolicySource`; idle and dry-run until the first one arrives).

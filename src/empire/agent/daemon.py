@@ -289,11 +289,9 @@ async def build_daemon(
                        "metrics_unavailable and its fallback applies (hold, or fixed replicas)")  # fmt: skip
     closers.append(observer.aclose)
 
-    if surroundings is None:
+    if surroundings is None:  # simulated surroundings named the executor above
         cluster = load_cluster_config(settings.kubernetes)
-    if surroundings is not None:
-        pass  # named above
-    elif cluster is not None:
+    if surroundings is None and cluster is not None:
         scaler = KubernetesScaler(cluster, timeout=settings.kubernetes.timeout, monitor=monitor,
                                   instance=settings.replica_id)  # fmt: skip
         executor = workloads = scaler
@@ -301,7 +299,7 @@ async def build_daemon(
         services["secret_reader"] = _secret_reader(cluster, closers)
         info["cluster"] = f"{mask_url(cluster.server)} ({cluster.source})"
         logger.info("Kubernetes API %s via %s", mask_url(cluster.server), cluster.source)
-    else:
+    elif surroundings is None:
         executor = workloads = DryRunExecutor()
         info["cluster"] = "none (dry-run pretend cluster)"
         logger.warning("no Kubernetes cluster (EMPIRE_KUBERNETES__MODE=%s found none): actions are decided and "

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -47,6 +48,7 @@ __all__ = [
     "model_registry",
     "moves",
     "notifications",
+    "performance_metrics",
     "policy_versions",
     "pool_holds",
     "silences",
@@ -300,6 +302,20 @@ api_tokens = Table(  # the HTTP API's named tokens (empire.agent.api.auth): a di
     Column("expires_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
     Index(None, "name"),
+)
+
+performance_metrics = Table(  # per track, platform and UTC day (empire.agent.pools.performance): upserted
+    "performance_metrics",
+    metadata,
+    Column("object_id", String(128), ForeignKey("content_objects.id", ondelete="CASCADE"), primary_key=True),
+    Column("platform", String(128), primary_key=True),
+    Column("period", Date, primary_key=True),  # the UTC day the figure is for
+    Column("views", BigInteger, nullable=False, default=0),
+    Column("engagement", BigInteger, nullable=False, default=0),
+    Column("revenue", Float, nullable=False, default=0.0),  # earned that day
+    Column("source", String(32), nullable=False),  # api | csv | pull
+    Column("updated_at", UTCDateTime, nullable=False),  # a revised figure replaces the row
+    Index(None, "platform", "period"),
 )
 
 backups = Table(  # the catalog of scheduled backups (empire.agent.backup): what retention prunes

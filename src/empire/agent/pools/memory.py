@@ -17,6 +17,7 @@ from empire.agent.pools.budget import BudgetLedger, BudgetLimits, day_start, mon
 from empire.agent.pools.callbacks import callback_payload, callback_result
 from empire.agent.pools.holds import Hold, HoldKind, Holds, active_holds
 from empire.agent.pools.jobs import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATES, Job, JobState, NewJob, Spend
+from empire.agent.pools.performance import PerformanceFigure, PlatformTotals, refuse_bad_figures
 from empire.agent.pools.publish import NewContent
 from empire.agent.pools.queue import (
     DeadLettered,
@@ -31,7 +32,9 @@ from empire.agent.pools.queue import (
 from empire.agent.pools.revenue import PublishedTrack
 from empire.agent.types import Reason
 
-__all__ = ["MemoryCallbackStore", "MemoryContentCatalog", "MemoryHoldStore", "MemoryJobQueue"]
+__all__ = [
+    "MemoryCallbackStore", "MemoryContentCatalog", "MemoryHoldStore", "MemoryJobQueue", "MemoryPerformanceStore",
+]  # fmt: skip
 
 
 class MemoryHoldStore:
@@ -343,3 +346,51 @@ class MemoryContentCatalog:
             for i in self.items.values()
             if i.meta.persona in names and i.meta.status != "quarantined" and i.meta.created_at >= since
         ]  # fmt: skip
+
+
+class MemoryPerformanceStore:
+    """`PerformanceStore` over a `MemoryContentCatalog` (its objects are the known ids; their revenue
+    to date is the catalog's `revenue`). `audit` lists what the SQL store writes to `audit`."""
+
+    def __init__(self, catalog: MemoryContentCatalog) -> None:
+        self.catalog = catalog
+        self.rows: dict[tuple[str, str, Any], PerformanceFigure] = {}
+        self.audit: list[dict[str, Any]] = []
+
+    async def record(self, figures: Sequence[PerformanceFigure], *, actor: str, at: datetime, source: str) -> int:
+        from empire.errors import NotFoundError
+
+        if not figures:
+            return 0
+        refuse_bad_figures(figures, at.date())
+        ids = sorted({f.object_id for f in figures})
+        missing = [i for i in ids if i not in self.catalog.items]
+        if missing:
+            raise NotFoundError(f"unknown content object(s): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        for f in figures:
+            self.rows[(f.object_id, f.platform, f.period)] = f
+        for oid in ids:
+            self.catalog.revenue[oid] = sum(f.revenue for k, f in self.rows.items() if k[0] == oid)
+        self.audit.append({"at": at, "actor": actor, "action": "content.performance",
+                           "subject": f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",
+                           "details": {"source": source, "objects": len(ids), "figures": len(figures)}})  # fmt: skip
+        return len(figures)
+
+    async def figures(self, object_id: str) -> list[PerformanceFigure]:
+        return sorted((f for k, f in self.rows.items() if k[0] == object_id), key=lambda f: (f.platform, f.period))
+
+    async def revenue(self, object_id: str) -> float:
+        return self.catalog.revenue.get(object_id, 0.0)
+
+    async def totals(self, since: datetime) -> dict[tuple[str, str], PlatformTotals]:
+        acc: dict[tuple[str, str], list[Any]] = {}
+        for (oid, platform, _), f in self.rows.items():
+            item = self.catalog.items[oid]
+            if item.meta.created_at < since or item.meta.status == "quarantined":
+                continue
+            a = acc.setdefault((item.meta.persona or "", platform), [0, 0, 0.0, set()])
+            a[0] += f.views
+            a[1] += f.engagement
+            a[2] += f.revenue
+            a[3].add(oid)
+        return {k: PlatformTotals(a[0], a[1], a[2], len(a[3])) for k, a in sorted(acc.items())}

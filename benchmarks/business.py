@@ -89,11 +89,12 @@ def allocator(
     limits: BudgetLimits,
     floor_every: int = FLOOR_EVERY,
     memory_days: float = 28.0,
+    **overrides: object,
 ) -> Plan:
     """The planner's `returns` strategy as the daemon runs it (`plan_by_returns`), on what the
     platforms have reported by `day`."""
     spending = SpendPolicy(strategy="returns", floor=SpendFloor(tracks=1, every=timedelta(days=floor_every)),
-                           memory_half_life=timedelta(days=memory_days))  # fmt: skip
+                           memory_half_life=timedelta(days=memory_days), **overrides)  # fmt: skip
     seen = [TrackReturn(t.persona, t.genre, t.cost, day - t.day, market.revenue(t, day)) for t in tracks]
     recent: dict[str, int] = defaultdict(int)
     for t in tracks:
@@ -166,13 +167,18 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         market = generate_market(seed, args.personas, days)
         daily = sum(p.cost for p in market.personas)
-        res = {name: run(market, s, days, daily) for name, s in (("fixed", fixed), ("allocator", partial(allocator, floor_every=args.floor_every, memory_days=args.memory_days)),
-                                                                  ("oracle", oracle))}  # fmt: skip
+        mine = partial(allocator, floor_every=args.floor_every, memory_days=args.memory_days)
+        res = {name: run(market, s, days, daily) for name, s in (
+            ("fixed", fixed), ("allocator", mine), ("oracle", oracle),
+            ("before", partial(mine, rank="thompson", memory_choices=())),
+        )}  # fmt: skip
         exceeded += sum(int(r["budget_exceeded"]) for r in res.values())
         per_seed.append({
             "seed": seed,
             "revenue_vs_fixed": round(res["allocator"]["revenue"] / res["fixed"]["revenue"], 3),
             "revenue_vs_oracle": round(res["allocator"]["revenue"] / res["oracle"]["revenue"], 3),
+            "before_vs_fixed": round(res["before"]["revenue"] / res["fixed"]["revenue"], 3),
+            "before_vs_oracle": round(res["before"]["revenue"] / res["oracle"]["revenue"], 3),
             "oracle_vs_fixed": round(res["oracle"]["revenue"] / res["fixed"]["revenue"], 3),
             "spend_vs_fixed": round(res["allocator"]["spend"] / res["fixed"]["spend"], 4),
             "oracle_spend_vs_fixed": round(res["oracle"]["spend"] / res["fixed"]["spend"], 4),
@@ -180,6 +186,8 @@ def main() -> None:
         })  # fmt: skip
     vs_fixed = [s["revenue_vs_fixed"] for s in per_seed]
     vs_oracle = [s["revenue_vs_oracle"] for s in per_seed]
+    before_fixed = [s["before_vs_fixed"] for s in per_seed]
+    before_oracle = [s["before_vs_oracle"] for s in per_seed]
     print(json.dumps({
         "benchmark": "business",
         "personas": args.personas,
@@ -191,6 +199,11 @@ def main() -> None:
         "revenue_vs_oracle": round(statistics.mean(vs_oracle), 3),
         "revenue_vs_oracle_worst": min(vs_oracle),
         "budget_exceeded": exceeded,
+        "before": {  # the same run, the allocator as it was: Thompson draws, memory_half_life fixed at 28 days
+            "revenue_vs_fixed": round(statistics.mean(before_fixed), 3), "revenue_vs_fixed_worst": min(before_fixed),
+            "revenue_vs_oracle": round(statistics.mean(before_oracle), 3),
+            "revenue_vs_oracle_worst": min(before_oracle),
+        },
         "per_seed": per_seed,
         "cpu_s": round(time.process_time() - started, 1),
     }))  # fmt: skip

@@ -131,6 +131,7 @@ def requests(draw: st.DrawFn, doc: dict[str, Any], template: str, op: dict[str, 
         near = [{}, [], None, "x", {"prompt": "x"}, {"prompt": "x", "persona": "luna"},  # and some that pass
                 {"prompt": "x", "providers": ["sim"], "priority": "low"}, {"events": [{"id": "nope"}]},
                 {"figures": [{"id": "nope", "amount": 1}]},
+                {"figures": [{"id": "nope", "platform": "youtube", "date": "2026-01-01", "revenue": 1}]},
                 {"matchers": ['alertname="a"'], "comment": "c", "duration_seconds": 60}]  # fmt: skip
         body = draw(_values(schema, doc, near))
     return {"path": path, "params": query, "headers": headers, "json": body}

@@ -99,6 +99,7 @@ def test_a_paused_persona_is_held_and_its_money_not_spent_elsewhere() -> None:
 def test_every_job_gets_the_genre_it_was_allocated() -> None:
     p = policy(floor={"tracks": 2})
     jazz = [TrackReturn("lead", "jazz", 1.0, 40.0, 9.0) for _ in range(30)]  # lead pays in jazz, trap is unknown
+    jazz += [TrackReturn("gold", "lofi", 1.0, 40.0, 0.5) for _ in range(30)]  # gold pays little
     result, _ = plan(p, planned={"lead": 1}, returns=jazz, recent={"gold": 5, "lead": 1, "new": 5})  # next: number 1
     (lead,) = [a for a in result.actions if a.persona == "lead"]
     assert [(a["genre"], a["reason"]) for a in lead.allocation] == [("trap", "floor"), ("jazz", "expected_return")]

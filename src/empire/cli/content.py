@@ -1,4 +1,4 @@
-"""`empire content add|import|touch|show`: put tracks in the inventory, feed it accesses and revenue.
+"""`empire content add|import|import-metrics|touch|show`: put tracks in the inventory, feed it accesses and revenue.
 
 Access counts and revenue decide which tier a track belongs in; they arrive from play logs and
 distributor reports as CSV (`import`), one at a time (`touch`), or over HTTP (the agent's
@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from empire.cli.common import count
-from empire.errors import ConfigError
+from empire.errors import ConfigError, NotFoundError
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   empire content add track.wav --id track-1 --persona nova --title "First light"
   empire content import plays-2026-05.csv
   empire content import royalties.csv --revenue-mode add
+  empire content import-metrics youtube-2026-06.csv
   empire content touch track-1 --count 3
   empire content show track-1""",
     )
@@ -61,6 +63,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="set: the column is revenue to date (default); add: an increment")  # fmt: skip
     i.add_argument("--policy", metavar="FILE")
     i.set_defaults(func=import_csv)
+
+    m = psub.add_parser(
+        "import-metrics", help="import views, engagement and revenue per track, platform and day from a CSV file",
+        description="Import performance figures (the performance_metrics table).\n\n"
+        "Columns: id,platform,date,views,engagement,revenue (a header line; views and engagement may be\n"
+        "empty). One row per track, platform and UTC day, the day's figures (not running totals): a row\n"
+        "for a day already imported replaces it (a platform's revised figure), so importing a file\n"
+        "twice changes nothing. All or nothing; the tracks' revenue to date follows. Audited.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    m.add_argument("csv", type=Path, metavar="CSV", help="file path, or - for standard input")
+    m.add_argument("--policy", metavar="FILE")
+    m.set_defaults(func=import_metrics)
 
     t = psub.add_parser("touch", help="record accesses of one object")
     t.add_argument("id")
@@ -231,6 +246,30 @@ def import_csv(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_metrics(args: argparse.Namespace) -> int:
+    import anyio
+
+    from empire.agent.pools.performance import parse_csv
+    from empire.agent.tiering.context import open_tiering
+    from empire.config.settings import load_settings
+    from empire.state.performance import SqlPerformanceStore
+
+    text = sys.stdin.read() if str(args.csv) == "-" else args.csv.read_text(encoding="utf-8")
+
+    async def go() -> None:
+        async with open_tiering(load_settings(), args.policy) as tc:
+            now = tc.clock.now()
+            figures = parse_csv(text, now.date(), str(args.csv))
+            try:
+                n = await SqlPerformanceStore(tc.db).record(figures, actor="cli:import-metrics", at=now, source="csv")
+            except NotFoundError as exc:
+                raise ConfigError(f"{args.csv}: {exc}; nothing imported") from None
+            print(f"{args.csv}: {n} figures for {len({f.object_id for f in figures})} tracks")
+
+    anyio.run(go)
+    return 0
+
+
 def touch(args: argparse.Namespace) -> int:
     import anyio
 
@@ -316,7 +355,7 @@ def show(args: argparse.Namespace) -> int:
     from empire.agent.tiering.context import open_tiering
     from empire.agent.tiering.describe import describe_object
     from empire.config.settings import load_settings
-    from empire.state.business import publications
+    from empire.state.publications import publications
 
     async def go() -> dict[str, Any]:
         async with open_tiering(load_settings(), args.policy, readonly=True) as tc:

@@ -17,7 +17,7 @@ from empire.agent.pools.jobs import JobState
 from empire.state import tables as t
 from empire.state.database import Database
 
-__all__ = ["persona_books", "publications"]
+__all__ = ["persona_books"]
 
 
 async def persona_books(db: Database, since: datetime) -> dict[str, dict[str, float]]:
@@ -45,20 +45,3 @@ async def persona_books(db: Database, since: datetime) -> dict[str, dict[str, fl
         for persona, revenue, n in (await conn.execute(revenue_q)).all():
             row(str(persona)).update(revenue=float(revenue), tracks=int(n))
     return out
-
-
-async def publications(db: Database, object_id: str) -> list[dict[str, object]]:
-    """A track's publish jobs, one per platform (key `pub/<object_id>/<platform>`): state and result."""
-    j = t.jobs.c
-    q = (
-        select(j.provider, j.state, j.result, j.last_error, j.finished_at)
-        .where(j.idempotency_key.startswith(f"pub/{object_id}/", autoescape=True))
-        .order_by(j.provider)
-    )
-    async with db.connect() as conn:
-        rows = (await conn.execute(q)).all()
-    return [
-        {"platform": r.provider, "state": r.state, "url": ((r.result or {}).get("publication") or {}).get("url"),
-         "at": r.finished_at.isoformat() if r.finished_at else None, **({"error": r.last_error} if r.last_error else {})}
-        for r in rows
-    ]  # fmt: skip

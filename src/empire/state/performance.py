@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -18,7 +18,6 @@ from empire.agent.pools.performance import PerformanceFigure, PlatformTotals, re
 from empire.errors import NotFoundError
 from empire.state import tables as t
 from empire.state.database import Database
-from empire.state.inventory import audit
 
 __all__ = ["SqlPerformanceStore"]
 
@@ -37,7 +36,7 @@ class SqlPerformanceStore:
         last = {(f.object_id, f.platform, f.period): f for f in figures}  # within a batch the last one wins
         ids = sorted({f.object_id for f in figures})
         c = t.content_objects.c
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+        upsert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
         async with self.db.begin() as conn:
             q = select(c.id).where(c.id.in_(ids))
             if self.db.dialect == "postgresql":
@@ -53,7 +52,7 @@ class SqlPerformanceStore:
                 for f in last.values()
             ]  # fmt: skip
             for i in range(0, len(rows), CHUNK):
-                ins = insert(P).values(rows[i : i + CHUNK])
+                ins = upsert(P).values(rows[i : i + CHUNK])
                 await conn.execute(ins.on_conflict_do_update(
                     index_elements=["object_id", "platform", "period"],
                     set_={k: ins.excluded[k] for k in ("views", "engagement", "revenue", "source", "updated_at")},
@@ -61,9 +60,11 @@ class SqlPerformanceStore:
             sums = select(P.c.object_id, func.sum(P.c.revenue).label("revenue")).where(P.c.object_id.in_(ids))
             for r in (await conn.execute(sums.group_by(P.c.object_id))).all():
                 await conn.execute(update(t.content_objects).where(c.id == r.object_id).values(revenue=float(r.revenue)))
-            await audit(conn, at, actor, "content.performance",
-                        f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",
-                        source=source, objects=len(ids), figures=len(figures))  # fmt: skip
+            await conn.execute(insert(t.audit).values(
+                at=at, actor=actor[:128], action="content.performance",
+                subject=f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",
+                details={"source": source, "objects": len(ids), "figures": len(figures)},
+            ))  # fmt: skip
         return len(figures)
 
     async def figures(self, object_id: str) -> list[PerformanceFigure]:

@@ -31,6 +31,7 @@ from empire.agent.pools.callbacks import callback_routes
 from empire.agent.pools.dispatcher import DispatcherOptions
 from empire.agent.pools.executor import GenerateExecutor, HoldExecutor
 from empire.agent.pools.metrics import PoolMetrics
+from empire.agent.pools.performance_api import endpoints as performance_endpoints
 from empire.agent.pools.plan_job import GenerationPlanner
 from empire.agent.pools.publish import DirectoryContentSink, StorageContentSink
 from empire.agent.pools.runtime import PoolsRuntime
@@ -41,6 +42,7 @@ from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
 from empire.state.callbacks import SqlCallbackStore
 from empire.state.content import SqlContentCatalog
+from empire.state.performance import SqlPerformanceStore
 from empire.state.holds import SqlHoldStore
 from empire.state.jobs import SqlJobQueue
 
@@ -113,7 +115,8 @@ def build(deps: AreaDeps) -> AreaHandle:
         ],
         routes=[*callback_routes(policy, lambda: runtime.hubs, callbacks, deps.clock, secrets=deps.secret_reader,
                                  max_body_bytes=s.http.max_body_bytes),
-                *api_routes(endpoints(runtime.queue, policy, deps.clock), s.http.max_body_bytes)],
+                *api_routes(endpoints(runtime.queue, policy, deps.clock), s.http.max_body_bytes),
+                *api_routes(performance_endpoints(SqlPerformanceStore(deps.db), deps.clock), s.http.max_body_bytes)],
         status={"pools": lambda: {
             **runtime.status(), "limits": limits_where, "content": f"{sink.backend!r} tier {sink.tier}",
             "planner": planner.last, "trends": trends.status(),

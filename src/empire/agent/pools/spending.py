@@ -27,10 +27,20 @@ import hashlib
 import math
 import random
 from collections.abc import Mapping, Sequence, Set
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from empire.agent.pools.allocating import ArmStats, Demand, Learning, TrackReturn, allocate, arm_stats, estimates
+from empire.agent.pools.allocating import (
+    ArmStats,
+    Demand,
+    Learning,
+    TrackReturn,
+    allocate,
+    arm_stats,
+    choose_memory,
+    estimates,
+)
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
 from empire.agent.pools.jobs import JobPriority, Spend
 from empire.agent.pools.planner import GenerationPlan, HeldBack, batch_id, window_start
@@ -46,6 +56,7 @@ def learning_from(policy: SpendPolicy) -> Learning:
     return Learning(
         memory_half_life=policy.memory_half_life / DAY, payout_half_life=policy.payout_half_life / DAY,
         prior_tracks=policy.prior_tracks, genre_prior_tracks=policy.genre_prior_tracks, cv=policy.cv,
+        memory_choices=tuple(policy.memory_choices), rank=policy.rank,
     )  # fmt: skip
 
 
@@ -80,6 +91,8 @@ def plan_by_returns(
     queued_cost = queued_cost or {}
     trend = trend or {}
     learning = learning_from(policy)
+    memory, _scores = choose_memory(returns, learning)
+    learning = replace(learning, memory_half_life=memory)
     start = window_start(now, DAY)
     batch = batch_id(start)
     ledger = BudgetLedger(limits, spend)
@@ -137,6 +150,7 @@ def plan_by_returns(
                                 batch=batch, first=first, allocation=detail))  # fmt: skip
     projected = spend.day + sum(queued_cost.values()) + allocated
     summary: dict[str, Any] = {"spend_target_today": round(max(0.0, target), 6), "allocated": round(allocated, 6),
+                               "memory_half_life_days": round(memory, 2),
                                "losing": losing(demands, stats, learning),
                                "returns": persona_returns(demands, stats, learning)}  # fmt: skip
     return GenerationPlan(tuple(actions), tuple(held), projected), summary

@@ -17,7 +17,7 @@ actor, in the same transaction as the change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -61,6 +61,15 @@ class Updated(BaseModel):
     updated: int = Field(description="objects changed")
 
 
+class PublicationOut(BaseModel):
+    platform: str
+    state: str = Field(description="the publish job's state (succeeded: the platform accepted it)")
+    external_id: str | None = Field(description="the platform's id for the publication")
+    url: str | None
+    at: str | None = Field(description="when the publish job finished")
+    error: str | None = None
+
+
 class ContentOut(BaseModel):
     model_config = ConfigDict(extra="allow")  # planned_move or held_because, when they apply
     id: str
@@ -77,10 +86,18 @@ class ContentOut(BaseModel):
     accesses_per_day: float
     revenue: float
     rules_want: str
+    publications: list[PublicationOut] = Field(default_factory=list, description="one per platform (publish jobs)")
 
 
-def endpoints(inventory: Inventory, *, clock: Clock, policy: Callable[[], StoragePolicy]) -> list[Endpoint]:
-    """The content endpoints, for `build_app(context, extra_routes=api_routes(...))`."""
+def endpoints(
+    inventory: Inventory,
+    *,
+    clock: Clock,
+    policy: Callable[[], StoragePolicy],
+    publications: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
+) -> list[Endpoint]:
+    """The content endpoints, for `build_app(context, extra_routes=api_routes(...))`. `publications`:
+    a track's publish jobs (platform, state, external id), as `empire content show` lists them."""
 
     def first_error(name: str, items: list[AccessEvent] | list[RevenueFigure], now: datetime) -> None:
         for i, item in enumerate(items):
@@ -116,7 +133,9 @@ def endpoints(inventory: Inventory, *, clock: Clock, policy: Callable[[], Storag
 
     async def show(call: Call) -> Reply:
         obj = await inventory.get(call.params["id"])  # NotFoundError: 404
-        return Reply(200, ContentOut.model_validate(describe_object(obj, policy(), clock.now())))
+        out = describe_object(obj, policy(), clock.now())
+        out["publications"] = await publications(obj.id) if publications is not None else []
+        return Reply(200, ContentOut.model_validate(out))
 
     batch = {200: ("applied", Updated), 404: ("an object id is unknown; nothing was changed", Error)}
     return [

@@ -21,6 +21,7 @@ from empire.agent.types import Retier
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy
 from empire.policies.storage import StoragePolicy
+from empire.state.publications import publications
 from empire.state.inventory import SqlInventory
 from empire.state.moves import SqlMoveJournal
 
@@ -65,7 +66,8 @@ def build(deps: AreaDeps) -> AreaHandle:
     logger.info("tiering: %s, sweep every %s", backend, storage.sweep_every)
     return AreaHandle(
         jobs=[PeriodicJob("tiering-sweep", lambda p: p.storage.sweep_every, sweep)],
-        routes=api_routes(endpoints(inventory, clock=deps.clock, policy=policy), settings.http.max_body_bytes),
+        routes=api_routes(endpoints(inventory, clock=deps.clock, policy=policy,
+                                          publications=lambda oid: publications(deps.db, oid)), settings.http.max_body_bytes),
         status={"tiering": lambda: {"backend": repr(backend), "last_sweep": sweep.last.as_dict() if sweep.last else None}},
         executors={Retier: RetierExecutor(mover, inventory)},
         background=[recover, usage],

@@ -208,6 +208,66 @@ def test_report_shows_spend_revenue_and_return_per_dollar_per_persona(
     assert "--period" in capsys.readouterr().err
 
 
+def test_report_per_platform_and_trend_capture(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Revenue, views and ROI per platform from the performance figures (spend: publishing there plus
+    an even share of the generation), and what tracks planned on a trend boost earn vs the rest."""
+    from sqlalchemy import insert
+
+    from empire.agent.pools.performance import PerformanceFigure
+    from empire.state import tables as t
+    from empire.state.performance import SqlPerformanceStore
+
+    db_path = f"{tmp_path}/empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+    now = datetime.now(UTC)
+    at = now - timedelta(days=3)
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            inventory = SqlInventory(db)
+            figures = []
+            for i in range(2):  # gold: 2 tracks at 1.0 each, the first planned on a trend boost
+                oid = f"trk-gold-{i}"
+                await inventory.register(ContentObject(oid, 1000, "sha256:" + "0" * 64, "hot", f"{oid}.wav", at, at,
+                                                       persona="gold", meta={"trend_boost": True} if i == 0 else {}))  # fmt: skip
+                figures += [PerformanceFigure(oid, "youtube", at.date(), 100, 10, 3.0 if i == 0 else 1.0),
+                            PerformanceFigure(oid, "tiktok", at.date(), 1000, 50, 0.5)]  # fmt: skip
+                async with db.begin() as conn:
+                    for key, provider, cost in ((f"gen/gold/b/{i}", "music", 1.0), (f"pub/{oid}/youtube", "youtube", 0.25),
+                                                (f"pub/{oid}/tiktok", "tiktok", 0.0)):  # fmt: skip
+                        await conn.execute(insert(t.jobs).values(
+                            idempotency_key=key, persona="gold", provider=provider, priority=1, state="succeeded",
+                            attempts=1, not_before=at, request={}, cost=cost, created_at=at, updated_at=at,
+                            finished_at=at,
+                        ))  # fmt: skip
+            await SqlPerformanceStore(db).record(figures, actor="test", at=now, source="csv")
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["report", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    youtube, tiktok = out["platforms"]  # by revenue
+    # youtube: revenue 3 + 1; spend 2 x 0.25 publishing + half of the 2.0 generation
+    assert youtube == {"platform": "youtube", "tracks": 2, "views": 200, "engagement": 20, "revenue": 4.0,
+                       "spend": 1.5, "roi": pytest.approx(4 / 1.5, abs=1e-4)}  # fmt: skip
+    assert tiktok["revenue"] == 1.0 and tiktok["spend"] == 1.0 and tiktok["views"] == 2000
+    assert [(r["persona"], r["platform"]) for r in out["persona_platforms"]] == [("gold", "youtube"), ("gold", "tiktok")]
+    assert out["personas"][0]["revenue"] == 5.0  # the inventory's revenue follows the figures
+    capture = out["trend_capture"]
+    assert capture["boosted"]["tracks"] == 1 and capture["boosted"]["per_track"] == 3.5
+    assert capture["rest"]["per_track"] == 1.5 and capture["ratio"] == pytest.approx(3.5 / 1.5, abs=1e-4)
+    chart = f"{tmp_path}/report.png"
+    assert main(["report", "--plot", chart]) == 0
+    text = capsys.readouterr().out
+    assert "per platform" in text and "youtube" in text and "trend capture: 1 tracks" in text
+    with open(chart, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_content_show_lists_a_tracks_publications(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -17,7 +17,7 @@ from empire.agent.pools.jobs import JobState
 from empire.state import tables as t
 from empire.state.database import Database
 
-__all__ = ["persona_books"]
+__all__ = ["persona_books", "platform_books", "trend_capture"]
 
 
 async def persona_books(db: Database, since: datetime) -> dict[str, dict[str, float]]:
@@ -44,4 +44,61 @@ async def persona_books(db: Database, since: datetime) -> dict[str, dict[str, fl
             row(str(persona)).update(spend=float(spend), jobs=int(n))
         for persona, revenue, n in (await conn.execute(revenue_q)).all():
             row(str(persona)).update(revenue=float(revenue), tracks=int(n))
+    return out
+
+
+async def platform_books(db: Database, since: datetime) -> dict[tuple[str, str], dict[str, float]]:
+    """(persona, platform) -> {"revenue", "views", "engagement", "tracks", "spend"} for the tracks
+    created in [since, now), from `performance_metrics`. Spend: what publishing on the platform
+    cost (its publish jobs) plus the persona's generation spend split evenly across the platforms
+    it published on in the period (a track is made once and goes to each of them)."""
+    from empire.state.performance import SqlPerformanceStore
+
+    totals = await SqlPerformanceStore(db).totals(since)
+    j = t.jobs.c
+    billed = or_(j.state == JobState.succeeded.value, and_(j.state == JobState.cancelled.value, j.cost.is_not(None)))
+    is_pub = j.idempotency_key.startswith("pub/")
+    pub_q = (
+        select(j.persona, j.provider, func.coalesce(func.sum(j.cost), 0.0))
+        .where(is_pub, billed, j.finished_at >= since, j.persona.is_not(None))
+        .group_by(j.persona, j.provider)
+    )
+    gen_q = (
+        select(j.persona, func.coalesce(func.sum(j.cost), 0.0))
+        .where(~is_pub, billed, j.finished_at >= since, j.persona.is_not(None))
+        .group_by(j.persona)
+    )
+    async with db.connect() as conn:
+        published = {(str(p), str(pl)): float(c) for p, pl, c in (await conn.execute(pub_q)).all()}
+        generated = {str(p): float(c) for p, c in (await conn.execute(gen_q)).all()}
+    platforms_of: dict[str, set[str]] = {}
+    for persona, platform in [*published, *totals]:
+        platforms_of.setdefault(persona, set()).add(platform)
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for persona, platforms in platforms_of.items():
+        share = generated.get(persona, 0.0) / len(platforms)
+        for platform in platforms:
+            tot = totals.get((persona, platform))
+            out[(persona, platform)] = {
+                "revenue": tot.revenue if tot else 0.0, "views": tot.views if tot else 0,
+                "engagement": tot.engagement if tot else 0, "tracks": tot.tracks if tot else 0,
+                "spend": share + published.get((persona, platform), 0.0),
+            }  # fmt: skip
+    return dict(sorted(out.items()))
+
+
+async def trend_capture(db: Database, since: datetime) -> dict[str, dict[str, float]]:
+    """Revenue of the tracks planned on a trend boost (`meta.trend_boost`, set from the planner's
+    `trend_boost` reason) vs the rest, created in [since, now): {"boosted"|"rest": {"tracks",
+    "revenue", "per_track"}}."""
+    c = t.content_objects.c
+    q = select(c.revenue, c.meta).where(c.created_at >= since, c.status != "quarantined", c.persona.is_not(None))
+    out = {k: {"tracks": 0, "revenue": 0.0, "per_track": 0.0} for k in ("boosted", "rest")}
+    async with db.connect() as conn:
+        for revenue, meta in (await conn.execute(q)).all():
+            row = out["boosted" if (meta or {}).get("trend_boost") else "rest"]
+            row["tracks"] += 1
+            row["revenue"] += float(revenue)
+    for row in out.values():
+        row["per_track"] = row["revenue"] / row["tracks"] if row["tracks"] else 0.0
     return out

@@ -60,6 +60,8 @@ def build_jobs(action: Generate, policy: Policy) -> list[NewJob]:
         genre = genres[n % len(genres)]
         request = {"prompt": track_prompt(template, action.persona, genre, key), "persona": action.persona,
                    "genre": genre, "providers": list(providers)}  # fmt: skip
+        if Reason.trend_boost in action.reasons:  # trend capture: what tracks planned on a boost earn
+            request["trend_boost"] = True
         out.append(NewJob(key, providers[0], request, action.persona, JobPriority[action.priority]))
     return out
 

@@ -206,6 +206,8 @@ class ContentPublisher:
         status = "active" if verdict.passed else "quarantined"
         extra = {**meta, "prompt": prompt, "job_key": job.idempotency_key, "provider": job.provider,
                  "account": account, "compliance": verdict.as_dict()}  # fmt: skip
+        if job.request.get("trend_boost"):
+            extra["trend_boost"] = True
         await self.sink.publish(oid, data, ContentMeta(persona, meta.get("title"), status, self.clock.now(), extra))
         if verdict.passed:
             for lst, item in ((titles, str(meta.get("title") or "")), (prompts, prompt), (keys, job.idempotency_key)):

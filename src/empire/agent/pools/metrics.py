@@ -100,7 +100,19 @@ class PoolMetrics:
                             "(expected + 2 sd, on 5+ matured tracks) is below 1", ["persona"], registry=registry)  # fmt: skip
         self.allocated = Gauge("empire_generation_allocated", "Tracks the spending allocator planned in its last "
                                "plan, by reason (floor | expected_return)", ["persona", "reason"], registry=registry)  # fmt: skip
+        self.platform_revenue = Gauge("empire_platform_revenue", "Revenue to date, on the platform, of the tracks "
+                                      "created within spending.lookback (performance figures)", ["platform"],
+                                      registry=registry)  # fmt: skip
+        self.platform_roi = Gauge("empire_platform_return_per_dollar", "That revenue over what the tracks cost: "
+                                  "publishing there plus an even share of their generation", ["platform"],
+                                  registry=registry)  # fmt: skip
+        self.pair_revenue = Gauge("empire_persona_platform_revenue", "Revenue to date of the persona's tracks on the "
+                                  "platform (pairs the policy publishes to)", ["persona", "platform"], registry=registry)  # fmt: skip
+        self.trend_capture = Gauge("empire_trend_capture_revenue_per_track", "Revenue per track of the tracks planned "
+                                   "on a trend boost (group boosted) and of the rest (group rest), within "
+                                   "spending.lookback", ["group"], registry=registry)  # fmt: skip
         self._accounts: set[tuple[str, str]] = set()
+        self._pairs: set[tuple[str, str]] = set()
         self._providers: set[str] = set()
         self._personas: set[str] = set()
 
@@ -247,6 +259,32 @@ class PoolMetrics:
             self.losing.labels(persona).set(1 if persona in losing else 0)
             for reason in ("floor", "expected_return"):
                 self.allocated.labels(persona, reason).set(counts.get((persona, reason), 0))
+
+    def on_business(
+        self,
+        pairs: dict[tuple[str, str], dict[str, float]],
+        capture: dict[str, dict[str, float]],
+        allowed: set[tuple[str, str]],
+    ) -> None:
+        """The business books (`platform_books`, `trend_capture`): series only for the (persona,
+        platform) pairs the policy publishes to (`allowed`) and their platforms."""
+        if allowed != self._pairs:  # the policy changed: no stale series
+            self._pairs = set(allowed)
+            for gauge in (self.platform_revenue, self.platform_roi, self.pair_revenue):
+                gauge.clear()
+        sums: dict[str, list[float]] = {platform: [0.0, 0.0] for _, platform in allowed}
+        for (persona, platform), b in pairs.items():
+            if (persona, platform) in allowed:
+                self.pair_revenue.labels(persona, platform).set(b["revenue"])
+                sums[platform][0] += b["revenue"]
+                sums[platform][1] += b["spend"]
+        for pair in allowed - set(pairs):
+            self.pair_revenue.labels(*pair).set(0.0)
+        for platform, (revenue, spend) in sums.items():
+            self.platform_revenue.labels(platform).set(revenue)
+            self.platform_roi.labels(platform).set(revenue / spend if spend > 0 else 0.0)
+        for group in ("boosted", "rest"):
+            self.trend_capture.labels(group).set(capture.get(group, {}).get("per_track", 0.0))
 
     def on_trend(self, factors: dict[str, float]) -> None:
         for persona, factor in factors.items():

@@ -26,6 +26,7 @@ from typing import Any
 from empire.agent.api.spec import api_routes
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
 from empire.agent.pools.api import endpoints
+from empire.agent.pools.books import BusinessMetricsJob
 from empire.agent.pools.bucket import LocalLimiter
 from empire.agent.pools.callbacks import callback_routes
 from empire.agent.pools.dispatcher import DispatcherOptions
@@ -41,6 +42,7 @@ from empire.agent.types import DrainAccount, Generate, PausePersona
 from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
 from empire.state.callbacks import SqlCallbackStore
+from empire.state.business import platform_books, trend_capture
 from empire.state.content import SqlContentCatalog
 from empire.state.performance import SqlPerformanceStore
 from empire.state.holds import SqlHoldStore
@@ -49,6 +51,7 @@ from empire.state.jobs import SqlJobQueue
 __all__ = ["AREA", "build"]
 
 logger = logging.getLogger(__name__)
+BOOKS_EVERY = timedelta(minutes=15)  # the business books change with revenue figures: daily, at most hourly
 
 
 def _limiter(deps: AreaDeps) -> tuple[RateLimiter, str]:
@@ -89,6 +92,8 @@ def build(deps: AreaDeps) -> AreaHandle:
     holds = HoldExecutor(runtime.holds_store, policy, deps.clock, s.replica_id, runtime.apply_holds)
     actions = deps.monitor.loop.actions
     trends = TrendReader(deps.observer, policy, metrics.on_trend)
+    books = BusinessMetricsJob(policy, lambda since: platform_books(deps.db, since),
+                               lambda since: trend_capture(deps.db, since), metrics)  # fmt: skip
     planner = GenerationPlanner(
         runtime.queue, runtime.holds_store, policy, lambda a, now: deps.runner.run(a, at=now), deps.store,
         metrics=metrics, count_skipped=lambda reason: actions.labels("generate", reason, "skipped").inc(),
@@ -112,6 +117,7 @@ def build(deps: AreaDeps) -> AreaHandle:
         jobs=[
             PeriodicJob("persona-trends", every, trends),  # reads each persona's trend every trend.every
             PeriodicJob("generation-plan", every, planner),
+            PeriodicJob("business-metrics", lambda p: BOOKS_EVERY, books),
         ],
         routes=[*callback_routes(policy, lambda: runtime.hubs, callbacks, deps.clock, secrets=deps.secret_reader,
                                  max_body_bytes=s.http.max_body_bytes),

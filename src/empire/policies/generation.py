@@ -268,8 +268,8 @@ class SpendPolicy(StrictModel):
         description="cadence: fixed release cadence; returns: spend where revenue per dollar is highest",
     )
     floor: SpendFloor = Field(default_factory=SpendFloor)
-    rank: Literal["expected", "thompson"] = Field(
-        default="expected",
+    rank: Literal["pending", "thompson", "expected"] = Field(
+        default="pending",
         description="how the budget past the floor is ranked: expected (the estimate; the floor buys the data "
         "every persona needs) or thompson (a draw from each estimate's posterior: explores more, for floor 0)",
     )

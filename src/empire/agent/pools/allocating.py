@@ -89,11 +89,13 @@ class ArmStats:
     exposure: float = 0.0  # matured dollars: sum of weight * matured share * cost
     revenue: float = 0.0  # sum of weight * revenue
     tracks: float = 0.0  # matured tracks: sum of weight * matured share
+    pending: float = 0.0  # revenue still to come, in tracks: sum of weight * (1 - matured share)
 
     def add(self, other: ArmStats) -> None:
         self.exposure += other.exposure
         self.revenue += other.revenue
         self.tracks += other.tracks
+        self.pending += other.pending
 
 
 def arm_stats(tracks: Iterable[TrackReturn], learning: Learning) -> dict[tuple[str, str], ArmStats]:
@@ -106,6 +108,7 @@ def arm_stats(tracks: Iterable[TrackReturn], learning: Learning) -> dict[tuple[s
         s.exposure += weight * matured * t.cost
         s.revenue += weight * t.revenue
         s.tracks += weight * matured
+        s.pending += weight * (1.0 - matured)
     return out
 
 
@@ -294,17 +297,23 @@ def allocate(
         if got < want:
             held[d.persona] = held.get(d.persona, 0) + want - got
 
+    pending: dict[str, float] = {}
+    if learning.rank == "pending":
+        for (persona, _g), s in stats.items():
+            pending[persona] = pending.get(persona, 0.0) + s.pending
     draws: list[tuple[float, str, Demand, str]] = []
     for d in demands:
         for g in d.genres:
             e, mean_p, k_p = est[(d.persona, g)]
             gs = stats.get((d.persona, g), ArmStats())
             ng = learning.genre_prior_tracks * d.cost
-            persona_draw = _gamma_draw(mean_p, k_p, rng)
-            mean = (persona_draw * ng + gs.revenue) / (ng + gs.exposure)
-            draw = _gamma_draw(mean, (learning.genre_prior_tracks + gs.tracks) / cv2, rng)
             if learning.rank == "expected":
                 draw = e.expected
+            else:  # "pending": drawn from the posterior as it will be when this track's revenue is in
+                persona_draw = _gamma_draw(mean_p, k_p + pending.get(d.persona, 0.0) / cv2, rng)
+                mean = (persona_draw * ng + gs.revenue) / (ng + gs.exposure)
+                k_g = learning.genre_prior_tracks + gs.tracks + (gs.pending if learning.rank == "pending" else 0.0)
+                draw = _gamma_draw(mean, k_g / cv2, rng)
             draws.append((draw * max(d.boost, 0.0), g, d, d.persona))
     draws.sort(key=lambda x: (-x[0], x[3], x[1]))
     drawn = {(d.persona, g): v for v, g, d, _ in draws}

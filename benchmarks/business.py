@@ -93,8 +93,8 @@ def allocator(
 ) -> Plan:
     """The planner's `returns` strategy as the daemon runs it (`plan_by_returns`), on what the
     platforms have reported by `day`."""
-    spending = SpendPolicy(strategy="returns", floor=SpendFloor(tracks=1, every=timedelta(days=floor_every)),
-                           memory_half_life=timedelta(days=memory_days), **overrides)  # fmt: skip
+    overrides.setdefault("floor", SpendFloor(tracks=1, every=timedelta(days=floor_every)))
+    spending = SpendPolicy(strategy="returns", memory_half_life=timedelta(days=memory_days), **overrides)  # type: ignore[arg-type]
     seen = [TrackReturn(t.persona, t.genre, t.cost, day - t.day, market.revenue(t, day)) for t in tracks]
     recent: dict[str, int] = defaultdict(int)
     for t in tracks:
@@ -170,7 +170,8 @@ def main() -> None:
         mine = partial(allocator, floor_every=args.floor_every, memory_days=args.memory_days)
         res = {name: run(market, s, days, daily) for name, s in (
             ("fixed", fixed), ("allocator", mine), ("oracle", oracle),
-            ("before", partial(mine, rank="thompson", memory_choices=())),
+            ("before", partial(mine, draw="thompson", floor=SpendFloor(tracks=1, every=timedelta(days=args.floor_every),
+                                                                      skip_hopeless=False))),
         )}  # fmt: skip
         exceeded += sum(int(r["budget_exceeded"]) for r in res.values())
         per_seed.append({
@@ -199,7 +200,7 @@ def main() -> None:
         "revenue_vs_oracle": round(statistics.mean(vs_oracle), 3),
         "revenue_vs_oracle_worst": min(vs_oracle),
         "budget_exceeded": exceeded,
-        "before": {  # the same run, the allocator as it was: Thompson draws, memory_half_life fixed at 28 days
+        "before": {  # the same run, the allocator as it was: draws from today's posterior, a floor for every persona
             "revenue_vs_fixed": round(statistics.mean(before_fixed), 3), "revenue_vs_fixed_worst": min(before_fixed),
             "revenue_vs_oracle": round(statistics.mean(before_oracle), 3),
             "revenue_vs_oracle_worst": min(before_oracle),

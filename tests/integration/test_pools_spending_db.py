@@ -255,7 +255,10 @@ def test_report_per_platform_and_trend_capture(
     assert youtube == {"platform": "youtube", "tracks": 2, "views": 200, "engagement": 20, "revenue": 4.0,
                        "spend": 1.5, "roi": pytest.approx(4 / 1.5, abs=1e-4)}  # fmt: skip
     assert tiktok["revenue"] == 1.0 and tiktok["spend"] == 1.0 and tiktok["views"] == 2000
-    assert [(r["persona"], r["platform"]) for r in out["persona_platforms"]] == [("gold", "youtube"), ("gold", "tiktok")]
+    assert [(r["persona"], r["platform"]) for r in out["persona_platforms"]] == [
+        ("gold", "youtube"),
+        ("gold", "tiktok"),
+    ]
     assert out["personas"][0]["revenue"] == 5.0  # the inventory's revenue follows the figures
     capture = out["trend_capture"]
     assert capture["boosted"]["tracks"] == 1 and capture["boosted"]["per_track"] == 3.5

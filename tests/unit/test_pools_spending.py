@@ -25,7 +25,8 @@ def policy(daily: float | None = None, **spending: object) -> Policy:
             {"name": "new", "genres": ["house"], "providers": ["music"], "cadence": {"tracks": 1, "every": "12h"},
              "priority": "low"},
         ],
-        "spending": {"strategy": "returns", **spending},
+        "spending": {"strategy": "returns", **spending,
+                     "floor": {"skip_hopeless": False, **spending.get("floor", {})}},  # type: ignore[dict-item]
     })  # fmt: skip
 
 
@@ -118,3 +119,15 @@ def test_a_budget_cut_mid_day_lowers_what_is_left_and_is_never_passed() -> None:
     assert summary["spend_target_today"] == 3.0 and sum(a.count for a in cut.actions) == 1
     assert cut.projected_spend <= 4.0
     assert plan(policy(daily=2.0), planned=planned, recent=planned, spend=Spend(day=3.0, month=3.0))[0].actions == ()
+
+
+def test_a_hopeless_persona_s_floor_waits_until_its_uncertainty_has_grown() -> None:
+    """skip_hopeless (the default): lead's optimistic return (expected + 2 sd on 30 tracks) is far
+    below gold's, which the day's money buys: its floor track goes to gold instead. Once its
+    evidence has faded (old tracks weigh little), it could matter again and is fed."""
+    result, _ = plan(policy(floor={"skip_hopeless": True}))
+    assert counts((result,)) == {"gold": 5, "new": 1}  # new has no data: it could be anything
+    faded = [TrackReturn("gold", "lofi", 1.0, 40.0, 6.0) for _ in range(30)]
+    faded += [TrackReturn("lead", "jazz", 1.0, 400.0, 0.2) for _ in range(30)]  # a year ago: it says little now
+    result, _ = plan(policy(floor={"skip_hopeless": True}), returns=faded)
+    assert "lead" in counts((result,))

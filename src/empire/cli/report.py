@@ -99,21 +99,30 @@ def render(summary: dict[str, Any], period: str) -> list[str]:
     t = summary["total"]
     lines.append(f"{'total':<24} {_fmt(t['spend']):>10} {'':>6} {'':>6} {_fmt(t['revenue']):>10} {_fmt(t['roi']):>7}")
     if summary.get("platforms"):
-        lines += ["", "per platform (performance figures; spend: publishing there + an even share of the generation)",
-                  f"{'platform':<24} {'spend':>10} {'tracks':>6} {'views':>10} {'engage':>8} {'revenue':>10} {'per $':>7}"]
+        lines += [
+            "",
+            "per platform (performance figures; spend: publishing there + an even share of the generation)",
+            f"{'platform':<24} {'spend':>10} {'tracks':>6} {'views':>10} {'engage':>8} {'revenue':>10} {'per $':>7}",
+        ]
         for r in summary["platforms"]:
             lines.append(f"{r['platform']:<24} {_fmt(r['spend']):>10} {r['tracks']:>6} {r['views']:>10} "
                          f"{r['engagement']:>8} {_fmt(r['revenue']):>10} {_fmt(r['roi']):>7}")  # fmt: skip
-        lines += ["", f"persona x platform (the best {PAIRS} by revenue)",
-                  f"{'persona':<24} {'platform':<12} {'spend':>10} {'revenue':>10} {'per $':>7}"]
+        lines += [
+            "",
+            f"persona x platform (the best {PAIRS} by revenue)",
+            f"{'persona':<24} {'platform':<12} {'spend':>10} {'revenue':>10} {'per $':>7}",
+        ]
         for r in summary["persona_platforms"]:
             lines.append(f"{r['persona']:<24} {r['platform']:<12} {_fmt(r['spend']):>10} {_fmt(r['revenue']):>10} "
                          f"{_fmt(r['roi']):>7}")  # fmt: skip
     if "trend_capture" in summary:
         c = summary["trend_capture"]
         b, r = c["boosted"], c["rest"]
-        lines += ["", f"trend capture: {int(b['tracks'])} tracks planned on a trend boost earned {_fmt(b['per_track'])} "
-                      f"a track, the other {int(r['tracks'])} {_fmt(r['per_track'])} (x{_fmt(c['ratio'])})"]
+        lines += [
+            "",
+            f"trend capture: {int(b['tracks'])} tracks planned on a trend boost earned {_fmt(b['per_track'])} "
+            f"a track, the other {int(r['tracks'])} {_fmt(r['per_track'])} (x{_fmt(c['ratio'])})",
+        ]
     return lines
 
 
@@ -165,6 +174,7 @@ def report(args: argparse.Namespace) -> int:
         raise ConfigError("--period must be longer than 0")
     plot = check_output_path(args.plot, "--plot", PLOT_FORMATS) if args.plot else None
     since = datetime.now(UTC) - period
+
     async def read(db: Any) -> tuple[Any, Any, Any]:
         return await persona_books(db, since), await platform_books(db, since), await trend_capture(db, since)
 

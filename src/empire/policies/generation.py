@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -252,6 +252,12 @@ class SpendFloor(StrictModel):
     """Tracks every persona gets whatever its returns, so that none starves of data."""
 
     tracks: int = Field(default=1, ge=0, description="tracks per period (0: no floor)")
+    skip_hopeless: bool = Field(
+        default=True,
+        description="no floor track for a persona whose optimistic return (expected + 2 sd) is below that of the "
+        "last track the day's money buys: its evidence fades (memory_half_life), its uncertainty grows and "
+        "the floor resumes",
+    )
     every: PositiveDuration = Field(default=timedelta(days=7), description="the period")
 
 
@@ -268,21 +274,16 @@ class SpendPolicy(StrictModel):
         description="cadence: fixed release cadence; returns: spend where revenue per dollar is highest",
     )
     floor: SpendFloor = Field(default_factory=SpendFloor)
-    rank: Literal["pending", "thompson", "expected"] = Field(
+    draw: Literal["pending", "thompson"] = Field(
         default="pending",
-        description="how the budget past the floor is ranked: expected (the estimate; the floor buys the data "
-        "every persona needs) or thompson (a draw from each estimate's posterior: explores more, for floor 0)",
+        description="Thompson draws past the floor from the posterior as it will be when the track's revenue "
+        "is in (pending: counting the revenue still to come of tracks already out and the floor's next "
+        "tracks), or as it is now (thompson: explores more)",
     )
     max_factor: float = Field(default=3.0, ge=1, le=100, description="a persona gets at most cadence x this a day")
     memory_half_life: PositiveDuration = Field(
         default=timedelta(days=28), description="a track's revenue counts half after this long (audiences drift)"
     )
-    memory_choices: tuple[Annotated[float, Field(gt=0, le=100)], ...] = Field(
-        default=(0.5, 1.0, 1.5, 2.0, 3.0), max_length=10,
-        description="multiples of memory_half_life to choose from each day: the one that best predicted the "
-        "revenue of the tracks that just matured (how fast audiences drift is measured, not assumed); "
-        "empty: memory_half_life as set",
-    )  # fmt: skip
     payout_half_life: PositiveDuration = Field(
         default=timedelta(days=10), description="time for platforms to report half of a track's revenue"
     )

@@ -59,7 +59,9 @@ class SqlPerformanceStore:
                 ))  # fmt: skip
             sums = select(P.c.object_id, func.sum(P.c.revenue).label("revenue")).where(P.c.object_id.in_(ids))
             for r in (await conn.execute(sums.group_by(P.c.object_id))).all():
-                await conn.execute(update(t.content_objects).where(c.id == r.object_id).values(revenue=float(r.revenue)))
+                await conn.execute(
+                    update(t.content_objects).where(c.id == r.object_id).values(revenue=float(r.revenue))
+                )
             await conn.execute(insert(t.audit).values(
                 at=at, actor=actor[:128], action="content.performance",
                 subject=f"object/{ids[0]}" if len(ids) == 1 else f"objects/{len(ids)}",

@@ -51,7 +51,6 @@ __all__ = [
     "TrackReturn",
     "allocate",
     "arm_stats",
-    "choose_memory",
     "estimates",
 ]
 
@@ -66,8 +65,10 @@ class Learning:
     genre_prior_tracks: float = 3.0  # a genre's prior (its persona's estimate) is worth this many tracks
     cv: float = 1.0  # per-track revenue dispersion: standard deviation over mean
     prior_return: float = 1.0  # revenue per dollar assumed before any revenue is reported at all
-    memory_choices: tuple[float, ...] = ()  # multiples of memory_half_life to choose from (`choose_memory`)
-    rank: str = "thompson"  # "thompson": by posterior draws; "expected": by the estimate (the floor explores)
+    rank: str = "pending"  # "pending": drawn from the posterior as it will be when the track's revenue is in;
+    # "thompson": from the posterior as it is now (explores more)
+    skip_hopeless_floor: bool = True  # no floor for a persona whose optimistic return is below the cutoff
+    floor_per_day: float = 0.0  # the floor's tracks per persona and day ("pending" counts those still to come)
 
 
 @dataclass(frozen=True)
@@ -110,70 +111,6 @@ def arm_stats(tracks: Iterable[TrackReturn], learning: Learning) -> dict[tuple[s
         s.tracks += weight * matured
         s.pending += weight * (1.0 - matured)
     return out
-
-
-def choose_memory(tracks: Sequence[TrackReturn], learning: Learning, window: float = 7.0) -> tuple[float, dict[float, float]]:
-    """The memory half-life, among `memory_choices` x `memory_half_life`, that best predicted the
-    revenue of the tracks that have matured (rolling-origin validation on the operation's own data).
-
-    How fast to forget is a property of the market (how fast audiences drift against how noisy one
-    track is), not a constant: it is measured. The tracks at least `settled = 4 x payout_half_life`
-    days old (about 94 % reported) are cut into weeks by age; for each week, each candidate
-    half-life predicts each persona's revenue from the tracks published before that week only
-    (decayed by how much older they are), as the allocator would have when it planned them; the
-    score is the Poisson deviance of the weeks' revenue per persona, summed over the weeks (one
-    week alone is too noisy to choose by). One pass over the tracks per candidate. No settled
-    week yet (the first weeks), or no choice configured: `memory_half_life` as set. Returns the
-    chosen half-life (days) and each candidate's score."""
-    if not learning.memory_choices:
-        return learning.memory_half_life, {}
-    settled = 4.0 * learning.payout_half_life
-    weeks: dict[int, list[tuple[str, float, float, float, float]]] = {}  # week -> (persona, age past its end, revenue, matured cost, cost)
-    for t in tracks:
-        if t.age_days < settled:
-            continue
-        matured = t.matured if t.matured is not None else 1.0 - 0.5 ** (t.age_days / learning.payout_half_life)
-        wk = int((t.age_days - settled) // window)
-        weeks.setdefault(wk, []).append((t.persona, t.age_days - settled - window * (wk + 1), t.revenue, matured * t.cost, t.cost))
-    if len(weeks) < 2:
-        return learning.memory_half_life, {}
-    order = sorted(weeks, reverse=True)  # oldest week first
-    scores: dict[float, float] = {}
-    for factor in learning.memory_choices:
-        half_life = factor * learning.memory_half_life
-        step = 0.5 ** (window / half_life)
-        rev: dict[str, float] = {}
-        exp: dict[str, float] = {}
-        total_r = total_e = deviance = 0.0
-        for n, wk in enumerate(order):
-            if n:  # predict this week from the older ones
-                mu0 = total_r / total_e if total_e > 0 else learning.prior_return
-                held: dict[str, list[float]] = {}
-                for persona, _lag, r, c, cost in weeks[wk]:
-                    h = held.setdefault(persona, [0.0, 0.0, 0.0, 0.0])
-                    h[0] += r
-                    h[1] += c
-                    h[2] += cost
-                    h[3] += 1
-                for persona, (r, c, cost, k) in held.items():
-                    n0 = learning.prior_tracks * cost / k
-                    predicted = c * (mu0 * n0 + rev.get(persona, 0.0)) / (n0 + exp.get(persona, 0.0))
-                    if predicted > 0:
-                        deviance += 2.0 * ((r * math.log(r / predicted) if r > 0 else 0.0) - (r - predicted))
-            # then this week joins the evidence for the next (younger) one, which ends `window` later
-            for persona in rev:
-                rev[persona] *= step
-                exp[persona] *= step
-            total_r *= step
-            total_e *= step
-            for persona, lag, r, c, _cost in weeks[wk]:
-                w = 0.5 ** ((lag + window) / half_life) if lag + window > 0 else 1.0
-                rev[persona] = rev.get(persona, 0.0) + w * r
-                exp[persona] = exp.get(persona, 0.0) + w * c
-                total_r += w * r
-                total_e += w * c
-        scores[half_life] = deviance
-    return min(scores, key=lambda h: (scores[h], h)), scores
 
 
 @dataclass(frozen=True)
@@ -258,6 +195,23 @@ def estimates(
     return out
 
 
+def _cutoff(
+    demands: Sequence[Demand], est: Mapping[tuple[str, str], tuple[Estimate, float, float]], spend_limit: float
+) -> float:
+    """The expected return per dollar of the last track the period's money buys, ranked by estimate."""
+    arms = sorted(((est[(d.persona, g)][0].expected * max(d.boost, 1.0), d) for d in demands for g in d.genres),
+                  key=lambda x: -x[0])  # fmt: skip
+    spent, taken = 0.0, set()
+    for value, d in arms:
+        if d.persona in taken:
+            continue
+        taken.add(d.persona)
+        spent += d.cap * d.cost
+        if spent >= spend_limit:
+            return value
+    return 0.0
+
+
 def allocate(
     demands: Sequence[Demand],
     stats: Mapping[tuple[str, str], ArmStats],
@@ -288,16 +242,21 @@ def allocate(
             counts[(d.persona, genre, reason)] = counts.get((d.persona, genre, reason), 0) + got
         return got
 
+    cutoff = _cutoff(demands, est, spend_limit) if learning.skip_hopeless_floor else 0.0
     for d in sorted(demands, key=lambda d: (d.priority, d.persona)):
         want = min(d.floor, d.cap)
         if want <= 0:
             continue
+        _e, mean_p, k_p = est[(d.persona, d.genres[0])]
+        if mean_p * (1.0 + 2.0 / math.sqrt(k_p)) * max(d.boost, 1.0) < cutoff:
+            continue  # even its optimistic return cannot reach what the budget buys: the floor waits
         genre = min(d.genres, key=lambda g: (est[(d.persona, g)][0].tracks, d.genres.index(g)))
         got = take(d, genre, "floor", want)
         if got < want:
             held[d.persona] = held.get(d.persona, 0) + want - got
 
     pending: dict[str, float] = {}
+    coming = 2.0 * learning.payout_half_life * learning.floor_per_day  # floor tracks reported by then
     if learning.rank == "pending":
         for (persona, _g), s in stats.items():
             pending[persona] = pending.get(persona, 0.0) + s.pending
@@ -307,13 +266,11 @@ def allocate(
             e, mean_p, k_p = est[(d.persona, g)]
             gs = stats.get((d.persona, g), ArmStats())
             ng = learning.genre_prior_tracks * d.cost
-            if learning.rank == "expected":
-                draw = e.expected
-            else:  # "pending": drawn from the posterior as it will be when this track's revenue is in
-                persona_draw = _gamma_draw(mean_p, k_p + pending.get(d.persona, 0.0) / cv2, rng)
-                mean = (persona_draw * ng + gs.revenue) / (ng + gs.exposure)
-                k_g = learning.genre_prior_tracks + gs.tracks + (gs.pending if learning.rank == "pending" else 0.0)
-                draw = _gamma_draw(mean, k_g / cv2, rng)
+            later = pending.get(d.persona, 0.0) + coming if learning.rank == "pending" else 0.0
+            persona_draw = _gamma_draw(mean_p, k_p + later / cv2, rng)
+            mean = (persona_draw * ng + gs.revenue) / (ng + gs.exposure)
+            k_g = learning.genre_prior_tracks + gs.tracks + (gs.pending if learning.rank == "pending" else 0.0)
+            draw = _gamma_draw(mean, k_g / cv2, rng)
             draws.append((draw * max(d.boost, 0.0), g, d, d.persona))
     draws.sort(key=lambda x: (-x[0], x[3], x[1]))
     drawn = {(d.persona, g): v for v, g, d, _ in draws}

@@ -366,7 +366,9 @@ class MemoryPerformanceStore:
         ids = sorted({f.object_id for f in figures})
         missing = [i for i in ids if i not in self.catalog.items]
         if missing:
-            raise NotFoundError(f"unknown content object(s): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+            raise NotFoundError(
+                f"unknown content object(s): {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+            )
         for f in figures:
             self.rows[(f.object_id, f.platform, f.period)] = f
         for oid in ids:

@@ -64,9 +64,7 @@ class PlatformTotals:
 
 
 class PerformanceStore(Protocol):
-    async def record(
-        self, figures: Sequence[PerformanceFigure], *, actor: str, at: datetime, source: str
-    ) -> int:
+    async def record(self, figures: Sequence[PerformanceFigure], *, actor: str, at: datetime, source: str) -> int:
         """Upsert per (object, platform, period), all or nothing; within a batch the last figure
         for a key wins. Then each touched object's revenue to date becomes the sum of its figures.
         Unknown object ids: NotFoundError; an invalid figure: ConfigError (nothing written either

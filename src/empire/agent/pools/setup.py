@@ -41,12 +41,12 @@ from empire.agent.ports import RateLimiter
 from empire.agent.types import DrainAccount, Generate, PausePersona
 from empire.policies.loading import LoadedPolicy
 from empire.policies.schema import Policy
-from empire.state.callbacks import SqlCallbackStore
 from empire.state.business import platform_books, trend_capture
+from empire.state.callbacks import SqlCallbackStore
 from empire.state.content import SqlContentCatalog
-from empire.state.performance import SqlPerformanceStore
 from empire.state.holds import SqlHoldStore
 from empire.state.jobs import SqlJobQueue
+from empire.state.performance import SqlPerformanceStore
 
 __all__ = ["AREA", "build"]
 

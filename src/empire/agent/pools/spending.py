@@ -27,7 +27,6 @@ import hashlib
 import math
 import random
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +37,6 @@ from empire.agent.pools.allocating import (
     TrackReturn,
     allocate,
     arm_stats,
-    choose_memory,
     estimates,
 )
 from empire.agent.pools.budget import BudgetLedger, BudgetLimits
@@ -56,7 +54,8 @@ def learning_from(policy: SpendPolicy) -> Learning:
     return Learning(
         memory_half_life=policy.memory_half_life / DAY, payout_half_life=policy.payout_half_life / DAY,
         prior_tracks=policy.prior_tracks, genre_prior_tracks=policy.genre_prior_tracks, cv=policy.cv,
-        memory_choices=tuple(policy.memory_choices), rank=policy.rank,
+        rank=policy.draw, skip_hopeless_floor=policy.floor.skip_hopeless,
+        floor_per_day=policy.floor.tracks / (policy.floor.every / DAY),
     )  # fmt: skip
 
 
@@ -91,8 +90,6 @@ def plan_by_returns(
     queued_cost = queued_cost or {}
     trend = trend or {}
     learning = learning_from(policy)
-    memory, _scores = choose_memory(returns, learning)
-    learning = replace(learning, memory_half_life=memory)
     start = window_start(now, DAY)
     batch = batch_id(start)
     ledger = BudgetLedger(limits, spend)
@@ -150,7 +147,6 @@ def plan_by_returns(
                                 batch=batch, first=first, allocation=detail))  # fmt: skip
     projected = spend.day + sum(queued_cost.values()) + allocated
     summary: dict[str, Any] = {"spend_target_today": round(max(0.0, target), 6), "allocated": round(allocated, 6),
-                               "memory_half_life_days": round(memory, 2),
                                "losing": losing(demands, stats, learning),
                                "returns": persona_returns(demands, stats, learning)}  # fmt: skip
     return GenerationPlan(tuple(actions), tuple(held), projected), summary

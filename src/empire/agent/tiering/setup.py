@@ -21,9 +21,9 @@ from empire.agent.types import Retier
 from empire.errors import TemporaryError
 from empire.policies.loading import LoadedPolicy
 from empire.policies.storage import StoragePolicy
-from empire.state.publications import publications
 from empire.state.inventory import SqlInventory
 from empire.state.moves import SqlMoveJournal
+from empire.state.publications import publications
 
 __all__ = ["AREA", "build"]
 

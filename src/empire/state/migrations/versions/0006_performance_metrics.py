@@ -28,7 +28,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("updated_at", empire.state.tables.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["object_id"], ["content_objects.id"], name=op.f("fk_performance_metrics_object_id_content_objects"),
+            ["object_id"],
+            ["content_objects.id"],
+            name=op.f("fk_performance_metrics_object_id_content_objects"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("object_id", "platform", "period", name=op.f("pk_performance_metrics")),

@@ -51,14 +51,14 @@ async def test_a_reload_reschedules_every_job_from_the_new_policy(settings, tmp_
         assert daemon.areas == {"tiering": "ok", "backup": "ok", "pools": "ok", "alerting": "ok", "predictive": "ok"}
         s, m, h = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
         assert schedule(daemon) == {
-            "retention": h, "tiering-sweep": 2 * h, "persona-trends": 30 * s, "generation-plan": 30 * s, "business-metrics": 15 * m,
+            "retention": h, "tiering-sweep": 2 * h, "persona-trends": 30 * s, "generation-plan": 30 * s, "business-metrics": 15 * m, "analytics-pull": 6 * h,
             "alert-rules": 30 * s, "predictive-refit": 5 * m, "predictive-horizon": 30 * s, "backup": 5 * m,
         }  # fmt: skip
 
         path.write_text(policy_text("45s", "3h", "10m"))
         assert await check_policy(daemon) is True
         assert schedule(daemon) == {
-            "retention": h, "tiering-sweep": 3 * h, "persona-trends": 45 * s, "generation-plan": 45 * s, "business-metrics": 15 * m,
+            "retention": h, "tiering-sweep": 3 * h, "persona-trends": 45 * s, "generation-plan": 45 * s, "business-metrics": 15 * m, "analytics-pull": 6 * h,
             "alert-rules": 45 * s, "predictive-refit": 5 * m, "predictive-horizon": 45 * s, "backup": 10 * m,
         }  # fmt: skip
         # every job went through the one registry whose rule the reload re-reads

@@ -156,6 +156,28 @@ class SimulatedProviderSpec(StrictModel):
     dead_accounts: tuple[Name, ...] = Field(default=(), description="accounts that always answer 401")
 
 
+class AnalyticsSpec(StrictModel):
+    """A platform's analytics, pulled periodically into `performance_metrics` (one row per track,
+    platform and day; a revised day replaces the earlier figure). Kind http: GET `url` for each
+    publication, with the account's key, and map the answer by the dotted paths below. Kind
+    simulated: seeded figures, no network."""
+
+    url: Url | None = Field(
+        default=None,
+        description="kind http: GET endpoint; '{external_id}' (the platform's id of the publication), "
+        "'{object_id}' and '{idempotency_key}' are filled in",
+    )
+    items_path: str = Field(default="days", description="dotted path of the list of daily figures ('' = the body)")
+    date_path: str = Field(default="date", description="in an item: the UTC day (ISO 8601)")
+    views_path: str = Field(default="views", description="in an item: views")
+    engagement_path: str = Field(default="engagement", description="in an item: likes, comments, shares")
+    revenue_path: str = Field(default="revenue", description="in an item: revenue earned that day")
+    every: PositiveDuration = Field(default=timedelta(hours=6), description="how often the platform is pulled")
+    window: PositiveDuration = Field(
+        default=timedelta(days=90), description="publications finished within this long are pulled"
+    )
+
+
 class Provider(StrictModel):
     """One generation API and its pool of accounts."""
 
@@ -177,12 +199,17 @@ class Provider(StrictModel):
     accounts: tuple[Account, ...] = Field(
         min_length=1, max_length=100, description="API keys, each with its own limits"
     )
+    analytics: AnalyticsSpec | None = Field(
+        default=None, description="a platform: pull its analytics per publication (views, engagement, revenue)"
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> Provider:
         issues: list[Issue] = []
         if self.kind == "http" and self.http is None:
             issues.append(Issue("http", "required when kind is 'http' (submit_url, ...)"))
+        if self.kind == "http" and self.analytics is not None and self.analytics.url is None:
+            issues.append(Issue("analytics.url", "required when kind is 'http'"))
         issues.extend(duplicate_name_issues("accounts", [a.name for a in self.accounts]))
         issues.extend(
             Issue(f"fallback[{j}]", "a provider cannot be its own fallback")

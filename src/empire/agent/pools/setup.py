@@ -25,6 +25,7 @@ from typing import Any
 
 from empire.agent.api.spec import api_routes
 from empire.agent.areas import AreaDeps, AreaHandle, AreaPlugin, PeriodicJob
+from empire.agent.pools.analytics import AnalyticsPull, pull_every
 from empire.agent.pools.api import endpoints
 from empire.agent.pools.books import BusinessMetricsJob
 from empire.agent.pools.bucket import LocalLimiter
@@ -92,6 +93,8 @@ def build(deps: AreaDeps) -> AreaHandle:
     holds = HoldExecutor(runtime.holds_store, policy, deps.clock, s.replica_id, runtime.apply_holds)
     actions = deps.monitor.loop.actions
     trends = TrendReader(deps.observer, policy, metrics.on_trend)
+    performance = SqlPerformanceStore(deps.db)
+    pull = AnalyticsPull(policy, runtime.queue, performance, lambda: runtime.dispatcher.adapters)
     books = BusinessMetricsJob(policy, lambda since: platform_books(deps.db, since),
                                lambda since: trend_capture(deps.db, since), metrics)  # fmt: skip
     planner = GenerationPlanner(
@@ -118,14 +121,15 @@ def build(deps: AreaDeps) -> AreaHandle:
             PeriodicJob("persona-trends", every, trends),  # reads each persona's trend every trend.every
             PeriodicJob("generation-plan", every, planner),
             PeriodicJob("business-metrics", lambda p: BOOKS_EVERY, books),
+            PeriodicJob("analytics-pull", pull_every, pull),
         ],
         routes=[*callback_routes(policy, lambda: runtime.hubs, callbacks, deps.clock, secrets=deps.secret_reader,
                                  max_body_bytes=s.http.max_body_bytes),
                 *api_routes(endpoints(runtime.queue, policy, deps.clock), s.http.max_body_bytes),
-                *api_routes(performance_endpoints(SqlPerformanceStore(deps.db), deps.clock), s.http.max_body_bytes)],
+                *api_routes(performance_endpoints(performance, deps.clock), s.http.max_body_bytes)],
         status={"pools": lambda: {
             **runtime.status(), "limits": limits_where, "content": f"{sink.backend!r} tier {sink.tier}",
-            "planner": planner.last, "trends": trends.status(),
+            "planner": planner.last, "trends": trends.status(), "analytics": pull.last,
         }},
         executors={Generate: GenerateExecutor(runtime.queue, policy, deps.clock), PausePersona: holds,
                    DrainAccount: holds},

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
@@ -38,7 +39,7 @@ from empire.agent.pools.errors import (
 )
 from empire.agent.pools.providers.base import JobRequest, PollResult, Submission
 from empire.errors import EmpireError
-from empire.policies.generation import HttpProviderSpec
+from empire.policies.generation import AnalyticsSpec, HttpProviderSpec
 
 __all__ = ["CallbackHub", "HttpJobProvider", "dotted", "fill_template"]
 
@@ -266,6 +267,27 @@ class HttpJobProvider:
         url = self.spec.poll_url.replace("{job_id}", provider_job_id)
         _, raw = await self._call("GET", url, "poll", account)
         return self._parse_status(self._json(raw, "poll", account), "poll")
+
+    async def analytics(
+        self, account: str, fields: dict[str, str], spec: AnalyticsSpec, days: Sequence[date] = ()
+    ) -> list[dict[str, Any]]:
+        """One publication's daily figures: GET `spec.url` (filled from `fields`) with the account's
+        key; each item mapped by the spec's dotted paths to {date, views, engagement, revenue}.
+        `days` is what the caller keeps; the platform answers with what it has."""
+        assert spec.url is not None  # the policy requires it for kind http
+        url = spec.url
+        for name, value in fields.items():
+            url = url.replace("{" + name + "}", quote(value, safe=""))
+        _, raw = await self._call("GET", url, "analytics", account)
+        data = self._json(raw, "analytics", account)
+        items = dotted(data, spec.items_path) if spec.items_path else data
+        if not isinstance(items, list):
+            raise BadRequest(f"{self.name}/{account} analytics: no list at {spec.items_path!r}")
+        return [
+            {"date": dotted(i, spec.date_path), "views": dotted(i, spec.views_path),
+             "engagement": dotted(i, spec.engagement_path), "revenue": dotted(i, spec.revenue_path)}
+            for i in items if isinstance(i, dict)
+        ]  # fmt: skip
 
     async def fetch(self, account: str, result: PollResult) -> bytes:
         if not result.result_url:

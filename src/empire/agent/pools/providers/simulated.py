@@ -19,7 +19,9 @@ import random
 import struct
 import wave
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from empire.agent.pools.errors import AuthFailed, BadRequest, ProviderTimeout, RateLimited, ServerError
@@ -125,6 +127,21 @@ class SimulatedProvider:
         if u < s.timeout_rate:
             raise ProviderTimeout(f"{self.name}/{account} submit: timed out")
         return Submission(job.key)
+
+    async def analytics(
+        self, account: str, fields: dict[str, str], spec: Any, days: Sequence[date] = ()
+    ) -> list[dict[str, Any]]:
+        """Seeded daily figures for a publication (no network): views fall off with the days since
+        it went out, engagement and revenue follow the views. `days`: the days asked for."""
+        key = fields.get("idempotency_key", "")
+        level = 200.0 * math.exp(_rng(self.spec.seed, "analytics", key).gauss(0.0, 1.0))
+        out = []
+        for n, d in enumerate(days):
+            r = _rng(self.spec.seed, "analytics", key, d.isoformat())
+            views = int(level * 0.8**n * math.exp(r.gauss(0.0, 0.3)))
+            out.append({"date": d.isoformat(), "views": views, "engagement": int(views * 0.05),
+                        "revenue": round(views * 0.003, 6)})  # fmt: skip
+        return out
 
     async def poll(self, account: str, provider_job_id: str) -> PollResult:
         job = self._by_key.get(provider_job_id)

@@ -37,7 +37,7 @@ POLICY = Policy.model_validate({
         {"name": "gold", "genres": ["lofi"], "providers": ["music"], "cadence": {"tracks": 2, "every": "1d"}},
         {"name": "lead", "genres": ["jazz"], "providers": ["music"], "cadence": {"tracks": 2, "every": "1d"}},
     ],
-    "spending": {"strategy": "returns"},
+    "spending": {"strategy": "returns", "floor": {"skip_hopeless": False}},  # every persona its floor, as explained
 })  # fmt: skip
 
 

@@ -195,6 +195,9 @@ URL_FIELDS: dict[tuple[str, str], Any] = {  # (model, field) -> policy placing a
             }
         ]
     },
+    ("AnalyticsSpec", "url"): lambda u: {
+        "providers": [{"name": "m", "accounts": [{"name": "a"}], "analytics": {"url": u}}]
+    },
     ("AlertmanagerReceiver", "url"): lambda u: {
         "alerting": {"receivers": [{"name": "dashboard", "alertmanager": {"url": u}}]}
     },

@@ -104,3 +104,23 @@ def test_a_trend_boost_lifts_a_persona_over_an_equal_one() -> None:
     plans = [allocate(demands, stats, ledger(daily=3), random.Random(seed), LEARN) for seed in range(100)]
     assert sum(p.count("b") == 3 for p in plans) > 90
     assert next(a for a in plans[0].allocations if a.persona == "b").boost == 1.5
+
+
+def test_revenue_still_to_come_narrows_the_draw_not_the_estimate() -> None:
+    """draw: pending: a persona with many tracks out but barely reported is drawn from the posterior
+    it will have once they are in: the same centre, a narrower spread, so it is explored less."""
+    young = [TrackReturn("gold", "lofi", 1.0, 40.0, 2.0) for _ in range(3)]  # 3 reported
+    young += [TrackReturn("gold", "lofi", 1.0, 1.0, 0.0) for _ in range(30)]  # 30 still to come
+    stats = arm_stats(young, LEARN)
+    assert stats[("gold", "lofi")].pending > 25
+
+    def draws(rank: str) -> list[float]:
+        learning = Learning(rank=rank, skip_hopeless_floor=False)
+        return [allocate([demand("gold", cap=1)], stats, ledger(), random.Random(seed), learning).allocations[0].draw
+                for seed in range(300)]  # fmt: skip
+
+    now, later = draws("thompson"), draws("pending")
+    mean = estimates([demand("gold")], stats, LEARN)[("gold", "lofi")][0].expected
+    spread = lambda xs: (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5  # noqa: E731
+    assert spread(later) < 0.7 * spread(now)
+    assert sum(later) / len(later) == pytest.approx(mean, rel=0.15)

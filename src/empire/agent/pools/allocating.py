@@ -19,11 +19,19 @@ plausible return per persona and genre from its posterior (a Gamma around the es
 relative spread is `cv / sqrt(tracks)`: a per-track coefficient of variation over the evidence),
 multiplies it by the persona's trend boost, and fills the budget greedily by the drawn return per
 dollar, each persona up to its cap. A well-known earner is chosen for its estimate; an uncertain
-one is chosen now and then, when its draw is lucky, which is how its estimate improves.
+one is chosen now and then, when its draw is lucky, which is how its estimate improves. With
+`rank="pending"` (the policy's default `draw: pending`) the draw comes from the posterior as it
+will be when the track's revenue is in: the revenue still to come of the tracks already out
+(`ArmStats.pending`, their unmatured share) and the floor's next tracks count in its spread, not
+its mean. Revenue arrives weeks late, so exploring a persona whose data is already on the way buys
+little; the plain posterior (`"thompson"`) explores more than a floor-fed market needs.
 
 Before that, every active persona owed a *floor* (the caller counts the floor cadence: e.g. one
 track per week) gets it, highest priority first, in its least-observed genre: no persona starves
-of data, so a fading earner and a rising newcomer are both noticed.
+of data, so a fading earner and a rising newcomer are both noticed. With `skip_hopeless_floor`
+a persona whose optimistic return (expected + 2 sd) is below that of the last track the period's
+money buys (by estimate, within the caps) waits: it could not enter the budget. Its evidence
+fades with `memory_half_life`, its uncertainty grows, and its floor resumes by itself.
 
 Budgets are the planner's: a `BudgetLedger` (daily and monthly, global and per provider) is
 checked and reserved for every track, so no allocation passes a budget; what does not fit is held

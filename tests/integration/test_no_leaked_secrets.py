@@ -83,6 +83,7 @@ NOT_READS: dict[str, str] = {
     "pools release": "changes holds",
     "content add": "changes the inventory",
     "content import": "changes the inventory",
+    "content import-metrics": "changes the performance figures and the inventory's revenue",
     "content touch": "changes the inventory",
     "content verify": "changes the inventory (quarantines)",
     "tiers apply": "moves objects",

@@ -254,7 +254,10 @@ def import_metrics(args: argparse.Namespace) -> int:
     from empire.config.settings import load_settings
     from empire.state.performance import SqlPerformanceStore
 
-    text = sys.stdin.read() if str(args.csv) == "-" else args.csv.read_text(encoding="utf-8")
+    from empire.boundedio import MAX_CSV_BYTES, read_bounded_text
+
+    # The same limits and one-line errors as every CSV a user names (missing file, /dev/zero, not UTF-8).
+    text = read_bounded_text(args.csv, MAX_CSV_BYTES, "CSV file")
 
     async def go() -> None:
         async with open_tiering(load_settings(), args.policy) as tc:

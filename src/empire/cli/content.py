@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,10 +250,9 @@ def import_metrics(args: argparse.Namespace) -> int:
 
     from empire.agent.pools.performance import parse_csv
     from empire.agent.tiering.context import open_tiering
+    from empire.boundedio import MAX_CSV_BYTES, read_bounded_text
     from empire.config.settings import load_settings
     from empire.state.performance import SqlPerformanceStore
-
-    from empire.boundedio import MAX_CSV_BYTES, read_bounded_text
 
     # The same limits and one-line errors as every CSV a user names (missing file, /dev/zero, not UTF-8).
     text = read_bounded_text(args.csv, MAX_CSV_BYTES, "CSV file")

@@ -151,6 +151,25 @@ async def test_faults_server_errors_and_a_dead_key(database: Database, keys_env:
     )
 
 
+async def test_a_503_is_retried_at_once_on_another_account_with_the_defaults(
+    database: Database, keys_env: dict
+) -> None:
+    """The policy's defaults under 10 % of 503s: each failed submission goes straight to another
+    account (no trip back through the queue), and random noise opens no healthy key's breaker."""
+    fake = FakeProvider(keys={v: FakeKey(rpm=6000) for v in KEYS.values()}, latency=0.05, error_rate=0.1, seed=5)
+    with fake.serve():
+        provider = http_provider_policy(fake.url, "fake", accounts(6000, 20), poll_interval="50ms")
+        await enqueue(database, 200)
+        d = build_dispatcher(make_policy(provider), SqlJobQueue(database), options())
+        await drain(d)
+        s = fake.snapshot()
+    assert await states(database) == {"succeeded": 200}
+    assert s["accepted"] == 200 and s["duplicates"] == 0 and s["server_errors"] > 5
+    assert d.stats["retried_now"] == s["server_errors"] and d.stats["retried"] == 0
+    job = await SqlJobQueue(database).get("job-0")
+    assert job is not None and job.state is JobState.succeeded
+
+
 class RecordingProvider(FakeProvider):
     """The fake, also noting when each 429 was answered and on which key (provider-side times)."""
 

@@ -113,3 +113,15 @@ def test_a_rejected_key_stays_rejected_until_it_is_seen_working() -> None:
     c.on_failure(E.auth, 0.0, POLICY)
     c.on_failure(E.bad_request, 900.0, POLICY)  # a 422: the key was accepted
     assert not c.key_rejected
+
+
+def test_a_run_of_errors_among_many_successes_is_noise_not_a_broken_account() -> None:
+    a = AccountState("p", "a")
+    for i in range(17):  # a busy key under 10 % of random 503s: three in a row now and then
+        a.on_success(i * 0.01)
+    for t in (1.0, 1.01, 1.02, 1.03, 1.04):
+        assert a.on_failure(E.server_error, t, POLICY) is None  # 5 of the last 20 failed: stays in service
+    assert not a.cooling(1.05)
+    for t in (2.0, 2.01, 2.02, 2.03, 2.04):  # it keeps failing: half of its last calls now
+        cause = a.on_failure(E.server_error, t, POLICY)
+    assert cause is CooldownCause.server_errors and a.cooling(2.05)

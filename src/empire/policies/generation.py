@@ -83,6 +83,11 @@ class CooldownPolicy(StrictModel):
     after_rate_limit: Duration = Field(default=timedelta(seconds=30), description="when no Retry-After")
     failures: int = Field(default=5, ge=1, description="consecutive failures of any kind that open it")
     server_errors: int = Field(default=3, ge=1, description="consecutive 5xx that open it")
+    failure_rate: float = Field(
+        default=0.5, gt=0.0, le=1.0,
+        description="and only when at least this share of the account's last calls (up to 20) failed: "
+        "a run of errors among many successes is noise, not a broken account",
+    )  # fmt: skip
     initial: Duration = Field(
         default=timedelta(seconds=1), description="first opening on errors; doubled while probes fail, up to duration"
     )

@@ -69,7 +69,7 @@ from empire.agent.pools.queue import (
     Succeeded,
     Update,
 )
-from empire.agent.pools.routing import Route, route
+from empire.agent.pools.routing import Route, route, without
 from empire.agent.ports import Clock, RateLimiter
 from empire.errors import EmpireError, PermanentError, StateDbError, TemporaryError
 from empire.logrepeat import log_unless_reported
@@ -143,7 +143,8 @@ class Dispatcher:
         self._holders: dict[str, set[str]] = {}
         self._busy = 0
         self.paused: Callable[[], bool] | None = None  # True: claim nothing new (the daemon's dry run)
-        self.stats = {"claimed": 0, "succeeded": 0, "dead": 0, "retried": 0, "rerouted": 0, "released": 0}
+        self.stats = {"claimed": 0, "succeeded": 0, "dead": 0, "retried": 0, "rerouted": 0, "released": 0,
+                      "retried_now": 0}
         self.cpu_seconds = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -283,9 +284,10 @@ class Dispatcher:
             self._dead(job, job.provider, PermanentError(f"no configured provider among {list(job.providers)}"),
                        ErrorClass.bad_request, job.attempts + 1)  # fmt: skip
             return
+        avoid: str | None = None  # the account whose 5xx the job is re-routed away from
         while True:
             try:
-                lim = await self._acquire_account(job)
+                lim = await self._acquire_account(job, avoid)
             except AuthFailed as exc:  # every key it may use was rejected: waiting cannot help
                 self._dead(job, job.provider, exc, ErrorClass.auth, job.attempts + 1)
                 return
@@ -301,7 +303,12 @@ class Dispatcher:
                 except Exception as exc:
                     if self._after_failure(job, lim, exc):
                         continue  # account-level: re-route now
-                    return
+                    retry = self._retry_now(job, lim, exc)
+                    if retry is None:
+                        self._failed(job, lim.provider, exc, error_class_of(exc))
+                        return
+                    job, avoid = retry, lim.key
+                    continue
                 self._account_ok(lim)
                 if self.metrics:
                     self.metrics.on_submitted(lim.provider, lim.name)
@@ -374,14 +381,20 @@ class Dispatcher:
             self.metrics.on_succeeded(lim.provider, lim.name, latency, lim.cost)
 
     # -- routing, slots and tokens ---------------------------------------------------------
-    async def _acquire_account(self, job: Job) -> AccountLimits:
+    async def _acquire_account(self, job: Job, avoid: str | None = None) -> AccountLimits:
+        """`avoid`: an account to pass over when another can take the job now (its last 5xx)."""
         order = self._provider_order(job)
         noted = False
         while True:
             if self.stopping:
                 raise _Stop
             now = time.monotonic()
-            decision = route(self.pools.candidates(order, now), now)
+            groups = self.pools.candidates(order, now)
+            decision = route(groups, now)
+            if avoid is not None and isinstance(decision, Route) and decision.candidate.key == avoid:
+                other = route(without(groups, avoid), now)
+                if isinstance(other, Route) and other.candidate.provider == decision.candidate.provider:
+                    decision = other  # another account of the same provider; never a fallback for it
             if not isinstance(decision, Route):
                 rejected = self.pools.rejected_keys(order, now)
                 if rejected is not None:
@@ -509,8 +522,25 @@ class Dispatcher:
             self.stats["rerouted"] += 1
             self._emit(Noted(job.id, self.opt.owner, f"{exc}; re-routed", cls.value, self.clock.now()))
             return True
-        self._failed(job, lim.provider, exc, cls)
         return False
+
+    def _retry_now(self, job: Job, lim: AccountLimits, exc: Exception) -> Job | None:
+        """A 5xx answer to a submission (no Retry-After): the job goes to another account at once,
+        spending an attempt, instead of back to the queue. The answer says the provider did not
+        take the job; which key hit the error is chance, and the account's breaker (not the job's
+        own backoff) is what keeps a failing provider from being hammered (`health`). Sending it
+        back to the queue cost a claim round trip, and the retries' backoff left the last seconds
+        of a run at half rate. None: back off through the queue as before (a timeout, which may
+        have reached the provider; a Retry-After; the last attempt)."""
+        if error_class_of(exc) is not ErrorClass.server_error or getattr(exc, "delay", None) is not None:
+            return None
+        policy = self.pools.providers[lim.provider].retry if lim.provider in self.pools.providers else None
+        if policy is None or job.attempts + 1 >= policy.max_attempts:
+            return None
+        self.stats["retried_now"] += 1
+        self._emit(Noted(job.id, self.opt.owner, f"{exc}; retried on another account", ErrorClass.server_error.value,
+                         self.clock.now()))  # fmt: skip
+        return replace(job, attempts=job.attempts + 1)
 
     def _failed(self, job: Job, provider: str, exc: BaseException, cls: ErrorClass) -> None:
         policy = self.pools.providers[provider].retry if provider in self.pools.providers else None

@@ -18,11 +18,11 @@ Ties fall to the less busy account, then to policy order, so routing is determin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from empire.policies.generation import RoutingStrategy
 
-__all__ = ["Candidate", "ProviderCandidates", "Route", "Wait", "choose", "route"]
+__all__ = ["Candidate", "ProviderCandidates", "Route", "Wait", "choose", "route", "without"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Candidate:
     cooling_until: float = 0.0  # breaker open until (disabled accounts are not candidates at all)
     ready_at: float = 0.0  # earliest time a rate token (or a shared slot) is expected
     order: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.account}"
 
     @property
     def utilisation(self) -> float:
@@ -98,3 +102,8 @@ def route(providers: Sequence[ProviderCandidates], now: float) -> Route | Wait:
             return Wait(soonest if earliest is None else min(earliest, soonest))
         return Wait(earliest, for_slot=True)
     return Wait(earliest)
+
+
+def without(providers: Sequence[ProviderCandidates], key: str) -> list[ProviderCandidates]:
+    """The candidates less one account ("provider/account"): to route a job away from the one that failed it."""
+    return [replace(g, accounts=tuple(c for c in g.accounts if c.key != key)) for g in providers]

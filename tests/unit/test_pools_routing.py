@@ -70,3 +70,9 @@ def test_all_slots_taken_waits_for_a_slot() -> None:
 
 def test_no_accounts_at_all() -> None:
     assert route([], 0.0) == Wait(None)
+
+
+def test_a_busy_account_with_room_soon_is_waited_for_as_a_slot_not_for_the_others_window() -> None:
+    # b's window is spent for 50 s; a is at its concurrency: the job waits for a's slot to free
+    group = ProviderCandidates("p", S.least_busy, (c("a", in_flight=10), c("b", ready_at=50.0)))
+    assert route([group], 0.0) == Wait(50.0, for_slot=True)

@@ -63,7 +63,10 @@ class Route:
 @dataclass(frozen=True)
 class Wait:
     until: float | None  # None: nothing will free up by itself (no usable account at all)
-    for_slot: bool = False  # every usable account is at max concurrency: a finishing job frees one
+    # some usable account is at max concurrency: a finishing job frees a slot, maybe before `until`
+    # (the others' next token: a full minute's window away, it left the last jobs of a run
+    # asleep while a busy key had room again)
+    for_slot: bool = False
 
 
 def _strategy_key(strategy: RoutingStrategy, c: Candidate) -> tuple[float, ...]:
@@ -97,9 +100,10 @@ def route(providers: Sequence[ProviderCandidates], now: float) -> Route | Wait:
         if picked is not None:
             return Route(picked)
         with_room = [c for c in live if c.in_flight < c.max_concurrent]
+        full = len(with_room) < len(live)  # a finishing job there frees a slot sooner, maybe
         if with_room:
             soonest = min(c.ready_at for c in with_room)
-            return Wait(soonest if earliest is None else min(earliest, soonest))
+            return Wait(soonest if earliest is None else min(earliest, soonest), for_slot=full)
         return Wait(earliest, for_slot=True)
     return Wait(earliest)
 

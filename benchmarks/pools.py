@@ -11,6 +11,8 @@ Scenarios (10,000 jobs over 5 accounts each, by default):
 - faults: 10 % of submissions answered 503, one of the 5 keys dead (401);
 - redis:  two `empire pools run` processes on one queue, limits shared through Redis (the
           EMPIRE_TEST_REDIS_URL server, else a throwaway `redis-server` when installed, else skipped);
+- cpu:    the dispatcher's CPU per job at 10 and at 250 jobs/s (accounts allowing just that,
+          the daemon's dispatcher options), side by side (not by default);
 - sliding, fixed: a provider counting 120 requests per minute per key in a rolling or a
           wall-clock window (5 keys, 4 jobs at once each, 1,200 jobs: ideal about 67 s), with the
           account's limit_model set to match, and left at token_bucket to compare (not by default).
@@ -134,9 +136,10 @@ def _summary(keys: list[str], books: dict[str, Any], succeeded: int, rpm: float,
 
 def run_in_process(
     n: int, rpm: float, error_rate: float, dead: int | None, tuned: bool = False, max_concurrent: int = 100,
-    window: str | None = None, model: str | None = None,
+    window: str | None = None, model: str | None = None, options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """`window`: the fake's "sliding"/"fixed" limit instead of a token bucket; `model`: the policy's."""
+    """`window`: the fake's "sliding"/"fixed" limit instead of a token bucket; `model`: the policy's;
+    `options`: DispatcherOptions fields instead of the benchmark's (400 in flight, 50 ms idle poll)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         fake_provider_process(_fake_config(rpm, max_concurrent, error_rate, dead, window)) as (url, stats),
@@ -148,7 +151,8 @@ def run_in_process(
         async def go() -> tuple[float, float]:
             db = await Database.open(db_url)
             try:
-                opts = DispatcherOptions(owner="bench", max_in_flight=400, stop_when_empty=True, idle_poll=0.05)
+                fields = {"max_in_flight": 400, "idle_poll": 0.05} if options is None else options
+                opts = DispatcherOptions(owner="bench", stop_when_empty=True, **fields)
                 d = build_dispatcher(policy, SqlJobQueue(db), opts)
                 t0, c0 = time.monotonic(), time.process_time()
                 await d.run()
@@ -162,6 +166,16 @@ def run_in_process(
         books = stats(keys=True)
         live = ACCOUNTS - (1 if dead is not None else 0)
         return _summary(keys, books, asyncio.run(_succeeded(db_url)), rpm, live, _burst(rpm), cpu, wall)
+
+
+def cpu_at(rate: float, seconds: float) -> dict[str, Any]:
+    """`rate` jobs/s through 5 accounts that allow exactly that (token bucket, 100 at once each),
+    `rate * seconds` jobs, the daemon's dispatcher options (`DispatcherOptions` defaults): what a
+    job costs the dispatcher when the pool is mostly waiting, against when it is busy."""
+    rpm = rate * 60.0 / ACCOUNTS
+    out = run_in_process(int(rate * seconds), rpm, 0.0, None, options={})
+    return {k: out[k] for k in ("jobs", "seconds", "jobs_per_s", "throughput_ratio", "http_requests_per_job",
+                                "overhead_ms_per_job", "over_limit", "lost")}  # fmt: skip
 
 
 def _burst(rpm: float) -> float:
@@ -248,6 +262,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--rpm", type=float, default=3000.0, help="requests/min per account (5 accounts)")
     ap.add_argument("--scenarios", default="clean,faults,redis")
+    ap.add_argument("--cpu-seconds", type=float, default=20.0, help="cpu: seconds of jobs at each rate")
     ap.add_argument("--compare", action="store_true", help="sliding/fixed: also run with limit_model token_bucket")
     ap.add_argument(
         "--tuned", action="store_true", help="the retry/breaker settings tuned before (TUNED), not defaults"
@@ -268,6 +283,8 @@ def main() -> None:
                 model: run_in_process(1200, 120.0, 0.0, None, max_concurrent=4, window=name, model=model)
                 for model in (f"{name}_window", *(("token_bucket",) if args.compare else ()))
             }  # fmt: skip
+        elif name == "cpu":  # the dispatcher's CPU per job at a low and a high rate, side by side
+            results["cpu"] = {f"{rate}_jobs_per_s": cpu_at(rate, args.cpu_seconds) for rate in (10, 250)}
         elif name == "redis":
             with _redis() as url:
                 results["redis"] = (

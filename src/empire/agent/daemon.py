@@ -317,7 +317,8 @@ async def build_daemon(
         drive_jobs=surroundings is not None,
     )  # fmt: skip
     gate = _gate(settings, db, store, clock, cluster, closers)
-    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes, store=store, gate=gate)
+    context = AppContext(monitor, loop, info, max_body_bytes=settings.http.max_body_bytes, store=store, gate=gate,
+                         max_active_requests=settings.http.max_active_requests)  # fmt: skip
     context.status_sections["policy_reload_error"] = lambda: source.last_error
     context.status_sections["state_db"] = health.snapshot
     context.readiness["state_db"] = health.problem

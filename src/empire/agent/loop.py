@@ -100,6 +100,8 @@ class ControlLoop:
         self.last_tick_at: datetime | None = None
         self.last_tick_wall: float | None = None
         self.ticks = 0
+        self._tick_over = anyio.Event()  # set while no tick runs (`outside_tick`)
+        self._tick_over.set()
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._wake = anyio.Event()
         self._policy_saved: str | None = None
@@ -175,6 +177,20 @@ class ControlLoop:
 
     # -- one tick -------------------------------------------------------------------------
     async def tick(self) -> list[Decision]:
+        self._tick_over = anyio.Event()
+        try:
+            return await self._tick()
+        finally:
+            self._tick_over.set()
+
+    async def outside_tick(self, limit: float) -> None:
+        """Return once no tick is running, or after `limit` seconds: the HTTP API lets the control
+        loop go first (`http.Admission`), so a flood of requests cannot make a tick wait."""
+        if not self._tick_over.is_set():
+            with anyio.move_on_after(limit):
+                await self._tick_over.wait()
+
+    async def _tick(self) -> list[Decision]:
         if not self.started:
             await self.start()
         now = self.clock.now()

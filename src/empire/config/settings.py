@@ -72,6 +72,9 @@ class HttpSettings(_Section):
     host: str = Field(default="127.0.0.1", description="0.0.0.0 in a container")
     port: int = Field(default=9464, ge=0, le=65535, description="/metrics /healthz /readyz /status /alerts")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_active_requests: int = Field(
+        default=4, ge=1, description="requests handled at once; the rest wait their turn (the control loop's share)"
+    )
     # A client cannot hold a connection (agent/httpconn.py): an idle, slow or crowding client is cut off.
     header_timeout: float = Field(default=10.0, gt=0, description="seconds for a request's headers to arrive")
     body_timeout: float = Field(default=30.0, gt=0, description="seconds for a request's body, after its headers")

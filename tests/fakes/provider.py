@@ -17,6 +17,7 @@ benchmark does so that the fake does not share a CPU with the dispatcher it meas
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import random
@@ -96,6 +97,10 @@ class FakeProvider:
     error_rate: float = 0.0
     seed: int = 1
     done_status: str = "succeeded"  # what a finished job's status says
+    # False: a replayed Idempotency-Key creates another job (counted in `duplicates`); jobs are
+    # found by the body's "reference" at GET /v1/jobs?reference=... ({"data": [{"id": ...}]})
+    honour_idempotency: bool = True
+    submit_delay: float = 0.0  # seconds between accepting a job and answering the submission
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,12 +108,14 @@ class FakeProvider:
         self._lock = threading.Lock()
         self.jobs: dict[str, _Job] = {}
         self.by_key: dict[str, _Job] = {}
+        self.by_reference: dict[str, _Job] = {}
         self.submissions: dict[str, int] = {}
         self.running: dict[str, list[float]] = {k: [] for k in self.keys}
         self.reset_stats()
         self.app = Starlette(
             routes=[
                 Route("/v1/jobs", self._submit, methods=["POST"]),
+                Route("/v1/jobs", self._lookup, methods=["GET"]),
                 Route("/v1/jobs/{id}", self._poll, methods=["GET"]),
                 Route("/v1/results/{id}", self._result, methods=["GET"]),
                 Route("/_stats", self._stats, methods=["GET"]),
@@ -152,7 +159,10 @@ class FakeProvider:
                 s["over_rate"] += 1
                 return JSONResponse({"error": "rate limited"}, 429, {"Retry-After": str(max(1, math.ceil(wait)))})
             existing = self.by_key.get(idem)
-            if existing is not None:
+            if existing is not None and not self.honour_idempotency:
+                s["duplicates"] += 1  # generated again: what exactly-once must prevent
+                existing = None
+            elif existing is not None:
                 s["duplicates"] += 1
                 self.submissions[idem] = self.submissions.get(idem, 0) + 1
                 return JSONResponse(self._view(existing, now))
@@ -169,6 +179,8 @@ class FakeProvider:
             job = _Job(f"j{len(self.jobs) + 1}", idem, api_key, now + latency, body)
             self.jobs[job.id] = job
             self.by_key[idem] = job
+            if body.get("reference"):
+                self.by_reference[str(body["reference"])] = job
             self.submissions[idem] = self.submissions.get(idem, 0) + 1
             running.append(job.done_at)
             s["peak_concurrency"][api_key] = max(s["peak_concurrency"][api_key], len(running))
@@ -176,7 +188,18 @@ class FakeProvider:
             s["accepted_by_key"][api_key] += 1
             s["first_accept"] = now if s["first_accept"] is None else s["first_accept"]
             s["last_accept"] = now
-            return JSONResponse(self._view(job, now), status_code=202)
+            view = self._view(job, now)
+        if self.submit_delay:  # accepted; the answer is late (a kill -9 may come before it)
+            await asyncio.sleep(self.submit_delay)
+        return JSONResponse(view, status_code=202)
+
+    async def _lookup(self, request: Request) -> Response:
+        with self._lock:
+            self.stats["requests"] += 1
+            self.stats["lookups"] = self.stats.get("lookups", 0) + 1
+            job = self.by_reference.get(request.query_params.get("reference", ""))
+            found = job is not None and job.api_key == self._api_key(request)
+            return JSONResponse({"data": [{"id": job.id}] if found and job else []})
 
     def _view(self, job: _Job, now: float) -> dict[str, Any]:
         if now < job.done_at:

@@ -54,10 +54,10 @@ async def _open(db_path: Path) -> Database:
     return await Database.open(f"sqlite+aiosqlite:///{db_path}")
 
 
-async def _enqueue(db_path: Path) -> None:
+async def _enqueue(db_path: Path, n: int = N) -> None:
     db = await _open(db_path)
     try:
-        jobs = [NewJob(f"crash-{i}", "fake", {"prompt": f"song {i}"}, "luna") for i in range(N)]
+        jobs = [NewJob(f"crash-{i}", "fake", {"prompt": f"song {i}"}, "luna") for i in range(n)]
         await SqlJobQueue(db).enqueue(jobs, datetime.now(UTC))
     finally:
         await db.close()
@@ -118,3 +118,59 @@ def test_kill_9_mid_dispatch_then_restart_completes_every_job_exactly_once(tmp_p
     # resubmissions only for jobs whose submission the dead process never recorded
     assert books["duplicates"] <= at_kill.get("leased", 0)
     assert stats["succeeded"] == N - at_kill.get("succeeded", 0)
+
+
+def _ignoring_policy(url: str, lookup: bool) -> dict:
+    """A provider that ignores idempotency keys; it keeps our key as the job's `reference`."""
+    accounts = [{"name": n, "env": f"TEST_KEY_{n.upper()}", "requests_per_minute": 6000, "max_concurrent": 40}
+                for n in ("a", "b")]  # fmt: skip
+    p = http_provider_policy(url, "fake", accounts)
+    p["http"].update(idempotency="ignored", body_template={"prompt": "{prompt}", "reference": "{idempotency_key}"})
+    if lookup:
+        p["http"].update(lookup_url=f"{url}/v1/jobs?reference={{idempotency_key}}", lookup_job_id_path="data.0.id")
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "no-lookup"])
+def test_kill_9_between_submission_and_journal_never_resubmits_blindly(tmp_path: Path, lookup: bool) -> None:
+    """The provider generates a resubmitted key again. Its answers come 2 s after it accepted a
+    job, so the kill lands while accepted submissions are not yet journaled. The next process asks
+    the provider for each of them (lookup) or marks them unknown_outcome: never a second generation."""
+    n = 150  # more than the 80 the two keys take at once: some are still queued at the kill
+    fake = FakeProvider(keys={"key-a": FakeKey(rpm=6000, max_concurrent=40), "key-b": FakeKey(rpm=6000, max_concurrent=40)},
+                        latency=0.3, honour_idempotency=False, submit_delay=2.0)  # fmt: skip
+    db_path = tmp_path / "empire.db"
+    with fake.serve():
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(yaml.safe_dump({"providers": [_ignoring_policy(fake.url, lookup)]}))
+        asyncio.run(_enqueue(db_path, n))
+        env = _env(tmp_path, db_path)
+        first = _start(policy, env, "replica-a")
+        deadline = time.monotonic() + 60
+        while fake.snapshot()["accepted"] < 10:
+            assert first.poll() is None, _output(policy, "replica-a")
+            assert time.monotonic() < deadline, "the first process never got going"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        at_kill, _ = asyncio.run(_states(db_path))
+        accepted_at_kill = fake.snapshot()["accepted"]
+        assert at_kill.get("submitting", 0) >= accepted_at_kill > 0, at_kill  # accepted, answer not journaled
+
+        fake.submit_delay = 0.0
+        second = _start(policy, env, "replica-b")
+        second.wait(timeout=120)
+        assert second.returncode == 0, _output(policy, "replica-b")[1]
+        books = fake.snapshot(with_keys=True)
+
+    final, provider_ids = asyncio.run(_states(db_path))
+    assert books["duplicates"] == 0  # nothing was generated twice
+    if lookup:
+        assert final == {"succeeded": n} and books["accepted"] == n
+        assert books["lookups"] >= at_kill["submitting"]
+        job_ids = {job.key: job.id for job in fake.jobs.values()}
+        assert provider_ids == job_ids  # each result refers to the one generation found by the lookup
+    else:
+        assert final == {"succeeded": n - at_kill["submitting"], "unknown_outcome": at_kill["submitting"]}
+        assert books["accepted"] == n - at_kill["submitting"] + accepted_at_kill

@@ -71,10 +71,12 @@ async def test_a_request_that_waits_too_long_is_answered_503_with_retry_after() 
 
     app = Starlette(routes=[Route("/work", work)])
     app.add_middleware(Admission, limit=1, wait=0.05)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(client.get, "/work")
-            await anyio.wait_all_tasks_blocked()
-            second = await client.get("/work")
-            hold.set()
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(client.get, "/work")
+        await anyio.wait_all_tasks_blocked()
+        second = await client.get("/work")
+        hold.set()
     assert second.status_code == 503 and second.headers["retry-after"] == "1"

@@ -190,7 +190,9 @@ def build_app(context: AppContext, extra_routes: Sequence[BaseRoute] = ()) -> St
     if context.gate is not None:  # a body refused with 413 is audited as such
         app.add_middleware(Guard, gate=context.gate, routes=routes)
     loop_first = context.loop.outside_tick if context.loop is not None else None
-    app.add_middleware(Admission, limit=context.max_active_requests, loop_first=loop_first)  # outermost: waiting costs nothing
+    app.add_middleware(
+        Admission, limit=context.max_active_requests, loop_first=loop_first
+    )  # outermost: waiting costs nothing
     return app
 
 

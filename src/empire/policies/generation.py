@@ -147,6 +147,20 @@ class HttpProviderSpec(StrictModel):
     )
     callback_header: str = Field(default="Authorization", description="header carrying the callback token")
     callback_scheme: str = Field(default="Bearer", description="prefix before the callback token; empty for none")
+    idempotency: Literal["honoured", "ignored"] = Field(
+        default="honoured",
+        description="'honoured': a resubmitted idempotency key returns the job it created (resubmitting after a "
+        "crash is safe); 'ignored': it creates another job, so a submission that may have reached the provider "
+        "is looked up (lookup_url) or marked unknown_outcome for a person to resolve, never sent again blindly",
+    )
+    lookup_url: Url | None = Field(
+        default=None,
+        description="idempotency 'ignored': GET endpoint finding a job by our reference ('{idempotency_key}', "
+        "sent in the body as the provider's client reference); 404 or no id means it never arrived",
+    )
+    lookup_job_id_path: str = Field(
+        default="id", description="dotted path of the found job's id in the lookup response (e.g. 'data.0.id')"
+    )
 
 
 class SimulatedProviderSpec(StrictModel):

@@ -27,9 +27,11 @@ from empire.agent.pools.jobs import ACTIVE_STATES, CLAIMABLE_STATES, FINAL_STATE
 from empire.agent.pools.queue import (
     DeadLettered,
     Noted,
+    OutcomeUnknown,
     Released,
     Rescheduled,
     Submitted,
+    Submitting,
     Succeeded,
     Update,
     within_budget,
@@ -61,9 +63,21 @@ def _job(row: Any) -> Job:
 _OWNED = and_(  # no IN (...): expanding parameters cannot go through executemany
     J.c.id == bindparam("b_id"),
     J.c.lease_owner == bindparam("b_owner"),
-    or_(J.c.state == JobState.leased.value, J.c.state == JobState.submitted.value),
+    or_(
+        J.c.state == JobState.leased.value,
+        J.c.state == JobState.submitted.value,
+        J.c.state == JobState.submitting.value,
+    ),
 )
 _STMTS: dict[type, Any] = {
+    Submitting: update(J).where(_OWNED).values(
+        state=JobState.submitting.value, provider=bindparam("b_provider"), account=bindparam("b_account"),
+        updated_at=bindparam("b_at"),
+    ),
+    OutcomeUnknown: update(J).where(_OWNED).values(
+        state=JobState.unknown_outcome.value, last_error=bindparam("b_error"), error_class="unknown_outcome",
+        lease_owner=None, lease_expires_at=None, updated_at=bindparam("b_at"),
+    ),
     Submitted: update(J).where(_OWNED).values(
         state=JobState.submitted.value, provider=bindparam("b_provider"), account=bindparam("b_account"),
         provider_job_id=bindparam("b_pjid"), cost=bindparam("b_cost"), updated_at=bindparam("b_at"),
@@ -93,6 +107,10 @@ def _params(u: Update) -> dict[str, Any]:
     p: dict[str, Any] = {"b_id": u.job_id, "b_owner": u.owner, "b_at": u.at}
     if isinstance(u, Submitted):
         p.update(b_provider=u.provider, b_account=u.account, b_pjid=u.provider_job_id, b_cost=u.cost)
+    elif isinstance(u, Submitting):
+        p.update(b_provider=u.provider, b_account=u.account)
+    elif isinstance(u, OutcomeUnknown):
+        p.update(b_error=u.error[:2000])
     elif isinstance(u, Succeeded):
         p.update(b_result=u.result, b_cost=u.cost)
     elif isinstance(u, Rescheduled):
@@ -265,9 +283,12 @@ class SqlJobQueue:
                     state=JobState.queued.value, lease_owner=None, lease_expires_at=None, cost=None, updated_at=u.at
                 )
             )
-            # a submitted job keeps its provider job id: expire the lease so any replica resumes polling
+            # a submitted job keeps its provider job id: expire the lease so any replica resumes polling;
+            # a submitting one may have reached its provider: the next owner looks it up
             await conn.execute(
-                update(J).where(owned, J.c.state == JobState.submitted.value).values(lease_expires_at=u.at)
+                update(J)
+                .where(owned, J.c.state.in_([JobState.submitted.value, JobState.submitting.value]))
+                .values(lease_expires_at=u.at)
             )
 
     # -- operator actions (CLI) -----------------------------------------------------------
@@ -295,6 +316,24 @@ class SqlJobQueue:
                     lease_expires_at=None, finished_at=None, updated_at=now,
                 )
             )  # fmt: skip
+        return bool(res.rowcount)
+
+    async def resolve(self, job_id: int, outcome: str, note: str, now: datetime) -> bool:
+        values: dict[str, Any] = {"updated_at": now, "lease_owner": None, "lease_expires_at": None}
+        if outcome == "done":
+            values.update(state=JobState.succeeded.value, result={"resolved": "done", "note": note}, finished_at=now,
+                          last_error=None, error_class=None)  # fmt: skip
+        elif outcome == "failed":
+            values.update(state=JobState.dead.value, last_error=f"resolved as failed: {note}"[:2000],
+                          error_class="unknown_outcome", finished_at=now, cost=None)  # fmt: skip
+        elif outcome == "resubmit":
+            values.update(state=JobState.queued.value, not_before=now, provider_job_id=None, cost=None)
+        else:
+            raise ValueError(f"outcome {outcome!r} is none of done, failed, resubmit")
+        async with self.db.begin() as conn:
+            res = await conn.execute(
+                update(J).where(J.c.id == job_id, J.c.state == JobState.unknown_outcome.value).values(**values)
+            )
         return bool(res.rowcount)
 
     # -- reading ----------------------------------------------------------------------------

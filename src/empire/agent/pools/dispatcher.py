@@ -64,9 +64,11 @@ from empire.agent.pools.queue import (
     DeadLettered,
     JobQueue,
     Noted,
+    OutcomeUnknown,
     Released,
     Rescheduled,
     Submitted,
+    Submitting,
     Succeeded,
     Update,
 )
@@ -145,8 +147,16 @@ class Dispatcher:
         self._holders: dict[str, set[str]] = {}
         self._busy = 0
         self.paused: Callable[[], bool] | None = None  # True: claim nothing new (the daemon's dry run)
-        self.stats = {"claimed": 0, "succeeded": 0, "dead": 0, "retried": 0, "rerouted": 0, "released": 0,
-                      "retried_now": 0}
+        self.stats = {
+            "claimed": 0,
+            "succeeded": 0,
+            "dead": 0,
+            "retried": 0,
+            "rerouted": 0,
+            "released": 0,
+            "retried_now": 0,
+            "unknown_outcome": 0,
+        }
         self.cpu_seconds = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -284,6 +294,10 @@ class Dispatcher:
                     await self._release_slot(lim, job)
                 return
             job = replace(job, provider_job_id=None)  # its account is gone: resubmit under the same key
+        if job.state is JobState.submitting:  # the last owner died sending it to a provider that ignores keys
+            job = await self._settle(job, "the last owner stopped while submitting it")
+            if job is None:
+                return
         if not self._provider_order(job):
             self._dead(job, job.provider, PermanentError(f"no configured provider among {list(job.providers)}"),
                        ErrorClass.bad_request, job.attempts + 1)  # fmt: skip
@@ -301,10 +315,26 @@ class Dispatcher:
                     if not ok:
                         raise _Stop  # the fallback has no budget left: release; the claim re-checks later
                     job = replace(job, provider=lim.provider)
+                adapter = self.adapters[lim.provider]
+                if adapter.ignores_idempotency():  # the intent is durable before the request leaves
+                    self._emit(Submitting(job.id, self.opt.owner, lim.provider, lim.name, self.clock.now()))
+                    await self._flush()
+                    job = replace(job, state=JobState.submitting, provider=lim.provider, account=lim.name)
                 t0 = time.monotonic()
                 try:
-                    sub = await self.adapters[lim.provider].submit(lim.name, self._request(job))
+                    sub = await adapter.submit(lim.name, self._request(job))
                 except Exception as exc:
+                    if adapter.ignores_idempotency() and error_class_of(exc) in (
+                        ErrorClass.timeout,
+                        ErrorClass.connection,
+                    ):
+                        # no answer: it may have arrived; the slot is freed in `finally`, `_settle` holds its own
+                        self._after_failure(job, lim, exc)
+                        settled = await self._settle(job, str(exc))
+                        if settled is None:
+                            return
+                        job = settled
+                        continue
                     if self._after_failure(job, lim, exc):
                         continue  # account-level: re-route now
                     retry = self._retry_now(job, lim, exc)
@@ -323,6 +353,45 @@ class Dispatcher:
                 return
             finally:
                 await self._release_slot(lim, job)
+
+    async def _settle(self, job: Job, why: str) -> Job | None:
+        """A submission to a provider that ignores idempotency keys may have reached it (`why`).
+        Never send it again blindly: ask the provider by our reference when it can be asked (found:
+        follow that job; not found: the job, to submit), else mark it `unknown_outcome` for a person
+        (`empire jobs resolve`). None: the job is taken care of here."""
+        adapter = self.adapters.get(job.provider)
+        lim = self.pools.limits.get(f"{job.provider}/{job.account}")
+        if adapter is not None and lim is not None and adapter.can_look_up():
+            error: Exception | None = None
+            for attempt in range(3):
+                try:
+                    pjid = await adapter.lookup(lim.name, job.submit_key)
+                except EmpireError as exc:
+                    error = exc
+                    await self._sleep(2.0**attempt)
+                    if self.stopping:
+                        raise _Stop from None
+                    continue
+                if pjid is None:
+                    logger.info("job %s: %s did not receive it (lookup); submitting", job.id, lim.key)
+                    return replace(job, state=JobState.leased)
+                logger.info("job %s: found on %s as %s (lookup); following it", job.id, lim.key, pjid)
+                self._emit(Submitted(job.id, self.opt.owner, lim.provider, lim.name, pjid, lim.cost, self.clock.now()))
+                job = replace(job, state=JobState.submitted, provider_job_id=pjid)
+                await self._hold_slot(lim, job, force=True)
+                try:
+                    await self._follow(job, lim, pjid, time.monotonic())
+                finally:
+                    await self._release_slot(lim, job)
+                return None
+            why = f"{why}; the lookup failed: {error}"
+        else:
+            why = f"{why}; {job.provider} ignores idempotency keys and has no lookup_url"
+        logger.warning("job %s: outcome unknown (%s): resolve it with `empire jobs resolve %s`", job.id, why, job.id)
+        self.stats["unknown_outcome"] += 1
+        self._emit(OutcomeUnknown(job.id, self.opt.owner, f"may have been submitted to {job.provider}/{job.account}: "
+                                  f"{why}", self.clock.now()))  # fmt: skip
+        return None
 
     def _request(self, job: Job) -> JobRequest:
         r = job.request
@@ -434,8 +503,8 @@ class Dispatcher:
                 return lim
             await self._release_slot(lim, job)
 
-    async def _wait_for_slot(self, accounts: frozenset[str], timeout: float) -> None:
-        """Wait until a slot frees on one of `accounts`, or `timeout`. A freed slot wakes one
+    async def _wait_for_slot(self, accounts: frozenset[str], seconds: float) -> None:
+        """Wait until a slot frees on one of `accounts`, or `seconds` pass. A freed slot wakes one
         waiter that can use it (FIFO), not every waiting worker: one event for all woke a few
         hundred workers per finished job, each routing again to find the slot taken (the
         dispatcher's CPU per job tripled on a 4-concurrent pool)."""
@@ -443,7 +512,7 @@ class Dispatcher:
         queue = self._slot_waiters.setdefault(accounts, deque())
         queue.append(event)
         try:
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(seconds):
                 await event.wait()
         finally:
             if not event.is_set():

@@ -31,10 +31,14 @@ class JobState(StrEnum):
     dead = "dead"  # the dead-letter state: attempts used up or a permanent error
     cancelled = "cancelled"
     deferred = "deferred"  # held back by the budget guard; not claimed until released
+    # a provider that ignores idempotency keys is being sent this job: if the process dies now,
+    # the submission may have reached it (the next owner looks it up, or marks it unknown_outcome)
+    submitting = "submitting"
+    unknown_outcome = "unknown_outcome"  # maybe generated, maybe not: a person decides (`empire jobs resolve`)
 
 
 CLAIMABLE_STATES = (JobState.queued, JobState.failed)
-ACTIVE_STATES = (JobState.leased, JobState.submitted)
+ACTIVE_STATES = (JobState.leased, JobState.submitting, JobState.submitted)
 FINAL_STATES = (JobState.succeeded, JobState.dead, JobState.cancelled)
 
 

@@ -22,9 +22,11 @@ from empire.agent.pools.publish import NewContent
 from empire.agent.pools.queue import (
     DeadLettered,
     Noted,
+    OutcomeUnknown,
     Released,
     Rescheduled,
     Submitted,
+    Submitting,
     Succeeded,
     Update,
     within_budget,
@@ -200,7 +202,12 @@ class MemoryJobQueue:
             job = self._owned(u.job_id, u.owner)
             if job is None:
                 continue
-            if isinstance(u, Submitted):
+            if isinstance(u, Submitting):
+                self._set(job, state=JobState.submitting, provider=u.provider, account=u.account, updated_at=u.at)
+            elif isinstance(u, OutcomeUnknown):
+                self._set(job, state=JobState.unknown_outcome, last_error=u.error[:2000], error_class="unknown_outcome",
+                          lease_owner=None, lease_expires_at=None, updated_at=u.at)  # fmt: skip
+            elif isinstance(u, Submitted):
                 self._set(job, state=JobState.submitted, provider=u.provider, account=u.account,
                           provider_job_id=u.provider_job_id, cost=u.cost, updated_at=u.at)  # fmt: skip
             elif isinstance(u, Succeeded):
@@ -224,7 +231,7 @@ class MemoryJobQueue:
             return
         if job.state is JobState.leased:
             self._set(job, state=JobState.queued, lease_owner=None, lease_expires_at=None, cost=None, updated_at=u.at)
-        elif job.state is JobState.submitted:  # keeps its provider job id: any replica resumes polling
+        elif job.state in (JobState.submitted, JobState.submitting):  # the next owner resumes or looks it up
             self._set(job, lease_expires_at=u.at)
 
     # -- operator actions (CLI) -----------------------------------------------------------
@@ -242,6 +249,22 @@ class MemoryJobQueue:
             return False
         self._set(job, state=JobState.queued, attempts=0, not_before=now, lease_owner=None, lease_expires_at=None,
                   finished_at=None, updated_at=now)  # fmt: skip
+        return True
+
+    async def resolve(self, job_id: int, outcome: str, note: str, now: datetime) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.state is not JobState.unknown_outcome:
+            return False
+        if outcome == "done":
+            self._set(job, state=JobState.succeeded, result={"resolved": "done", "note": note}, finished_at=now,
+                      last_error=None, error_class=None, updated_at=now)  # fmt: skip
+        elif outcome == "failed":
+            self._set(job, state=JobState.dead, last_error=f"resolved as failed: {note}"[:2000], cost=None,
+                      error_class="unknown_outcome", finished_at=now, updated_at=now)  # fmt: skip
+        elif outcome == "resubmit":
+            self._set(job, state=JobState.queued, not_before=now, provider_job_id=None, cost=None, updated_at=now)
+        else:
+            raise ValueError(f"outcome {outcome!r} is none of done, failed, resubmit")
         return True
 
     # -- reading ----------------------------------------------------------------------------

@@ -32,9 +32,13 @@ from empire.agent.pools.budget import BudgetLedger, BudgetLimits
 from empire.agent.pools.jobs import Job, NewJob, Spend
 
 __all__ = [
-    "DeadLettered", "JobQueue", "Noted", "Released", "Rescheduled", "Submitted", "Succeeded", "Update",
+    "RESOLUTIONS", "DeadLettered", "JobQueue", "Noted", "OutcomeUnknown", "Released", "Rescheduled", "Submitted",
+    "Submitting", "Succeeded", "Update",
     "within_budget",
 ]  # fmt: skip
+
+
+RESOLUTIONS = ("done", "failed", "resubmit")  # what a person may decide about an unknown_outcome job
 
 
 # -- transitions after the claim, applied in batches ------------------------------------------
@@ -46,6 +50,27 @@ class Submitted:
     account: str
     provider_job_id: str
     cost: float
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Submitting:
+    """The intent, written before a job goes to a provider that ignores idempotency keys."""
+
+    job_id: int
+    owner: str
+    provider: str
+    account: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OutcomeUnknown:
+    """The job may or may not have been generated and the provider cannot be asked: a person decides."""
+
+    job_id: int
+    owner: str
+    error: str
     at: datetime
 
 
@@ -101,7 +126,7 @@ class Released:
     at: datetime
 
 
-Update = Submitted | Succeeded | Rescheduled | DeadLettered | Noted | Released
+Update = Submitting | Submitted | Succeeded | Rescheduled | DeadLettered | Noted | OutcomeUnknown | Released
 
 
 def within_budget(limits: BudgetLimits, spend: Spend | None, candidates: Sequence[Job], room: int) -> list[Job]:
@@ -154,6 +179,11 @@ class JobQueue(Protocol):
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         """Put a dead, cancelled, failed or deferred job back in the queue with fresh attempts."""
+        ...
+
+    async def resolve(self, job_id: int, outcome: str, note: str, now: datetime) -> bool:
+        """A person's decision on an `unknown_outcome` job (`RESOLUTIONS`): `done` (it was generated:
+        succeeded, `note` in its result), `failed` (dead), `resubmit` (queued again, same key)."""
         ...
 
     async def get(self, ref: int | str) -> Job | None:

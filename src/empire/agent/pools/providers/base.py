@@ -63,4 +63,16 @@ class JobProvider(Protocol):
 
     async def fetch(self, account: str, result: PollResult) -> bytes: ...
 
+    def ignores_idempotency(self) -> bool:
+        """True when a resubmitted idempotency key creates another job (the policy says so)."""
+        ...
+
+    def can_look_up(self) -> bool:
+        """True when a job can be found by our reference (`lookup`)."""
+        ...
+
+    async def lookup(self, account: str, key: str) -> str | None:
+        """The provider's job id for our reference `key`, or None when it never arrived."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -295,6 +295,26 @@ class HttpJobProvider:
         _, raw = await self._call("GET", result.result_url, "fetch", account)
         return raw
 
+    def ignores_idempotency(self) -> bool:
+        return self.spec.idempotency == "ignored"
+
+    def can_look_up(self) -> bool:
+        return self.spec.lookup_url is not None
+
+    async def lookup(self, account: str, key: str) -> str | None:
+        """GET `lookup_url` with our reference; the id at `lookup_job_id_path`, None on 404 or none there."""
+        if self.spec.lookup_url is None:
+            return None
+        url = self.spec.lookup_url.replace("{idempotency_key}", quote(key, safe=""))
+        try:
+            _, raw = await self._call("GET", url, "lookup", account)
+        except BadRequest as exc:
+            if str(exc).endswith("HTTP 404"):
+                return None  # the provider does not know the reference: it never arrived
+            raise
+        job_id = dotted(self._json(raw, "lookup", account), self.spec.lookup_job_id_path)
+        return str(job_id) if job_id not in (None, "") else None
+
     async def aclose(self) -> None:
         if self._own_session and self._session is not None:
             await self._session.close()

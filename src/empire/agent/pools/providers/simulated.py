@@ -156,5 +156,14 @@ class SimulatedProvider:
             raise BadRequest(f"{self.name}/{account} fetch: no result")
         return simulated_audio(result.result_url.rsplit("/", 1)[-1])
 
+    def ignores_idempotency(self) -> bool:
+        return False  # it answers a replayed key with the job it made
+
+    def can_look_up(self) -> bool:
+        return False
+
+    async def lookup(self, account: str, key: str) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         return None

@@ -17,7 +17,17 @@ import pytest
 from empire.agent.pools.budget import BudgetLimits
 from empire.agent.pools.jobs import JobPriority, JobState, NewJob
 from empire.agent.pools.memory import MemoryJobQueue
-from empire.agent.pools.queue import DeadLettered, JobQueue, Noted, Released, Rescheduled, Submitted, Succeeded
+from empire.agent.pools.queue import (
+    DeadLettered,
+    JobQueue,
+    Noted,
+    OutcomeUnknown,
+    Released,
+    Rescheduled,
+    Submitted,
+    Submitting,
+    Succeeded,
+)
 from empire.policies.generation import Budget
 from empire.state.database import Database
 from empire.state.jobs import SqlJobQueue
@@ -168,6 +178,27 @@ async def test_cancel_and_retry(make_queue: MakeQueue) -> None:
     assert b is not None and await q.cancel(b.id, T0) and not await q.retry(9999, T0)
     assert (await q.get(b.id)).state is JobState.cancelled  # type: ignore[union-attr]
     assert [j.state for j in await q.list(state="cancelled")] == [JobState.cancelled]
+
+
+async def test_a_submitting_job_is_reclaimed_as_such_and_unknown_outcomes_wait_for_a_person(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue()
+    await q.enqueue(jobs(4), T0)
+    a, b, c, d = await q.claim("r", T0, 4, 60)
+    await q.apply([Submitting(x.id, "r", "p", "acct", T0) for x in (a, b, c, d)])
+    later = T0 + timedelta(seconds=61)
+    reclaimed = await q.claim("s", later, 4, 60)  # the owner died: the next one sees where it stopped
+    assert {j.state for j in reclaimed} == {JobState.submitting} and {j.account for j in reclaimed} == {"acct"}
+    await q.apply([OutcomeUnknown(x.id, "s", "may have been submitted", later) for x in (a, b, c)])
+    assert await q.open_jobs() == 1 and await q.claim("t", later + timedelta(seconds=30), 4, 60) == []  # d: s leases it
+    assert await q.resolve(a.id, "done", "found it", later)
+    assert await q.resolve(b.id, "failed", "not there", later)
+    assert await q.resolve(c.id, "resubmit", "not there", later)
+    assert not await q.resolve(d.id, "done", "", later)  # still being submitted: nothing to decide
+    assert not await q.resolve(a.id, "failed", "", later)  # decided already
+    states = {j.id: j.state for j in await q.list(limit=10)}
+    assert states == {a.id: JobState.succeeded, b.id: JobState.dead, c.id: JobState.queued, d.id: JobState.submitting}
 
 
 async def test_claim_never_reserves_past_the_budget(make_queue: MakeQueue) -> None:

@@ -142,6 +142,30 @@ async def test_scopes_decide_who_reads_and_who_writes_and_every_write_is_audited
         ]  # anonymous writes (401) are not written down; reads never are
 
 
+async def test_an_unknown_outcome_job_is_resolved_over_http_and_audited(tmp_path, database_url) -> None:
+    from sqlalchemy import update
+
+    async with agent(tmp_path, database_url) as daemon:
+        writer = await token(daemon, "ops", "write")
+        async with client(daemon, writer) as c:
+            job = {"prompt": "slow synthwave, rain", "persona": "luna"}
+            jid = (await c.post("/v1/jobs", json=job, headers={"Idempotency-Key": "maybe"})).json()["id"]
+            early = await c.post(f"/v1/jobs/{jid}/resolve", json={"as": "done"})
+            assert early.status_code == 409 and "is queued, not unknown_outcome" in early.json()["error"]
+            async with daemon.db.begin() as conn:  # what a crash while submitting to a key-ignoring provider leaves
+                await conn.execute(update(t.jobs).where(t.jobs.c.id == jid).values(state="unknown_outcome"))
+            assert (await c.get("/v1/jobs", params={"state": "unknown_outcome"})).json()["jobs"][0]["id"] == jid
+            bad = await c.post(f"/v1/jobs/{jid}/resolve", json={"as": "maybe"})
+            assert bad.status_code == 422
+            r = await c.post(f"/v1/jobs/{jid}/resolve", json={"as": "resubmit", "note": "not at the provider"})
+            assert r.status_code == 200 and r.json()["state"] == "queued"
+        assert [row for row in await audit_rows(daemon) if row[1] == "jobs.resolve"] == [
+            ("ops", "jobs.resolve", f"job/{jid}", 409),
+            ("ops", "jobs.resolve", f"/v1/jobs/{jid}/resolve", 422),  # refused before the handler
+            ("ops", "jobs.resolve", f"job/{jid}", 200),
+        ]
+
+
 async def test_a_token_is_stored_as_a_digest_and_refused_once_revoked_or_expired(tmp_path, database_url) -> None:
     async with agent(tmp_path, database_url) as daemon:
         tok = await token(daemon, "ci", "write")

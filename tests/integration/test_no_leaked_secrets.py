@@ -78,6 +78,7 @@ NOT_READS: dict[str, str] = {
     "db restore": "changes the database",
     "jobs retry": "changes jobs",
     "jobs cancel": "changes jobs",
+    "jobs resolve": "changes jobs",
     "pools run": "runs the pools (a daemon)",
     "pools hold": "changes holds",
     "pools release": "changes holds",

@@ -204,3 +204,52 @@ def test_cli_holds_pause_and_drain_until_released(
     assert "was not held" in capsys.readouterr().out
     assert main(["pools", "status", "--format", "json"]) == 0
     assert [h["subject"] for h in json.loads(capsys.readouterr().out)["holds"]] == ["music-sim/main-1"]
+
+
+def test_cli_jobs_resolve_decides_unknown_outcome_jobs_and_audits_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from sqlalchemy import select, update
+
+    from empire.state import tables as t
+
+    db_path = tmp_path / "empire.db"
+    monkeypatch.setenv("EMPIRE_DATABASE_URL", f"sqlite:///{db_path}")
+    policy = load_policy(default_policy_path()).policy
+
+    async def setup() -> None:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            ex = GenerateExecutor(SqlJobQueue(db), lambda: policy, FakeClock(NOW))
+            await ex.execute(Generate("grit-city", 4, "normal", (Reason.manual,), batch="b1"))
+            async with db.begin() as conn:  # what a crash while submitting to a key-ignoring provider leaves
+                await conn.execute(update(t.jobs).where(t.jobs.c.id <= 3).values(state="unknown_outcome"))
+        finally:
+            await db.close()
+
+    async def read() -> tuple[dict[int, str], list[tuple[str, str, dict]]]:
+        db = await Database.open(f"sqlite+aiosqlite:///{db_path}")
+        try:
+            async with db.connect() as conn:
+                states = {r.id: r.state for r in (await conn.execute(select(t.jobs))).all()}
+                audit = [(r.action, r.subject, r.details) for r in (await conn.execute(select(t.audit))).all()
+                         if r.action.startswith("jobs.")]  # fmt: skip
+            return states, audit
+        finally:
+            await db.close()
+
+    anyio.run(setup)
+    assert main(["jobs", "list", "--state", "unknown_outcome", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["jobs", "resolve", "1", "--as", "done", "--note", "found at the provider"]) == 0
+    assert "job 1: resolved as done" in capsys.readouterr().out
+    assert main(["jobs", "resolve", "2", "--as", "failed"]) == 0
+    assert main(["jobs", "resolve", "3", "--as", "resubmit"]) == 0
+    assert main(["jobs", "resolve", "4", "--as", "done"]) == 1  # queued: nothing to resolve
+    assert "job 4: is queued, cannot resolve" in capsys.readouterr().out
+    states, audit = anyio.run(read)
+    assert states == {1: "succeeded", 2: "dead", 3: "queued", 4: "queued"}
+    assert [(a, s, d["outcome"], d["done"]) for a, s, d in audit] == [
+        ("jobs.resolve", "job/1", "done", True), ("jobs.resolve", "job/2", "failed", True),
+        ("jobs.resolve", "job/3", "resubmit", True), ("jobs.resolve", "job/4", "done", False),
+    ]  # fmt: skip

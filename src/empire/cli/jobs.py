@@ -1,4 +1,4 @@
-"""`empire jobs submit|list|show|retry|cancel`: the generation job queue, as the state DB holds it.
+"""`empire jobs submit|list|show|retry|cancel|resolve`: the generation job queue, as the state DB holds it.
 
 `submit` queues one job outside the planner's cadence, checked against the policy as
 `POST /v1/jobs` checks it (`pools.submit`); the dispatcher of a running agent picks it up. Writes
@@ -10,10 +10,12 @@ import argparse
 import json
 from typing import Any
 
+from empire.agent.pools.queue import RESOLUTIONS
 from empire.cli.common import MAX_ID, count
 from empire.errors import ConfigError, NotFoundError
 
-STATES = ("queued", "leased", "submitted", "succeeded", "failed", "dead", "cancelled", "deferred")
+STATES = ("queued", "leased", "submitting", "submitted", "succeeded", "failed", "dead", "cancelled", "deferred",
+          "unknown_outcome")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
   empire jobs show 42                       one job in full (by id or idempotency key)
   empire jobs retry 42 57                   dead/failed/cancelled jobs back in the queue, attempts reset
   empire jobs cancel 42                     stop a job; one already submitted keeps its cost in the
-                                            budget (the provider may still bill it)""",
+                                            budget (the provider may still bill it)
+  empire jobs list --state unknown_outcome  jobs that may or may not have been generated (a crash while
+                                            submitting to a provider that ignores idempotency keys)
+  empire jobs resolve 42 --as done          you found it at the provider (or: failed, resubmit)""",
     )
     psub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
     psub.required = True
@@ -63,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         s = psub.add_parser(name, help=helptext)
         s.add_argument("jobs", nargs="+", metavar="ID", type=count(1))
         s.set_defaults(func=func)
+    rs = psub.add_parser("resolve", help="decide an unknown_outcome job: done, failed or resubmit (audited)")
+    rs.add_argument("jobs", nargs="+", metavar="ID", type=count(1))
+    rs.add_argument("--as", dest="outcome", required=True, choices=RESOLUTIONS,
+                    help="done: it was generated (succeeded); failed: it was not and should not be (dead); "
+                    "resubmit: it was not, send it again under the same key")  # fmt: skip
+    rs.add_argument("--note", default="", help="why (kept in the job and the audit log)")
+    rs.set_defaults(func=resolve)
 
 
 def _run(fn: Any, *, readonly: bool = False) -> Any:
@@ -144,14 +156,22 @@ def _each(args: argparse.Namespace, verb: str) -> int:
     from empire.agent.clock import SystemClock
     from empire.cli.tokens import audit_cli
 
+    async def act(q: Any, job_id: int, now: Any) -> bool:
+        if verb == "resolve":
+            return bool(await q.resolve(job_id, args.outcome, args.note or "by the CLI", now))
+        return bool(await (q.retry(job_id, now) if verb == "retry" else q.cancel(job_id, now)))
+
     async def go(q: Any) -> list[tuple[int, bool, Any]]:
         now = SystemClock().now()
         out = []
         for job_id in args.jobs:
             job = await q.get(job_id)
-            ok = bool(job) and await (q.retry(job_id, now) if verb == "retry" else q.cancel(job_id, now))
+            ok = bool(job) and await act(q, job_id, now)
             if job is not None:
-                await audit_cli(q.db, f"jobs.{verb}", f"job/{job_id}", {"done": ok, "was": job.state.value})
+                detail = {"done": ok, "was": job.state.value}
+                if verb == "resolve":
+                    detail.update(outcome=args.outcome, note=args.note)
+                await audit_cli(q.db, f"jobs.{verb}", f"job/{job_id}", detail)
             out.append((job_id, ok, job))
         return out
 
@@ -162,6 +182,8 @@ def _each(args: argparse.Namespace, verb: str) -> int:
             failed += 1
         elif ok and verb == "retry":
             print(f"job {job_id}: queued again")
+        elif ok and verb == "resolve":
+            print(f"job {job_id}: resolved as {args.outcome}")
         elif ok:
             billed = job.state.value == "submitted"
             note = f" (submitted to {job.provider}: its cost stays counted against the budget)" if billed else ""
@@ -178,3 +200,7 @@ def retry(args: argparse.Namespace) -> int:
 
 def cancel(args: argparse.Namespace) -> int:
     return _each(args, "cancel")
+
+
+def resolve(args: argparse.Namespace) -> int:
+    return _each(args, "resolve")

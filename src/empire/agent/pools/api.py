@@ -5,10 +5,11 @@
     GET  /v1/jobs/{id}             one job in full
     POST /v1/jobs/{id}/cancel      stop a job that is not finished
     POST /v1/jobs/{id}/retry       a dead, failed, cancelled or deferred job back in the queue
+    POST /v1/jobs/{id}/resolve     decide an unknown_outcome job: {"as": "done"|"failed"|"resubmit"}
 
 Submitting answers 201 with the new job, or 200 with the job the key already names (whatever
 its state now), or 409 when the key names a job with a different request (`pools.submit`).
-Cancel and retry answer 409 when the job's state does not allow it, naming the state.
+Cancel, retry and resolve answer 409 when the job's state does not allow it, naming the state.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ from empire.policies.schema import Policy
 __all__ = ["JobOut", "endpoints"]
 
 Name = Field(min_length=1, max_length=128)
-States = Literal["queued", "leased", "submitted", "succeeded", "failed", "dead", "cancelled", "deferred"]
+States = Literal["queued", "leased", "submitting", "submitted", "succeeded", "failed", "dead", "cancelled", "deferred",
+                 "unknown_outcome"]  # fmt: skip
+
+
+class JobResolve(Strict):
+    as_: Literal["done", "failed", "resubmit"] = Field(
+        alias="as", description="done: it was generated (succeeded); failed: it was not and should not be (dead); "
+        "resubmit: it was not, send it again under the same key"
+    )  # fmt: skip
+    note: str = Field(default="", max_length=2000, description="why (kept in the job and the audit log)")
 
 
 class JobSubmit(Strict):
@@ -137,6 +147,15 @@ def endpoints(queue: JobQueue, policy: Callable[[], Policy], clock: Clock) -> li
 
         return handler
 
+    async def resolve(call: Call) -> Reply:
+        job_id, b = call.params["id"], call.body
+        call.audit(f"job/{job_id}", outcome=b.as_, note=b.note)
+        before = await found(job_id)
+        if not await queue.resolve(job_id, b.as_, b.note or f"by {call.actor}", clock.now()):
+            raise ApiError(409, f"job {job_id} is {before.state.value}, not unknown_outcome: nothing to resolve")
+        call.audit(was=before.state.value)
+        return Reply(200, JobOut.of(await found(job_id)))
+
     job = {"id": "the job's id"}
     return [
         Endpoint("POST", "/v1/jobs", "jobs.submit", "Submit a generation job", create,
@@ -157,4 +176,10 @@ def endpoints(queue: JobQueue, policy: Callable[[], Policy], clock: Clock) -> li
                  change("retry"), {200: ("queued again", JobOut), 404: ("no such job", Error),
                                    409: ("the job's state does not allow it", Error)},
                  scope=Scope.write, tag="jobs", params=job),
+        Endpoint("POST", "/v1/jobs/{id:int}/resolve", "jobs.resolve",
+                 "Decide a job whose outcome is unknown (a crash while submitting to a provider that ignores "
+                 "idempotency keys): done, failed or resubmit", resolve,
+                 {200: ("resolved", JobOut), 404: ("no such job", Error),
+                  409: ("the job is not unknown_outcome", Error)},
+                 scope=Scope.write, tag="jobs", params=job, body=JobResolve),
     ]  # fmt: skip

@@ -392,3 +392,31 @@ async def test_queue_depth_and_cooling_gauges(database: Database, fake: FakeProv
     assert val("empire_jobs", {"state": "succeeded"}) == 12.0
     assert val("empire_pool_account_cooling", {"provider": "fake", "account": "c"}) == 1.0  # the dead key
     assert val("empire_pool_in_flight", {"provider": "fake", "account": "a"}) == 0.0
+
+
+@pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "no-lookup"])
+async def test_a_submission_without_answer_to_a_key_ignoring_provider_is_never_sent_again_blindly(
+    database: Database, keys_env: dict, lookup: bool
+) -> None:
+    """The provider accepts each job but answers after our 0.5 s timeout, and it would generate a
+    resubmitted key again: the job is looked up by its reference and followed, or marked
+    unknown_outcome when the provider cannot be asked."""
+    fake = FakeProvider(keys={KEYS["a"]: FakeKey(rpm=6000)}, latency=0.05, honour_idempotency=False, submit_delay=1.5)
+    with fake.serve():
+        provider = http_provider_policy(fake.url, "fake", accounts(6000, 10, "a"), poll_interval="50ms")
+        provider["http"].update(timeout="500ms", idempotency="ignored",
+                                body_template={"prompt": "{prompt}", "reference": "{idempotency_key}"})  # fmt: skip
+        if lookup:
+            provider["http"].update(lookup_url=f"{fake.url}/v1/jobs?reference={{idempotency_key}}",
+                                    lookup_job_id_path="data.0.id")  # fmt: skip
+        await enqueue(database, 3)
+        d = build_dispatcher(make_policy(provider), SqlJobQueue(database), options())
+        await drain(d)
+        s = fake.snapshot()
+    assert s["accepted"] == 3 and s["duplicates"] == 0  # each generated once, none sent twice
+    assert await states(database) == ({"succeeded": 3} if lookup else {"unknown_outcome": 3})
+    assert d.pools.states["fake/a"].in_flight == 0
+    job = await SqlJobQueue(database).get("job-0")
+    assert job is not None
+    if not lookup:
+        assert "ignores idempotency keys and has no lookup_url" in (job.last_error or "")

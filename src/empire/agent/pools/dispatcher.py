@@ -328,8 +328,9 @@ class Dispatcher:
                         ErrorClass.timeout,
                         ErrorClass.connection,
                     ):
-                        # no answer: it may have arrived; the slot is freed in `finally`, `_settle` holds its own
+                        # no answer: it may have arrived. `_settle` holds a slot of its own to follow it
                         self._after_failure(job, lim, exc)
+                        await self._release_slot(lim, job)
                         settled = await self._settle(job, str(exc))
                         if settled is None:
                             return

@@ -12,7 +12,10 @@ key, so resubmitting after a crash returns the provider's existing job; a replic
 lease cannot overwrite the new owner's writes (every transition is guarded by the lease owner).
 A crash loses at most the unflushed writes of the last few milliseconds, and their jobs are
 re-claimed after the lease expires: a `submitted` job resumes polling, a `leased` one resubmits
-under the same key.
+under the same key. A provider that ignores idempotency keys (`http.idempotency: ignored`) would
+generate such a job twice, so for it the intent is journaled first (`submitting`, flushed before
+the request leaves), and a job found in that state, or whose submission got no answer, is looked
+up by its reference or marked `unknown_outcome` for a person (`_settle`), never resent blindly.
 
 Dead keys: a 401/403 cools only the account down (one dead key must not kill jobs that other
 accounts can serve); the job re-routes without spending an attempt, and its row notes why

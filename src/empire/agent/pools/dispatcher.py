@@ -229,6 +229,7 @@ class Dispatcher:
 
     # -- feeder ----------------------------------------------------------------------------
     async def _feeder(self, send: anyio.abc.ObjectSendStream[Job]) -> None:
+        empty = 0  # claims in a row that found nothing
         async with send:
             while not self.stopping:
                 idle = self.opt.max_in_flight - self._busy
@@ -251,10 +252,14 @@ class Dispatcher:
                 self._busy += len(jobs)  # counted busy from the claim; a worker takes it over
                 for job in jobs:
                     await send.send(job)
+                empty = 0 if jobs else empty + 1
                 if len(jobs) < want:
                     if self.opt.stop_when_empty and not jobs and self._busy == 0 and await self._nothing_pending():
                         return
-                    await self._sleep(self.opt.idle_poll)
+                    # an empty queue is asked less and less often, up to 4 idle polls apart: each
+                    # claim is a write transaction, and two a second were most of an idle
+                    # dispatcher's CPU (a job submitted meanwhile waits 2 s at most, by default)
+                    await self._sleep(self.opt.idle_poll * min(4, 2 ** max(0, empty - 1)))
 
     async def _nothing_pending(self) -> bool:
         await self._flush()

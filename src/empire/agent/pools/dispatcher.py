@@ -99,7 +99,7 @@ class DispatcherOptions:
     max_in_flight: int = 256  # jobs carried at once (workers)
     lease_seconds: float = 60.0
     claim_batch: int = 64
-    idle_poll: float = 0.5  # seconds between claims while the queue has nothing due
+    idle_poll: float = 0.5  # seconds between claims while the queue has nothing due (doubling to 4x while empty)
     flush_every: float = 0.02  # the writer's batching window
     rate_margin: float = 0.25  # seconds of tokens kept in reserve against send/arrive jitter
     stop_when_empty: bool = False  # exit once no job is pending anywhere (benchmarks, `pools run --drain`)

@@ -195,6 +195,16 @@ URL_FIELDS: dict[tuple[str, str], Any] = {  # (model, field) -> policy placing a
             }
         ]
     },
+    ("HttpProviderSpec", "lookup_url"): lambda u: {
+        "providers": [
+            {
+                "name": "m",
+                "kind": "http",
+                "http": {"submit_url": "http://h/x", "idempotency": "ignored", "lookup_url": u},
+                "accounts": [{"name": "a"}],
+            }
+        ]
+    },
     ("AnalyticsSpec", "url"): lambda u: {
         "providers": [{"name": "m", "accounts": [{"name": "a"}], "analytics": {"url": u}}]
     },

@@ -35,6 +35,7 @@ import fcntl
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 LOCK_KEY = 0x656D_7031  # "emp1": the advisory lock id of the acting replica
 
 
-class _Base:
+class _Base(ABC):
     name = "base"
 
     def __init__(self) -> None:
@@ -64,8 +65,9 @@ class _Base:
         async with self._lock:
             return await self._ensure()
 
+    @abstractmethod
     async def _ensure(self) -> bool:
-        raise NotImplementedError
+        """Acquire or renew once (each backend's own mechanism); True while this replica leads."""
 
     @property
     def is_leader(self) -> bool:

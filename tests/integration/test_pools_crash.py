@@ -76,6 +76,17 @@ async def _states(db_path: Path) -> tuple[dict[str, int], dict[str, str | None]]
         await db.close()
 
 
+def _kill_once_accepted(first: subprocess.Popen[bytes], fake: FakeProvider, policy: Path, accepted: int) -> None:
+    """SIGKILL the first replica once the provider has accepted `accepted` submissions."""
+    deadline = time.monotonic() + 60
+    while fake.snapshot()["accepted"] < accepted:
+        assert first.poll() is None, _output(policy, "replica-a")
+        assert time.monotonic() < deadline, "the first process never got going"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+
 @pytest.mark.slow
 def test_kill_9_mid_dispatch_then_restart_completes_every_job_exactly_once(tmp_path: Path) -> None:
     fake = FakeProvider(keys={"key-a": FakeKey(rpm=6000, max_concurrent=40), "key-b": FakeKey(rpm=6000, max_concurrent=40)},
@@ -90,13 +101,7 @@ def test_kill_9_mid_dispatch_then_restart_completes_every_job_exactly_once(tmp_p
         env = _env(tmp_path, db_path)
 
         first = _start(policy, env, "replica-a")
-        deadline = time.monotonic() + 60
-        while fake.snapshot()["accepted"] < 60:
-            assert first.poll() is None, _output(policy, "replica-a")
-            assert time.monotonic() < deadline, "the first process never got going"
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        _kill_once_accepted(first, fake, policy, 60)
         at_kill, _ = asyncio.run(_states(db_path))
         in_flight = at_kill.get("leased", 0) + at_kill.get("submitted", 0)
         assert in_flight > 0, f"nothing was in flight when killed: {at_kill}"
@@ -147,13 +152,7 @@ def test_kill_9_between_submission_and_journal_never_resubmits_blindly(tmp_path:
         asyncio.run(_enqueue(db_path, n))
         env = _env(tmp_path, db_path)
         first = _start(policy, env, "replica-a")
-        deadline = time.monotonic() + 60
-        while fake.snapshot()["accepted"] < 10:
-            assert first.poll() is None, _output(policy, "replica-a")
-            assert time.monotonic() < deadline, "the first process never got going"
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        _kill_once_accepted(first, fake, policy, 10)
         at_kill, _ = asyncio.run(_states(db_path))
         accepted_at_kill = fake.snapshot()["accepted"]
         assert at_kill.get("submitting", 0) >= accepted_at_kill > 0, at_kill  # accepted, answer not journaled
